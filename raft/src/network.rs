@@ -1,0 +1,135 @@
+//! The client side of Raft RPC: each call is one HTTP POST to the target node's `/raft/...`
+//! route with a codec-encoded body, answered with a codec-encoded `Result`.
+//!
+//! Each request is bounded by openraft's per-RPC deadline (`RPCOption::hard_ttl`); openraft
+//! itself retries replication with its own backoff, so no retry loop is needed here.
+
+use std::time::Duration;
+
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::BasicNode;
+use roster_storage::codec;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::types::{NodeId, TypeConfig};
+
+/// Route prefixes served by [`crate::service::router`].
+pub const ROUTE_APPEND: &str = "/raft/append";
+pub const ROUTE_VOTE: &str = "/raft/vote";
+pub const ROUTE_SNAPSHOT: &str = "/raft/snapshot";
+
+/// Connect timeout for Raft RPC: a dead peer must not hold a replication stream for long.
+pub const RPC_CONNECT_TIMEOUT_MS: u64 = 500;
+
+/// Creates one [`HttpConnection`] per target node; all share one HTTP connection pool.
+#[derive(Clone)]
+pub struct HttpNetwork {
+    client: reqwest::Client,
+}
+
+impl HttpNetwork {
+    pub fn new() -> Self {
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_millis(RPC_CONNECT_TIMEOUT_MS))
+            .tcp_nodelay(true)
+            .build()
+            .expect("a plain HTTP client always builds");
+        Self { client }
+    }
+}
+
+impl Default for HttpNetwork {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for HttpNetwork {
+    type Network = HttpConnection;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Self::Network {
+        HttpConnection { client: self.client.clone(), target, addr: node.addr.clone() }
+    }
+}
+
+/// Raft RPC to one peer.
+pub struct HttpConnection {
+    client: reqwest::Client,
+    target: NodeId,
+    addr: String,
+}
+
+impl HttpConnection {
+    async fn call<Req, Resp, E>(
+        &self,
+        route: &str,
+        req: &Req,
+        option: &RPCOption,
+    ) -> Result<Resp, RPCError<NodeId, BasicNode, E>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let url = format!("http://{}{}", self.addr, route);
+        let sent = self
+            .client
+            .post(url)
+            .timeout(option.hard_ttl())
+            .body(codec::encode(req))
+            .send()
+            .await;
+        let resp = match sent {
+            Ok(r) => r,
+            Err(e) if e.is_connect() => return Err(RPCError::Unreachable(Unreachable::new(&e))),
+            Err(e) => return Err(RPCError::Network(NetworkError::new(&e))),
+        };
+        if !resp.status().is_success() {
+            let status = resp.status();
+            let text = resp.text().await.unwrap_or_default();
+            let e = std::io::Error::other(format!("peer answered {status}: {text}"));
+            return Err(RPCError::Network(NetworkError::new(&e)));
+        }
+        let bytes = resp.bytes().await.map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let result: Result<Resp, E> =
+            codec::decode(&bytes).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for HttpConnection {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        self.call(ROUTE_APPEND, &rpc, &option).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<NodeId>,
+        RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
+    > {
+        self.call(ROUTE_SNAPSHOT, &rpc, &option).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        self.call(ROUTE_VOTE, &rpc, &option).await
+    }
+}

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Installs the system packages Roster's build needs on a fresh Debian machine (idempotent).
+# RocksDB's Rust bindings are generated with bindgen, which needs libclang.
+set -euo pipefail
+if ! dpkg -s libclang-dev >/dev/null 2>&1; then
+  echo "installing libclang-dev (needed to build RocksDB's bindings)" >&2
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libclang-dev >/dev/null
+fi

@@ -1,0 +1,301 @@
+//! Changesets ("Apply All Changes"), history, state at a revision, state digests and diffs.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+use roster_storage::codec;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{outcome_response, read_barrier, read_response, submit, ApiError, ApiJson, ApiPath, ApiQuery, Consistency, Ctx, WriteMeta};
+use crate::domain::diff::diff;
+use crate::domain::{decide, state_digest, Change, CommandBody, HistoryRecord, State as DomainState, COMMENT_MAX_LEN};
+use crate::machine::{fold_stored, RejectionRecord};
+
+/// Most history records returned by one `GET /v1/history`.
+pub const HISTORY_PAGE_MAX: usize = 1000;
+/// Most records `GET /v1/history` examines for one page when filters match few of them.
+pub const HISTORY_SCAN_MAX: u64 = 1_000_000;
+
+pub fn routes() -> Router<Ctx> {
+    Router::new()
+        .route("/v1/changesets", get(list_changesets).post(create_changeset))
+        .route("/v1/changesets/{id}", get(get_changeset).delete(discard_changeset))
+        .route("/v1/changesets/{id}/changes", post(add_changes))
+        .route("/v1/changesets/{id}/preview", get(preview_changeset))
+        .route("/v1/changesets/{id}/apply", post(apply_changeset))
+        .route("/v1/history", get(history))
+        .route("/v1/history/{revision}", get(history_one))
+        .route("/v1/rejections", get(rejections))
+        .route("/v1/state", get(state))
+        .route("/v1/state/digest", get(digest))
+        .route("/v1/diff", get(diff_route))
+}
+
+// ---- changesets
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateChangesetRequest {
+    #[serde(default)]
+    description: String,
+}
+
+async fn create_changeset(State(ctx): State<Ctx>, meta: WriteMeta, ApiJson(r): ApiJson<CreateChangesetRequest>) -> Result<Response, ApiError> {
+    if r.description.len() > COMMENT_MAX_LEN {
+        return Err(ApiError::bad_request(format!("description longer than {COMMENT_MAX_LEN} bytes")));
+    }
+    let outcome = submit(&ctx, meta, CommandBody::CreateChangeset { description: r.description }).await?;
+    Ok(outcome_response(outcome, StatusCode::CREATED))
+}
+
+async fn list_changesets(State(ctx): State<Ctx>, c: Consistency) -> Result<Response, ApiError> {
+    read_barrier(&ctx, c).await?;
+    let live = ctx.machine.read();
+    let list: Vec<_> = live
+        .changesets
+        .values()
+        .map(|cs| {
+            json!({"id": cs.id, "description": cs.description, "created_by": cs.created_by,
+                   "created_ms": cs.created_ms, "base_revision": cs.base_revision, "changes": cs.changes.len()})
+        })
+        .collect();
+    Ok(read_response(live.state.revision, &list))
+}
+
+fn check_changeset_id(id: &str) -> Result<(), ApiError> {
+    let ok = id.len() <= 32 && id.strip_prefix("cs-").is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+    ok.then_some(()).ok_or_else(|| ApiError::bad_request(format!("{id:?} is not a changeset id (cs-N)")))
+}
+
+async fn get_changeset(State(ctx): State<Ctx>, c: Consistency, ApiPath(id): ApiPath<String>) -> Result<Response, ApiError> {
+    check_changeset_id(&id)?;
+    read_barrier(&ctx, c).await?;
+    let live = ctx.machine.read();
+    let cs = live.changesets.get(&id).ok_or_else(|| ApiError::not_found(format!("changeset {id} does not exist")))?;
+    Ok(read_response(live.state.revision, cs))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddChangesRequest {
+    changes: Vec<Change>,
+}
+
+async fn add_changes(
+    State(ctx): State<Ctx>,
+    meta: WriteMeta,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(r): ApiJson<AddChangesRequest>,
+) -> Result<Response, ApiError> {
+    check_changeset_id(&id)?;
+    let outcome = submit(&ctx, meta, CommandBody::AddToChangeset { id, changes: r.changes }).await?;
+    Ok(outcome_response(outcome, StatusCode::OK))
+}
+
+/// The diff a changeset would make if applied now, or why it would be rejected.
+async fn preview_changeset(State(ctx): State<Ctx>, c: Consistency, ApiPath(id): ApiPath<String>) -> Result<Response, ApiError> {
+    check_changeset_id(&id)?;
+    read_barrier(&ctx, c).await?;
+    let live = ctx.machine.read();
+    let cs = live.changesets.get(&id).ok_or_else(|| ApiError::not_found(format!("changeset {id} does not exist")))?;
+    let body = match decide(&live.state, &cs.changes, cs.created_ms) {
+        Ok(events) => {
+            let mut after = live.state.clone();
+            after.apply_record_events(live.state.revision + 1, &events);
+            json!({"id": id, "revision": live.state.revision, "valid": true, "diff": diff(&live.state, &after)})
+        }
+        Err(r) => json!({"id": id, "revision": live.state.revision, "valid": false,
+                         "error": {"code": r.code.as_str(), "message": r.message}}),
+    };
+    Ok(read_response(live.state.revision, &body))
+}
+
+async fn apply_changeset(State(ctx): State<Ctx>, meta: WriteMeta, ApiPath(id): ApiPath<String>) -> Result<Response, ApiError> {
+    check_changeset_id(&id)?;
+    let outcome = submit(&ctx, meta, CommandBody::ApplyChangeset { id }).await?;
+    Ok(outcome_response(outcome, StatusCode::OK))
+}
+
+async fn discard_changeset(State(ctx): State<Ctx>, meta: WriteMeta, ApiPath(id): ApiPath<String>) -> Result<Response, ApiError> {
+    check_changeset_id(&id)?;
+    let outcome = submit(&ctx, meta, CommandBody::DiscardChangeset { id }).await?;
+    Ok(outcome_response(outcome, StatusCode::OK))
+}
+
+// ---- history
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HistoryQuery {
+    from: Option<u64>,
+    to: Option<u64>,
+    actor: Option<String>,
+    /// `kind:name`, e.g. `server:rt1`, `task:billing`, `cluster:eu`, `agent:host7`.
+    entity: Option<String>,
+    since_ms: Option<u64>,
+    until_ms: Option<u64>,
+    limit: Option<usize>,
+    consistency: Option<String>,
+}
+
+fn decode_record(bytes: &[u8]) -> Result<HistoryRecord, ApiError> {
+    codec::decode(bytes).map_err(|e| ApiError::internal(format!("corrupt history record: {e}")))
+}
+
+async fn history(State(ctx): State<Ctx>, c: Consistency, ApiQuery(q): ApiQuery<HistoryQuery>) -> Result<Response, ApiError> {
+    let _ = &q.consistency; // handled by the Consistency extractor
+    let entity = match &q.entity {
+        None => None,
+        Some(e) => {
+            let (kind, name) = e.split_once(':').ok_or_else(|| ApiError::bad_request("entity must be kind:name"))?;
+            if !matches!(kind, "server" | "task" | "cluster" | "agent") {
+                return Err(ApiError::bad_request("entity kind must be server, task, cluster or agent"));
+            }
+            Some((kind.to_string(), name.to_string()))
+        }
+    };
+    let limit = q.limit.unwrap_or(100).clamp(1, HISTORY_PAGE_MAX);
+    read_barrier(&ctx, c).await?;
+    let head = ctx.machine.read().state.revision;
+    let from = q.from.unwrap_or(1).max(1);
+    let to = q.to.unwrap_or(head).min(head);
+    let store = ctx.node.store.clone();
+    let scan = tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        let mut next = None;
+        let mut scanned = 0u64;
+        store.history_scan(from, |revision, bytes| {
+            if revision > to {
+                return Ok(false);
+            }
+            scanned += 1;
+            if out.len() == limit || scanned > HISTORY_SCAN_MAX {
+                next = Some(revision);
+                return Ok(false);
+            }
+            let rec: HistoryRecord = codec::decode(bytes).map_err(|e| roster_storage::StoreError::Invalid(e.to_string()))?;
+            let b = &rec.body;
+            let keep = q.actor.as_ref().is_none_or(|a| &b.actor == a)
+                && q.since_ms.is_none_or(|t| b.time_ms >= t)
+                && q.until_ms.is_none_or(|t| b.time_ms <= t)
+                && entity.as_ref().is_none_or(|(k, n)| rec.touches(k, n));
+            if keep {
+                out.push(rec);
+            }
+            Ok(true)
+        })?;
+        Ok::<_, roster_storage::StoreError>((out, next))
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))?
+    .map_err(|e| ApiError::internal(e.to_string()))?;
+    let (records, next) = scan;
+    Ok(read_response(head, &json!({"revision": head, "records": records, "next_from": next})))
+}
+
+async fn history_one(State(ctx): State<Ctx>, c: Consistency, ApiPath(revision): ApiPath<u64>) -> Result<Response, ApiError> {
+    read_barrier(&ctx, c).await?;
+    let head = ctx.machine.read().state.revision;
+    let bytes = ctx
+        .node
+        .store
+        .history_get(revision)
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .filter(|_| revision <= head)
+        .ok_or_else(|| ApiError::not_found(format!("revision {revision} does not exist (latest is {head})")))?;
+    Ok(read_response(head, &decode_record(&bytes)?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitQuery {
+    limit: Option<usize>,
+    consistency: Option<String>,
+}
+
+async fn rejections(State(ctx): State<Ctx>, c: Consistency, ApiQuery(q): ApiQuery<LimitQuery>) -> Result<Response, ApiError> {
+    let _ = &q.consistency;
+    read_barrier(&ctx, c).await?;
+    let limit = q.limit.unwrap_or(100).clamp(1, HISTORY_PAGE_MAX);
+    let raw = ctx.node.store.rejections_recent(limit).map_err(|e| ApiError::internal(e.to_string()))?;
+    let list: Vec<RejectionRecord> = raw
+        .iter()
+        .map(|(_, b)| codec::decode(b).map_err(|e| ApiError::internal(e.to_string())))
+        .collect::<Result<_, _>>()?;
+    Ok(read_response(ctx.machine.read().state.revision, &list))
+}
+
+// ---- state, digest, diff
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevisionQuery {
+    revision: Option<u64>,
+    consistency: Option<String>,
+}
+
+/// The state at `revision` (default: the latest applied).
+async fn state_at(ctx: &Ctx, revision: Option<u64>) -> Result<DomainState, ApiError> {
+    let (head, live_state) = {
+        let live = ctx.machine.read();
+        (live.state.revision, revision.is_none_or(|r| r == live.state.revision).then(|| live.state.clone()))
+    };
+    if let Some(s) = live_state {
+        return Ok(s);
+    }
+    let revision = revision.unwrap_or(head);
+    if revision > head {
+        return Err(ApiError::not_found(format!("revision {revision} does not exist (latest is {head})")));
+    }
+    let store = ctx.node.store.clone();
+    tokio::task::spawn_blocking(move || fold_stored(&store, revision))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .map(|(s, _)| s)
+        .map_err(|e| ApiError::internal(e.to_string()))
+}
+
+fn state_json(s: &DomainState) -> serde_json::Value {
+    let servers: Vec<_> = s.servers.values().map(super::resources::ServerView::from).collect();
+    json!({
+        "revision": s.revision,
+        "digest": state_digest(s).to_string(),
+        "servers": servers,
+        "agents": s.agents,
+        "clusters": s.clusters,
+        "tasks": s.tasks,
+    })
+}
+
+async fn state(State(ctx): State<Ctx>, c: Consistency, ApiQuery(q): ApiQuery<RevisionQuery>) -> Result<Response, ApiError> {
+    let _ = &q.consistency;
+    read_barrier(&ctx, c).await?;
+    let s = state_at(&ctx, q.revision).await?;
+    Ok(read_response(s.revision, &state_json(&s)))
+}
+
+async fn digest(State(ctx): State<Ctx>, c: Consistency, ApiQuery(q): ApiQuery<RevisionQuery>) -> Result<Response, ApiError> {
+    let _ = &q.consistency;
+    read_barrier(&ctx, c).await?;
+    let s = state_at(&ctx, q.revision).await?;
+    Ok(read_response(s.revision, &json!({"revision": s.revision, "digest": state_digest(&s).to_string()})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DiffQuery {
+    from: u64,
+    to: Option<u64>,
+    consistency: Option<String>,
+}
+
+async fn diff_route(State(ctx): State<Ctx>, c: Consistency, ApiQuery(q): ApiQuery<DiffQuery>) -> Result<Response, ApiError> {
+    let _ = &q.consistency;
+    read_barrier(&ctx, c).await?;
+    let a = state_at(&ctx, Some(q.from)).await?;
+    let b = state_at(&ctx, q.to).await?;
+    Ok(read_response(b.revision, &json!({"from": a.revision, "to": b.revision, "changes": diff(&a, &b)})))
+}

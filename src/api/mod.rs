@@ -1,0 +1,246 @@
+//! The HTTP API (axum): routes under `/v1`, health endpoints, and the Raft RPC routes.
+//!
+//! Handlers turn requests into domain [`Command`]s and submit them through Raft, or read the
+//! live state after a linearizable barrier. DTOs for this transport live in the handler
+//! modules; the domain types they convert to live in [`crate::domain`].
+
+mod audit;
+pub mod error;
+mod resources;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::extract::{DefaultBodyLimit, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use roster_raft::{Proposal, RaftNode, WriteError};
+use roster_storage::codec;
+use serde::Serialize;
+use serde_json::json;
+
+pub use error::{ApiError, ApiJson, ApiPath, ApiQuery};
+
+use crate::domain::{Command, CommandBody, Outcome, ACTOR_MAX_LEN, COMMENT_MAX_LEN, IDEMPOTENCY_KEY_MAX_LEN};
+use crate::machine::MachineHandle;
+
+/// Largest request body accepted by the public API.
+pub const BODY_MAX_BYTES: usize = 1 << 20;
+/// A write or linearizable read that cannot finish in this time gets a 503.
+pub const REQUEST_TIMEOUT_MS: u64 = 10_000;
+
+pub const HEADER_ACTOR: &str = "x-roster-actor";
+pub const HEADER_COMMENT: &str = "x-roster-comment";
+pub const HEADER_EXPECTED_REVISION: &str = "x-roster-expected-revision";
+pub const HEADER_IDEMPOTENCY_KEY: &str = "idempotency-key";
+/// Set on every read: the revision the answer reflects.
+pub const HEADER_REVISION: &str = "x-roster-revision";
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct Ctx {
+    pub node: RaftNode,
+    pub machine: MachineHandle,
+}
+
+/// The node's whole HTTP surface.
+pub fn router(ctx: Ctx) -> Router {
+    let api = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/v1/cluster", get(cluster))
+        .merge(resources::routes())
+        .merge(audit::routes())
+        .layer(DefaultBodyLimit::max(BODY_MAX_BYTES))
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .with_state(ctx.clone());
+    api.merge(roster_raft::service::router(ctx.node.raft.clone()))
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// Who, why and under which preconditions a write is made, from request headers.
+#[derive(Clone, Debug, Default)]
+pub struct WriteMeta {
+    pub actor: String,
+    pub comment: String,
+    pub expected_revision: Option<u64>,
+    pub idempotency_key: Option<String>,
+}
+
+fn header_text(headers: &HeaderMap, name: &str) -> Result<Option<String>, ApiError> {
+    match headers.get(name) {
+        None => Ok(None),
+        Some(v) => std::str::from_utf8(v.as_bytes())
+            .map(|s| Some(s.trim().to_string()))
+            .map_err(|_| ApiError::bad_request(format!("header {name} is not valid UTF-8"))),
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for WriteMeta {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let h = &parts.headers;
+        let actor = header_text(h, HEADER_ACTOR)?.unwrap_or_else(|| "anonymous".into());
+        if actor.is_empty() || actor.len() > ACTOR_MAX_LEN || actor.chars().any(char::is_control) {
+            return Err(ApiError::bad_request(format!("{HEADER_ACTOR} must be 1 to {ACTOR_MAX_LEN} printable characters")));
+        }
+        let comment = header_text(h, HEADER_COMMENT)?.unwrap_or_default();
+        if comment.len() > COMMENT_MAX_LEN || comment.chars().any(char::is_control) {
+            return Err(ApiError::bad_request(format!("{HEADER_COMMENT} must be at most {COMMENT_MAX_LEN} printable characters")));
+        }
+        let expected_revision = match header_text(h, HEADER_EXPECTED_REVISION)? {
+            None => None,
+            Some(s) => Some(s.parse::<u64>().map_err(|_| {
+                ApiError::bad_request(format!("{HEADER_EXPECTED_REVISION} must be a revision number, got {s:?}"))
+            })?),
+        };
+        let idempotency_key = header_text(h, HEADER_IDEMPOTENCY_KEY)?;
+        if let Some(k) = &idempotency_key {
+            let ok = !k.is_empty()
+                && k.len() <= IDEMPOTENCY_KEY_MAX_LEN
+                && k.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
+            if !ok {
+                return Err(ApiError::bad_request(format!(
+                    "{HEADER_IDEMPOTENCY_KEY} must be 1 to {IDEMPOTENCY_KEY_MAX_LEN} of letters, digits, '-', '_', '.', ':'"
+                )));
+            }
+        }
+        Ok(Self { actor, comment, expected_revision, idempotency_key })
+    }
+}
+
+fn write_error(e: WriteError) -> ApiError {
+    match e {
+        WriteError::NotLeader { leader } => ApiError::unavailable(match leader {
+            Some((id, addr)) => format!("this node is not the leader; node {id} at {addr} is"),
+            None => "no leader is known; the cluster may be electing one".into(),
+        }),
+        WriteError::Unavailable(m) => ApiError::unavailable(m),
+    }
+}
+
+/// Proposes a command through Raft and returns its outcome; a rejection becomes an error.
+pub async fn submit(ctx: &Ctx, meta: WriteMeta, body: CommandBody) -> Result<Outcome, ApiError> {
+    let cmd = Command {
+        actor: meta.actor,
+        time_ms: now_ms(),
+        comment: meta.comment,
+        expected_revision: meta.expected_revision,
+        idempotency_key: meta.idempotency_key,
+        body,
+    };
+    let proposal = Proposal(codec::encode(&cmd));
+    let reply = tokio::time::timeout(Duration::from_millis(REQUEST_TIMEOUT_MS), ctx.node.write(proposal))
+        .await
+        .map_err(|_| ApiError::unavailable("the write was not committed in time; its outcome is unknown"))?
+        .map_err(write_error)?;
+    let outcome: Outcome = codec::decode(&reply.0).map_err(|e| ApiError::internal(format!("undecodable reply: {e}")))?;
+    match outcome {
+        Outcome::Rejected(r) => Err(r.into()),
+        ok => Ok(ok),
+    }
+}
+
+/// The answer to a successful write.
+pub fn outcome_response(outcome: Outcome, status: StatusCode) -> Response {
+    (status, Json(outcome)).into_response()
+}
+
+/// Read consistency chosen with `?consistency=local|linearizable` (default linearizable).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Consistency {
+    Linearizable,
+    Local,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Consistency {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let query = parts.uri.query().unwrap_or("");
+        for pair in query.split('&') {
+            if let Some(v) = pair.strip_prefix("consistency=") {
+                return match v {
+                    "local" => Ok(Consistency::Local),
+                    "linearizable" => Ok(Consistency::Linearizable),
+                    other => Err(ApiError::bad_request(format!(
+                        "consistency must be 'linearizable' or 'local', got {other:?}"
+                    ))),
+                };
+            }
+        }
+        Ok(Consistency::Linearizable)
+    }
+}
+
+/// Waits, for a linearizable read, until this node has applied every write committed before.
+pub async fn read_barrier(ctx: &Ctx, consistency: Consistency) -> Result<(), ApiError> {
+    if consistency == Consistency::Local {
+        return Ok(());
+    }
+    tokio::time::timeout(Duration::from_millis(REQUEST_TIMEOUT_MS), ctx.node.linearizable_barrier())
+        .await
+        .map_err(|_| ApiError::unavailable("could not confirm leadership in time"))?
+        .map_err(write_error)
+}
+
+/// A JSON read answer carrying the revision it reflects.
+pub fn read_response<T: Serialize>(revision: u64, body: &T) -> Response {
+    let mut resp = Json(body).into_response();
+    resp.headers_mut().insert(HEADER_REVISION, HeaderValue::from(revision));
+    resp
+}
+
+async fn healthz() -> Response {
+    Json(json!({"status": "ok"})).into_response()
+}
+
+async fn readyz(axum::extract::State(ctx): axum::extract::State<Ctx>) -> Response {
+    let metrics = ctx.node.raft.metrics().borrow().clone();
+    match metrics.current_leader {
+        Some(leader) => Json(json!({"status": "ready", "leader": leader})).into_response(),
+        None => ApiError::unavailable("no leader is known yet").into_response(),
+    }
+}
+
+async fn cluster(axum::extract::State(ctx): axum::extract::State<Ctx>) -> Response {
+    let m = ctx.node.raft.metrics().borrow().clone();
+    let members: Vec<_> = m
+        .membership_config
+        .membership()
+        .nodes()
+        .map(|(id, node)| {
+            let voter = m.membership_config.membership().voter_ids().any(|v| v == *id);
+            json!({"id": id, "addr": node.addr, "voter": voter})
+        })
+        .collect();
+    let lag: serde_json::Map<String, serde_json::Value> = m
+        .replication
+        .as_ref()
+        .map(|r| {
+            let last = m.last_log_index.unwrap_or(0);
+            r.iter()
+                .map(|(id, matched)| (id.to_string(), json!(last.saturating_sub(matched.map(|l| l.index).unwrap_or(0)))))
+                .collect()
+        })
+        .unwrap_or_default();
+    let revision = ctx.machine.read().state.revision;
+    Json(json!({
+        "node_id": m.id,
+        "state": format!("{:?}", m.state),
+        "leader": m.current_leader,
+        "term": m.current_term,
+        "last_log_index": m.last_log_index,
+        "applied_index": m.last_applied.map(|l| l.index),
+        "revision": revision,
+        "members": members,
+        "follower_lag": lag,
+    }))
+    .into_response()
+}

@@ -1,0 +1,391 @@
+//! Configuration resources: servers, agent clusters, agents, tasks and task configurations,
+//! plus `POST /v1/commands` for a multi-change command. Each write is a one-command revision.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::{get, post, put};
+use axum::Router;
+use serde::{Deserialize, Serialize};
+
+use super::{outcome_response, read_barrier, read_response, submit, ApiError, ApiJson, ApiPath, Consistency, Ctx, WriteMeta};
+use crate::domain::{
+    AgentId, Change, ClusterName, CommandBody, Host, MoveDirection, PoolName, Scheme, Server, ServerName, ServerStatus,
+    State as DomainState, TaskName,
+};
+
+pub fn routes() -> Router<Ctx> {
+    Router::new()
+        .route("/v1/commands", post(post_command))
+        .route("/v1/servers", get(list_servers).post(add_server))
+        .route("/v1/servers/{name}", get(get_server).patch(update_server).delete(delete_server))
+        .route("/v1/servers/{name}/enable", post(enable_server))
+        .route("/v1/servers/{name}/disable", post(disable_server))
+        .route("/v1/agents", get(list_agents).post(register_agent))
+        .route("/v1/agent-clusters", get(list_clusters).post(create_cluster))
+        .route("/v1/agent-clusters/{name}", get(get_cluster).delete(delete_cluster))
+        .route("/v1/agent-clusters/{name}/agents/{id}", put(add_agent).delete(remove_agent))
+        .route("/v1/tasks", get(list_tasks).post(create_task))
+        .route("/v1/tasks/{task}", get(get_task).delete(delete_task))
+        .route("/v1/tasks/{task}/configs/{cluster}", get(get_config).put(put_config).delete(delete_config))
+        .route("/v1/tasks/{task}/configs/{cluster}/servers", post(add_list_server))
+        .route("/v1/tasks/{task}/configs/{cluster}/servers/{server}", axum::routing::delete(remove_list_server))
+        .route("/v1/tasks/{task}/configs/{cluster}/servers/{server}/move", post(move_list_server))
+        .route("/v1/tasks/{task}/configs/{cluster}/load-balancing", put(set_load_balancing))
+}
+
+async fn apply(ctx: &Ctx, meta: WriteMeta, changes: Vec<Change>, status: StatusCode) -> Result<Response, ApiError> {
+    let outcome = submit(ctx, meta, CommandBody::Apply { changes }).await?;
+    Ok(outcome_response(outcome, status))
+}
+
+async fn apply_one(ctx: &Ctx, meta: WriteMeta, change: Change) -> Result<Response, ApiError> {
+    apply(ctx, meta, vec![change], StatusCode::OK).await
+}
+
+/// Reads the live state after the barrier and answers with `f`'s result.
+async fn read<T: Serialize>(
+    ctx: &Ctx,
+    consistency: Consistency,
+    f: impl FnOnce(&DomainState) -> Result<T, ApiError>,
+) -> Result<Response, ApiError> {
+    read_barrier(ctx, consistency).await?;
+    let live = ctx.machine.read();
+    let body = f(&live.state)?;
+    Ok(read_response(live.state.revision, &body))
+}
+
+// ---- commands
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CommandRequest {
+    changes: Vec<Change>,
+}
+
+async fn post_command(State(ctx): State<Ctx>, meta: WriteMeta, ApiJson(req): ApiJson<CommandRequest>) -> Result<Response, ApiError> {
+    apply(&ctx, meta, req.changes, StatusCode::OK).await
+}
+
+// ---- servers
+
+/// A server as the API shows it.
+#[derive(Serialize)]
+pub struct ServerView {
+    pub name: ServerName,
+    pub scheme: Scheme,
+    pub host: Host,
+    pub port: u16,
+    pub pool: Option<PoolName>,
+    pub status: ServerStatus,
+    pub url: String,
+}
+
+impl From<&Server> for ServerView {
+    fn from(s: &Server) -> Self {
+        Self {
+            name: s.name.clone(),
+            scheme: s.scheme.clone(),
+            host: s.host.clone(),
+            port: s.port,
+            pool: s.pool.clone(),
+            status: s.status,
+            url: s.url(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddServerRequest {
+    name: ServerName,
+    host: Host,
+    port: u16,
+    #[serde(default)]
+    pool: Option<PoolName>,
+    #[serde(default)]
+    scheme: Option<Scheme>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateServerRequest {
+    #[serde(default)]
+    host: Option<Host>,
+    #[serde(default)]
+    port: Option<u16>,
+    #[serde(default)]
+    pool: Option<PoolName>,
+    #[serde(default)]
+    clear_pool: bool,
+    #[serde(default)]
+    scheme: Option<Scheme>,
+}
+
+fn server_name(raw: String) -> Result<ServerName, ApiError> {
+    Ok(ServerName::new(raw)?)
+}
+
+async fn list_servers(State(ctx): State<Ctx>, c: Consistency) -> Result<Response, ApiError> {
+    read(&ctx, c, |s| Ok(s.servers.values().map(ServerView::from).collect::<Vec<_>>())).await
+}
+
+async fn get_server(State(ctx): State<Ctx>, c: Consistency, ApiPath(name): ApiPath<String>) -> Result<Response, ApiError> {
+    let name = server_name(name)?;
+    read(&ctx, c, |s| {
+        s.servers.get(&name).map(ServerView::from).ok_or_else(|| ApiError::not_found(format!("server {name} does not exist")))
+    })
+    .await
+}
+
+async fn add_server(State(ctx): State<Ctx>, meta: WriteMeta, ApiJson(r): ApiJson<AddServerRequest>) -> Result<Response, ApiError> {
+    let change = Change::AddServer { name: r.name, host: r.host, port: r.port, pool: r.pool, scheme: r.scheme };
+    apply(&ctx, meta, vec![change], StatusCode::CREATED).await
+}
+
+async fn update_server(
+    State(ctx): State<Ctx>,
+    meta: WriteMeta,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(r): ApiJson<UpdateServerRequest>,
+) -> Result<Response, ApiError> {
+    let name = server_name(name)?;
+    let change = Change::UpdateServer { name, host: r.host, port: r.port, pool: r.pool, clear_pool: r.clear_pool, scheme: r.scheme };
+    apply_one(&ctx, meta, change).await
+}
+
+async fn delete_server(State(ctx): State<Ctx>, meta: WriteMeta, ApiPath(name): ApiPath<String>) -> Result<Response, ApiError> {
+    apply_one(&ctx, meta, Change::DeleteServer { name: server_name(name)? }).await
+}
+
+async fn enable_server(State(ctx): State<Ctx>, meta: WriteMeta, ApiPath(name): ApiPath<String>) -> Result<Response, ApiError> {
+    apply_one(&ctx, meta, Change::EnableServer { name: server_name(name)? }).await
+}
+
+async fn disable_server(State(ctx): State<Ctx>, meta: WriteMeta, ApiPath(name): ApiPath<String>) -> Result<Response, ApiError> {
+    apply_one(&ctx, meta, Change::DisableServer { name: server_name(name)? }).await
+}
+
+// ---- agents and agent clusters
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegisterAgentRequest {
+    id: AgentId,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateNamed<N> {
+    name: N,
+}
+
+fn cluster_view(s: &DomainState, name: &ClusterName) -> serde_json::Value {
+    let tasks: Vec<&TaskName> = s.tasks.iter().filter(|(_, t)| t.configs.contains_key(name)).map(|(n, _)| n).collect();
+    serde_json::json!({"name": name, "agents": s.clusters[name].agents, "tasks": tasks})
+}
+
+async fn list_agents(State(ctx): State<Ctx>, c: Consistency) -> Result<Response, ApiError> {
+    read(&ctx, c, |s| {
+        Ok(s.agents
+            .values()
+            .map(|a| {
+                let clusters: Vec<&ClusterName> =
+                    s.clusters.iter().filter(|(_, c)| c.agents.contains(&a.id)).map(|(n, _)| n).collect();
+                serde_json::json!({"id": a.id, "registered_ms": a.registered_ms, "clusters": clusters})
+            })
+            .collect::<Vec<_>>())
+    })
+    .await
+}
+
+async fn register_agent(State(ctx): State<Ctx>, meta: WriteMeta, ApiJson(r): ApiJson<RegisterAgentRequest>) -> Result<Response, ApiError> {
+    apply(&ctx, meta, vec![Change::RegisterAgent { id: r.id }], StatusCode::CREATED).await
+}
+
+async fn list_clusters(State(ctx): State<Ctx>, c: Consistency) -> Result<Response, ApiError> {
+    read(&ctx, c, |s| Ok(s.clusters.keys().map(|n| cluster_view(s, n)).collect::<Vec<_>>())).await
+}
+
+async fn get_cluster(State(ctx): State<Ctx>, c: Consistency, ApiPath(name): ApiPath<String>) -> Result<Response, ApiError> {
+    let name = ClusterName::new(name)?;
+    read(&ctx, c, |s| {
+        if !s.clusters.contains_key(&name) {
+            return Err(ApiError::not_found(format!("agent cluster {name} does not exist")));
+        }
+        Ok(cluster_view(s, &name))
+    })
+    .await
+}
+
+async fn create_cluster(State(ctx): State<Ctx>, meta: WriteMeta, ApiJson(r): ApiJson<CreateNamed<ClusterName>>) -> Result<Response, ApiError> {
+    apply(&ctx, meta, vec![Change::CreateCluster { name: r.name }], StatusCode::CREATED).await
+}
+
+async fn delete_cluster(State(ctx): State<Ctx>, meta: WriteMeta, ApiPath(name): ApiPath<String>) -> Result<Response, ApiError> {
+    apply_one(&ctx, meta, Change::DeleteCluster { name: ClusterName::new(name)? }).await
+}
+
+async fn add_agent(State(ctx): State<Ctx>, meta: WriteMeta, ApiPath((cluster, id)): ApiPath<(String, String)>) -> Result<Response, ApiError> {
+    apply_one(&ctx, meta, Change::AddAgentToCluster { cluster: ClusterName::new(cluster)?, agent: AgentId::new(id)? }).await
+}
+
+async fn remove_agent(State(ctx): State<Ctx>, meta: WriteMeta, ApiPath((cluster, id)): ApiPath<(String, String)>) -> Result<Response, ApiError> {
+    apply_one(&ctx, meta, Change::RemoveAgentFromCluster { cluster: ClusterName::new(cluster)?, agent: AgentId::new(id)? }).await
+}
+
+// ---- tasks and configurations
+
+#[derive(Serialize)]
+struct ConfigView {
+    task: TaskName,
+    cluster: ClusterName,
+    load_balancing: bool,
+    servers: Vec<ListEntryView>,
+}
+
+#[derive(Serialize)]
+struct ListEntryView {
+    name: ServerName,
+    url: Option<String>,
+    status: Option<ServerStatus>,
+}
+
+fn config_view(s: &DomainState, task: &TaskName, cluster: &ClusterName) -> Option<ConfigView> {
+    let cfg = s.config(task, cluster)?;
+    Some(ConfigView {
+        task: task.clone(),
+        cluster: cluster.clone(),
+        load_balancing: cfg.load_balancing,
+        servers: cfg
+            .servers
+            .iter()
+            .map(|n| {
+                let srv = s.servers.get(n);
+                ListEntryView { name: n.clone(), url: srv.map(Server::url), status: srv.map(|x| x.status) }
+            })
+            .collect(),
+    })
+}
+
+fn task_view(s: &DomainState, task: &TaskName) -> Option<serde_json::Value> {
+    let t = s.tasks.get(task)?;
+    let configs: Vec<ConfigView> = t.configs.keys().filter_map(|c| config_view(s, task, c)).collect();
+    Some(serde_json::json!({"name": task, "configs": configs}))
+}
+
+async fn list_tasks(State(ctx): State<Ctx>, c: Consistency) -> Result<Response, ApiError> {
+    read(&ctx, c, |s| Ok(s.tasks.keys().filter_map(|t| task_view(s, t)).collect::<Vec<_>>())).await
+}
+
+async fn get_task(State(ctx): State<Ctx>, c: Consistency, ApiPath(task): ApiPath<String>) -> Result<Response, ApiError> {
+    let task = TaskName::new(task)?;
+    read(&ctx, c, |s| task_view(s, &task).ok_or_else(|| ApiError::not_found(format!("task {task} does not exist")))).await
+}
+
+async fn create_task(State(ctx): State<Ctx>, meta: WriteMeta, ApiJson(r): ApiJson<CreateNamed<TaskName>>) -> Result<Response, ApiError> {
+    apply(&ctx, meta, vec![Change::CreateTask { name: r.name }], StatusCode::CREATED).await
+}
+
+async fn delete_task(State(ctx): State<Ctx>, meta: WriteMeta, ApiPath(task): ApiPath<String>) -> Result<Response, ApiError> {
+    apply_one(&ctx, meta, Change::DeleteTask { name: TaskName::new(task)? }).await
+}
+
+fn task_cluster(task: String, cluster: String) -> Result<(TaskName, ClusterName), ApiError> {
+    Ok((TaskName::new(task)?, ClusterName::new(cluster)?))
+}
+
+async fn get_config(State(ctx): State<Ctx>, c: Consistency, ApiPath((task, cluster)): ApiPath<(String, String)>) -> Result<Response, ApiError> {
+    let (task, cluster) = task_cluster(task, cluster)?;
+    read(&ctx, c, |s| {
+        config_view(s, &task, &cluster)
+            .ok_or_else(|| ApiError::not_found(format!("task {task} has no configuration for agent cluster {cluster}")))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PutConfigRequest {
+    servers: Vec<ServerName>,
+    #[serde(default)]
+    load_balancing: Option<bool>,
+}
+
+async fn put_config(
+    State(ctx): State<Ctx>,
+    meta: WriteMeta,
+    ApiPath((task, cluster)): ApiPath<(String, String)>,
+    ApiJson(r): ApiJson<PutConfigRequest>,
+) -> Result<Response, ApiError> {
+    let (task, cluster) = task_cluster(task, cluster)?;
+    let mut changes = vec![Change::SetServers { task: task.clone(), cluster: cluster.clone(), servers: r.servers }];
+    if let Some(enabled) = r.load_balancing {
+        changes.push(Change::SetLoadBalancing { task, cluster, enabled });
+    }
+    apply(&ctx, meta, changes, StatusCode::OK).await
+}
+
+async fn delete_config(State(ctx): State<Ctx>, meta: WriteMeta, ApiPath((task, cluster)): ApiPath<(String, String)>) -> Result<Response, ApiError> {
+    let (task, cluster) = task_cluster(task, cluster)?;
+    apply_one(&ctx, meta, Change::DeleteTaskConfig { task, cluster }).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddListServerRequest {
+    server: ServerName,
+    #[serde(default)]
+    position: Option<u32>,
+}
+
+async fn add_list_server(
+    State(ctx): State<Ctx>,
+    meta: WriteMeta,
+    ApiPath((task, cluster)): ApiPath<(String, String)>,
+    ApiJson(r): ApiJson<AddListServerRequest>,
+) -> Result<Response, ApiError> {
+    let (task, cluster) = task_cluster(task, cluster)?;
+    apply_one(&ctx, meta, Change::AddServerToList { task, cluster, server: r.server, position: r.position }).await
+}
+
+async fn remove_list_server(
+    State(ctx): State<Ctx>,
+    meta: WriteMeta,
+    ApiPath((task, cluster, server)): ApiPath<(String, String, String)>,
+) -> Result<Response, ApiError> {
+    let (task, cluster) = task_cluster(task, cluster)?;
+    apply_one(&ctx, meta, Change::RemoveServerFromList { task, cluster, server: server_name(server)? }).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MoveRequest {
+    direction: MoveDirection,
+}
+
+async fn move_list_server(
+    State(ctx): State<Ctx>,
+    meta: WriteMeta,
+    ApiPath((task, cluster, server)): ApiPath<(String, String, String)>,
+    ApiJson(r): ApiJson<MoveRequest>,
+) -> Result<Response, ApiError> {
+    let (task, cluster) = task_cluster(task, cluster)?;
+    apply_one(&ctx, meta, Change::MoveServer { task, cluster, server: server_name(server)?, direction: r.direction }).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoadBalancingRequest {
+    enabled: bool,
+}
+
+async fn set_load_balancing(
+    State(ctx): State<Ctx>,
+    meta: WriteMeta,
+    ApiPath((task, cluster)): ApiPath<(String, String)>,
+    ApiJson(r): ApiJson<LoadBalancingRequest>,
+) -> Result<Response, ApiError> {
+    let (task, cluster) = task_cluster(task, cluster)?;
+    apply_one(&ctx, meta, Change::SetLoadBalancing { task, cluster, enabled: r.enabled }).await
+}

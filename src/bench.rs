@@ -1,0 +1,259 @@
+//! `roster bench`: measured figures, never timed assertions.
+//!
+//! - `fold`: decode, hash-check and fold a generated history in memory (offline replay speed).
+//! - `restart`: generate a node data dir with a long history through the real state machine,
+//!   then start `roster serve` on it and time until it serves the last revision.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Subcommand;
+use openraft::{BasicNode, CommittedLeaderId, LogId, Membership, StoredMembership};
+use roster_raft::{Proposal, TypeConfig};
+use roster_storage::{codec, Application, StateStore};
+
+use crate::domain::{
+    decide, Change, ClusterName, Command, CommandBody, Hash, Host, HistoryRecord, RecordBody, Replayer, ServerName,
+    State, TaskName,
+};
+use crate::machine::RosterMachine;
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCmd {
+    /// Offline replay speed: decode + verify + fold a generated history.
+    Fold {
+        #[arg(long, default_value_t = 1_000_000)]
+        revisions: u64,
+    },
+    /// Restart time of a node on a long history.
+    Restart {
+        #[arg(long, default_value_t = 1_000_000)]
+        revisions: u64,
+        /// Where to generate the node's data (default: a temporary folder).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Restarts to time.
+        #[arg(long, default_value_t = 3)]
+        runs: u32,
+    },
+}
+
+const SERVERS: usize = 20;
+const CLUSTERS: usize = 5;
+const TASKS: usize = 50;
+
+fn server(i: usize) -> ServerName {
+    ServerName::new(format!("rt{i}")).expect("valid")
+}
+fn cluster(i: usize) -> ClusterName {
+    ClusterName::new(format!("c{i}")).expect("valid")
+}
+fn task(i: usize) -> TaskName {
+    TaskName::new(format!("task{i}")).expect("valid")
+}
+
+/// The changes of revision `revision` of a synthetic workload: revision 1 sets up servers,
+/// clusters and tasks; later ones are single changes that are always valid.
+pub fn synthetic_changes(revision: u64) -> Vec<Change> {
+    if revision == 1 {
+        let mut v: Vec<Change> = (0..SERVERS)
+            .map(|i| Change::AddServer {
+                name: server(i),
+                host: Host::new(format!("10.0.{}.{}", i / 250, i % 250 + 1)).expect("valid"),
+                port: 8080,
+                pool: None,
+                scheme: None,
+            })
+            .collect();
+        v.extend((0..CLUSTERS).map(|i| Change::CreateCluster { name: cluster(i) }));
+        v.extend((0..TASKS).map(|t| Change::SetServers {
+            task: task(t),
+            cluster: cluster(t % CLUSTERS),
+            servers: (0..4).map(|k| server((t + k) % SERVERS)).collect(),
+        }));
+        return v;
+    }
+    let r = revision as usize;
+    let t = r % TASKS;
+    let change = match r % 4 {
+        0 => Change::SetLoadBalancing { task: task(t), cluster: cluster(t % CLUSTERS), enabled: r % 8 == 0 },
+        1 => Change::DisableServer { name: server(r % SERVERS) },
+        2 => Change::EnableServer { name: server(r % SERVERS) },
+        _ => Change::SetServers {
+            task: task(t),
+            cluster: cluster(t % CLUSTERS),
+            servers: (0..4).map(|k| server((r + k) % SERVERS)).collect(),
+        },
+    };
+    vec![change]
+}
+
+pub async fn run(cmd: BenchCmd) -> anyhow::Result<()> {
+    match cmd {
+        BenchCmd::Fold { revisions } => tokio::task::spawn_blocking(move || fold(revisions)).await?,
+        BenchCmd::Restart { revisions, data_dir, runs } => restart(revisions, data_dir, runs).await,
+    }
+}
+
+fn fold(revisions: u64) -> anyhow::Result<()> {
+    println!("generating {revisions} revisions...");
+    let started = Instant::now();
+    let mut state = State::default();
+    let mut head = Hash::default();
+    let mut encoded = Vec::with_capacity(revisions as usize);
+    let mut events_total = 0u64;
+    for rev in 1..=revisions {
+        let events = decide(&state, &synthetic_changes(rev), rev).map_err(|r| anyhow::anyhow!("{r:?}"))?;
+        events_total += events.len() as u64;
+        let body = RecordBody {
+            revision: rev,
+            log_term: 1,
+            log_index: rev + 1,
+            time_ms: rev,
+            actor: "bench".into(),
+            comment: String::new(),
+            changeset: None,
+            idempotency_key: None,
+            events,
+        };
+        let record = HistoryRecord::seal(body, head);
+        state.apply_record_events(rev, &record.body.events);
+        head = record.hash;
+        encoded.push(codec::encode(&record));
+        if rev % 100_000 == 0 {
+            eprintln!("  generated {rev}/{revisions}");
+        }
+    }
+    let bytes: usize = encoded.iter().map(Vec::len).sum();
+    println!("generated in {:.2}s: {events_total} events, {:.1} MB encoded", started.elapsed().as_secs_f64(), bytes as f64 / 1e6);
+
+    // Full offline replay: decode every record, check its hash link, fold its events.
+    let t = Instant::now();
+    let mut replayer = Replayer::new(State::default(), Hash::default());
+    for bytes in &encoded {
+        let record: HistoryRecord = codec::decode(bytes)?;
+        replayer.push(&record)?;
+    }
+    let full = t.elapsed().as_secs_f64();
+    anyhow::ensure!(replayer.state == state, "replayed state differs from the generated one");
+
+    // The fold alone, on decoded records.
+    let decoded: Vec<HistoryRecord> = encoded.iter().map(|b| codec::decode(b)).collect::<Result<_, _>>()?;
+    let t = Instant::now();
+    let mut folded = State::default();
+    for r in &decoded {
+        folded.apply_record_events(r.body.revision, &r.body.events);
+    }
+    let fold_only = t.elapsed().as_secs_f64();
+    anyhow::ensure!(folded == state, "folded state differs");
+
+    println!("decode + verify hash chain + fold: {full:.3}s = {:.0} events/s ({:.0} revisions/s)", events_total as f64 / full, revisions as f64 / full);
+    println!("fold only:                         {fold_only:.3}s = {:.0} events/s", events_total as f64 / fold_only);
+    Ok(())
+}
+
+/// Writes a data dir for node 1 holding `revisions` revisions, through the real state machine.
+fn generate_data_dir(dir: &std::path::Path, revisions: u64, addr: &str) -> anyhow::Result<()> {
+    let store = StateStore::new(roster_storage::open(&dir.join("db"))?);
+    let (mut machine, handle) = RosterMachine::new();
+    machine.load(&store)?;
+    let leader = CommittedLeaderId::new(1, 1);
+    let membership_log_id = LogId::new(leader, 1);
+    let nodes: BTreeMap<u64, BasicNode> = [(1u64, BasicNode::new(addr))].into();
+    let membership = StoredMembership::new(Some(membership_log_id), Membership::new(vec![BTreeSet::from([1u64])], nodes));
+    const BATCH: u64 = 10_000;
+    let mut rev = 1;
+    while rev <= revisions {
+        let mut txn = store.offline_txn();
+        let end = (rev + BATCH - 1).min(revisions);
+        let mut last = membership_log_id;
+        for r in rev..=end {
+            let cmd = Command {
+                actor: "bench".into(),
+                time_ms: r,
+                comment: String::new(),
+                expected_revision: None,
+                idempotency_key: None,
+                body: CommandBody::Apply { changes: synthetic_changes(r) },
+            };
+            last = LogId::new(leader, r + 1);
+            machine.apply(&last, &Proposal(codec::encode(&cmd)), &mut txn);
+        }
+        store.offline_commit::<TypeConfig>(txn, &Some(last), &membership)?;
+        anyhow::ensure!(handle.read().state.revision == end, "generation was rejected at revision {end}");
+        if end % 100_000 == 0 || end == revisions {
+            eprintln!("  generated {end}/{revisions}");
+        }
+        rev = end + 1;
+    }
+    Ok(())
+}
+
+async fn restart(revisions: u64, data_dir: Option<PathBuf>, runs: u32) -> anyhow::Result<()> {
+    let tmp;
+    let dir = match data_dir {
+        Some(d) => d,
+        None => {
+            tmp = tempfile_dir()?;
+            tmp.clone()
+        }
+    };
+    let port = free_port()?;
+    let addr = format!("127.0.0.1:{port}");
+    if !dir.join("db").exists() {
+        println!("generating a data dir with {revisions} revisions in {}...", dir.display());
+        let t = Instant::now();
+        let (d, a) = (dir.clone(), addr.clone());
+        tokio::task::spawn_blocking(move || generate_data_dir(&d, revisions, &a)).await??;
+        println!("generated in {:.1}s", t.elapsed().as_secs_f64());
+    }
+    let exe = std::env::current_exe()?;
+    let http = reqwest::Client::builder().timeout(Duration::from_millis(500)).build()?;
+    let mut times = Vec::new();
+    for run in 1..=runs {
+        let started = Instant::now();
+        let mut child = tokio::process::Command::new(&exe)
+            .args(["serve", "--node-id", "1", "--listen", &addr, "--data-dir"])
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()?;
+        let mut served = None;
+        while started.elapsed() < Duration::from_secs(120) {
+            if let Ok(r) = http.get(format!("http://{addr}/v1/state/digest")).send().await {
+                if r.status().is_success() {
+                    let v: serde_json::Value = r.json().await?;
+                    if v["revision"].as_u64() == Some(revisions) {
+                        served = Some(started.elapsed());
+                        break;
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let elapsed = served.context("the node did not serve the last revision within 120 s")?;
+        println!("run {run}: ready and serving revision {revisions} after {:.3}s", elapsed.as_secs_f64());
+        times.push(elapsed.as_secs_f64());
+        if let Some(pid) = child.id() {
+            let _ = std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(20), child.wait()).await;
+    }
+    times.sort_by(|a, b| a.total_cmp(b));
+    println!("restart to serving on {revisions} revisions: min {:.3}s, median {:.3}s, max {:.3}s", times[0], times[times.len() / 2], times[times.len() - 1]);
+    Ok(())
+}
+
+fn tempfile_dir() -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("roster-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}

@@ -1,0 +1,114 @@
+//! `roster dev`: a local multi-node cluster on loopback for trying Roster out, like
+//! `consul agent -dev`. Each node is a separate `roster serve` process; data and logs live
+//! under one folder, so a restart of `roster dev` resumes the same cluster.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Args;
+use tokio::process::{Child, Command};
+
+/// How long `roster dev` waits for the cluster to elect a leader.
+pub const DEV_READY_TIMEOUT_MS: u64 = 30_000;
+
+#[derive(Args, Debug, Clone)]
+pub struct DevArgs {
+    /// Number of nodes.
+    #[arg(long, default_value_t = 3)]
+    pub nodes: u64,
+    /// Folder for the nodes' data and logs.
+    #[arg(long, default_value = "roster-dev")]
+    pub dir: PathBuf,
+    /// Port of node 1; node N listens on base_port + N - 1.
+    #[arg(long, default_value_t = 7001)]
+    pub base_port: u16,
+}
+
+fn kill_term(child: &Child) {
+    if let Some(pid) = child.id() {
+        let _ = std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+    }
+}
+
+/// Starts the cluster, prints how to use it and runs until Ctrl-C.
+pub async fn run(args: DevArgs) -> anyhow::Result<()> {
+    anyhow::ensure!((1..=9).contains(&args.nodes), "--nodes must be between 1 and 9");
+    std::fs::create_dir_all(&args.dir).with_context(|| format!("creating {}", args.dir.display()))?;
+    let exe = std::env::current_exe()?;
+    let addrs: Vec<String> = (0..args.nodes).map(|i| format!("127.0.0.1:{}", args.base_port + i as u16)).collect();
+    let peers: Vec<String> = addrs.iter().enumerate().map(|(i, a)| format!("{}={a}", i + 1)).collect();
+    let peers = peers.join(",");
+    let mut children = Vec::new();
+    for (i, addr) in addrs.iter().enumerate() {
+        let id = i + 1;
+        let log = std::fs::File::create(args.dir.join(format!("node-{id}.log")))?;
+        let child = Command::new(&exe)
+            .args(["serve", "--node-id", &id.to_string(), "--listen", addr, "--peers", &peers, "--data-dir"])
+            .arg(args.dir.join(format!("node-{id}")))
+            .stdout(Stdio::from(log.try_clone()?))
+            .stderr(Stdio::from(log))
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting node {id}"))?;
+        children.push(child);
+    }
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
+    let started = Instant::now();
+    let mut ready = false;
+    while started.elapsed() < Duration::from_millis(DEV_READY_TIMEOUT_MS) {
+        let mut all = true;
+        for a in &addrs {
+            let ok = http.get(format!("http://{a}/readyz")).send().await.map(|r| r.status().is_success()).unwrap_or(false);
+            all &= ok;
+        }
+        if all {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    if !ready {
+        for c in &children {
+            kill_term(c);
+        }
+        anyhow::bail!("the cluster did not become ready; see the logs in {}", args.dir.display());
+    }
+    let endpoints = addrs.join(",");
+    println!("Roster dev cluster: {} nodes ready in {:.1}s", args.nodes, started.elapsed().as_secs_f64());
+    for (i, a) in addrs.iter().enumerate() {
+        println!("  node {}  http://{a}   data {}/node-{}  log {}/node-{}.log", i + 1, args.dir.display(), i + 1, args.dir.display(), i + 1);
+    }
+    println!();
+    println!("Try it (in another terminal):");
+    println!("  export ROSTER_ENDPOINTS={endpoints}");
+    println!("  roster ctl servers add rt1 --host 10.0.0.1 --port 8080");
+    println!("  roster ctl clusters create eu");
+    println!("  roster ctl tasks set-servers billing --cluster eu rt1");
+    println!("  roster ctl history");
+    println!("(`roster` is target/release/roster; `cargo run --release -- ctl ...` works too.)");
+    println!("Press Ctrl-C to stop the cluster; its data stays in {}.", args.dir.display());
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async {
+            loop {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                for c in children.iter_mut() {
+                    if let Ok(Some(status)) = c.try_wait() {
+                        eprintln!("a node exited ({status}); see the logs in {}", args.dir.display());
+                        return;
+                    }
+                }
+            }
+        } => {}
+    }
+    for c in &children {
+        kill_term(c);
+    }
+    for c in children.iter_mut() {
+        let _ = tokio::time::timeout(Duration::from_secs(10), c.wait()).await;
+    }
+    println!("stopped");
+    Ok(())
+}

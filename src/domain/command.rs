@@ -1,0 +1,435 @@
+//! Commands (what a client asks for) and `decide`: the pure validation that turns a list of
+//! changes into events or a rejection, against the state at apply time.
+
+use serde::{Deserialize, Serialize};
+
+use super::model::{Event, Server, ServerStatus, State};
+use super::names::{
+    AgentId, ClusterName, Host, PoolName, Scheme, ServerName, TaskName, AGENTS_PER_CLUSTER_MAX,
+    CHANGES_PER_COMMAND_MAX, SERVERS_PER_LIST_MAX,
+};
+
+/// Direction of a move within a failover list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MoveDirection {
+    Up,
+    Down,
+}
+
+/// One configuration change. A command carries a list of them, applied together as one
+/// revision or not at all.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Change {
+    AddServer {
+        name: ServerName,
+        host: Host,
+        port: u16,
+        #[serde(default)]
+        pool: Option<PoolName>,
+        #[serde(default)]
+        scheme: Option<Scheme>,
+    },
+    UpdateServer {
+        name: ServerName,
+        #[serde(default)]
+        host: Option<Host>,
+        #[serde(default)]
+        port: Option<u16>,
+        #[serde(default)]
+        pool: Option<PoolName>,
+        /// Removes the pool (ignored when `pool` is given).
+        #[serde(default)]
+        clear_pool: bool,
+        #[serde(default)]
+        scheme: Option<Scheme>,
+    },
+    EnableServer { name: ServerName },
+    DisableServer { name: ServerName },
+    MarkServerFailed { name: ServerName },
+    DeleteServer { name: ServerName },
+    RegisterAgent { id: AgentId },
+    CreateCluster { name: ClusterName },
+    DeleteCluster { name: ClusterName },
+    AddAgentToCluster { cluster: ClusterName, agent: AgentId },
+    RemoveAgentFromCluster { cluster: ClusterName, agent: AgentId },
+    CreateTask { name: TaskName },
+    DeleteTask { name: TaskName },
+    /// Replaces the whole failover list (creating the task and configuration if needed).
+    SetServers { task: TaskName, cluster: ClusterName, servers: Vec<ServerName> },
+    /// Adds a server at `position` (0-based; default: the end).
+    AddServerToList {
+        task: TaskName,
+        cluster: ClusterName,
+        server: ServerName,
+        #[serde(default)]
+        position: Option<u32>,
+    },
+    RemoveServerFromList { task: TaskName, cluster: ClusterName, server: ServerName },
+    MoveServer { task: TaskName, cluster: ClusterName, server: ServerName, direction: MoveDirection },
+    SetLoadBalancing { task: TaskName, cluster: ClusterName, enabled: bool },
+    DeleteTaskConfig { task: TaskName, cluster: ClusterName },
+}
+
+/// What a command does.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CommandBody {
+    /// Apply these changes now as one revision.
+    Apply { changes: Vec<Change> },
+    /// Stage a new, empty changeset; its id is derived from the Raft log index.
+    CreateChangeset { description: String },
+    /// Append changes to a staged changeset (validated in full only when applied).
+    AddToChangeset { id: String, changes: Vec<Change> },
+    /// Apply a staged changeset as one revision ("Apply All Changes") and remove it.
+    ApplyChangeset { id: String },
+    DiscardChangeset { id: String },
+}
+
+/// A write as proposed to Raft. Actor and time are stamped by the node that accepted it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Command {
+    pub actor: String,
+    pub time_ms: u64,
+    pub comment: String,
+    pub expected_revision: Option<u64>,
+    pub idempotency_key: Option<String>,
+    pub body: CommandBody,
+}
+
+/// Why a command was rejected. Each code maps to one API error code and HTTP status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RejectCode {
+    NotFound,
+    AlreadyExists,
+    Invalid,
+    RevisionMismatch,
+    LimitExceeded,
+    IdempotencyKeyReused,
+}
+
+impl RejectCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectCode::NotFound => "not_found",
+            RejectCode::AlreadyExists => "already_exists",
+            RejectCode::Invalid => "invalid",
+            RejectCode::RevisionMismatch => "revision_mismatch",
+            RejectCode::LimitExceeded => "limit_exceeded",
+            RejectCode::IdempotencyKeyReused => "idempotency_key_reused",
+        }
+    }
+}
+
+/// A rejection with its reason.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rejection {
+    pub code: RejectCode,
+    pub message: String,
+}
+
+impl Rejection {
+    pub fn new(code: RejectCode, message: impl Into<String>) -> Self {
+        Self { code, message: message.into() }
+    }
+}
+
+/// The state machine's answer to a command.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Committed { revision: u64 },
+    ChangesetCreated { id: String },
+    ChangesetUpdated { id: String, changes: u32 },
+    ChangesetDiscarded { id: String },
+    Rejected(Rejection),
+}
+
+fn not_found(what: &str, name: impl std::fmt::Display) -> Rejection {
+    Rejection::new(RejectCode::NotFound, format!("{what} {name} does not exist"))
+}
+
+/// Checks `expected_revision` against the state.
+pub fn check_expected(state: &State, expected: Option<u64>) -> Result<(), Rejection> {
+    match expected {
+        Some(r) if r != state.revision => Err(Rejection::new(
+            RejectCode::RevisionMismatch,
+            format!("expected revision {r}, but the current revision is {}", state.revision),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Validates `changes` against `state` and returns the events that apply them all, or the
+/// first reason one of them cannot be applied. Later changes see the effect of earlier ones.
+pub fn decide(state: &State, changes: &[Change], time_ms: u64) -> Result<Vec<Event>, Rejection> {
+    if changes.is_empty() {
+        return Err(Rejection::new(RejectCode::Invalid, "a command needs at least one change"));
+    }
+    if changes.len() > CHANGES_PER_COMMAND_MAX {
+        return Err(Rejection::new(
+            RejectCode::LimitExceeded,
+            format!("{} changes exceed the limit of {CHANGES_PER_COMMAND_MAX} per command", changes.len()),
+        ));
+    }
+    if let [only] = changes {
+        return decide_one(state, only, time_ms);
+    }
+    // Why a scratch copy: later changes must be validated against the effect of earlier ones,
+    // and a rejection must leave the live state untouched.
+    let mut scratch = state.clone();
+    let mut events = Vec::new();
+    for (i, change) in changes.iter().enumerate() {
+        let evs = decide_one(&scratch, change, time_ms)
+            .map_err(|r| Rejection::new(r.code, format!("change {}: {}", i + 1, r.message)))?;
+        for e in &evs {
+            scratch.apply_event(e);
+        }
+        events.extend(evs);
+    }
+    Ok(events)
+}
+
+fn server<'a>(state: &'a State, name: &ServerName) -> Result<&'a Server, Rejection> {
+    state.servers.get(name).ok_or_else(|| not_found("server", name))
+}
+
+fn require_cluster(state: &State, name: &ClusterName) -> Result<(), Rejection> {
+    state.clusters.contains_key(name).then_some(()).ok_or_else(|| not_found("agent cluster", name))
+}
+
+fn current_list(state: &State, task: &TaskName, cluster: &ClusterName) -> Result<Vec<ServerName>, Rejection> {
+    state
+        .config(task, cluster)
+        .map(|c| c.servers.clone())
+        .ok_or_else(|| Rejection::new(RejectCode::NotFound, format!("task {task} has no configuration for agent cluster {cluster}")))
+}
+
+/// Validates a complete failover list.
+fn check_list(state: &State, servers: &[ServerName]) -> Result<(), Rejection> {
+    if servers.len() > SERVERS_PER_LIST_MAX {
+        return Err(Rejection::new(
+            RejectCode::LimitExceeded,
+            format!("{} servers exceed the limit of {SERVERS_PER_LIST_MAX} per failover list", servers.len()),
+        ));
+    }
+    for (i, s) in servers.iter().enumerate() {
+        server(state, s)?;
+        if servers[..i].contains(s) {
+            return Err(Rejection::new(RejectCode::Invalid, format!("server {s} appears twice in the failover list")));
+        }
+    }
+    Ok(())
+}
+
+/// Events for setting a list, creating the task first when it does not exist yet.
+fn list_events(state: &State, task: &TaskName, cluster: &ClusterName, servers: Vec<ServerName>) -> Vec<Event> {
+    let mut events = Vec::with_capacity(2);
+    if !state.tasks.contains_key(task) {
+        events.push(Event::TaskCreated { name: task.clone() });
+    }
+    events.push(Event::ServerListSet { task: task.clone(), cluster: cluster.clone(), servers });
+    events
+}
+
+fn decide_one(state: &State, change: &Change, time_ms: u64) -> Result<Vec<Event>, Rejection> {
+    use Change::*;
+    let events = match change {
+        AddServer { name, host, port, pool, scheme } => {
+            if state.servers.contains_key(name) {
+                return Err(Rejection::new(RejectCode::AlreadyExists, format!("server {name} already exists")));
+            }
+            if *port == 0 {
+                return Err(Rejection::new(RejectCode::Invalid, "port must be between 1 and 65535"));
+            }
+            vec![Event::ServerRegistered {
+                server: Server {
+                    name: name.clone(),
+                    scheme: scheme.clone().unwrap_or_else(Scheme::http),
+                    host: host.clone(),
+                    port: *port,
+                    pool: pool.clone(),
+                    status: ServerStatus::Enabled,
+                },
+            }]
+        }
+        UpdateServer { name, host, port, pool, clear_pool, scheme } => {
+            let mut s = server(state, name)?.clone();
+            if *port == Some(0) {
+                return Err(Rejection::new(RejectCode::Invalid, "port must be between 1 and 65535"));
+            }
+            if let Some(h) = host {
+                s.host = h.clone();
+            }
+            if let Some(p) = port {
+                s.port = *p;
+            }
+            if let Some(p) = pool {
+                s.pool = Some(p.clone());
+            } else if *clear_pool {
+                s.pool = None;
+            }
+            if let Some(sc) = scheme {
+                s.scheme = sc.clone();
+            }
+            vec![Event::ServerUpdated { server: s }]
+        }
+        EnableServer { name } => {
+            server(state, name)?;
+            vec![Event::ServerStatusChanged { name: name.clone(), status: ServerStatus::Enabled }]
+        }
+        DisableServer { name } => {
+            server(state, name)?;
+            vec![Event::ServerStatusChanged { name: name.clone(), status: ServerStatus::Disabled }]
+        }
+        MarkServerFailed { name } => {
+            let s = server(state, name)?;
+            if s.status != ServerStatus::Enabled {
+                return Err(Rejection::new(
+                    RejectCode::Invalid,
+                    format!("server {name} is {}; only an enabled server can be marked failed", s.status.as_str()),
+                ));
+            }
+            vec![Event::ServerStatusChanged { name: name.clone(), status: ServerStatus::Failed }]
+        }
+        DeleteServer { name } => {
+            server(state, name)?;
+            let mut events = Vec::new();
+            for (task_name, task) in &state.tasks {
+                for (cluster, config) in &task.configs {
+                    if config.servers.contains(name) {
+                        let servers = config.servers.iter().filter(|s| *s != name).cloned().collect();
+                        events.push(Event::ServerListSet { task: task_name.clone(), cluster: cluster.clone(), servers });
+                    }
+                }
+            }
+            events.push(Event::ServerDeleted { name: name.clone() });
+            events
+        }
+        RegisterAgent { id } => {
+            if state.agents.contains_key(id) {
+                return Err(Rejection::new(RejectCode::AlreadyExists, format!("agent {id} is already registered")));
+            }
+            vec![Event::AgentRegistered { id: id.clone(), registered_ms: time_ms }]
+        }
+        CreateCluster { name } => {
+            if state.clusters.contains_key(name) {
+                return Err(Rejection::new(RejectCode::AlreadyExists, format!("agent cluster {name} already exists")));
+            }
+            vec![Event::ClusterCreated { name: name.clone() }]
+        }
+        DeleteCluster { name } => {
+            require_cluster(state, name)?;
+            let mut events: Vec<Event> = state
+                .tasks
+                .iter()
+                .filter(|(_, t)| t.configs.contains_key(name))
+                .map(|(task, _)| Event::TaskConfigDeleted { task: task.clone(), cluster: name.clone() })
+                .collect();
+            events.push(Event::ClusterDeleted { name: name.clone() });
+            events
+        }
+        AddAgentToCluster { cluster, agent } => {
+            require_cluster(state, cluster)?;
+            if !state.agents.contains_key(agent) {
+                return Err(not_found("agent", agent));
+            }
+            let members = &state.clusters[cluster].agents;
+            if members.contains(agent) {
+                return Err(Rejection::new(RejectCode::AlreadyExists, format!("agent {agent} is already in {cluster}")));
+            }
+            if members.len() >= AGENTS_PER_CLUSTER_MAX {
+                return Err(Rejection::new(
+                    RejectCode::LimitExceeded,
+                    format!("agent cluster {cluster} already has the maximum of {AGENTS_PER_CLUSTER_MAX} agents"),
+                ));
+            }
+            vec![Event::AgentAddedToCluster { cluster: cluster.clone(), agent: agent.clone() }]
+        }
+        RemoveAgentFromCluster { cluster, agent } => {
+            require_cluster(state, cluster)?;
+            if !state.clusters[cluster].agents.contains(agent) {
+                return Err(Rejection::new(RejectCode::NotFound, format!("agent {agent} is not in {cluster}")));
+            }
+            vec![Event::AgentRemovedFromCluster { cluster: cluster.clone(), agent: agent.clone() }]
+        }
+        CreateTask { name } => {
+            if state.tasks.contains_key(name) {
+                return Err(Rejection::new(RejectCode::AlreadyExists, format!("task {name} already exists")));
+            }
+            vec![Event::TaskCreated { name: name.clone() }]
+        }
+        DeleteTask { name } => {
+            let task = state.tasks.get(name).ok_or_else(|| not_found("task", name))?;
+            let mut events: Vec<Event> = task
+                .configs
+                .keys()
+                .map(|cluster| Event::TaskConfigDeleted { task: name.clone(), cluster: cluster.clone() })
+                .collect();
+            events.push(Event::TaskDeleted { name: name.clone() });
+            events
+        }
+        SetServers { task, cluster, servers } => {
+            require_cluster(state, cluster)?;
+            check_list(state, servers)?;
+            list_events(state, task, cluster, servers.clone())
+        }
+        AddServerToList { task, cluster, server: name, position } => {
+            require_cluster(state, cluster)?;
+            let mut list = state.config(task, cluster).map(|c| c.servers.clone()).unwrap_or_default();
+            let at = position.map(|p| p as usize).unwrap_or(list.len());
+            if at > list.len() {
+                return Err(Rejection::new(
+                    RejectCode::Invalid,
+                    format!("position {at} is past the end of a list of {}", list.len()),
+                ));
+            }
+            list.insert(at, name.clone());
+            check_list(state, &list)?;
+            list_events(state, task, cluster, list)
+        }
+        RemoveServerFromList { task, cluster, server: name } => {
+            let mut list = current_list(state, task, cluster)?;
+            let i = list
+                .iter()
+                .position(|s| s == name)
+                .ok_or_else(|| Rejection::new(RejectCode::NotFound, format!("server {name} is not in the list of {task} for {cluster}")))?;
+            list.remove(i);
+            vec![Event::ServerListSet { task: task.clone(), cluster: cluster.clone(), servers: list }]
+        }
+        MoveServer { task, cluster, server: name, direction } => {
+            let mut list = current_list(state, task, cluster)?;
+            let i = list
+                .iter()
+                .position(|s| s == name)
+                .ok_or_else(|| Rejection::new(RejectCode::NotFound, format!("server {name} is not in the list of {task} for {cluster}")))?;
+            let j = match direction {
+                MoveDirection::Up if i > 0 => i - 1,
+                MoveDirection::Down if i + 1 < list.len() => i + 1,
+                _ => {
+                    return Err(Rejection::new(
+                        RejectCode::Invalid,
+                        format!("server {name} is already at the {} of the list", if *direction == MoveDirection::Up { "top" } else { "bottom" }),
+                    ))
+                }
+            };
+            list.swap(i, j);
+            vec![Event::ServerListSet { task: task.clone(), cluster: cluster.clone(), servers: list }]
+        }
+        SetLoadBalancing { task, cluster, enabled } => {
+            require_cluster(state, cluster)?;
+            let mut events = Vec::new();
+            if !state.tasks.contains_key(task) {
+                events.push(Event::TaskCreated { name: task.clone() });
+            }
+            events.push(Event::LoadBalancingSet { task: task.clone(), cluster: cluster.clone(), enabled: *enabled });
+            events
+        }
+        DeleteTaskConfig { task, cluster } => {
+            current_list(state, task, cluster)?;
+            vec![Event::TaskConfigDeleted { task: task.clone(), cluster: cluster.clone() }]
+        }
+    };
+    Ok(events)
+}

@@ -1,0 +1,151 @@
+//! History records and their hash chain.
+//!
+//! Each record's hash covers the previous record's hash and the record's own encoded body, so
+//! editing, dropping or reordering any record breaks every later link.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use sha2::{Digest, Sha256};
+
+use super::model::{Event, State};
+
+/// A SHA-256 digest: hex in JSON, raw bytes in the binary codec.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Hash(pub [u8; 32]);
+
+impl fmt::Display for Hash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for Hash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Hash({})", hex::encode(&self.0[..6]))
+    }
+}
+
+impl Serialize for Hash {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            s.serialize_str(&hex::encode(self.0))
+        } else {
+            self.0.serialize(s)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Hash {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        if d.is_human_readable() {
+            let s = String::deserialize(d)?;
+            let mut out = [0u8; 32];
+            hex::decode_to_slice(&s, &mut out).map_err(serde::de::Error::custom)?;
+            Ok(Hash(out))
+        } else {
+            Ok(Hash(<[u8; 32]>::deserialize(d)?))
+        }
+    }
+}
+
+/// Everything a revision records except its hashes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordBody {
+    pub revision: u64,
+    /// The Raft log id of the entry that produced this revision.
+    pub log_term: u64,
+    pub log_index: u64,
+    pub time_ms: u64,
+    pub actor: String,
+    pub comment: String,
+    pub changeset: Option<String>,
+    pub idempotency_key: Option<String>,
+    pub events: Vec<Event>,
+}
+
+/// One revision of the history.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryRecord {
+    #[serde(flatten)]
+    pub body: RecordBody,
+    pub prev_hash: Hash,
+    pub hash: Hash,
+}
+
+const HASH_DOMAIN: &[u8] = b"roster-history-v1";
+
+impl HistoryRecord {
+    /// Seals `body` onto the chain after `prev_hash`.
+    pub fn seal(body: RecordBody, prev_hash: Hash) -> Self {
+        let hash = Self::compute_hash(&body, &prev_hash);
+        Self { body, prev_hash, hash }
+    }
+
+    pub fn compute_hash(body: &RecordBody, prev_hash: &Hash) -> Hash {
+        let mut h = Sha256::new();
+        h.update(HASH_DOMAIN);
+        h.update(prev_hash.0);
+        h.update(roster_storage::codec::encode(body));
+        Hash(h.finalize().into())
+    }
+
+    /// Whether the stored hash matches the body and `prev_hash`.
+    pub fn hash_is_valid(&self) -> bool {
+        Self::compute_hash(&self.body, &self.prev_hash) == self.hash
+    }
+
+    /// Whether any event touches `(kind, name)`.
+    pub fn touches(&self, kind: &str, name: &str) -> bool {
+        self.body.events.iter().any(|e| e.entities().iter().any(|(k, n)| *k == kind && *n == name))
+    }
+}
+
+/// A deterministic digest of a state: the SHA-256 of its canonical encoding (all maps are
+/// ordered), so equal states on any node give equal digests.
+pub fn state_digest(state: &State) -> Hash {
+    let mut h = Sha256::new();
+    h.update(b"roster-state-v1");
+    h.update(roster_storage::codec::encode(state));
+    Hash(h.finalize().into())
+}
+
+/// Why a sequence of records does not form a valid history.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChainError {
+    #[error("revision {found} follows revision {previous}: records are missing or out of order")]
+    Gap { previous: u64, found: u64 },
+    #[error("revision {revision}: its hash does not match its content")]
+    BadHash { revision: u64 },
+    #[error("revision {revision}: its previous-hash link does not match revision {}", revision - 1)]
+    BrokenLink { revision: u64 },
+}
+
+/// Folds records in order while checking the hash chain: the shared core of restart, offline
+/// replay and audit verification.
+pub struct Replayer {
+    pub state: State,
+    pub head: Hash,
+}
+
+impl Replayer {
+    pub fn new(state: State, head: Hash) -> Self {
+        Self { state, head }
+    }
+
+    pub fn push(&mut self, record: &HistoryRecord) -> Result<(), ChainError> {
+        let revision = record.body.revision;
+        if revision != self.state.revision + 1 {
+            return Err(ChainError::Gap { previous: self.state.revision, found: revision });
+        }
+        if record.prev_hash != self.head {
+            return Err(ChainError::BrokenLink { revision });
+        }
+        if !record.hash_is_valid() {
+            return Err(ChainError::BadHash { revision });
+        }
+        self.state.apply_record_events(revision, &record.body.events);
+        self.head = record.hash;
+        Ok(())
+    }
+}

@@ -1,0 +1,16 @@
+//! The Roster domain: names, state, events, commands, the fold, history records and diffs.
+//!
+//! Architecture invariant: the domain does no I/O and reads no clock. Time and actor arrive
+//! inside the [`Command`], stamped by the node that accepted it, so the same fold runs in the
+//! state machine, in offline replay and in tests.
+
+pub mod command;
+pub mod diff;
+pub mod history;
+pub mod model;
+pub mod names;
+
+pub use command::{decide, Change, Command, CommandBody, MoveDirection, Outcome, RejectCode, Rejection};
+pub use history::{state_digest, ChainError, Hash, HistoryRecord, RecordBody, Replayer};
+pub use model::{Event, Server, ServerStatus, State, TaskConfig};
+pub use names::*;

@@ -1,0 +1,214 @@
+//! The configuration state and the events that change it, with the one fold
+//! ([`State::apply_event`]) shared by the state machine, offline replay and tests.
+//!
+//! Architecture invariant: nothing here does I/O or reads a clock.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use super::names::{AgentId, ClusterName, Host, PoolName, Scheme, ServerName, TaskName};
+
+/// A run-time server's status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServerStatus {
+    /// Usable (the default after registering).
+    Enabled,
+    /// Skipped when picking a server but still listed; operators disable to drain.
+    Disabled,
+    /// An enabled server a task could not use; excluded until re-enabled.
+    Failed,
+}
+
+impl ServerStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServerStatus::Enabled => "enabled",
+            ServerStatus::Disabled => "disabled",
+            ServerStatus::Failed => "failed",
+        }
+    }
+}
+
+/// A registered run-time server.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Server {
+    pub name: ServerName,
+    pub scheme: Scheme,
+    pub host: Host,
+    pub port: u16,
+    pub pool: Option<PoolName>,
+    pub status: ServerStatus,
+}
+
+impl Server {
+    /// The URL derived from the fields: `scheme://host:port/` plus `?pool=P` when pooled.
+    pub fn url(&self) -> String {
+        match &self.pool {
+            Some(pool) => format!("{}://{}:{}/?pool={}", self.scheme.as_str(), self.host, self.port, pool),
+            None => format!("{}://{}:{}/", self.scheme.as_str(), self.host, self.port),
+        }
+    }
+}
+
+/// A client computer's agent, registered on first contact.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Agent {
+    pub id: AgentId,
+    pub registered_ms: u64,
+}
+
+/// A named group of agents.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentCluster {
+    pub agents: BTreeSet<AgentId>,
+}
+
+/// The configuration of one task for one agent cluster.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskConfig {
+    /// Failover order: the first usable server is used first.
+    pub servers: Vec<ServerName>,
+    /// Rotate through the usable servers instead of always starting at the first.
+    pub load_balancing: bool,
+}
+
+/// A task and its configurations by agent cluster.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Task {
+    pub configs: BTreeMap<ClusterName, TaskConfig>,
+}
+
+/// The whole configuration at one revision.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    pub revision: u64,
+    pub servers: BTreeMap<ServerName, Server>,
+    pub agents: BTreeMap<AgentId, Agent>,
+    pub clusters: BTreeMap<ClusterName, AgentCluster>,
+    pub tasks: BTreeMap<TaskName, Task>,
+}
+
+/// A fact recorded in the history. Events are produced only by `decide`, which has already
+/// validated them, so folding them cannot fail.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Event {
+    ServerRegistered { server: Server },
+    /// The server's new address fields (status unchanged).
+    ServerUpdated { server: Server },
+    ServerStatusChanged { name: ServerName, status: ServerStatus },
+    /// Emitted after the list events that removed the server everywhere.
+    ServerDeleted { name: ServerName },
+    AgentRegistered { id: AgentId, registered_ms: u64 },
+    ClusterCreated { name: ClusterName },
+    /// Emitted after the events that deleted the cluster's task configurations.
+    ClusterDeleted { name: ClusterName },
+    AgentAddedToCluster { cluster: ClusterName, agent: AgentId },
+    AgentRemovedFromCluster { cluster: ClusterName, agent: AgentId },
+    TaskCreated { name: TaskName },
+    /// Emitted after the events that deleted the task's configurations.
+    TaskDeleted { name: TaskName },
+    /// The failover list's new content (after an add, remove, move or replace).
+    ServerListSet { task: TaskName, cluster: ClusterName, servers: Vec<ServerName> },
+    LoadBalancingSet { task: TaskName, cluster: ClusterName, enabled: bool },
+    TaskConfigDeleted { task: TaskName, cluster: ClusterName },
+}
+
+impl Event {
+    /// The entities this event touches, as `(kind, name)`, for history filters.
+    pub fn entities(&self) -> Vec<(&'static str, &str)> {
+        match self {
+            Event::ServerRegistered { server } | Event::ServerUpdated { server } => {
+                vec![("server", server.name.as_str())]
+            }
+            Event::ServerStatusChanged { name, .. } | Event::ServerDeleted { name } => vec![("server", name.as_str())],
+            Event::AgentRegistered { id, .. } => vec![("agent", id.as_str())],
+            Event::ClusterCreated { name } | Event::ClusterDeleted { name } => vec![("cluster", name.as_str())],
+            Event::AgentAddedToCluster { cluster, agent } | Event::AgentRemovedFromCluster { cluster, agent } => {
+                vec![("cluster", cluster.as_str()), ("agent", agent.as_str())]
+            }
+            Event::TaskCreated { name } | Event::TaskDeleted { name } => vec![("task", name.as_str())],
+            Event::ServerListSet { task, cluster, servers } => {
+                let mut v = vec![("task", task.as_str()), ("cluster", cluster.as_str())];
+                v.extend(servers.iter().map(|s| ("server", s.as_str())));
+                v
+            }
+            Event::LoadBalancingSet { task, cluster, .. } | Event::TaskConfigDeleted { task, cluster } => {
+                vec![("task", task.as_str()), ("cluster", cluster.as_str())]
+            }
+        }
+    }
+}
+
+impl State {
+    /// Folds one event into the state. Does not change the revision: a record's events are
+    /// folded, then [`State::apply_record_events`] sets the revision.
+    pub fn apply_event(&mut self, event: &Event) {
+        match event {
+            Event::ServerRegistered { server } | Event::ServerUpdated { server } => {
+                self.servers.insert(server.name.clone(), server.clone());
+            }
+            Event::ServerStatusChanged { name, status } => {
+                if let Some(s) = self.servers.get_mut(name) {
+                    s.status = *status;
+                }
+            }
+            Event::ServerDeleted { name } => {
+                self.servers.remove(name);
+            }
+            Event::AgentRegistered { id, registered_ms } => {
+                self.agents.insert(id.clone(), Agent { id: id.clone(), registered_ms: *registered_ms });
+            }
+            Event::ClusterCreated { name } => {
+                self.clusters.insert(name.clone(), AgentCluster::default());
+            }
+            Event::ClusterDeleted { name } => {
+                self.clusters.remove(name);
+            }
+            Event::AgentAddedToCluster { cluster, agent } => {
+                if let Some(c) = self.clusters.get_mut(cluster) {
+                    c.agents.insert(agent.clone());
+                }
+            }
+            Event::AgentRemovedFromCluster { cluster, agent } => {
+                if let Some(c) = self.clusters.get_mut(cluster) {
+                    c.agents.remove(agent);
+                }
+            }
+            Event::TaskCreated { name } => {
+                self.tasks.entry(name.clone()).or_default();
+            }
+            Event::TaskDeleted { name } => {
+                self.tasks.remove(name);
+            }
+            Event::ServerListSet { task, cluster, servers } => {
+                let config = self.tasks.entry(task.clone()).or_default().configs.entry(cluster.clone()).or_default();
+                config.servers.clone_from(servers);
+            }
+            Event::LoadBalancingSet { task, cluster, enabled } => {
+                let config = self.tasks.entry(task.clone()).or_default().configs.entry(cluster.clone()).or_default();
+                config.load_balancing = *enabled;
+            }
+            Event::TaskConfigDeleted { task, cluster } => {
+                if let Some(t) = self.tasks.get_mut(task) {
+                    t.configs.remove(cluster);
+                }
+            }
+        }
+    }
+
+    /// Folds all events of the record at `revision`.
+    pub fn apply_record_events(&mut self, revision: u64, events: &[Event]) {
+        assert_eq!(revision, self.revision + 1, "history revisions are dense");
+        for e in events {
+            self.apply_event(e);
+        }
+        self.revision = revision;
+    }
+
+    pub fn config(&self, task: &TaskName, cluster: &ClusterName) -> Option<&TaskConfig> {
+        self.tasks.get(task).and_then(|t| t.configs.get(cluster))
+    }
+}

@@ -1,0 +1,227 @@
+//! Validated names and the named limits of the domain.
+//!
+//! Every identifier that enters the domain is one of these newtypes, so an invalid name is
+//! refused when a request or record is decoded, never deep inside the fold.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Longest server, cluster, task, agent or pool name.
+pub const NAME_MAX_LEN: usize = 64;
+/// Longest host name (DNS limit).
+pub const HOST_MAX_LEN: usize = 253;
+/// Longest actor identity recorded in a revision.
+pub const ACTOR_MAX_LEN: usize = 128;
+/// Longest comment on a revision or changeset description.
+pub const COMMENT_MAX_LEN: usize = 1024;
+/// Longest idempotency key.
+pub const IDEMPOTENCY_KEY_MAX_LEN: usize = 128;
+/// Most servers in one failover list.
+pub const SERVERS_PER_LIST_MAX: usize = 64;
+/// Most agents in one agent cluster.
+pub const AGENTS_PER_CLUSTER_MAX: usize = 100_000;
+/// Most changes in one command or one changeset.
+pub const CHANGES_PER_COMMAND_MAX: usize = 1_000;
+/// Most changesets staged at once.
+pub const OPEN_CHANGESETS_MAX: usize = 1_000;
+
+/// Why a name was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {kind} {value:?}: {reason}")]
+pub struct NameError {
+    pub kind: &'static str,
+    pub value: String,
+    pub reason: &'static str,
+}
+
+fn check_name(kind: &'static str, value: &str) -> Result<(), NameError> {
+    let err = |reason| NameError { kind, value: value.chars().take(80).collect(), reason };
+    if value.is_empty() {
+        return Err(err("must not be empty"));
+    }
+    if value.len() > NAME_MAX_LEN {
+        return Err(err("longer than 64 characters"));
+    }
+    let first = value.as_bytes()[0];
+    if !first.is_ascii_alphanumeric() {
+        return Err(err("must start with a letter or digit"));
+    }
+    if !value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.') {
+        return Err(err("may contain only letters, digits, '-', '_' and '.'"));
+    }
+    Ok(())
+}
+
+macro_rules! name_type {
+    ($(#[$doc:meta])* $ty:ident, $kind:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $ty(String);
+
+        impl $ty {
+            pub fn new(value: impl Into<String>) -> Result<Self, NameError> {
+                let value = value.into();
+                check_name($kind, &value)?;
+                Ok(Self(value))
+            }
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+        impl TryFrom<String> for $ty {
+            type Error = NameError;
+            fn try_from(value: String) -> Result<Self, NameError> {
+                Self::new(value)
+            }
+        }
+        impl From<$ty> for String {
+            fn from(v: $ty) -> String {
+                v.0
+            }
+        }
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+        impl fmt::Debug for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Debug::fmt(&self.0, f)
+            }
+        }
+    };
+}
+
+name_type!(
+    /// A run-time server's unique name.
+    ServerName, "server name");
+name_type!(
+    /// An agent cluster's unique name.
+    ClusterName, "agent cluster name");
+name_type!(
+    /// A task (resource name) that clients ask configuration for.
+    TaskName, "task name");
+name_type!(
+    /// An agent's identity, chosen by the agent (usually its host name).
+    AgentId, "agent id");
+name_type!(
+    /// A run-time server's session pool.
+    PoolName, "pool name");
+
+/// A host name or IP address literal.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Host(String);
+
+impl Host {
+    pub fn new(value: impl Into<String>) -> Result<Self, NameError> {
+        let value = value.into();
+        let err = |reason| NameError { kind: "host", value: value.chars().take(80).collect(), reason };
+        if value.is_empty() {
+            return Err(err("must not be empty"));
+        }
+        if value.len() > HOST_MAX_LEN {
+            return Err(err("longer than 253 characters"));
+        }
+        let ok = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b':' | b'[' | b']' | b'_');
+        if !value.bytes().all(ok) {
+            return Err(err("may contain only letters, digits, '-', '.', '_', ':' and brackets"));
+        }
+        Ok(Self(value))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+impl TryFrom<String> for Host {
+    type Error = NameError;
+    fn try_from(value: String) -> Result<Self, NameError> {
+        Self::new(value)
+    }
+}
+impl From<Host> for String {
+    fn from(v: Host) -> String {
+        v.0
+    }
+}
+impl fmt::Display for Host {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl fmt::Debug for Host {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+/// A URL scheme such as `http` or `https`.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Scheme(String);
+
+impl Scheme {
+    pub fn new(value: impl Into<String>) -> Result<Self, NameError> {
+        let value = value.into();
+        let err = |reason| NameError { kind: "scheme", value: value.chars().take(80).collect(), reason };
+        if value.is_empty() || value.len() > 16 {
+            return Err(err("must be 1 to 16 characters"));
+        }
+        if !value.as_bytes()[0].is_ascii_lowercase()
+            || !value.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'+' | b'-' | b'.'))
+        {
+            return Err(err("must be lowercase letters, digits, '+', '-' or '.', starting with a letter"));
+        }
+        Ok(Self(value))
+    }
+    pub fn http() -> Self {
+        Self("http".into())
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+impl TryFrom<String> for Scheme {
+    type Error = NameError;
+    fn try_from(value: String) -> Result<Self, NameError> {
+        Self::new(value)
+    }
+}
+impl From<Scheme> for String {
+    fn from(v: Scheme) -> String {
+        v.0
+    }
+}
+impl fmt::Debug for Scheme {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        for (input, ok) in [
+            ("rt1", true),
+            ("a.b-c_d", true),
+            ("", false),
+            ("-x", false),
+            ("a b", false),
+            ("ü", false),
+            (&"x".repeat(64), true),
+            (&"x".repeat(65), false),
+        ] {
+            assert_eq!(ServerName::new(input).is_ok(), ok, "{input:?}");
+        }
+        assert!(Host::new("10.0.0.1").is_ok());
+        assert!(Host::new("[::1]").is_ok());
+        assert!(Host::new("bad/host").is_err());
+        assert!(Scheme::new("https").is_ok());
+        assert!(Scheme::new("HTTP").is_err());
+    }
+}

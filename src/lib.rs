@@ -1,0 +1,14 @@
+//! Roster: a highly available control plane for task failover and load balancing.
+//!
+//! Configuration changes are commands replicated through Raft ([`roster_raft`]) and applied by
+//! the state machine ([`machine`]) onto the pure domain ([`domain`]); the HTTP API ([`api`])
+//! and the CLI ([`cli`]) are the administrators' surfaces; [`server`] wires a node together.
+//! See ARCHITECTURE.md for the map.
+
+pub mod api;
+pub mod bench;
+pub mod cli;
+pub mod dev;
+pub mod domain;
+pub mod machine;
+pub mod server;

@@ -1,0 +1,305 @@
+//! The Roster state machine application: executes committed commands against the live state,
+//! seals history records onto the hash chain and writes everything through the storage
+//! transaction. Shared read access for the API goes through [`MachineHandle`].
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+
+use openraft::LogId;
+use roster_raft::{Proposal, Reply, TypeConfig};
+use roster_storage::{codec, Application, StateStore, StoreError, Txn};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
+
+use crate::domain::command::check_expected;
+use crate::domain::{
+    decide, Change, Command, CommandBody, Hash, HistoryRecord, Outcome, RecordBody, RejectCode,
+    Rejection, Replayer, State, OPEN_CHANGESETS_MAX, CHANGES_PER_COMMAND_MAX,
+};
+
+/// A checkpoint of the folded state is written every this many revisions, so a restart or a
+/// state-at-revision query folds at most this many records.
+pub const CHECKPOINT_EVERY_REVISIONS: u64 = 10_000;
+/// Rejections are kept for this many Raft log entries.
+pub const REJECTIONS_KEEP_LOG_ENTRIES: u64 = 100_000;
+
+/// A staged set of changes ("Apply All Changes"), kept in the replicated state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Changeset {
+    pub id: String,
+    pub description: String,
+    pub created_by: String,
+    pub created_ms: u64,
+    /// The revision when the changeset was created.
+    pub base_revision: u64,
+    pub changes: Vec<Change>,
+}
+
+/// A command that was rejected, kept for audit.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RejectionRecord {
+    pub log_index: u64,
+    pub time_ms: u64,
+    pub actor: String,
+    pub comment: String,
+    pub rejection: Rejection,
+}
+
+/// Stored per idempotency key: what the command was, and what it got.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct IdempotencyEntry {
+    fingerprint: Hash,
+    outcome: Outcome,
+}
+
+/// A persisted fold checkpoint.
+#[derive(Serialize, Deserialize)]
+struct Checkpoint {
+    state: State,
+    head: Hash,
+}
+
+/// The live, applied state of this node.
+#[derive(Clone, Debug, Default)]
+pub struct Live {
+    pub state: State,
+    /// Hash of the last history record (all zeros before the first).
+    pub head: Hash,
+    pub changesets: BTreeMap<String, Changeset>,
+}
+
+struct Shared {
+    live: RwLock<Live>,
+    revision_tx: watch::Sender<u64>,
+}
+
+/// Read access to the live state from the API, cheap to clone.
+#[derive(Clone)]
+pub struct MachineHandle {
+    shared: Arc<Shared>,
+}
+
+impl MachineHandle {
+    pub fn read(&self) -> RwLockReadGuard<'_, Live> {
+        // A poisoned lock means apply panicked, which already stops the node.
+        self.shared.live.read().expect("state machine lock poisoned")
+    }
+
+    /// Notified with the revision after every applied revision.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.shared.revision_tx.subscribe()
+    }
+}
+
+/// The application plugged into the storage crate's state machine.
+pub struct RosterMachine {
+    shared: Arc<Shared>,
+}
+
+impl RosterMachine {
+    pub fn new() -> (Self, MachineHandle) {
+        let (revision_tx, _) = watch::channel(0);
+        let shared = Arc::new(Shared { live: RwLock::new(Live::default()), revision_tx });
+        (Self { shared: shared.clone() }, MachineHandle { shared })
+    }
+}
+
+fn corrupt(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Invalid(format!("history: {e}"))
+}
+
+/// Folds the stored history from its newest checkpoint at or before `upto` (inclusive).
+pub fn fold_stored(store: &StateStore, upto: u64) -> Result<(State, Hash), StoreError> {
+    let mut replayer = match store.checkpoint_at_or_before(upto)? {
+        Some((_, bytes)) => {
+            let cp: Checkpoint = codec::decode(&bytes).map_err(corrupt)?;
+            Replayer::new(cp.state, cp.head)
+        }
+        None => Replayer::new(State::default(), Hash::default()),
+    };
+    let from = replayer.state.revision + 1;
+    store.history_scan(from, |revision, bytes| {
+        if revision > upto {
+            return Ok(false);
+        }
+        let record: HistoryRecord = codec::decode(bytes).map_err(corrupt)?;
+        replayer.push(&record).map_err(corrupt)?;
+        Ok(true)
+    })?;
+    Ok((replayer.state, replayer.head))
+}
+
+/// The fingerprint that tells a retry (same command) from a reuse of a key for another one.
+fn fingerprint(cmd: &Command) -> Hash {
+    let mut h = Sha256::new();
+    h.update(codec::encode(&(&cmd.actor, &cmd.expected_revision, &cmd.body)));
+    Hash(h.finalize().into())
+}
+
+impl Application<TypeConfig> for RosterMachine {
+    fn load(&mut self, store: &StateStore) -> Result<(), StoreError> {
+        let (state, head) = fold_stored(store, u64::MAX)?;
+        let mut changesets = BTreeMap::new();
+        for (_, bytes) in store.changesets()? {
+            let cs: Changeset = codec::decode(&bytes).map_err(corrupt)?;
+            changesets.insert(cs.id.clone(), cs);
+        }
+        let revision = state.revision;
+        *self.shared.live.write().expect("state machine lock poisoned") = Live { state, head, changesets };
+        self.shared.revision_tx.send_replace(revision);
+        Ok(())
+    }
+
+    fn apply(&mut self, log_id: &LogId<u64>, data: &Proposal, txn: &mut Txn<'_>) -> Reply {
+        let cmd: Command = match codec::decode(&data.0) {
+            Ok(c) => c,
+            Err(e) => {
+                let r = Rejection::new(RejectCode::Invalid, format!("undecodable command: {e}"));
+                return Reply(codec::encode(&Outcome::Rejected(r)));
+            }
+        };
+        let fp = cmd.idempotency_key.as_ref().map(|_| fingerprint(&cmd));
+        if let (Some(key), Some(fp)) = (&cmd.idempotency_key, fp) {
+            match txn.idempotency_get(key.as_bytes()) {
+                Ok(Some(bytes)) => {
+                    let entry: IdempotencyEntry =
+                        codec::decode(&bytes).expect("idempotency entries are written by this state machine");
+                    let outcome = if entry.fingerprint == fp {
+                        entry.outcome
+                    } else {
+                        Outcome::Rejected(Rejection::new(
+                            RejectCode::IdempotencyKeyReused,
+                            format!("idempotency key {key:?} was already used for a different command"),
+                        ))
+                    };
+                    return Reply(codec::encode(&outcome));
+                }
+                Ok(None) => {}
+                // A read error here would make this node's answer differ from its peers';
+                // stopping is the only safe choice.
+                Err(e) => panic!("reading idempotency outcome: {e}"),
+            }
+        }
+
+        let mut live = self.shared.live.write().expect("state machine lock poisoned");
+        let outcome = execute(&mut live, log_id, &cmd, txn);
+        let revision = live.state.revision;
+        drop(live);
+
+        if let Outcome::Rejected(r) = &outcome {
+            let rec = RejectionRecord {
+                log_index: log_id.index,
+                time_ms: cmd.time_ms,
+                actor: cmd.actor.clone(),
+                comment: cmd.comment.clone(),
+                rejection: r.clone(),
+            };
+            txn.put_rejection(log_id.index, &codec::encode(&rec), REJECTIONS_KEEP_LOG_ENTRIES);
+        }
+        if let (Some(key), Some(fingerprint)) = (&cmd.idempotency_key, fp) {
+            let entry = IdempotencyEntry { fingerprint, outcome: outcome.clone() };
+            txn.put_idempotency(key.as_bytes(), &codec::encode(&entry));
+        }
+        if matches!(outcome, Outcome::Committed { .. }) {
+            self.shared.revision_tx.send_replace(revision);
+        }
+        Reply(codec::encode(&outcome))
+    }
+}
+
+/// Runs one command against the live state. Pure apart from the writes into `txn`.
+fn execute(live: &mut Live, log_id: &LogId<u64>, cmd: &Command, txn: &mut Txn<'_>) -> Outcome {
+    let result = match &cmd.body {
+        CommandBody::Apply { changes } => check_expected(&live.state, cmd.expected_revision)
+            .and_then(|()| decide(&live.state, changes, cmd.time_ms))
+            .map(|events| commit(live, log_id, cmd, None, events, txn)),
+        CommandBody::CreateChangeset { description } => {
+            if live.changesets.len() >= OPEN_CHANGESETS_MAX {
+                Err(Rejection::new(
+                    RejectCode::LimitExceeded,
+                    format!("{OPEN_CHANGESETS_MAX} changesets are already staged; apply or discard some"),
+                ))
+            } else {
+                let cs = Changeset {
+                    id: format!("cs-{}", log_id.index),
+                    description: description.clone(),
+                    created_by: cmd.actor.clone(),
+                    created_ms: cmd.time_ms,
+                    base_revision: live.state.revision,
+                    changes: Vec::new(),
+                };
+                txn.put_changeset(cs.id.as_bytes(), &codec::encode(&cs));
+                let id = cs.id.clone();
+                live.changesets.insert(id.clone(), cs);
+                Ok(Outcome::ChangesetCreated { id })
+            }
+        }
+        CommandBody::AddToChangeset { id, changes } => match live.changesets.get_mut(id) {
+            None => Err(Rejection::new(RejectCode::NotFound, format!("changeset {id} does not exist"))),
+            Some(_) if changes.is_empty() => Err(Rejection::new(RejectCode::Invalid, "no changes given")),
+            Some(cs) if cs.changes.len() + changes.len() > CHANGES_PER_COMMAND_MAX => Err(Rejection::new(
+                RejectCode::LimitExceeded,
+                format!("a changeset holds at most {CHANGES_PER_COMMAND_MAX} changes"),
+            )),
+            Some(cs) => {
+                cs.changes.extend(changes.iter().cloned());
+                txn.put_changeset(id.as_bytes(), &codec::encode(&*cs));
+                Ok(Outcome::ChangesetUpdated { id: id.clone(), changes: cs.changes.len() as u32 })
+            }
+        },
+        CommandBody::ApplyChangeset { id } => match live.changesets.get(id) {
+            None => Err(Rejection::new(RejectCode::NotFound, format!("changeset {id} does not exist"))),
+            Some(cs) => {
+                let changes = cs.changes.clone();
+                check_expected(&live.state, cmd.expected_revision)
+                    .and_then(|()| decide(&live.state, &changes, cmd.time_ms))
+                    .map(|events| {
+                        txn.delete_changeset(id.as_bytes());
+                        live.changesets.remove(id);
+                        commit(live, log_id, cmd, Some(id.clone()), events, txn)
+                    })
+            }
+        },
+        CommandBody::DiscardChangeset { id } => match live.changesets.remove(id) {
+            None => Err(Rejection::new(RejectCode::NotFound, format!("changeset {id} does not exist"))),
+            Some(_) => {
+                txn.delete_changeset(id.as_bytes());
+                Ok(Outcome::ChangesetDiscarded { id: id.clone() })
+            }
+        },
+    };
+    result.unwrap_or_else(Outcome::Rejected)
+}
+
+/// Seals a new revision with `events`, folds it into the live state and stages its writes.
+fn commit(
+    live: &mut Live,
+    log_id: &LogId<u64>,
+    cmd: &Command,
+    changeset: Option<String>,
+    events: Vec<crate::domain::Event>,
+    txn: &mut Txn<'_>,
+) -> Outcome {
+    let revision = live.state.revision + 1;
+    let body = RecordBody {
+        revision,
+        log_term: log_id.leader_id.term,
+        log_index: log_id.index,
+        time_ms: cmd.time_ms,
+        actor: cmd.actor.clone(),
+        comment: cmd.comment.clone(),
+        changeset,
+        idempotency_key: cmd.idempotency_key.clone(),
+        events,
+    };
+    let record = HistoryRecord::seal(body, live.head);
+    txn.put_history(revision, &codec::encode(&record));
+    live.state.apply_record_events(revision, &record.body.events);
+    live.head = record.hash;
+    if revision % CHECKPOINT_EVERY_REVISIONS == 0 {
+        let cp = Checkpoint { state: live.state.clone(), head: live.head };
+        txn.put_checkpoint(revision, &codec::encode(&cp));
+    }
+    Outcome::Committed { revision }
+}

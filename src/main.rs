@@ -1,0 +1,77 @@
+//! The `roster` binary: parses flags and hands over to the library.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use roster::server::{parse_peers, ServeConfig};
+
+#[derive(Parser)]
+#[command(name = "roster", version, about = "Roster: a highly available control plane for task failover and load balancing")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run a management node.
+    Serve {
+        /// This node's id (1, 2, ...).
+        #[arg(long, default_value_t = 1)]
+        node_id: u64,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:7001")]
+        listen: std::net::SocketAddr,
+        /// Address peers and clients use for this node (default: --listen).
+        #[arg(long)]
+        advertise: Option<String>,
+        /// The initial cluster, e.g. 1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003.
+        /// Used only on an empty data dir; without it the node forms a single-node cluster.
+        #[arg(long, default_value = "")]
+        peers: String,
+        /// Where this node keeps its data.
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+    /// Administer a cluster over its HTTP API.
+    Ctl(roster::cli::CtlArgs),
+    /// Start a local multi-node cluster on loopback.
+    Dev(roster::dev::DevArgs),
+    /// Benchmarks (fold speed, restart time).
+    #[command(subcommand)]
+    Bench(roster::bench::BenchCmd),
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ROSTER_LOG").unwrap_or_else(|_| "info,openraft=warn".into());
+    match cli.command {
+        Cmd::Serve { node_id, listen, advertise, peers, data_dir } => {
+            tracing_subscriber::fmt().with_env_filter(filter).init();
+            let config = ServeConfig { node_id, listen, advertise, data_dir, peers: parse_peers(&peers)? };
+            roster::server::run(config, shutdown_signal()).await
+        }
+        Cmd::Ctl(args) => roster::cli::run(args).await,
+        Cmd::Dev(args) => {
+            tracing_subscriber::fmt().with_env_filter(filter).init();
+            roster::dev::run(args).await
+        }
+        Cmd::Bench(cmd) => roster::bench::run(cmd).await,
+    }
+}

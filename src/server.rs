@@ -1,0 +1,113 @@
+//! Wiring one node: storage, Raft, state machine and the HTTP listener, with an injectable
+//! shutdown so tests and `roster dev` control its lifetime.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use roster_raft::{NodeConfig, RaftNode};
+use tokio::net::TcpListener;
+
+use crate::api::{self, Ctx};
+use crate::machine::{MachineHandle, RosterMachine};
+
+/// What `roster serve` needs.
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    pub node_id: u64,
+    pub listen: SocketAddr,
+    /// Address peers and clients use for this node; defaults to `listen`.
+    pub advertise: Option<String>,
+    pub data_dir: PathBuf,
+    /// The initial cluster (`id → address`); empty means a single-node cluster of this node.
+    pub peers: BTreeMap<u64, String>,
+}
+
+/// Parses `1=127.0.0.1:7001,2=127.0.0.1:7002`.
+pub fn parse_peers(spec: &str) -> anyhow::Result<BTreeMap<u64, String>> {
+    let mut out = BTreeMap::new();
+    for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (id, addr) = part.split_once('=').with_context(|| format!("peer {part:?} is not ID=HOST:PORT"))?;
+        let id: u64 = id.parse().with_context(|| format!("peer id {id:?} is not a number"))?;
+        anyhow::ensure!(id > 0, "node ids start at 1");
+        anyhow::ensure!(addr.contains(':'), "peer address {addr:?} needs a port");
+        anyhow::ensure!(out.insert(id, addr.to_string()).is_none(), "node id {id} appears twice in --peers");
+    }
+    Ok(out)
+}
+
+/// A node started in this process.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub node: RaftNode,
+    pub machine: MachineHandle,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops serving, shuts Raft down and waits until the database is closed.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.server.await;
+        self.node.shutdown().await;
+        // The state machine and log store hold the RocksDB handle; Raft drops them on
+        // shutdown, after which the data dir may be reopened.
+        drop(self.node);
+    }
+}
+
+/// Starts a node and returns once it listens.
+pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
+    let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let advertise = config.advertise.clone().unwrap_or_else(|| addr.to_string());
+    let mut members = config.peers.clone();
+    if members.is_empty() {
+        members.insert(config.node_id, advertise.clone());
+    }
+    anyhow::ensure!(
+        members.contains_key(&config.node_id),
+        "--peers does not list this node's id {}",
+        config.node_id
+    );
+    let (machine, handle) = RosterMachine::new();
+    let node = RaftNode::start(
+        NodeConfig {
+            node_id: config.node_id,
+            advertise_addr: advertise,
+            data_dir: config.data_dir.clone(),
+            initial_members: members,
+            raft: NodeConfig::default_raft_config(),
+        },
+        machine,
+    )
+    .await?;
+    let router = api::router(Ctx { node: node.clone(), machine: handle.clone() });
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
+            let _ = stopped.await;
+        });
+        if let Err(e) = serve.await {
+            tracing::error!("http server: {e}");
+        }
+    });
+    Ok(Running { addr, node, machine: handle, stop, server })
+}
+
+/// Runs a node until `shutdown` completes.
+pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let running = start(config).await?;
+    tracing::info!(addr = %running.addr, "roster node serving");
+    if running.node.wait_for_leader(Duration::from_secs(10)).await.is_none() {
+        tracing::warn!("no leader elected yet; waiting for peers");
+    }
+    shutdown.await;
+    tracing::info!("shutting down");
+    running.stop().await;
+    Ok(())
+}

@@ -1,0 +1,22 @@
+//! Roster's persistence on RocksDB.
+//!
+//! One RocksDB database per node holds two independent stores in separate column families:
+//!
+//! - [`LogStore`]: openraft's log and vote ([`openraft::storage::RaftLogStorage`]).
+//! - [`StateMachineStore`]: openraft's state machine ([`openraft::storage::RaftStateMachine`]):
+//!   the applied log id and membership plus whatever the application writes through a [`Txn`]
+//!   (the revision history, idempotency outcomes, staged changesets, state checkpoints), all in
+//!   one atomic, fsynced batch per apply call.
+//!
+//! This crate knows nothing of HTTP, of the Roster domain, or of the network: the application
+//! plugs in through the [`Application`] trait and sees only bytes and log ids. Every value it
+//! persists goes through [`codec`].
+
+pub mod codec;
+pub mod db;
+pub mod log_store;
+pub mod state_machine;
+
+pub use db::{open, StoreError};
+pub use log_store::LogStore;
+pub use state_machine::{Application, StateMachineStore, StateStore, Txn};

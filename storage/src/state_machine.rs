@@ -1,0 +1,452 @@
+//! openraft's state machine on RocksDB, with the application plugged in through
+//! [`Application`].
+//!
+//! Each `apply` call turns its whole batch of committed entries into ONE RocksDB write batch:
+//! everything the application wrote through the [`Txn`] plus the new applied log id and
+//! membership, fsynced together. So after a crash the durable applied log id always matches the
+//! durable history, and openraft re-applies exactly the entries after it.
+//!
+//! Snapshots carry every replicated column family (history, idempotency outcomes, changesets,
+//! rejections) read from one RocksDB point-in-time view, so a node that installs one can serve
+//! the full history. Checkpoints are derived data and are rebuilt by the application instead.
+//!
+//! # Correctness
+//! - The applied log id and membership are persisted atomically with the application's writes.
+//! - `install_snapshot` replaces all replicated column families in one atomic batch.
+//! - The application must be deterministic: same entries, same writes, on every node.
+
+use std::collections::HashMap;
+use std::io::Cursor;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use openraft::storage::{RaftStateMachine, Snapshot, SnapshotMeta};
+use openraft::{
+    EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder, RaftTypeConfig, StorageError,
+    StorageIOError, StoredMembership,
+};
+use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch, DB};
+use serde::{Deserialize, Serialize};
+
+use crate::codec;
+use crate::db::{
+    cf, key_u64, sync_write, u64_key, StoreError, CF_CHANGESETS, CF_CHECKPOINTS, CF_HISTORY,
+    CF_IDEMPOTENCY, CF_REJECTIONS, CF_SM_META, CF_SNAPSHOT,
+};
+
+const KEY_APPLIED: &[u8] = b"applied";
+const KEY_MEMBERSHIP: &[u8] = b"membership";
+const KEY_SNAPSHOT_META: &[u8] = b"meta";
+const KEY_SNAPSHOT_DATA: &[u8] = b"data";
+
+/// Column families replicated through snapshots.
+const SNAPSHOT_CFS: [&str; 4] = [CF_HISTORY, CF_IDEMPOTENCY, CF_CHANGESETS, CF_REJECTIONS];
+
+/// The application's part of the state machine.
+pub trait Application<C: RaftTypeConfig>: Send + Sync + 'static {
+    /// Rebuilds in-memory state from what `store` holds. Called at start-up and after a
+    /// snapshot was installed.
+    fn load(&mut self, store: &StateStore) -> Result<(), StoreError>;
+
+    /// Applies one committed client request. Every durable effect goes into `txn`, which is
+    /// written atomically with the applied log id once the whole batch is applied.
+    ///
+    /// # Correctness
+    /// Must be a deterministic function of the durable state, `log_id` and `data`.
+    fn apply(&mut self, log_id: &LogId<C::NodeId>, data: &C::D, txn: &mut Txn<'_>) -> C::R;
+}
+
+/// Read access to the application's column families. Cheap to clone and safe to use from any
+/// thread (RocksDB reads are concurrent).
+#[derive(Clone)]
+pub struct StateStore {
+    db: Arc<DB>,
+}
+
+impl StateStore {
+    pub fn new(db: Arc<DB>) -> Self {
+        Self { db }
+    }
+
+    /// The encoded history record of `revision`.
+    pub fn history_get(&self, revision: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.db.get_cf(cf(&self.db, CF_HISTORY), u64_key(revision))?)
+    }
+
+    /// The highest revision and its record.
+    pub fn history_last(&self) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+        let mut it = self.db.iterator_cf(cf(&self.db, CF_HISTORY), IteratorMode::End);
+        match it.next() {
+            None => Ok(None),
+            Some(item) => {
+                let (k, v) = item?;
+                Ok(Some((key_u64(&k)?, v.into_vec())))
+            }
+        }
+    }
+
+    /// Visits records from `from` upward, in revision order, until `visit` returns false.
+    pub fn history_scan(
+        &self,
+        from: u64,
+        mut visit: impl FnMut(u64, &[u8]) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
+        let key = u64_key(from);
+        let mut opts = ReadOptions::default();
+        // A long scan should not evict the hot working set.
+        opts.fill_cache(false);
+        let it = self.db.iterator_cf_opt(
+            cf(&self.db, CF_HISTORY),
+            opts,
+            IteratorMode::From(&key, Direction::Forward),
+        );
+        for item in it {
+            let (k, v) = item?;
+            if !visit(key_u64(&k)?, &v)? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// The stored outcome of a command with this idempotency key.
+    pub fn idempotency_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.db.get_cf(cf(&self.db, CF_IDEMPOTENCY), key)?)
+    }
+
+    /// All staged changesets, by id.
+    pub fn changesets(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(cf(&self.db, CF_CHANGESETS), IteratorMode::Start) {
+            let (k, v) = item?;
+            out.push((k.into_vec(), v.into_vec()));
+        }
+        Ok(out)
+    }
+
+    /// The newest checkpoint at or before `revision`.
+    pub fn checkpoint_at_or_before(&self, revision: u64) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+        let key = u64_key(revision);
+        let mut it = self
+            .db
+            .iterator_cf(cf(&self.db, CF_CHECKPOINTS), IteratorMode::From(&key, Direction::Reverse));
+        match it.next() {
+            None => Ok(None),
+            Some(item) => {
+                let (k, v) = item?;
+                Ok(Some((key_u64(&k)?, v.into_vec())))
+            }
+        }
+    }
+
+    /// The most recent rejections, newest first, at most `limit`.
+    pub fn rejections_recent(&self, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(cf(&self.db, CF_REJECTIONS), IteratorMode::End).take(limit) {
+            let (k, v) = item?;
+            out.push((key_u64(&k)?, v.into_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Removes all checkpoints (they are derived data).
+    pub fn clear_checkpoints(&self) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        batch.delete_range_cf(cf(&self.db, CF_CHECKPOINTS), u64_key(0), u64_key(u64::MAX));
+        self.db.write_opt(batch, &sync_write())?;
+        Ok(())
+    }
+
+    /// Writes a checkpoint outside of an apply (used when rebuilding derived data).
+    pub fn put_checkpoint(&self, revision: u64, bytes: &[u8]) -> Result<(), StoreError> {
+        self.db.put_cf(cf(&self.db, CF_CHECKPOINTS), u64_key(revision), bytes)?;
+        Ok(())
+    }
+
+    /// Starts a write transaction outside of Raft, for offline tools (history generation in
+    /// benchmarks). The node itself only writes through [`StateMachineStore`].
+    pub fn offline_txn(&self) -> Txn<'_> {
+        Txn::new(self)
+    }
+
+    /// Commits an offline transaction together with an applied log id and membership.
+    pub fn offline_commit<C: RaftTypeConfig>(
+        &self,
+        txn: Txn<'_>,
+        applied: &Option<LogId<C::NodeId>>,
+        membership: &StoredMembership<C::NodeId, C::Node>,
+    ) -> Result<(), StoreError> {
+        let mut batch = txn.batch;
+        batch.put_cf(cf(&self.db, CF_SM_META), KEY_APPLIED, codec::encode(applied));
+        batch.put_cf(cf(&self.db, CF_SM_META), KEY_MEMBERSHIP, codec::encode(membership));
+        self.db.write_opt(batch, &sync_write())?;
+        Ok(())
+    }
+}
+
+/// The application's writes during one apply call. Nothing is visible to readers until the
+/// batch commits; idempotency outcomes written earlier in the same batch are visible to later
+/// entries through [`Txn::idempotency_get`].
+pub struct Txn<'a> {
+    store: &'a StateStore,
+    batch: WriteBatch,
+    pending_idempotency: HashMap<Vec<u8>, Vec<u8>>,
+}
+
+impl<'a> Txn<'a> {
+    fn new(store: &'a StateStore) -> Self {
+        Self { store, batch: WriteBatch::default(), pending_idempotency: HashMap::new() }
+    }
+
+    pub fn put_history(&mut self, revision: u64, record: &[u8]) {
+        let h = cf(&self.store.db, CF_HISTORY);
+        self.batch.put_cf(h, u64_key(revision), record);
+    }
+
+    pub fn idempotency_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        if let Some(v) = self.pending_idempotency.get(key) {
+            return Ok(Some(v.clone()));
+        }
+        self.store.idempotency_get(key)
+    }
+
+    pub fn put_idempotency(&mut self, key: &[u8], outcome: &[u8]) {
+        self.batch.put_cf(cf(&self.store.db, CF_IDEMPOTENCY), key, outcome);
+        self.pending_idempotency.insert(key.to_vec(), outcome.to_vec());
+    }
+
+    pub fn put_changeset(&mut self, id: &[u8], bytes: &[u8]) {
+        self.batch.put_cf(cf(&self.store.db, CF_CHANGESETS), id, bytes);
+    }
+
+    pub fn delete_changeset(&mut self, id: &[u8]) {
+        self.batch.delete_cf(cf(&self.store.db, CF_CHANGESETS), id);
+    }
+
+    pub fn put_checkpoint(&mut self, revision: u64, bytes: &[u8]) {
+        self.batch.put_cf(cf(&self.store.db, CF_CHECKPOINTS), u64_key(revision), bytes);
+    }
+
+    /// Records a rejection, keeping only those within `keep_log_entries` of `log_index`.
+    pub fn put_rejection(&mut self, log_index: u64, bytes: &[u8], keep_log_entries: u64) {
+        let rej = cf(&self.store.db, CF_REJECTIONS);
+        self.batch.put_cf(rej, u64_key(log_index), bytes);
+        if log_index > keep_log_entries {
+            self.batch.delete_range_cf(rej, u64_key(0), u64_key(log_index - keep_log_entries));
+        }
+    }
+}
+
+/// The body of a Raft snapshot.
+#[derive(Serialize, Deserialize)]
+struct SnapshotBody {
+    sections: Vec<(String, Vec<(Vec<u8>, Vec<u8>)>)>,
+}
+
+/// The state machine handed to openraft.
+pub struct StateMachineStore<C: RaftTypeConfig, A> {
+    store: StateStore,
+    app: A,
+    applied: Option<LogId<C::NodeId>>,
+    membership: StoredMembership<C::NodeId, C::Node>,
+    snapshot_seq: Arc<AtomicU64>,
+}
+
+fn sm_read<C: RaftTypeConfig>(e: impl std::fmt::Display) -> StorageError<C::NodeId> {
+    StorageIOError::read_state_machine(&std::io::Error::other(e.to_string())).into()
+}
+
+fn sm_write<C: RaftTypeConfig>(e: impl std::fmt::Display) -> StorageError<C::NodeId> {
+    StorageIOError::write_state_machine(&std::io::Error::other(e.to_string())).into()
+}
+
+impl<C, A> StateMachineStore<C, A>
+where
+    C: RaftTypeConfig,
+    A: Application<C>,
+{
+    /// Opens the state machine on `db`, loading the applied state and letting the application
+    /// rebuild its in-memory state.
+    pub fn open(db: Arc<DB>, mut app: A) -> Result<Self, StoreError> {
+        let store = StateStore::new(db);
+        let meta = cf(&store.db, CF_SM_META);
+        let applied = match store.db.get_cf(meta, KEY_APPLIED)? {
+            Some(b) => codec::decode(&b).map_err(|source| StoreError::Codec { cf: CF_SM_META, source })?,
+            None => None,
+        };
+        let membership = match store.db.get_cf(meta, KEY_MEMBERSHIP)? {
+            Some(b) => codec::decode(&b).map_err(|source| StoreError::Codec { cf: CF_SM_META, source })?,
+            None => StoredMembership::default(),
+        };
+        app.load(&store)?;
+        Ok(Self { store, app, applied, membership, snapshot_seq: Arc::new(AtomicU64::new(0)) })
+    }
+
+    pub fn state_store(&self) -> StateStore {
+        self.store.clone()
+    }
+}
+
+/// Builds snapshots from a RocksDB point-in-time view, concurrently with applies.
+pub struct SnapshotBuilder<C> {
+    store: StateStore,
+    seq: Arc<AtomicU64>,
+    _c: std::marker::PhantomData<C>,
+}
+
+impl<C: RaftTypeConfig<SnapshotData = Cursor<Vec<u8>>>> SnapshotBuilder<C> {
+    fn build(&self) -> Result<Snapshot<C>, StoreError> {
+        let db = &self.store.db;
+        let view = db.snapshot();
+        let meta_cf = cf(db, CF_SM_META);
+        let applied: Option<LogId<C::NodeId>> = match view.get_cf(meta_cf, KEY_APPLIED)? {
+            Some(b) => codec::decode(&b).map_err(|source| StoreError::Codec { cf: CF_SM_META, source })?,
+            None => None,
+        };
+        let membership: StoredMembership<C::NodeId, C::Node> = match view.get_cf(meta_cf, KEY_MEMBERSHIP)? {
+            Some(b) => codec::decode(&b).map_err(|source| StoreError::Codec { cf: CF_SM_META, source })?,
+            None => StoredMembership::default(),
+        };
+        let mut sections = Vec::new();
+        for name in SNAPSHOT_CFS {
+            let mut entries = Vec::new();
+            for item in view.iterator_cf(cf(db, name), IteratorMode::Start) {
+                let (k, v) = item?;
+                entries.push((k.into_vec(), v.into_vec()));
+            }
+            sections.push((name.to_string(), entries));
+        }
+        let data = codec::encode(&SnapshotBody { sections });
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+        let snapshot_id = match &applied {
+            Some(id) => format!("{}-{}-{}", id.leader_id, id.index, seq),
+            None => format!("none-{seq}"),
+        };
+        let meta = SnapshotMeta { last_log_id: applied, last_membership: membership, snapshot_id };
+        save_current_snapshot::<C>(db, &meta, &data)?;
+        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
+    }
+}
+
+fn save_current_snapshot<C: RaftTypeConfig>(
+    db: &DB,
+    meta: &SnapshotMeta<C::NodeId, C::Node>,
+    data: &[u8],
+) -> Result<(), StoreError> {
+    let mut batch = WriteBatch::default();
+    batch.put_cf(cf(db, CF_SNAPSHOT), KEY_SNAPSHOT_META, codec::encode(meta));
+    batch.put_cf(cf(db, CF_SNAPSHOT), KEY_SNAPSHOT_DATA, data);
+    db.write_opt(batch, &sync_write())?;
+    Ok(())
+}
+
+impl<C: RaftTypeConfig<SnapshotData = Cursor<Vec<u8>>>> RaftSnapshotBuilder<C> for SnapshotBuilder<C> {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<C>, StorageError<C::NodeId>> {
+        self.build().map_err(sm_read::<C>)
+    }
+}
+
+impl<C, A> RaftStateMachine<C> for StateMachineStore<C, A>
+where
+    C: RaftTypeConfig<Entry = openraft::Entry<C>, SnapshotData = Cursor<Vec<u8>>>,
+    C::R: Default,
+    A: Application<C>,
+{
+    type SnapshotBuilder = SnapshotBuilder<C>;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId<C::NodeId>>, StoredMembership<C::NodeId, C::Node>), StorageError<C::NodeId>> {
+        Ok((self.applied.clone(), self.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<C::R>, StorageError<C::NodeId>>
+    where
+        I: IntoIterator<Item = C::Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut txn = Txn::new(&self.store);
+        let mut replies = Vec::new();
+        let mut applied = self.applied.clone();
+        let mut membership = self.membership.clone();
+        for entry in entries {
+            applied = Some(entry.log_id.clone());
+            let reply = match &entry.payload {
+                EntryPayload::Blank => C::R::default(),
+                EntryPayload::Normal(data) => self.app.apply(&entry.log_id, data, &mut txn),
+                EntryPayload::Membership(m) => {
+                    membership = StoredMembership::new(Some(entry.log_id.clone()), m.clone());
+                    C::R::default()
+                }
+            };
+            replies.push(reply);
+        }
+        let mut batch = txn.batch;
+        let meta = cf(&self.store.db, CF_SM_META);
+        batch.put_cf(meta, KEY_APPLIED, codec::encode(&applied));
+        batch.put_cf(meta, KEY_MEMBERSHIP, codec::encode(&membership));
+        self.store.db.write_opt(batch, &sync_write()).map_err(sm_write::<C>)?;
+        self.applied = applied;
+        self.membership = membership;
+        Ok(replies)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        SnapshotBuilder { store: self.store.clone(), seq: self.snapshot_seq.clone(), _c: std::marker::PhantomData }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<C::SnapshotData>, StorageError<C::NodeId>> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<C::NodeId, C::Node>,
+        snapshot: Box<C::SnapshotData>,
+    ) -> Result<(), StorageError<C::NodeId>> {
+        let data = snapshot.into_inner();
+        let body: SnapshotBody = codec::decode(&data).map_err(sm_read::<C>)?;
+        let db = &self.store.db;
+        let mut batch = WriteBatch::default();
+        for name in SNAPSHOT_CFS.iter().chain([CF_CHECKPOINTS].iter()) {
+            let handle = cf(db, name);
+            // Keys of these families are 8-byte revisions/indexes or validated ASCII strings
+            // (never starting with 0xFF), so this range covers them all.
+            batch.delete_range_cf(handle, &[][..], &[0xFFu8; 256][..]);
+        }
+        for (name, entries) in &body.sections {
+            let name = SNAPSHOT_CFS
+                .iter()
+                .find(|n| **n == name.as_str())
+                .ok_or_else(|| sm_read::<C>(format!("snapshot has unknown section {name}")))?;
+            let handle = cf(db, name);
+            for (k, v) in entries {
+                batch.put_cf(handle, k, v);
+            }
+        }
+        let meta_cf = cf(db, CF_SM_META);
+        batch.put_cf(meta_cf, KEY_APPLIED, codec::encode(&meta.last_log_id));
+        batch.put_cf(meta_cf, KEY_MEMBERSHIP, codec::encode(&meta.last_membership));
+        batch.put_cf(cf(db, CF_SNAPSHOT), KEY_SNAPSHOT_META, codec::encode(meta));
+        batch.put_cf(cf(db, CF_SNAPSHOT), KEY_SNAPSHOT_DATA, &data);
+        db.write_opt(batch, &sync_write()).map_err(sm_write::<C>)?;
+        self.applied = meta.last_log_id.clone();
+        self.membership = meta.last_membership.clone();
+        self.app.load(&self.store).map_err(sm_read::<C>)?;
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<C>>, StorageError<C::NodeId>> {
+        let db = &self.store.db;
+        let snap = cf(db, CF_SNAPSHOT);
+        let meta = match db.get_cf(snap, KEY_SNAPSHOT_META).map_err(sm_read::<C>)? {
+            Some(b) => codec::decode::<SnapshotMeta<C::NodeId, C::Node>>(&b).map_err(sm_read::<C>)?,
+            None => return Ok(None),
+        };
+        let data = db
+            .get_cf(snap, KEY_SNAPSHOT_DATA)
+            .map_err(sm_read::<C>)?
+            .ok_or_else(|| sm_read::<C>("snapshot meta without data"))?;
+        Ok(Some(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) }))
+    }
+}

@@ -1,0 +1,221 @@
+//! The HTTP API and CLI against a real `roster serve` process over a real socket.
+
+mod common;
+
+use common::{ctl, Api, NodeProcess};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+/// The seed procedure: register three servers, create an agent cluster, associate a task with
+/// servers in an order, move one up, enable load balancing, apply all changes as one revision.
+#[test]
+fn seed_procedure_through_the_cli_is_one_revision() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProcess::single(&dir.path().join("n1"));
+    let ep = node.addr.as_str();
+
+    let (ok, out, err) = ctl(ep, &["changesets", "create", "--description", "seed rollout"]);
+    assert!(ok, "{err}");
+    let cs = out.trim().strip_prefix("created changeset ").expect(&out).to_string();
+
+    let staged: &[&[&str]] = &[
+        &["servers", "add", "rt1", "--host", "10.0.0.1", "--port", "8080"],
+        &["servers", "add", "rt2", "--host", "10.0.0.2", "--port", "8080", "--pool", "p1"],
+        &["servers", "add", "rt3", "--host", "10.0.0.3", "--port", "8443", "--scheme", "https"],
+        &["clusters", "create", "eu"],
+        &["tasks", "set-servers", "billing", "--cluster", "eu", "rt1", "rt2", "rt3"],
+        &["tasks", "move", "billing", "--cluster", "eu", "rt2", "up"],
+        &["tasks", "load-balancing", "billing", "--cluster", "eu", "on"],
+    ];
+    for args in staged {
+        let mut full = vec!["--changeset", cs.as_str()];
+        full.extend_from_slice(args);
+        let (ok, out, err) = ctl(ep, &full);
+        assert!(ok, "{args:?}: {err}");
+        assert!(out.contains("staged in changeset"), "{out}");
+    }
+
+    // Nothing is applied before "Apply All Changes".
+    let api = Api::new(&node);
+    assert_eq!(api.digest().0, 0);
+    let (ok, preview, err) = ctl(ep, &["changesets", "preview", &cs]);
+    assert!(ok, "{err}");
+    assert!(preview.contains("applies cleanly"), "{preview}");
+    assert!(preview.contains("+ task_config billing/eu"), "{preview}");
+
+    let (ok, out, err) = ctl(ep, &["--actor", "alice", "-m", "initial rollout", "apply", &cs]);
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "committed revision 1");
+
+    let history = api.get("/v1/history");
+    let records = history["records"].as_array().unwrap();
+    assert_eq!(records.len(), 1, "{history}");
+    assert_eq!(records[0]["revision"], 1);
+    assert_eq!(records[0]["actor"], "alice");
+    assert_eq!(records[0]["comment"], "initial rollout");
+    assert_eq!(records[0]["changeset"], json!(cs));
+
+    let config = api.get("/v1/tasks/billing/configs/eu");
+    let order: Vec<&str> = config["servers"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(order, ["rt2", "rt1", "rt3"]);
+    assert_eq!(config["load_balancing"], true);
+    assert_eq!(config["servers"][0]["url"], "http://10.0.0.2:8080/?pool=p1");
+    assert_eq!(config["servers"][2]["url"], "https://10.0.0.3:8443/");
+
+    // The changeset is gone once applied; the CLI shows the history readably.
+    let (status, _) = api.request(Method::GET, &format!("/v1/changesets/{cs}"), None, &[]);
+    assert_eq!(status, 404);
+    let (ok, out, _) = ctl(ep, &["history"]);
+    assert!(ok);
+    assert!(out.contains("alice") && out.contains("initial rollout"), "{out}");
+    let (ok, out, _) = ctl(ep, &["tasks", "list"]);
+    assert!(ok);
+    assert!(out.contains("rt2(enabled) > rt1(enabled) > rt3(enabled)"), "{out}");
+}
+
+fn setup(api: &Api) {
+    let (s, v) = api.post(
+        "/v1/commands",
+        json!({"changes": [
+            {"add_server": {"name": "rt1", "host": "10.0.0.1", "port": 8080}},
+            {"add_server": {"name": "rt2", "host": "10.0.0.2", "port": 8080}},
+            {"create_cluster": {"name": "eu"}},
+            {"set_servers": {"task": "billing", "cluster": "eu", "servers": ["rt1", "rt2"]}}
+        ]}),
+        &[("x-roster-actor", "setup")],
+    );
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["committed"]["revision"], 1);
+}
+
+/// Each bad request gets a JSON error with the right status and changes nothing.
+#[test]
+fn rejections_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProcess::single(&dir.path().join("n1"));
+    let api = Api::new(&node);
+    setup(&api);
+    let before = api.digest();
+
+    let cases: Vec<(&str, Method, &str, Option<Value>, Vec<(&str, &str)>, u16, &str)> = vec![
+        ("unknown server in a list", Method::PUT, "/v1/tasks/billing/configs/eu",
+         Some(json!({"servers": ["rt1", "nope"]})), vec![], 404, "not_found"),
+        ("duplicate server in a list", Method::PUT, "/v1/tasks/billing/configs/eu",
+         Some(json!({"servers": ["rt1", "rt1"]})), vec![], 400, "invalid"),
+        ("expected revision mismatch", Method::POST, "/v1/servers",
+         Some(json!({"name": "rt3", "host": "h", "port": 1})), vec![("x-roster-expected-revision", "7")], 409, "revision_mismatch"),
+        ("unknown field", Method::POST, "/v1/servers",
+         Some(json!({"name": "rt3", "host": "h", "port": 1, "colour": "red"})), vec![], 400, "malformed_json"),
+        ("invalid name", Method::POST, "/v1/servers",
+         Some(json!({"name": "bad name", "host": "h", "port": 1})), vec![], 400, "malformed_json"),
+        ("duplicate server", Method::POST, "/v1/servers",
+         Some(json!({"name": "rt1", "host": "h", "port": 1})), vec![], 409, "already_exists"),
+        ("move past the top", Method::POST, "/v1/tasks/billing/configs/eu/servers/rt1/move",
+         Some(json!({"direction": "up"})), vec![], 400, "invalid"),
+        ("later change fails, earlier is not applied", Method::POST, "/v1/commands",
+         Some(json!({"changes": [{"create_cluster": {"name": "us"}}, {"delete_server": {"name": "ghost"}}]})), vec![], 404, "not_found"),
+        ("bad path name", Method::GET, "/v1/servers/bad%20name", None, vec![], 400, "invalid_name"),
+        ("bad expected revision header", Method::POST, "/v1/servers",
+         Some(json!({"name": "rt3", "host": "h", "port": 1})), vec![("x-roster-expected-revision", "abc")], 400, "invalid_request"),
+    ];
+    for (what, method, path, body, headers, status, code) in cases {
+        let (s, v) = api.request(method, path, body, &headers);
+        assert_eq!(s, status, "{what}: {v}");
+        assert_eq!(v["error"]["code"], code, "{what}: {v}");
+        assert!(v["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{what}: {v}");
+        assert_eq!(api.digest(), before, "{what} changed the state");
+    }
+
+    // Malformed JSON.
+    let client = reqwest::blocking::Client::new();
+    let r = client
+        .post(node.url("/v1/servers"))
+        .header("content-type", "application/json")
+        .body("{\"name\": ")
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let v: Value = r.json().unwrap();
+    assert_eq!(v["error"]["code"], "malformed_json");
+
+    // Oversize body.
+    let big = format!("{{\"changes\": [], \"pad\": \"{}\"}}", "x".repeat(2 << 20));
+    let r = client.post(node.url("/v1/commands")).header("content-type", "application/json").body(big).send().unwrap();
+    assert_eq!(r.status().as_u16(), 413);
+    let v: Value = r.json().unwrap();
+    assert_eq!(v["error"]["code"], "body_too_large");
+    assert_eq!(api.digest(), before, "malformed or oversize bodies changed the state");
+    assert_eq!(api.get("/v1/history")["records"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn idempotency_key_gives_the_same_result_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProcess::single(&dir.path().join("n1"));
+    let api = Api::new(&node);
+    setup(&api);
+    let body = json!({"name": "rt9", "host": "10.9.9.9", "port": 9000});
+    let h = [("idempotency-key", "add-rt9"), ("x-roster-actor", "bob")];
+    let (s1, v1) = api.post("/v1/servers", body.clone(), &h);
+    let (s2, v2) = api.post("/v1/servers", body, &h);
+    assert_eq!((s1, s2), (201, 201));
+    assert_eq!(v1, v2);
+    assert_eq!(v1["committed"]["revision"], 2);
+    assert_eq!(api.digest().0, 2, "a retry made a second revision");
+    // The same key for another command is refused.
+    let (s3, v3) = api.post("/v1/servers", json!({"name": "rt8", "host": "h", "port": 1}), &h);
+    assert_eq!(s3, 409, "{v3}");
+    assert_eq!(v3["error"]["code"], "idempotency_key_reused");
+    assert_eq!(api.digest().0, 2);
+}
+
+#[test]
+fn delete_server_removes_it_from_every_list_and_history_diff_state_agree() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProcess::single(&dir.path().join("n1"));
+    let api = Api::new(&node);
+    setup(&api);
+    let (s, v) = api.request(Method::DELETE, "/v1/servers/rt1", None, &[("x-roster-comment", "decommission")]);
+    assert_eq!(s, 200, "{v}");
+    let config = api.get("/v1/tasks/billing/configs/eu");
+    assert_eq!(config["servers"].as_array().unwrap().len(), 1);
+    assert_eq!(config["servers"][0]["name"], "rt2");
+
+    let at1 = api.get("/v1/state?revision=1");
+    assert_eq!(at1["servers"].as_array().unwrap().len(), 2);
+    let d = api.get("/v1/diff?from=1&to=2");
+    let changes = d["changes"].as_array().unwrap();
+    assert!(changes.iter().any(|c| c["kind"] == "removed" && c["key"] == "rt1"), "{d}");
+    assert!(changes.iter().any(|c| c["kind"] == "changed" && c["key"] == "billing/eu"), "{d}");
+    let filtered = api.get("/v1/history?entity=server:rt1");
+    assert_eq!(filtered["records"].as_array().unwrap().len(), 2);
+    let filtered = api.get("/v1/history?actor=setup");
+    assert_eq!(filtered["records"].as_array().unwrap().len(), 1);
+    let (s, _) = api.request(Method::GET, "/v1/state?revision=99", None, &[]);
+    assert_eq!(s, 404);
+}
+
+#[test]
+fn restart_recovers_state_and_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("n1");
+    let mut node = NodeProcess::single(&data);
+    let api = Api::new(&node);
+    setup(&api);
+    for i in 0..5 {
+        let (s, v) = api.request(Method::POST, "/v1/servers/rt2/disable", None, &[]);
+        assert_eq!(s, 200, "{i}: {v}");
+        let (s, v) = api.request(Method::POST, "/v1/servers/rt2/enable", None, &[]);
+        assert_eq!(s, 200, "{i}: {v}");
+    }
+    let (s, _) = api.post("/v1/changesets", json!({"description": "pending"}), &[]);
+    assert_eq!(s, 201);
+    let before = (api.digest(), api.get("/v1/history?limit=1000"), api.get("/v1/changesets"));
+    node.kill();
+    let node = NodeProcess::start(&data, 1, &node.addr, "");
+    node.wait_ready(std::time::Duration::from_secs(30));
+    let api = Api::new(&node);
+    let after = (api.digest(), api.get("/v1/history?limit=1000"), api.get("/v1/changesets"));
+    assert_eq!(before, after);
+    assert_eq!(after.0 .0, 11);
+}
