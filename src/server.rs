@@ -14,6 +14,9 @@ use tokio::net::TcpListener;
 use crate::api::{self, Ctx};
 use crate::machine::{MachineHandle, RosterMachine};
 
+/// How long [`Running::stop`] waits for the database to close.
+pub const DB_CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// What `roster serve` needs.
 #[derive(Clone, Debug)]
 pub struct ServeConfig {
@@ -54,9 +57,17 @@ impl Running {
         let _ = self.stop.send(());
         let _ = self.server.await;
         self.node.shutdown().await;
-        // The state machine and log store hold the RocksDB handle; Raft drops them on
-        // shutdown, after which the data dir may be reopened.
+        let closed = self.node.store.closed_signal();
         drop(self.node);
+        // Raft's storage tasks release their handles shortly after shutdown returns; the
+        // data dir can be reopened only once every handle is gone.
+        let deadline = std::time::Instant::now() + DB_CLOSE_TIMEOUT;
+        while !closed.is_closed() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if !closed.is_closed() {
+            tracing::warn!("the database was still open {DB_CLOSE_TIMEOUT:?} after shutdown");
+        }
     }
 }
 

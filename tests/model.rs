@@ -29,7 +29,7 @@ fn an(i: u8) -> AgentId {
 
 fn arb_change() -> impl Strategy<Value = Change> {
     prop_oneof![
-        3 => (0..4u8, 1..3u16).prop_map(|(s, p)| Change::AddServer {
+        2 => (0..5u8, 1..3u16).prop_map(|(s, p)| Change::AddServer {
             name: sn(s), host: Host::new(format!("10.0.0.{s}")).unwrap(), port: p, pool: None, scheme: None }),
         1 => (0..4u8, 0..3u16).prop_map(|(s, p)| Change::UpdateServer {
             name: sn(s), host: None, port: Some(p), pool: None, clear_pool: false, scheme: None }),
@@ -44,7 +44,7 @@ fn arb_change() -> impl Strategy<Value = Change> {
         1 => (0..2u8, 0..2u8).prop_map(|(c, a)| Change::RemoveAgentFromCluster { cluster: cn(c), agent: an(a) }),
         1 => (0..2u8).prop_map(|t| Change::CreateTask { name: tn(t) }),
         1 => (0..2u8).prop_map(|t| Change::DeleteTask { name: tn(t) }),
-        3 => (0..2u8, 0..2u8, prop::collection::vec(0..4u8, 0..4)).prop_map(|(t, c, s)| Change::SetServers {
+        4 => (0..2u8, 0..2u8, prop::sample::subsequence(vec![0u8, 1, 2, 3], 0..=3).prop_shuffle()).prop_map(|(t, c, s)| Change::SetServers {
             task: tn(t), cluster: cn(c), servers: s.into_iter().map(sn).collect() }),
         2 => (0..2u8, 0..2u8, 0..4u8, prop::option::of(0..3u32)).prop_map(|(t, c, s, position)| Change::AddServerToList {
             task: tn(t), cluster: cn(c), server: sn(s), position }),
@@ -56,29 +56,72 @@ fn arb_change() -> impl Strategy<Value = Change> {
     ]
 }
 
-fn arb_body() -> impl Strategy<Value = CommandBody> {
-    // Changeset ids are cs-<log index>; small indexes hit existing changesets often enough.
+/// One generated step. Changesets are referred to by their position among the changesets
+/// created so far (their real ids are Raft log indexes, known only when the step runs).
+#[derive(Clone, Debug)]
+enum Step {
+    Apply(Vec<Change>),
+    Create,
+    Add(usize, Vec<Change>),
+    ApplyChangeset(usize),
+    Discard(usize),
+}
+
+fn arb_changes() -> impl Strategy<Value = Vec<Change>> {
     prop_oneof![
-        6 => prop::collection::vec(arb_change(), 1..4).prop_map(|changes| CommandBody::Apply { changes }),
-        1 => Just(CommandBody::CreateChangeset { description: "staged".into() }),
-        2 => (2..30u32, prop::collection::vec(arb_change(), 1..3))
-            .prop_map(|(i, changes)| CommandBody::AddToChangeset { id: format!("cs-{i}"), changes }),
-        1 => (2..30u32).prop_map(|i| CommandBody::ApplyChangeset { id: format!("cs-{i}") }),
-        1 => (2..30u32).prop_map(|i| CommandBody::DiscardChangeset { id: format!("cs-{i}") }),
+        4 => arb_change().prop_map(|c| vec![c]),
+        1 => prop::collection::vec(arb_change(), 2..4),
     ]
 }
 
-fn arb_command() -> impl Strategy<Value = Command> {
-    (arb_body(), prop::option::weighted(0.15, 0..6u64), prop::option::weighted(0.2, 0..4u8), 0..1000u64).prop_map(
-        |(body, expected_revision, key, t)| Command {
-            actor: "prop".into(),
-            time_ms: 1_700_000_000_000 + t,
-            comment: "generated".into(),
+fn arb_step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        8 => arb_changes().prop_map(Step::Apply),
+        1 => Just(Step::Create),
+        2 => (0..3usize, arb_changes()).prop_map(|(i, c)| Step::Add(i, c)),
+        1 => (0..3usize).prop_map(Step::ApplyChangeset),
+        1 => (0..3usize).prop_map(Step::Discard),
+    ]
+}
+
+/// A generated step with its command metadata.
+#[derive(Clone, Debug)]
+struct GenCommand {
+    step: Step,
+    expected_revision: Option<u64>,
+    idempotency_key: Option<String>,
+    time_ms: u64,
+}
+
+fn arb_command() -> impl Strategy<Value = GenCommand> {
+    (arb_step(), prop::option::weighted(0.1, 0..8u64), prop::option::weighted(0.1, 0..4u8), 0..1000u64).prop_map(
+        |(step, expected_revision, key, t)| GenCommand {
+            step,
             expected_revision,
             idempotency_key: key.map(|k| format!("key-{k}")),
-            body,
+            time_ms: 1_700_000_000_000 + t,
         },
     )
+}
+
+/// Turns a step into a concrete command, given the ids of the changesets created so far.
+fn materialize(g: &GenCommand, created: &[String]) -> Command {
+    let pick = |i: usize| created.get(i % created.len().max(1)).cloned().unwrap_or_else(|| "cs-999".into());
+    let body = match &g.step {
+        Step::Apply(changes) => CommandBody::Apply { changes: changes.clone() },
+        Step::Create => CommandBody::CreateChangeset { description: "staged".into() },
+        Step::Add(i, changes) => CommandBody::AddToChangeset { id: pick(*i), changes: changes.clone() },
+        Step::ApplyChangeset(i) => CommandBody::ApplyChangeset { id: pick(*i) },
+        Step::Discard(i) => CommandBody::DiscardChangeset { id: pick(*i) },
+    };
+    Command {
+        actor: "prop".into(),
+        time_ms: g.time_ms,
+        comment: "generated".into(),
+        expected_revision: g.expected_revision,
+        idempotency_key: g.idempotency_key.clone(),
+        body,
+    }
 }
 
 async fn node(dir: &std::path::Path) -> Running {
@@ -106,13 +149,66 @@ fn snapshot(r: &Running) -> (roster::domain::State, String, Vec<String>, Vec<Vec
     (live.state, live.head.to_string(), live.changesets.keys().cloned().collect(), history)
 }
 
-async fn run_commands(r: &Running, cmds: &[Command]) -> Vec<Outcome> {
+/// A first command that creates some servers, clusters and agents, so that most generated
+/// commands are valid and the rest are rejected for interesting reasons.
+fn setup_command() -> Command {
+    let mut changes: Vec<Change> = (0..3u8)
+        .map(|s| Change::AddServer { name: sn(s), host: Host::new(format!("10.0.0.{s}")).unwrap(), port: 80, pool: None, scheme: None })
+        .collect();
+    changes.push(Change::CreateCluster { name: cn(0) });
+    changes.push(Change::RegisterAgent { id: an(0) });
+    Command {
+        actor: "setup".into(),
+        time_ms: 1_700_000_000_000,
+        comment: String::new(),
+        expected_revision: None,
+        idempotency_key: None,
+        body: CommandBody::Apply { changes },
+    }
+}
+
+/// Runs generated commands on `r`, checking each outcome; returns the concrete commands.
+async fn run_generated(r: &Running, generated: &[GenCommand]) -> (Vec<Command>, Vec<Outcome>) {
+    let mut created = Vec::new();
+    let mut keyed = BTreeMap::new();
+    let mut cmds = vec![setup_command()];
+    let mut outcomes = run_commands(r, &cmds, &mut keyed).await;
+    for g in generated {
+        let cmd = materialize(g, &created);
+        let outcome = run_commands(r, std::slice::from_ref(&cmd), &mut keyed).await.remove(0);
+        if let Outcome::ChangesetCreated { id } = &outcome {
+            created.push(id.clone());
+        }
+        cmds.push(cmd);
+        outcomes.push(outcome);
+    }
+    (cmds, outcomes)
+}
+
+/// Runs commands on `r`, checking each outcome against the state before and after it.
+/// `keyed` holds the first command and outcome per idempotency key.
+async fn run_commands(r: &Running, cmds: &[Command], keyed: &mut BTreeMap<String, (Command, Outcome)>) -> Vec<Outcome> {
     let mut outcomes = Vec::new();
     for cmd in cmds {
         let before = r.machine.read().clone();
         let reply = r.node.write(Proposal(codec::encode(cmd))).await.expect("write");
         let outcome: Outcome = codec::decode(&reply.0).unwrap();
         let after = r.machine.read().clone();
+        if let Some((first, first_outcome)) = cmd.idempotency_key.as_ref().and_then(|k| keyed.get(k)) {
+            let same = (&first.expected_revision, &first.body) == (&cmd.expected_revision, &cmd.body);
+            if same {
+                assert_eq!(&outcome, first_outcome, "a retry got another outcome");
+            } else {
+                assert!(matches!(&outcome, Outcome::Rejected(r) if r.code == roster::domain::RejectCode::IdempotencyKeyReused));
+            }
+            assert_eq!(before.state, after.state, "a retry changed the state");
+            assert_eq!(before.changesets, after.changesets, "a retry changed changesets");
+            outcomes.push(outcome);
+            continue;
+        }
+        if let Some(k) = &cmd.idempotency_key {
+            keyed.insert(k.clone(), (cmd.clone(), outcome.clone()));
+        }
         match &outcome {
             Outcome::Rejected(_) => {
                 assert_eq!(before.state, after.state, "a rejected command changed the state: {cmd:?}");
@@ -130,15 +226,18 @@ async fn run_commands(r: &Running, cmds: &[Command]) -> Vec<Outcome> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 16, max_shrink_iters: 64, .. ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 48, max_shrink_iters: 64, .. ProptestConfig::default() })]
 
     #[test]
-    fn history_fold_equals_live_state_and_survives_restart(cmds in prop::collection::vec(arb_command(), 1..40)) {
+    fn history_fold_equals_live_state_and_survives_restart(generated in prop::collection::vec(arb_command(), 1..40)) {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         rt.block_on(async {
             let dir = tempfile::tempdir().unwrap();
             let a = node(&dir.path().join("a")).await;
-            let outcomes = run_commands(&a, &cmds).await;
+            let (cmds, outcomes) = run_generated(&a, &generated).await;
+            let committed = outcomes.iter().filter(|o| matches!(o, Outcome::Committed { .. })).count();
+            eprintln!("{} commands: {committed} committed, {} rejected", cmds.len(),
+                outcomes.iter().filter(|o| matches!(o, Outcome::Rejected(_))).count());
 
             // The fold of the stored history equals the live state.
             let (folded, head) = fold_stored(&a.node.store, u64::MAX).unwrap();
@@ -148,7 +247,7 @@ proptest! {
 
             // Same commands on another node: same outcomes and the same hash chain.
             let b = node(&dir.path().join("b")).await;
-            let outcomes_b = run_commands(&b, &cmds).await;
+            let outcomes_b = run_commands(&b, &cmds, &mut BTreeMap::new()).await;
             assert_eq!(outcomes, outcomes_b);
             assert_eq!(snapshot(&a), snapshot(&b));
             b.stop().await;
@@ -160,8 +259,8 @@ proptest! {
             assert_eq!(snapshot(&a2), before);
             // Retrying a keyed command after restart gives the stored outcome, no new revision.
             if let Some((cmd, outcome)) = cmds.iter().zip(&outcomes).find(|(c, _)| c.idempotency_key.is_some()) {
-                let again = run_commands(&a2, std::slice::from_ref(cmd)).await;
-                assert_eq!(&again[0], outcome);
+                let reply = a2.node.write(Proposal(codec::encode(cmd))).await.expect("write");
+                assert_eq!(&codec::decode::<Outcome>(&reply.0).unwrap(), outcome);
                 assert_eq!(snapshot(&a2).0, before.0);
             }
             a2.stop().await;

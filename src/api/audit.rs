@@ -193,6 +193,7 @@ async fn history(State(ctx): State<Ctx>, c: Consistency, ApiQuery(q): ApiQuery<H
     .map_err(|e| ApiError::internal(e.to_string()))?
     .map_err(|e| ApiError::internal(e.to_string()))?;
     let (records, next) = scan;
+    let records: Vec<_> = records.iter().map(HistoryRecord::to_json).collect();
     Ok(read_response(head, &json!({"revision": head, "records": records, "next_from": next})))
 }
 
@@ -206,7 +207,7 @@ async fn history_one(State(ctx): State<Ctx>, c: Consistency, ApiPath(revision): 
         .map_err(|e| ApiError::internal(e.to_string()))?
         .filter(|_| revision <= head)
         .ok_or_else(|| ApiError::not_found(format!("revision {revision} does not exist (latest is {head})")))?;
-    Ok(read_response(head, &decode_record(&bytes)?))
+    Ok(read_response(head, &decode_record(&bytes)?.to_json()))
 }
 
 #[derive(Deserialize)]

@@ -67,7 +67,6 @@ pub struct RecordBody {
 /// One revision of the history.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistoryRecord {
-    #[serde(flatten)]
     pub body: RecordBody,
     pub prev_hash: Hash,
     pub hash: Hash,
@@ -93,6 +92,16 @@ impl HistoryRecord {
     /// Whether the stored hash matches the body and `prev_hash`.
     pub fn hash_is_valid(&self) -> bool {
         Self::compute_hash(&self.body, &self.prev_hash) == self.hash
+    }
+
+    /// The record as one flat JSON object: the body's fields plus `prev_hash` and `hash`.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(&self.body).expect("record bodies are JSON-encodable");
+        if let Some(o) = v.as_object_mut() {
+            o.insert("prev_hash".into(), self.prev_hash.to_string().into());
+            o.insert("hash".into(), self.hash.to_string().into());
+        }
+        v
     }
 
     /// Whether any event touches `(kind, name)`.

@@ -68,6 +68,11 @@ impl StateStore {
         Self { db }
     }
 
+    /// A handle that tells when every handle of the database has been dropped.
+    pub fn closed_signal(&self) -> ClosedSignal {
+        ClosedSignal(Arc::downgrade(&self.db))
+    }
+
     /// The encoded history record of `revision`.
     pub fn history_get(&self, revision: u64) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.db.get_cf(cf(&self.db, CF_HISTORY), u64_key(revision))?)
@@ -181,6 +186,15 @@ impl StateStore {
         batch.put_cf(cf(&self.db, CF_SM_META), KEY_MEMBERSHIP, codec::encode(membership));
         self.db.write_opt(batch, &sync_write())?;
         Ok(())
+    }
+}
+
+/// Tells whether a database has been closed (all its handles dropped).
+pub struct ClosedSignal(std::sync::Weak<DB>);
+
+impl ClosedSignal {
+    pub fn is_closed(&self) -> bool {
+        self.0.strong_count() == 0
     }
 }
 
