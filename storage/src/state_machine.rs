@@ -68,6 +68,14 @@ impl StateStore {
         Self { db }
     }
 
+    /// Flushes every memtable to SST files, so the next open has no WAL to replay.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        for name in crate::db::ALL_CFS {
+            self.db.flush_cf(cf(&self.db, name))?;
+        }
+        Ok(())
+    }
+
     /// A handle that tells when every handle of the database has been dropped.
     pub fn closed_signal(&self) -> ClosedSignal {
         ClosedSignal(Arc::downgrade(&self.db))
