@@ -226,7 +226,12 @@ pub enum ChangesetsCmd {
 
 #[derive(Subcommand, Debug)]
 pub enum ClusterCmd {
+    /// Members, roles, leader, term, indexes and follower lag.
     Status,
+    /// Add a node: it joins as a learner, catches up, then becomes a voter.
+    AddNode { id: u64, addr: String },
+    /// Remove a node (the leader included).
+    RemoveNode { id: u64 },
 }
 
 /// Talks to the API with endpoint failover.
@@ -415,7 +420,27 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
                 print_diff(&v["changes"]);
             }
         }
-        CtlCommand::Cluster(ClusterCmd::Status) => show(out, ok(get("/v1/cluster".into()).await?)?),
+        CtlCommand::Cluster(ClusterCmd::Status) => {
+            let v = ok(get("/v1/cluster".into()).await?)?;
+            if out == Output::Json {
+                show(out, v);
+            } else {
+                println!("leader {}  term {}  revision {}", plain(&v["leader"]), v["term"], v["revision"]);
+                print(out, &v["members"], &["id", "addr", "role", "lag"], |m| {
+                    let id = m["id"].to_string();
+                    let role = if v["leader"] == m["id"] { "leader" } else if m["voter"] == json!(true) { "voter" } else { "learner" };
+                    vec![id.clone(), plain(&m["addr"]), role.into(), plain(&v["follower_lag"][&id])]
+                });
+            }
+        }
+        CtlCommand::Cluster(ClusterCmd::AddNode { id, addr }) => {
+            ok(client.send(M::POST, "/v1/cluster/nodes", Some(&json!({"id": id, "addr": addr}))).await?)?;
+            println!("node {id} added");
+        }
+        CtlCommand::Cluster(ClusterCmd::RemoveNode { id }) => {
+            ok(client.send(M::DELETE, &format!("/v1/cluster/nodes/{id}"), None).await?)?;
+            println!("node {id} removed");
+        }
         other => {
             let change = to_change(other)?;
             let v = match &stage {

@@ -32,6 +32,12 @@ enum Cmd {
         /// Where this node keeps its data.
         #[arg(long)]
         data_dir: PathBuf,
+        /// Snapshot and compact the Raft log after this many entries.
+        #[arg(long, default_value_t = roster::server::SNAPSHOT_EVERY_LOGS_DEFAULT)]
+        snapshot_every_logs: u64,
+        /// Raft log entries kept behind a snapshot for lagging followers.
+        #[arg(long, default_value_t = roster::server::LOGS_KEPT_AFTER_SNAPSHOT_DEFAULT)]
+        logs_kept_after_snapshot: u64,
     },
     /// Administer a cluster over its HTTP API.
     Ctl(roster::cli::CtlArgs),
@@ -62,9 +68,16 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("ROSTER_LOG").unwrap_or_else(|_| "info,openraft=warn".into());
     match cli.command {
-        Cmd::Serve { node_id, listen, advertise, peers, data_dir } => {
+        Cmd::Serve { node_id, listen, advertise, peers, data_dir, snapshot_every_logs, logs_kept_after_snapshot } => {
             tracing_subscriber::fmt().with_env_filter(filter).init();
-            let config = ServeConfig { node_id, listen, advertise, data_dir, peers: parse_peers(&peers)? };
+            anyhow::ensure!(snapshot_every_logs > 0, "--snapshot-every-logs must be at least 1");
+            let config = ServeConfig {
+                advertise,
+                peers: parse_peers(&peers)?,
+                snapshot_every_logs,
+                logs_kept_after_snapshot,
+                ..ServeConfig::new(node_id, listen, data_dir)
+            };
             roster::server::run(config, shutdown_signal()).await
         }
         Cmd::Ctl(args) => roster::cli::run(args).await,

@@ -27,6 +27,30 @@ pub struct ServeConfig {
     pub data_dir: PathBuf,
     /// The initial cluster (`id → address`); empty means a single-node cluster of this node.
     pub peers: BTreeMap<u64, String>,
+    /// Build a snapshot (and compact the log) after this many applied log entries.
+    pub snapshot_every_logs: u64,
+    /// Log entries kept behind the snapshot, so slightly lagging followers need no snapshot.
+    pub logs_kept_after_snapshot: u64,
+}
+
+/// Default snapshot policy: a snapshot every this many log entries.
+pub const SNAPSHOT_EVERY_LOGS_DEFAULT: u64 = 10_000;
+/// Default number of log entries kept behind a snapshot.
+pub const LOGS_KEPT_AFTER_SNAPSHOT_DEFAULT: u64 = 1_000;
+
+impl ServeConfig {
+    /// A config with default policies.
+    pub fn new(node_id: u64, listen: SocketAddr, data_dir: PathBuf) -> Self {
+        Self {
+            node_id,
+            listen,
+            advertise: None,
+            data_dir,
+            peers: BTreeMap::new(),
+            snapshot_every_logs: SNAPSHOT_EVERY_LOGS_DEFAULT,
+            logs_kept_after_snapshot: LOGS_KEPT_AFTER_SNAPSHOT_DEFAULT,
+        }
+    }
 }
 
 /// Parses `1=127.0.0.1:7001,2=127.0.0.1:7002`.
@@ -96,7 +120,11 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
             advertise_addr: advertise,
             data_dir: config.data_dir.clone(),
             initial_members: members,
-            raft: NodeConfig::default_raft_config(),
+            raft: openraft::Config {
+                snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_every_logs),
+                max_in_snapshot_log_to_keep: config.logs_kept_after_snapshot,
+                ..NodeConfig::default_raft_config()
+            },
         },
         machine,
     )

@@ -125,13 +125,7 @@ fn materialize(g: &GenCommand, created: &[String]) -> Command {
 }
 
 async fn node(dir: &std::path::Path) -> Running {
-    let config = ServeConfig {
-        node_id: 1,
-        listen: "127.0.0.1:0".parse().unwrap(),
-        advertise: None,
-        data_dir: dir.to_path_buf(),
-        peers: BTreeMap::new(),
-    };
+    let config = ServeConfig::new(1, "127.0.0.1:0".parse().unwrap(), dir.to_path_buf());
     let running = start(config).await.expect("start node");
     running.node.wait_for_leader(std::time::Duration::from_secs(10)).await.expect("leader");
     running

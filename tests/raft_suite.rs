@@ -15,9 +15,9 @@ type Sm = StateMachineStore<TypeConfig, RosterMachine>;
 impl StoreBuilder<TypeConfig, Ls, Sm, TempDir> for Builder {
     async fn build(&self) -> Result<(TempDir, Ls, Sm), StorageError<u64>> {
         let dir = tempfile::tempdir().expect("temp dir");
-        let db = roster_storage::open(dir.path()).expect("open rocksdb");
+        let db = roster_storage::open(&dir.path().join("db")).expect("open rocksdb");
         let (machine, _handle) = RosterMachine::new();
-        let sm = StateMachineStore::open(db.clone(), machine).expect("open state machine");
+        let sm = StateMachineStore::open(db.clone(), machine, dir.path().join("snapshots")).expect("open state machine");
         Ok((dir, LogStore::new(db), sm))
     }
 }

@@ -25,6 +25,12 @@ use crate::types::{NodeId, TypeConfig};
 pub const ROUTE_APPEND: &str = "/raft/append";
 pub const ROUTE_VOTE: &str = "/raft/vote";
 pub const ROUTE_SNAPSHOT: &str = "/raft/snapshot";
+/// A follower forwards a client proposal to the leader.
+pub const ROUTE_FORWARD: &str = "/raft/forward";
+/// A follower asks the leader for a read index.
+pub const ROUTE_READ_INDEX: &str = "/raft/read-index";
+/// A membership change forwarded to the leader.
+pub const ROUTE_ADMIN: &str = "/raft/admin";
 
 /// Connect timeout for Raft RPC: a dead peer must not hold a replication stream for long.
 pub const RPC_CONNECT_TIMEOUT_MS: u64 = 500;

@@ -1,16 +1,22 @@
 //! Node lifecycle: open the node's RocksDB, start openraft on it, bootstrap a new cluster,
-//! submit proposals and serve linearizable reads.
+//! submit proposals (forwarded to the leader from any node), serve linearizable reads on
+//! any node (ReadIndex), and change the membership.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+
+use roster_storage::codec;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
 
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::BasicNode;
 use roster_storage::{Application, LogStore, StateMachineStore, StateStore};
 
-use crate::network::HttpNetwork;
+use crate::network::{HttpNetwork, ROUTE_ADMIN, ROUTE_FORWARD, ROUTE_READ_INDEX};
 use crate::types::{NodeId, Proposal, Raft, Reply, TypeConfig};
 
 /// Everything a node needs to start.
@@ -39,12 +45,38 @@ impl NodeConfig {
 }
 
 /// Why a write was not committed. Callers branch on these.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error, Serialize, Deserialize)]
 pub enum WriteError {
     #[error("this node is not the leader (leader: {leader:?})")]
     NotLeader { leader: Option<(NodeId, String)> },
     #[error("the cluster cannot commit right now: {0}")]
     Unavailable(String),
+    /// The request may or may not have been committed (a forwarded request lost its answer).
+    #[error("the outcome is unknown: {0}")]
+    Indeterminate(String),
+    #[error("{0}")]
+    Rejected(String),
+}
+
+/// A membership change, executed by the leader.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum AdminRequest {
+    /// Add a node as a learner, wait until it caught up, then make it a voter.
+    AddNode { id: NodeId, addr: String },
+    /// Remove a node (voter or learner) from the membership.
+    RemoveNode { id: NodeId },
+}
+
+/// Writes (and membership changes) give up after this long without a committed answer.
+pub const WRITE_TIMEOUT_MS: u64 = 10_000;
+/// Membership changes may wait this long for a new node to catch up.
+pub const ADMIN_TIMEOUT_MS: u64 = 120_000;
+/// Retry delays while no leader is known: doubling from the first to the ceiling.
+pub const RETRY_BACKOFF_FIRST_MS: u64 = 20;
+pub const RETRY_BACKOFF_MAX_MS: u64 = 500;
+
+fn leader_of(f: &openraft::error::ForwardToLeader<NodeId, BasicNode>) -> Option<(NodeId, String)> {
+    f.leader_id.zip(f.leader_node.as_ref().map(|n| n.addr.clone()))
 }
 
 /// A started node.
@@ -53,6 +85,7 @@ pub struct RaftNode {
     pub id: NodeId,
     pub raft: Raft,
     pub store: StateStore,
+    http: reqwest::Client,
 }
 
 impl RaftNode {
@@ -62,7 +95,7 @@ impl RaftNode {
         std::fs::create_dir_all(&config.data_dir)?;
         let db = roster_storage::open(&config.data_dir.join("db"))?;
         let log_store = LogStore::<TypeConfig>::new(db.clone());
-        let sm = StateMachineStore::<TypeConfig, A>::open(db, app)?;
+        let sm = StateMachineStore::<TypeConfig, A>::open(db, app, config.data_dir.join("snapshots"))?;
         let store = sm.state_store();
         let raft_config = Arc::new(config.raft.clone().validate()?);
         let raft = Raft::new(config.node_id, raft_config, HttpNetwork::new(), log_store, sm).await?;
@@ -73,34 +106,185 @@ impl RaftNode {
                 .map(|(id, addr)| (*id, BasicNode::new(addr.clone())))
                 .collect();
             tracing::info!(?members, "bootstrapping a new cluster");
-            // Every initial member may try; all but one get a harmless "already initialized".
+            // Every initial member may try with the same membership; openraft accepts that.
             if let Err(e) = raft.initialize(members).await {
                 tracing::info!("initialize: {e}");
             }
         }
-        Ok(Self { id: config.node_id, raft, store })
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_millis(crate::network::RPC_CONNECT_TIMEOUT_MS))
+            .tcp_nodelay(true)
+            .build()?;
+        Ok(Self { id: config.node_id, raft, store, http })
     }
 
-    /// Proposes `proposal` and waits until it is committed and applied locally.
+    /// Proposes `proposal` and waits until it is committed and applied. On a follower the
+    /// proposal is forwarded to the leader; while no leader is known it retries with backoff
+    /// until [`WRITE_TIMEOUT_MS`].
     pub async fn write(&self, proposal: Proposal) -> Result<Reply, WriteError> {
-        match self.raft.client_write(proposal).await {
-            Ok(resp) => Ok(resp.data),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(WriteError::NotLeader {
-                leader: f.leader_id.zip(f.leader_node.map(|n| n.addr)),
-            }),
-            Err(e) => Err(WriteError::Unavailable(e.to_string())),
+        let deadline = Instant::now() + Duration::from_millis(WRITE_TIMEOUT_MS);
+        let mut backoff = RETRY_BACKOFF_FIRST_MS;
+        loop {
+            let leader = match self.write_local(proposal.clone()).await {
+                Err(WriteError::NotLeader { leader }) => leader,
+                other => return other,
+            };
+            if let Some((id, addr)) = leader.filter(|(id, _)| *id != self.id) {
+                match self.call_leader::<Result<Reply, WriteError>>(&addr, ROUTE_FORWARD, &proposal, deadline).await {
+                    Ok(Ok(reply)) => return Ok(reply),
+                    // The leader changed under us: go around again.
+                    Ok(Err(WriteError::NotLeader { .. })) | Err(CallError::NotSent(_)) => {
+                        tracing::debug!(leader = id, "forwarding failed before delivery; retrying");
+                    }
+                    Ok(Err(e)) => return Err(e),
+                    Err(CallError::Lost(e)) => return Err(WriteError::Indeterminate(e)),
+                }
+            }
+            if Instant::now() + Duration::from_millis(backoff) >= deadline {
+                return Err(WriteError::Unavailable("no leader could commit the write in time".into()));
+            }
+            tokio::time::sleep(Duration::from_millis(backoff)).await;
+            backoff = (backoff * 2).min(RETRY_BACKOFF_MAX_MS);
         }
     }
 
-    /// Waits until this node has applied everything committed before the call (ReadIndex).
-    pub async fn linearizable_barrier(&self) -> Result<(), WriteError> {
-        match self.raft.ensure_linearizable().await {
-            Ok(_) => Ok(()),
-            Err(RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(f))) => {
-                Err(WriteError::NotLeader { leader: f.leader_id.zip(f.leader_node.map(|n| n.addr)) })
+    /// Proposes on this node only (the leader side of forwarding).
+    pub async fn write_local(&self, proposal: Proposal) -> Result<Reply, WriteError> {
+        match self.raft.client_write(proposal).await {
+            Ok(resp) => Ok(resp.data),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                Err(WriteError::NotLeader { leader: leader_of(&f) })
             }
             Err(e) => Err(WriteError::Unavailable(e.to_string())),
         }
+    }
+
+    /// Waits until this node has applied everything committed before the call (ReadIndex):
+    /// the leader confirms its leadership with a quorum and names the commit point; a
+    /// follower asks the leader for it and waits until it has applied that far.
+    pub async fn linearizable_barrier(&self) -> Result<(), WriteError> {
+        let deadline = Instant::now() + Duration::from_millis(WRITE_TIMEOUT_MS);
+        let mut backoff = RETRY_BACKOFF_FIRST_MS;
+        loop {
+            let leader = match self.read_index_local().await {
+                Ok(index) => return self.wait_applied(index, deadline).await,
+                Err(WriteError::NotLeader { leader }) => leader,
+                Err(e) => return Err(e),
+            };
+            if let Some((_, addr)) = leader.filter(|(id, _)| *id != self.id) {
+                match self.call_leader::<Result<Option<u64>, WriteError>>(&addr, ROUTE_READ_INDEX, &(), deadline).await {
+                    Ok(Ok(index)) => return self.wait_applied(index, deadline).await,
+                    Ok(Err(WriteError::NotLeader { .. })) | Err(_) => {}
+                    Ok(Err(e)) => return Err(e),
+                }
+            }
+            if Instant::now() + Duration::from_millis(backoff) >= deadline {
+                return Err(WriteError::Unavailable("no leader confirmed a read index in time".into()));
+            }
+            tokio::time::sleep(Duration::from_millis(backoff)).await;
+            backoff = (backoff * 2).min(RETRY_BACKOFF_MAX_MS);
+        }
+    }
+
+    /// The leader side of a read index: confirms leadership and returns the index to wait for.
+    pub async fn read_index_local(&self) -> Result<Option<u64>, WriteError> {
+        match self.raft.get_read_log_id().await {
+            Ok((read_log_id, _applied)) => Ok(read_log_id.map(|l| l.index)),
+            Err(RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(f))) => {
+                Err(WriteError::NotLeader { leader: leader_of(&f) })
+            }
+            Err(e) => Err(WriteError::Unavailable(e.to_string())),
+        }
+    }
+
+    async fn wait_applied(&self, index: Option<u64>, deadline: Instant) -> Result<(), WriteError> {
+        let timeout = deadline.saturating_duration_since(Instant::now());
+        self.raft
+            .wait(Some(timeout))
+            .applied_index_at_least(index, "linearizable read")
+            .await
+            .map(|_| ())
+            .map_err(|e| WriteError::Unavailable(format!("not caught up for a linearizable read: {e}")))
+    }
+
+    /// Runs a membership change on the leader (forwarding if needed).
+    pub async fn admin(&self, req: AdminRequest) -> Result<(), WriteError> {
+        let deadline = Instant::now() + Duration::from_millis(ADMIN_TIMEOUT_MS);
+        match self.admin_local(req.clone()).await {
+            Err(WriteError::NotLeader { leader: Some((id, addr)) }) if id != self.id => {
+                match self.call_leader::<Result<(), WriteError>>(&addr, ROUTE_ADMIN, &req, deadline).await {
+                    Ok(r) => r,
+                    Err(CallError::NotSent(e)) => Err(WriteError::Unavailable(e)),
+                    Err(CallError::Lost(e)) => Err(WriteError::Indeterminate(e)),
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// Executes a membership change on this node, which must be the leader.
+    pub async fn admin_local(&self, req: AdminRequest) -> Result<(), WriteError> {
+        let map = |e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>| match e {
+            RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => WriteError::NotLeader { leader: leader_of(&f) },
+            RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => WriteError::Rejected(c.to_string()),
+            other => WriteError::Unavailable(other.to_string()),
+        };
+        let voters: BTreeSet<NodeId> = self.raft.metrics().borrow().membership_config.membership().voter_ids().collect();
+        match req {
+            AdminRequest::AddNode { id, addr } => {
+                if voters.contains(&id) {
+                    return Err(WriteError::Rejected(format!("node {id} is already a voter")));
+                }
+                tracing::info!(id, %addr, "adding node as learner");
+                self.raft.add_learner(id, BasicNode::new(addr), true).await.map_err(map)?;
+                let mut next = voters;
+                next.insert(id);
+                tracing::info!(id, "promoting node to voter");
+                self.raft.change_membership(next, false).await.map_err(map)?;
+                Ok(())
+            }
+            AdminRequest::RemoveNode { id } => {
+                let known = self.raft.metrics().borrow().membership_config.membership().get_node(&id).is_some();
+                if !known {
+                    return Err(WriteError::Rejected(format!("node {id} is not a member")));
+                }
+                let mut next = voters.clone();
+                next.remove(&id);
+                if next.is_empty() {
+                    return Err(WriteError::Rejected("cannot remove the last voter".into()));
+                }
+                tracing::info!(id, "removing node");
+                self.raft.change_membership(next, false).await.map_err(map)?;
+                Ok(())
+            }
+        }
+    }
+
+    async fn call_leader<R: DeserializeOwned>(
+        &self,
+        addr: &str,
+        route: &str,
+        body: &impl Serialize,
+        deadline: Instant,
+    ) -> Result<R, CallError> {
+        let timeout = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+        let sent = self
+            .http
+            .post(format!("http://{addr}{route}"))
+            .timeout(timeout)
+            .body(codec::encode(body))
+            .send()
+            .await;
+        let resp = match sent {
+            Ok(r) => r,
+            Err(e) if e.is_connect() => return Err(CallError::NotSent(e.to_string())),
+            Err(e) => return Err(CallError::Lost(e.to_string())),
+        };
+        if !resp.status().is_success() {
+            return Err(CallError::Lost(format!("leader answered {}", resp.status())));
+        }
+        let bytes = resp.bytes().await.map_err(|e| CallError::Lost(e.to_string()))?;
+        codec::decode(&bytes).map_err(|e| CallError::Lost(e.to_string()))
     }
 
     /// Waits up to `timeout` for a known leader.
@@ -122,4 +306,12 @@ impl RaftNode {
             tracing::warn!("raft shutdown: {e}");
         }
     }
+}
+
+/// Why a call to the leader failed.
+enum CallError {
+    /// Certainly not delivered (connection refused): safe to retry.
+    NotSent(String),
+    /// May have been delivered: retrying could apply twice.
+    Lost(String),
 }

@@ -9,43 +9,68 @@ use axum::routing::post;
 use axum::Router;
 use roster_storage::codec;
 
-use crate::network::{ROUTE_APPEND, ROUTE_SNAPSHOT, ROUTE_VOTE};
-use crate::types::Raft;
+use crate::network::{ROUTE_ADMIN, ROUTE_APPEND, ROUTE_FORWARD, ROUTE_READ_INDEX, ROUTE_SNAPSHOT, ROUTE_VOTE};
+use crate::node::{AdminRequest, RaftNode};
+use crate::types::Proposal;
 
 /// Largest Raft RPC body accepted: an append batch or one snapshot chunk.
 pub const RAFT_RPC_BODY_MAX_BYTES: usize = 64 << 20;
 
-/// Routes for Raft RPC, to be merged into the node's HTTP router.
-pub fn router(raft: Raft) -> Router {
+/// Routes for Raft RPC and leader forwarding, to be merged into the node's HTTP router.
+pub fn router(node: RaftNode) -> Router {
     Router::new()
         .route(ROUTE_APPEND, post(append))
         .route(ROUTE_VOTE, post(vote))
         .route(ROUTE_SNAPSHOT, post(snapshot))
+        .route(ROUTE_FORWARD, post(forward))
+        .route(ROUTE_READ_INDEX, post(read_index))
+        .route(ROUTE_ADMIN, post(admin))
         .layer(axum::extract::DefaultBodyLimit::max(RAFT_RPC_BODY_MAX_BYTES))
-        .with_state(raft)
+        .with_state(node)
 }
 
 fn bad_request(e: impl std::fmt::Display) -> Response {
     (StatusCode::BAD_REQUEST, format!("undecodable raft rpc: {e}")).into_response()
 }
 
-async fn append(State(raft): State<Raft>, body: Bytes) -> Response {
+async fn append(State(node): State<RaftNode>, body: Bytes) -> Response {
     match codec::decode(&body) {
-        Ok(req) => codec::encode(&raft.append_entries(req).await).into_response(),
+        Ok(req) => codec::encode(&node.raft.append_entries(req).await).into_response(),
         Err(e) => bad_request(e),
     }
 }
 
-async fn vote(State(raft): State<Raft>, body: Bytes) -> Response {
+async fn vote(State(node): State<RaftNode>, body: Bytes) -> Response {
     match codec::decode(&body) {
-        Ok(req) => codec::encode(&raft.vote(req).await).into_response(),
+        Ok(req) => codec::encode(&node.raft.vote(req).await).into_response(),
         Err(e) => bad_request(e),
     }
 }
 
-async fn snapshot(State(raft): State<Raft>, body: Bytes) -> Response {
+async fn snapshot(State(node): State<RaftNode>, body: Bytes) -> Response {
     match codec::decode(&body) {
-        Ok(req) => codec::encode(&raft.install_snapshot(req).await).into_response(),
+        Ok(req) => codec::encode(&node.raft.install_snapshot(req).await).into_response(),
+        Err(e) => bad_request(e),
+    }
+}
+
+async fn forward(State(node): State<RaftNode>, body: Bytes) -> Response {
+    match codec::decode::<Proposal>(&body) {
+        Ok(p) => codec::encode(&node.write_local(p).await).into_response(),
+        Err(e) => bad_request(e),
+    }
+}
+
+async fn read_index(State(node): State<RaftNode>, body: Bytes) -> Response {
+    match codec::decode::<()>(&body) {
+        Ok(()) => codec::encode(&node.read_index_local().await).into_response(),
+        Err(e) => bad_request(e),
+    }
+}
+
+async fn admin(State(node): State<RaftNode>, body: Bytes) -> Response {
+    match codec::decode::<AdminRequest>(&body) {
+        Ok(req) => codec::encode(&node.admin_local(req).await).into_response(),
         Err(e) => bad_request(e),
     }
 }

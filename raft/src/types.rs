@@ -1,7 +1,5 @@
 //! The openraft type configuration shared by every Roster node.
 
-use std::io::Cursor;
-
 use serde::{Deserialize, Serialize};
 
 /// A client request as the state machine receives it: the domain's encoded command.
@@ -21,7 +19,7 @@ openraft::declare_raft_types!(
         NodeId = u64,
         Node = openraft::BasicNode,
         Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = Cursor<Vec<u8>>,
+        SnapshotData = tokio::fs::File,
         AsyncRuntime = openraft::TokioRuntime,
 );
 

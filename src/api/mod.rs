@@ -51,12 +51,14 @@ pub fn router(ctx: Ctx) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/v1/cluster", get(cluster))
+        .route("/v1/cluster/nodes", axum::routing::post(add_node))
+        .route("/v1/cluster/nodes/{id}", axum::routing::delete(remove_node))
         .merge(resources::routes())
         .merge(audit::routes())
         .layer(DefaultBodyLimit::max(BODY_MAX_BYTES))
         .fallback(|| async { ApiError::not_found("no such route") })
         .with_state(ctx.clone());
-    api.merge(roster_raft::service::router(ctx.node.raft.clone()))
+    api.merge(roster_raft::service::router(ctx.node.clone()))
 }
 
 fn now_ms() -> u64 {
@@ -115,13 +117,19 @@ impl<S: Send + Sync> FromRequestParts<S> for WriteMeta {
     }
 }
 
-fn write_error(e: WriteError) -> ApiError {
+pub fn write_error(e: WriteError) -> ApiError {
     match e {
         WriteError::NotLeader { leader } => ApiError::unavailable(match leader {
             Some((id, addr)) => format!("this node is not the leader; node {id} at {addr} is"),
             None => "no leader is known; the cluster may be electing one".into(),
         }),
         WriteError::Unavailable(m) => ApiError::unavailable(m),
+        WriteError::Indeterminate(m) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "outcome_unknown",
+            format!("the write may or may not have been applied; retry with the same Idempotency-Key: {m}"),
+        ),
+        WriteError::Rejected(m) => ApiError::new(StatusCode::CONFLICT, "rejected", m),
     }
 }
 
@@ -243,4 +251,29 @@ async fn cluster(axum::extract::State(ctx): axum::extract::State<Ctx>) -> Respon
         "follower_lag": lag,
     }))
     .into_response()
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddNodeRequest {
+    id: u64,
+    addr: String,
+}
+
+/// Adds a node: it joins as a learner, catches up, then becomes a voter.
+async fn add_node(axum::extract::State(ctx): axum::extract::State<Ctx>, ApiJson(r): ApiJson<AddNodeRequest>) -> Result<Response, ApiError> {
+    if r.id == 0 {
+        return Err(ApiError::bad_request("node ids start at 1"));
+    }
+    if r.addr.parse::<std::net::SocketAddr>().is_err() && !r.addr.contains(':') {
+        return Err(ApiError::bad_request(format!("{:?} is not a host:port address", r.addr)));
+    }
+    ctx.node.admin(roster_raft::node::AdminRequest::AddNode { id: r.id, addr: r.addr }).await.map_err(write_error)?;
+    Ok(Json(json!({"added": r.id})).into_response())
+}
+
+/// Removes a node (the leader included) from the membership.
+async fn remove_node(axum::extract::State(ctx): axum::extract::State<Ctx>, ApiPath(id): ApiPath<u64>) -> Result<Response, ApiError> {
+    ctx.node.admin(roster_raft::node::AdminRequest::RemoveNode { id }).await.map_err(write_error)?;
+    Ok(Json(json!({"removed": id})).into_response())
 }

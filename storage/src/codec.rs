@@ -81,3 +81,77 @@ mod tests {
         assert!(matches!(decode::<u64>(&trailing), Err(CodecError::TrailingBytes { .. })));
     }
 }
+
+/// The streamed snapshot format: a header (magic + format version), then frames of
+/// `(section, key, value)`, then an end marker. Written and read incrementally, so a snapshot
+/// of any size needs only one frame in memory.
+pub mod stream {
+    use std::io::{self, Read, Write};
+
+    use super::{CodecError, FORMAT_VERSION};
+
+    const MAGIC: &[u8; 8] = b"RSTRSNAP";
+    const END: u8 = 0xFF;
+    /// Largest key or value accepted in a frame; larger means a corrupt stream.
+    pub const FRAME_PART_MAX_BYTES: u32 = 256 << 20;
+
+    pub fn write_header(w: &mut impl Write) -> io::Result<()> {
+        w.write_all(MAGIC)?;
+        w.write_all(&[FORMAT_VERSION])
+    }
+
+    pub fn write_frame(w: &mut impl Write, section: u8, key: &[u8], value: &[u8]) -> io::Result<()> {
+        assert!(section != END, "section {END} is the end marker");
+        w.write_all(&[section])?;
+        w.write_all(&(key.len() as u32).to_le_bytes())?;
+        w.write_all(key)?;
+        w.write_all(&(value.len() as u32).to_le_bytes())?;
+        w.write_all(value)
+    }
+
+    pub fn write_end(w: &mut impl Write) -> io::Result<()> {
+        w.write_all(&[END])
+    }
+
+    fn bad(msg: impl Into<String>) -> io::Error {
+        io::Error::new(io::ErrorKind::InvalidData, CodecError::Malformed(msg.into()))
+    }
+
+    pub fn read_header(r: &mut impl Read) -> io::Result<()> {
+        let mut magic = [0u8; 8];
+        r.read_exact(&mut magic)?;
+        if &magic != MAGIC {
+            return Err(bad("not a roster snapshot"));
+        }
+        let mut v = [0u8; 1];
+        r.read_exact(&mut v)?;
+        if v[0] != FORMAT_VERSION {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, CodecError::UnsupportedVersion { found: v[0] }));
+        }
+        Ok(())
+    }
+
+    fn read_part(r: &mut impl Read) -> io::Result<Vec<u8>> {
+        let mut len = [0u8; 4];
+        r.read_exact(&mut len)?;
+        let len = u32::from_le_bytes(len);
+        if len > FRAME_PART_MAX_BYTES {
+            return Err(bad(format!("frame part of {len} bytes")));
+        }
+        let mut buf = vec![0u8; len as usize];
+        r.read_exact(&mut buf)?;
+        Ok(buf)
+    }
+
+    /// The next frame, or `None` at the end marker.
+    pub fn read_frame(r: &mut impl Read) -> io::Result<Option<(u8, Vec<u8>, Vec<u8>)>> {
+        let mut section = [0u8; 1];
+        r.read_exact(&mut section)?;
+        if section[0] == END {
+            return Ok(None);
+        }
+        let key = read_part(r)?;
+        let value = read_part(r)?;
+        Ok(Some((section[0], key, value)))
+    }
+}

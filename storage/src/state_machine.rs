@@ -9,14 +9,19 @@
 //! Snapshots carry every replicated column family (history, idempotency outcomes, changesets,
 //! rejections) read from one RocksDB point-in-time view, so a node that installs one can serve
 //! the full history. Checkpoints are derived data and are rebuilt by the application instead.
+//! Snapshots are files streamed record by record ([`codec::stream`]): building, sending,
+//! receiving and installing one takes memory for one record (plus a bounded write batch), not
+//! for the whole history.
 //!
 //! # Correctness
 //! - The applied log id and membership are persisted atomically with the application's writes.
-//! - `install_snapshot` replaces all replicated column families in one atomic batch.
+//! - `install_snapshot` replaces the replicated column families; an install interrupted by a
+//!   crash is finished at the next open before anything reads them.
 //! - The application must be deterministic: same entries, same writes, on every node.
 
 use std::collections::HashMap;
-use std::io::Cursor;
+use std::io::{BufReader, BufWriter};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -26,7 +31,6 @@ use openraft::{
     StorageIOError, StoredMembership,
 };
 use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch, DB};
-use serde::{Deserialize, Serialize};
 
 use crate::codec;
 use crate::db::{
@@ -37,7 +41,8 @@ use crate::db::{
 const KEY_APPLIED: &[u8] = b"applied";
 const KEY_MEMBERSHIP: &[u8] = b"membership";
 const KEY_SNAPSHOT_META: &[u8] = b"meta";
-const KEY_SNAPSHOT_DATA: &[u8] = b"data";
+/// Set while a snapshot install is in progress: the meta of the snapshot being installed.
+const KEY_INSTALLING: &[u8] = b"installing";
 
 /// Column families replicated through snapshots.
 const SNAPSHOT_CFS: [&str; 4] = [CF_HISTORY, CF_IDEMPOTENCY, CF_CHANGESETS, CF_REJECTIONS];
@@ -259,19 +264,13 @@ impl<'a> Txn<'a> {
     }
 }
 
-/// The body of a Raft snapshot.
-#[derive(Serialize, Deserialize)]
-struct SnapshotBody {
-    sections: Vec<(String, Vec<(Vec<u8>, Vec<u8>)>)>,
-}
-
 /// The state machine handed to openraft.
 pub struct StateMachineStore<C: RaftTypeConfig, A> {
     store: StateStore,
     app: A,
     applied: Option<LogId<C::NodeId>>,
     membership: StoredMembership<C::NodeId, C::Node>,
-    snapshot_seq: Arc<AtomicU64>,
+    snapshots: Arc<SnapshotDir>,
 }
 
 fn sm_read<C: RaftTypeConfig>(e: impl std::fmt::Display) -> StorageError<C::NodeId> {
@@ -282,26 +281,69 @@ fn sm_write<C: RaftTypeConfig>(e: impl std::fmt::Display) -> StorageError<C::Nod
     StorageIOError::write_state_machine(&std::io::Error::other(e.to_string())).into()
 }
 
+fn decode_meta<T: serde::de::DeserializeOwned>(raw: Option<Vec<u8>>) -> Result<Option<T>, StoreError> {
+    raw.map(|b| codec::decode(&b).map_err(|source| StoreError::Codec { cf: CF_SM_META, source })).transpose()
+}
+
+/// Where snapshot files live: `<id>.snap` for the current snapshot, `installing.snap` while one
+/// is being installed, `*.tmp` while one is being built or received.
+struct SnapshotDir {
+    path: PathBuf,
+    seq: AtomicU64,
+}
+
+impl SnapshotDir {
+    fn installing(&self) -> PathBuf {
+        self.path.join("installing.snap")
+    }
+    fn temp(&self, what: &str) -> PathBuf {
+        let n = self.seq.fetch_add(1, Ordering::Relaxed);
+        self.path.join(format!("{what}-{}-{n}.tmp", std::process::id()))
+    }
+    fn current(&self, snapshot_id: &str) -> PathBuf {
+        self.path.join(format!("{snapshot_id}.snap"))
+    }
+    /// Removes every snapshot file but `keep`.
+    fn prune(&self, keep: &Path) {
+        if let Ok(entries) = std::fs::read_dir(&self.path) {
+            for e in entries.flatten() {
+                let p = e.path();
+                if p != keep && p.extension().is_some_and(|x| x == "snap") {
+                    let _ = std::fs::remove_file(p);
+                }
+            }
+        }
+    }
+}
+
 impl<C, A> StateMachineStore<C, A>
 where
     C: RaftTypeConfig,
     A: Application<C>,
 {
-    /// Opens the state machine on `db`, loading the applied state and letting the application
-    /// rebuild its in-memory state.
-    pub fn open(db: Arc<DB>, mut app: A) -> Result<Self, StoreError> {
+    /// Opens the state machine on `db`, finishing a snapshot install a crash interrupted,
+    /// loading the applied state and letting the application rebuild its in-memory state.
+    pub fn open(db: Arc<DB>, mut app: A, snapshot_dir: PathBuf) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(&snapshot_dir).map_err(|e| StoreError::Invalid(format!("{}: {e}", snapshot_dir.display())))?;
         let store = StateStore::new(db);
-        let meta = cf(&store.db, CF_SM_META);
-        let applied = match store.db.get_cf(meta, KEY_APPLIED)? {
-            Some(b) => codec::decode(&b).map_err(|source| StoreError::Codec { cf: CF_SM_META, source })?,
-            None => None,
-        };
-        let membership = match store.db.get_cf(meta, KEY_MEMBERSHIP)? {
-            Some(b) => codec::decode(&b).map_err(|source| StoreError::Codec { cf: CF_SM_META, source })?,
-            None => StoredMembership::default(),
-        };
+        let snapshots = Arc::new(SnapshotDir { path: snapshot_dir, seq: AtomicU64::new(0) });
+        // Remove leftovers of builds or transfers a crash interrupted.
+        if let Ok(entries) = std::fs::read_dir(&snapshots.path) {
+            for e in entries.flatten() {
+                if e.path().extension().is_some_and(|x| x == "tmp") {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+        let meta_cf = cf(&store.db, CF_SM_META);
+        if let Some(meta) = decode_meta::<SnapshotMeta<C::NodeId, C::Node>>(store.db.get_cf(meta_cf, KEY_INSTALLING)?)? {
+            tracing::warn!(snapshot = %meta.snapshot_id, "finishing a snapshot install interrupted by a crash");
+            install_from_file::<C>(&store.db, &snapshots, &meta, &snapshots.installing())?;
+        }
+        let applied = decode_meta(store.db.get_cf(meta_cf, KEY_APPLIED)?)?.flatten();
+        let membership = decode_meta(store.db.get_cf(meta_cf, KEY_MEMBERSHIP)?)?.unwrap_or_default();
         app.load(&store)?;
-        Ok(Self { store, app, applied, membership, snapshot_seq: Arc::new(AtomicU64::new(0)) })
+        Ok(Self { store, app, applied, membership, snapshots })
     }
 
     pub fn state_store(&self) -> StateStore {
@@ -309,68 +351,143 @@ where
     }
 }
 
+/// Section numbers in the snapshot stream are indexes into [`SNAPSHOT_CFS`].
+fn section_of(name: &str) -> u8 {
+    SNAPSHOT_CFS.iter().position(|n| *n == name).expect("a snapshot column family") as u8
+}
+
+/// Writes a snapshot of the replicated column families, read from one point-in-time view, to
+/// a file. Memory use is one record at a time.
+fn build_to_file<C: RaftTypeConfig>(
+    db: &DB,
+    dir: &SnapshotDir,
+) -> Result<(SnapshotMeta<C::NodeId, C::Node>, PathBuf), StoreError> {
+    let view = db.snapshot();
+    let meta_cf = cf(db, CF_SM_META);
+    let applied: Option<LogId<C::NodeId>> = decode_meta(view.get_cf(meta_cf, KEY_APPLIED)?)?.flatten();
+    let membership: StoredMembership<C::NodeId, C::Node> =
+        decode_meta(view.get_cf(meta_cf, KEY_MEMBERSHIP)?)?.unwrap_or_default();
+    let io = |e: std::io::Error| StoreError::Invalid(format!("writing snapshot: {e}"));
+    let tmp = dir.temp("build");
+    let file = std::fs::File::create(&tmp).map_err(io)?;
+    let mut w = BufWriter::with_capacity(1 << 20, file);
+    codec::stream::write_header(&mut w).map_err(io)?;
+    for name in SNAPSHOT_CFS {
+        let section = section_of(name);
+        let mut opts = ReadOptions::default();
+        opts.fill_cache(false);
+        opts.set_snapshot(&view);
+        for item in db.iterator_cf_opt(cf(db, name), opts, IteratorMode::Start) {
+            let (k, v) = item?;
+            codec::stream::write_frame(&mut w, section, &k, &v).map_err(io)?;
+        }
+    }
+    codec::stream::write_end(&mut w).map_err(io)?;
+    let file = w.into_inner().map_err(|e| io(e.into_error()))?;
+    file.sync_all().map_err(io)?;
+    let n = dir.seq.fetch_add(1, Ordering::Relaxed);
+    let snapshot_id = match &applied {
+        Some(id) => format!("{}-{}-{}-{n}", id.leader_id, id.index, std::process::id()),
+        None => format!("none-{}-{n}", std::process::id()),
+    };
+    let meta = SnapshotMeta { last_log_id: applied, last_membership: membership, snapshot_id };
+    let path = dir.current(&meta.snapshot_id);
+    std::fs::rename(&tmp, &path).map_err(io)?;
+    Ok((meta, path))
+}
+
+/// Largest write batch while installing a snapshot.
+const INSTALL_BATCH_BYTES: usize = 4 << 20;
+
+/// Replaces the replicated column families with the content of a snapshot file.
+///
+/// # Correctness
+/// The install is marked in `sm_meta` (with the file kept as `installing.snap`) before the
+/// first batch, and the marker is cleared in the last batch together with the new applied
+/// log id; [`StateMachineStore::open`] redoes an install it finds marked.
+fn install_from_file<C: RaftTypeConfig>(
+    db: &DB,
+    dir: &SnapshotDir,
+    meta: &SnapshotMeta<C::NodeId, C::Node>,
+    path: &Path,
+) -> Result<PathBuf, StoreError> {
+    let io = |e: std::io::Error| StoreError::Invalid(format!("reading snapshot: {e}"));
+    // Validate the whole stream before touching the database.
+    {
+        let mut r = BufReader::new(std::fs::File::open(path).map_err(io)?);
+        codec::stream::read_header(&mut r).map_err(io)?;
+        while let Some((section, _, _)) = codec::stream::read_frame(&mut r).map_err(io)? {
+            if section as usize >= SNAPSHOT_CFS.len() {
+                return Err(StoreError::Invalid(format!("snapshot has unknown section {section}")));
+            }
+        }
+    }
+    let meta_cf = cf(db, CF_SM_META);
+    let mut batch = WriteBatch::default();
+    batch.put_cf(meta_cf, KEY_INSTALLING, codec::encode(meta));
+    for name in SNAPSHOT_CFS.iter().chain([CF_CHECKPOINTS].iter()) {
+        // Keys of these families are 8-byte revisions/indexes or validated ASCII strings
+        // (never starting with 0xFF), so this range covers them all.
+        batch.delete_range_cf(cf(db, name), &[][..], &[0xFFu8; 256][..]);
+    }
+    db.write_opt(batch, &sync_write())?;
+
+    let mut r = BufReader::new(std::fs::File::open(path).map_err(io)?);
+    codec::stream::read_header(&mut r).map_err(io)?;
+    let mut batch = WriteBatch::default();
+    while let Some((section, k, v)) = codec::stream::read_frame(&mut r).map_err(io)? {
+        batch.put_cf(cf(db, SNAPSHOT_CFS[section as usize]), k, v);
+        if batch.size_in_bytes() >= INSTALL_BATCH_BYTES {
+            db.write(std::mem::take(&mut batch))?;
+        }
+    }
+    let current = dir.current(&meta.snapshot_id);
+    batch.put_cf(meta_cf, KEY_APPLIED, codec::encode(&meta.last_log_id));
+    batch.put_cf(meta_cf, KEY_MEMBERSHIP, codec::encode(&meta.last_membership));
+    batch.put_cf(cf(db, CF_SNAPSHOT), KEY_SNAPSHOT_META, codec::encode(meta));
+    batch.delete_cf(meta_cf, KEY_INSTALLING);
+    // `current` must exist once the final batch names it, so it is linked first; a crash
+    // before the batch is durable leaves the marker set, and the next open redoes the install
+    // from `installing.snap`, which is removed only afterwards.
+    if path != current {
+        std::fs::hard_link(path, &current).or_else(|_| std::fs::copy(path, &current).map(|_| ())).map_err(io)?;
+    }
+    db.write_opt(batch, &sync_write())?;
+    if path != current {
+        let _ = std::fs::remove_file(path);
+    }
+    dir.prune(&current);
+    Ok(current)
+}
+
 /// Builds snapshots from a RocksDB point-in-time view, concurrently with applies.
 pub struct SnapshotBuilder<C> {
     store: StateStore,
-    seq: Arc<AtomicU64>,
+    dir: Arc<SnapshotDir>,
     _c: std::marker::PhantomData<C>,
 }
 
-impl<C: RaftTypeConfig<SnapshotData = Cursor<Vec<u8>>>> SnapshotBuilder<C> {
-    fn build(&self) -> Result<Snapshot<C>, StoreError> {
-        let db = &self.store.db;
-        let view = db.snapshot();
-        let meta_cf = cf(db, CF_SM_META);
-        let applied: Option<LogId<C::NodeId>> = match view.get_cf(meta_cf, KEY_APPLIED)? {
-            Some(b) => codec::decode(&b).map_err(|source| StoreError::Codec { cf: CF_SM_META, source })?,
-            None => None,
-        };
-        let membership: StoredMembership<C::NodeId, C::Node> = match view.get_cf(meta_cf, KEY_MEMBERSHIP)? {
-            Some(b) => codec::decode(&b).map_err(|source| StoreError::Codec { cf: CF_SM_META, source })?,
-            None => StoredMembership::default(),
-        };
-        let mut sections = Vec::new();
-        for name in SNAPSHOT_CFS {
-            let mut entries = Vec::new();
-            for item in view.iterator_cf(cf(db, name), IteratorMode::Start) {
-                let (k, v) = item?;
-                entries.push((k.into_vec(), v.into_vec()));
-            }
-            sections.push((name.to_string(), entries));
-        }
-        let data = codec::encode(&SnapshotBody { sections });
-        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
-        let snapshot_id = match &applied {
-            Some(id) => format!("{}-{}-{}", id.leader_id, id.index, seq),
-            None => format!("none-{seq}"),
-        };
-        let meta = SnapshotMeta { last_log_id: applied, last_membership: membership, snapshot_id };
-        save_current_snapshot::<C>(db, &meta, &data)?;
-        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
-    }
-}
-
-fn save_current_snapshot<C: RaftTypeConfig>(
-    db: &DB,
-    meta: &SnapshotMeta<C::NodeId, C::Node>,
-    data: &[u8],
-) -> Result<(), StoreError> {
-    let mut batch = WriteBatch::default();
-    batch.put_cf(cf(db, CF_SNAPSHOT), KEY_SNAPSHOT_META, codec::encode(meta));
-    batch.put_cf(cf(db, CF_SNAPSHOT), KEY_SNAPSHOT_DATA, data);
-    db.write_opt(batch, &sync_write())?;
-    Ok(())
-}
-
-impl<C: RaftTypeConfig<SnapshotData = Cursor<Vec<u8>>>> RaftSnapshotBuilder<C> for SnapshotBuilder<C> {
+impl<C: RaftTypeConfig<SnapshotData = tokio::fs::File>> RaftSnapshotBuilder<C> for SnapshotBuilder<C> {
     async fn build_snapshot(&mut self) -> Result<Snapshot<C>, StorageError<C::NodeId>> {
-        self.build().map_err(sm_read::<C>)
+        let store = self.store.clone();
+        let dir = self.dir.clone();
+        let (meta, path) = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
+            let (meta, path) = build_to_file::<C>(&store.db, &dir)?;
+            store.db.put_cf_opt(cf(&store.db, CF_SNAPSHOT), KEY_SNAPSHOT_META, codec::encode(&meta), &sync_write())?;
+            dir.prune(&path);
+            Ok((meta, path))
+        })
+        .await
+        .map_err(sm_read::<C>)?
+        .map_err(sm_read::<C>)?;
+        let file = tokio::fs::File::open(&path).await.map_err(sm_read::<C>)?;
+        Ok(Snapshot { meta, snapshot: Box::new(file) })
     }
 }
 
 impl<C, A> RaftStateMachine<C> for StateMachineStore<C, A>
 where
-    C: RaftTypeConfig<Entry = openraft::Entry<C>, SnapshotData = Cursor<Vec<u8>>>,
+    C: RaftTypeConfig<Entry = openraft::Entry<C>, SnapshotData = tokio::fs::File>,
     C::R: Default,
     A: Application<C>,
 {
@@ -414,11 +531,22 @@ where
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        SnapshotBuilder { store: self.store.clone(), seq: self.snapshot_seq.clone(), _c: std::marker::PhantomData }
+        SnapshotBuilder { store: self.store.clone(), dir: self.snapshots.clone(), _c: std::marker::PhantomData }
     }
 
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<C::SnapshotData>, StorageError<C::NodeId>> {
-        Ok(Box::new(Cursor::new(Vec::new())))
+        let path = self.snapshots.temp("receive");
+        let file = tokio::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .await
+            .map_err(sm_write::<C>)?;
+        // The file stays reachable through the handle; the name is not needed any more.
+        let _ = tokio::fs::remove_file(&path).await;
+        Ok(Box::new(file))
     }
 
     async fn install_snapshot(
@@ -426,32 +554,27 @@ where
         meta: &SnapshotMeta<C::NodeId, C::Node>,
         snapshot: Box<C::SnapshotData>,
     ) -> Result<(), StorageError<C::NodeId>> {
-        let data = snapshot.into_inner();
-        let body: SnapshotBody = codec::decode(&data).map_err(sm_read::<C>)?;
-        let db = &self.store.db;
-        let mut batch = WriteBatch::default();
-        for name in SNAPSHOT_CFS.iter().chain([CF_CHECKPOINTS].iter()) {
-            let handle = cf(db, name);
-            // Keys of these families are 8-byte revisions/indexes or validated ASCII strings
-            // (never starting with 0xFF), so this range covers them all.
-            batch.delete_range_cf(handle, &[][..], &[0xFFu8; 256][..]);
-        }
-        for (name, entries) in &body.sections {
-            let name = SNAPSHOT_CFS
-                .iter()
-                .find(|n| **n == name.as_str())
-                .ok_or_else(|| sm_read::<C>(format!("snapshot has unknown section {name}")))?;
-            let handle = cf(db, name);
-            for (k, v) in entries {
-                batch.put_cf(handle, k, v);
-            }
-        }
-        let meta_cf = cf(db, CF_SM_META);
-        batch.put_cf(meta_cf, KEY_APPLIED, codec::encode(&meta.last_log_id));
-        batch.put_cf(meta_cf, KEY_MEMBERSHIP, codec::encode(&meta.last_membership));
-        batch.put_cf(cf(db, CF_SNAPSHOT), KEY_SNAPSHOT_META, codec::encode(meta));
-        batch.put_cf(cf(db, CF_SNAPSHOT), KEY_SNAPSHOT_DATA, &data);
-        db.write_opt(batch, &sync_write()).map_err(sm_write::<C>)?;
+        use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+        // Copy the received data to `installing.snap` (streamed), so a crash during the
+        // install can be finished from it at the next start.
+        let mut src = *snapshot;
+        src.flush().await.map_err(sm_read::<C>)?;
+        src.seek(std::io::SeekFrom::Start(0)).await.map_err(sm_read::<C>)?;
+        let staged = self.snapshots.temp("stage");
+        let mut dst = tokio::fs::File::create(&staged).await.map_err(sm_write::<C>)?;
+        tokio::io::copy(&mut src, &mut dst).await.map_err(sm_write::<C>)?;
+        dst.sync_all().await.map_err(sm_write::<C>)?;
+        drop(dst);
+        let installing = self.snapshots.installing();
+        tokio::fs::rename(&staged, &installing).await.map_err(sm_write::<C>)?;
+
+        let db = self.store.db.clone();
+        let dir = self.snapshots.clone();
+        let meta_owned = meta.clone();
+        tokio::task::spawn_blocking(move || install_from_file::<C>(&db, &dir, &meta_owned, &dir.installing()))
+            .await
+            .map_err(sm_write::<C>)?
+            .map_err(sm_write::<C>)?;
         self.applied = meta.last_log_id.clone();
         self.membership = meta.last_membership.clone();
         self.app.load(&self.store).map_err(sm_read::<C>)?;
@@ -460,15 +583,11 @@ where
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<C>>, StorageError<C::NodeId>> {
         let db = &self.store.db;
-        let snap = cf(db, CF_SNAPSHOT);
-        let meta = match db.get_cf(snap, KEY_SNAPSHOT_META).map_err(sm_read::<C>)? {
+        let meta = match db.get_cf(cf(db, CF_SNAPSHOT), KEY_SNAPSHOT_META).map_err(sm_read::<C>)? {
             Some(b) => codec::decode::<SnapshotMeta<C::NodeId, C::Node>>(&b).map_err(sm_read::<C>)?,
             None => return Ok(None),
         };
-        let data = db
-            .get_cf(snap, KEY_SNAPSHOT_DATA)
-            .map_err(sm_read::<C>)?
-            .ok_or_else(|| sm_read::<C>("snapshot meta without data"))?;
-        Ok(Some(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) }))
+        let file = tokio::fs::File::open(self.snapshots.current(&meta.snapshot_id)).await.map_err(sm_read::<C>)?;
+        Ok(Some(Snapshot { meta, snapshot: Box::new(file) }))
     }
 }
