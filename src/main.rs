@@ -38,6 +38,10 @@ enum Cmd {
         /// Raft log entries kept behind a snapshot for lagging followers.
         #[arg(long, default_value_t = roster::server::LOGS_KEPT_AFTER_SNAPSHOT_DEFAULT)]
         logs_kept_after_snapshot: u64,
+        /// Join an existing cluster instead of bootstrapping: start, then run
+        /// `roster ctl cluster add-node ID ADDR` against the cluster.
+        #[arg(long, conflicts_with = "peers")]
+        join: bool,
     },
     /// Administer a cluster over its HTTP API.
     Ctl(roster::cli::CtlArgs),
@@ -68,7 +72,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("ROSTER_LOG").unwrap_or_else(|_| "info,openraft=warn".into());
     match cli.command {
-        Cmd::Serve { node_id, listen, advertise, peers, data_dir, snapshot_every_logs, logs_kept_after_snapshot } => {
+        Cmd::Serve { node_id, listen, advertise, peers, data_dir, snapshot_every_logs, logs_kept_after_snapshot, join } => {
             tracing_subscriber::fmt().with_env_filter(filter).init();
             anyhow::ensure!(snapshot_every_logs > 0, "--snapshot-every-logs must be at least 1");
             let config = ServeConfig {
@@ -76,6 +80,7 @@ async fn main() -> anyhow::Result<()> {
                 peers: parse_peers(&peers)?,
                 snapshot_every_logs,
                 logs_kept_after_snapshot,
+                join,
                 ..ServeConfig::new(node_id, listen, data_dir)
             };
             roster::server::run(config, shutdown_signal()).await

@@ -31,6 +31,8 @@ pub struct ServeConfig {
     pub snapshot_every_logs: u64,
     /// Log entries kept behind the snapshot, so slightly lagging followers need no snapshot.
     pub logs_kept_after_snapshot: u64,
+    /// Start without bootstrapping: the node waits to be added to an existing cluster.
+    pub join: bool,
 }
 
 /// Default snapshot policy: a snapshot every this many log entries.
@@ -49,6 +51,7 @@ impl ServeConfig {
             peers: BTreeMap::new(),
             snapshot_every_logs: SNAPSHOT_EVERY_LOGS_DEFAULT,
             logs_kept_after_snapshot: LOGS_KEPT_AFTER_SNAPSHOT_DEFAULT,
+            join: false,
         }
     }
 }
@@ -105,14 +108,18 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
     let addr = listener.local_addr()?;
     let advertise = config.advertise.clone().unwrap_or_else(|| addr.to_string());
     let mut members = config.peers.clone();
-    if members.is_empty() {
-        members.insert(config.node_id, advertise.clone());
+    if config.join {
+        anyhow::ensure!(members.is_empty(), "--join and --peers exclude each other");
+    } else {
+        if members.is_empty() {
+            members.insert(config.node_id, advertise.clone());
+        }
+        anyhow::ensure!(
+            members.contains_key(&config.node_id),
+            "--peers does not list this node's id {}",
+            config.node_id
+        );
     }
-    anyhow::ensure!(
-        members.contains_key(&config.node_id),
-        "--peers does not list this node's id {}",
-        config.node_id
-    );
     let (machine, handle) = RosterMachine::new();
     let node = RaftNode::start(
         NodeConfig {
@@ -147,7 +154,7 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()>) -> any
     let running = start(config).await?;
     tracing::info!(addr = %running.addr, "roster node serving");
     if running.node.wait_for_leader(Duration::from_secs(10)).await.is_none() {
-        tracing::warn!("no leader elected yet; waiting for peers");
+        tracing::warn!("no leader known yet; waiting for peers (or, with --join, to be added)");
     }
     shutdown.await;
     tracing::info!("shutting down");

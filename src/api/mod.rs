@@ -246,6 +246,8 @@ async fn cluster(axum::extract::State(ctx): axum::extract::State<Ctx>) -> Respon
         "term": m.current_term,
         "last_log_index": m.last_log_index,
         "applied_index": m.last_applied.map(|l| l.index),
+        "snapshot_index": m.snapshot.map(|l| l.index),
+        "purged_index": m.purged.map(|l| l.index),
         "revision": revision,
         "members": members,
         "follower_lag": lag,

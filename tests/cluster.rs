@@ -1,0 +1,179 @@
+//! A real 3-node cluster of `roster serve` processes on loopback: failover, membership,
+//! snapshots, restarts and follower reads.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use common::{write_any, Api, Cluster};
+use serde_json::{json, Value};
+
+fn registered_servers(records: &[Value]) -> BTreeMap<String, usize> {
+    let mut seen = BTreeMap::new();
+    for r in records {
+        for e in r["events"].as_array().unwrap() {
+            if let Some(name) = e.pointer("/server_registered/server/name").and_then(Value::as_str) {
+                *seen.entry(name.to_string()).or_insert(0) += 1;
+            }
+        }
+    }
+    seen
+}
+
+/// kill -9 the leader during a stream of writes: a new leader is elected, writes continue, and
+/// every acknowledged write is in the history of every node, exactly once.
+#[test]
+fn killing_the_leader_loses_no_acknowledged_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::start(dir.path(), 3, &[]);
+    let endpoints: Vec<String> = cluster.addrs.clone();
+    let mut acked = Vec::new();
+    let mut killed = None;
+    let started = Instant::now();
+    for i in 0..120 {
+        if i == 40 {
+            let leader = cluster.wait_leader(Duration::from_secs(10));
+            cluster.nodes[leader].as_mut().unwrap().kill();
+            cluster.nodes[leader] = None;
+            killed = Some(leader);
+        }
+        let name = format!("rt{i}");
+        let body = json!({"changes": [{"add_server": {"name": name, "host": "10.0.0.1", "port": 80}}]});
+        if let Some((200, v)) = write_any(&endpoints, "/v1/commands", &body, &format!("w-{i}")) {
+            assert!(v["committed"]["revision"].as_u64().is_some(), "{v}");
+            acked.push(name);
+        }
+        assert!(started.elapsed() < Duration::from_secs(120), "writes took too long");
+    }
+    assert!(acked.len() >= 100, "only {} of 120 writes were acknowledged", acked.len());
+
+    // Bring the killed node back; it must catch up too.
+    cluster.restart(killed.unwrap());
+    let leader = cluster.wait_leader(Duration::from_secs(20));
+    let head = Api::new(cluster.node(leader)).digest().0;
+    cluster.wait_revision(head, Duration::from_secs(30));
+    let views: Vec<_> = cluster.running().into_iter().map(|i| cluster.local_view(i)).collect();
+    for (digest, records) in &views {
+        assert_eq!(digest, &views[0].0, "nodes disagree on the state");
+        assert_eq!(records, &views[0].1, "nodes disagree on the history");
+        let seen = registered_servers(records);
+        for name in &acked {
+            assert_eq!(seen.get(name), Some(&1), "acknowledged write {name} is not in the history exactly once");
+        }
+    }
+}
+
+/// A read on a follower right after a write acknowledged by the leader sees that write.
+#[test]
+fn follower_reads_see_acknowledged_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(dir.path(), 3, &[]);
+    let leader = cluster.wait_leader(Duration::from_secs(10));
+    let followers: Vec<usize> = cluster.running().into_iter().filter(|i| *i != leader).collect();
+    let leader_api = Api::new(cluster.node(leader));
+    for i in 0..20 {
+        let (s, v) = leader_api.post("/v1/servers", json!({"name": format!("rt{i}"), "host": "h", "port": 80}), &[]);
+        assert_eq!(s, 201, "{v}");
+        let f = Api::new(cluster.node(followers[i % followers.len()]));
+        let got = f.get(&format!("/v1/servers/rt{i}"));
+        assert_eq!(got["name"], format!("rt{i}"));
+        // A write sent to a follower is forwarded to the leader.
+        let (s, v) = f.request(reqwest::Method::POST, &format!("/v1/servers/rt{i}/disable"), None, &[]);
+        assert_eq!(s, 200, "{v}");
+        assert_eq!(leader_api.get(&format!("/v1/servers/rt{i}"))["status"], "disabled");
+    }
+}
+
+/// Full-cluster restart: same revision, state and history.
+#[test]
+fn full_cluster_restart_keeps_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::start(dir.path(), 3, &[]);
+    let eps = cluster.addrs.clone();
+    for i in 0..30 {
+        let body = json!({"changes": [{"add_server": {"name": format!("rt{i}"), "host": "h", "port": 80}}]});
+        assert!(matches!(write_any(&eps, "/v1/commands", &body, &format!("k{i}")), Some((200, _))));
+    }
+    cluster.wait_revision(30, Duration::from_secs(20));
+    let before: Vec<_> = (0..3).map(|i| cluster.local_view(i)).collect();
+    for i in 0..3 {
+        cluster.nodes[i].as_mut().unwrap().stop();
+        cluster.nodes[i] = None;
+    }
+    for i in 0..3 {
+        cluster.restart(i);
+    }
+    cluster.wait_leader(Duration::from_secs(30));
+    cluster.wait_revision(30, Duration::from_secs(30));
+    let after: Vec<_> = (0..3).map(|i| cluster.local_view(i)).collect();
+    assert_eq!(before, after);
+    // And it still takes writes.
+    let body = json!({"changes": [{"create_cluster": {"name": "eu"}}]});
+    assert!(matches!(write_any(&eps, "/v1/commands", &body, "after"), Some((200, _))));
+}
+
+/// Removing the leader from the membership: the rest elect a new leader and carry on.
+#[test]
+fn removing_the_leader_leaves_a_working_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(dir.path(), 3, &[]);
+    let leader = cluster.wait_leader(Duration::from_secs(10));
+    let other = (leader + 1) % 3;
+    let api = Api::new(cluster.node(other));
+    let (s, v) = api.request(reqwest::Method::DELETE, &format!("/v1/cluster/nodes/{}", leader + 1), None, &[]);
+    assert_eq!(s, 200, "{v}");
+    let started = Instant::now();
+    loop {
+        let st = cluster.status(other).unwrap();
+        let members: Vec<u64> = st["members"].as_array().unwrap().iter().map(|m| m["id"].as_u64().unwrap()).collect();
+        if !members.contains(&((leader + 1) as u64)) && st["leader"].as_u64().is_some_and(|l| l != (leader + 1) as u64) {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "membership did not settle: {st}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let rest: Vec<String> = (0..3).filter(|i| *i != leader).map(|i| cluster.addrs[i].clone()).collect();
+    for i in 0..10 {
+        let body = json!({"changes": [{"add_server": {"name": format!("rt{i}"), "host": "h", "port": 80}}]});
+        let r = write_any(&rest, "/v1/commands", &body, &format!("k{i}"));
+        assert!(matches!(r, Some((200, _))), "{r:?}");
+    }
+}
+
+/// A fourth node added after the leader compacted its log catches up from a snapshot and
+/// serves the full history and the same state digest.
+#[test]
+fn a_late_node_catches_up_from_a_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::start(dir.path(), 3, &["--snapshot-every-logs", "20", "--logs-kept-after-snapshot", "0"]);
+    let eps = cluster.addrs.clone();
+    for i in 0..100 {
+        let body = json!({"changes": [{"add_server": {"name": format!("rt{i}"), "host": "h", "port": 80}}]});
+        assert!(matches!(write_any(&eps, "/v1/commands", &body, &format!("k{i}")), Some((200, _))));
+    }
+    let leader = cluster.wait_leader(Duration::from_secs(10));
+    // The leader has compacted: its log no longer starts at index 1.
+    let st = cluster.status(leader).unwrap();
+    assert!(st["purged_index"].as_u64().is_some_and(|p| p > 50), "the leader did not compact its log: {st}");
+
+    let addr = format!("127.0.0.1:{}", common::free_port());
+    cluster.addrs.push(addr.clone());
+    let node4 = common::NodeProcess::start_with(&dir.path().join("node-4"), 4, &addr, "", &["--join"]);
+    cluster.nodes.push(Some(node4));
+    let (s, v) = Api::new(cluster.node(leader)).post("/v1/cluster/nodes", json!({"id": 4, "addr": addr}), &[]);
+    assert_eq!(s, 200, "{v}");
+    cluster.wait_revision(100, Duration::from_secs(30));
+    let views: Vec<_> = (0..4).map(|i| cluster.local_view(i)).collect();
+    assert_eq!(views[3].1.len(), 100, "the new node does not serve the full history");
+    let installed = std::fs::read_dir(dir.path().join("node-4/snapshots"))
+        .unwrap()
+        .flatten()
+        .any(|e| e.path().extension().is_some_and(|x| x == "snap"));
+    assert!(installed, "node 4 did not catch up through a snapshot");
+    for v in &views {
+        assert_eq!(v, &views[0]);
+    }
+    let st = cluster.status(3).unwrap();
+    assert!(st["members"].as_array().unwrap().iter().any(|m| m["id"] == 4 && m["voter"] == true), "{st}");
+}
