@@ -39,6 +39,23 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 3)]
         runs: u32,
     },
+    /// Write throughput and latency: concurrent clients sending single-change commands.
+    Write {
+        /// Concurrent clients (each sends one request at a time).
+        #[arg(long, default_value_t = 16)]
+        clients: usize,
+        /// Seconds to run.
+        #[arg(long, default_value_t = 10)]
+        duration_secs: u64,
+        /// Endpoints of a running cluster; without them a 3-node cluster is started on
+        /// loopback (separate processes, fsync on) for the run.
+        #[arg(long, value_delimiter = ',')]
+        endpoints: Vec<String>,
+        /// Send every request to the leader (`leader`) or spread clients over all nodes
+        /// (`all`, followers forward to the leader).
+        #[arg(long, default_value = "leader")]
+        target: String,
+    },
 }
 
 const SERVERS: usize = 20;
@@ -95,6 +112,9 @@ pub async fn run(cmd: BenchCmd) -> anyhow::Result<()> {
     match cmd {
         BenchCmd::Fold { revisions } => tokio::task::spawn_blocking(move || fold(revisions)).await?,
         BenchCmd::Restart { revisions, data_dir, runs } => restart(revisions, data_dir, runs).await,
+        BenchCmd::Write { clients, duration_secs, endpoints, target } => {
+            write_bench(clients, Duration::from_secs(duration_secs), endpoints, &target).await
+        }
     }
 }
 
@@ -180,7 +200,7 @@ fn generate_data_dir(dir: &std::path::Path, revisions: u64, addr: &str) -> anyho
                 body: CommandBody::Apply { changes: synthetic_changes(r) },
             };
             last = LogId::new(leader, r + 1);
-            machine.apply(&last, &Proposal(codec::encode(&cmd)), &mut txn);
+            machine.apply(&last, &Proposal { commands: vec![codec::encode(&cmd)] }, &mut txn);
         }
         store.offline_commit::<TypeConfig>(txn, &Some(last), &membership)?;
         anyhow::ensure!(handle.read().state.revision == end, "generation was rejected at revision {end}");
@@ -256,4 +276,94 @@ fn tempfile_dir() -> anyhow::Result<PathBuf> {
 
 fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Longest one benchmark run may take.
+pub const WRITE_BENCH_DURATION_MAX_SECS: u64 = 600;
+/// Most concurrent clients of the write benchmark.
+pub const WRITE_BENCH_CLIENTS_MAX: usize = 4096;
+
+async fn write_bench(clients: usize, duration: Duration, endpoints: Vec<String>, target: &str) -> anyhow::Result<()> {
+    anyhow::ensure!((1..=WRITE_BENCH_CLIENTS_MAX).contains(&clients), "--clients must be 1..={WRITE_BENCH_CLIENTS_MAX}");
+    anyhow::ensure!(duration.as_secs() <= WRITE_BENCH_DURATION_MAX_SECS, "--duration-secs is at most {WRITE_BENCH_DURATION_MAX_SECS}");
+    anyhow::ensure!(target == "leader" || target == "all", "--target must be leader or all");
+    let mut own = None;
+    let endpoints = if endpoints.is_empty() {
+        let dir = tempfile_dir()?;
+        let cluster = crate::dev::spawn_cluster(&dir, 3, free_port()?, &[]).await?;
+        let eps = cluster.addrs.clone();
+        own = Some((cluster, dir));
+        eps
+    } else {
+        endpoints
+    };
+    let http = reqwest::Client::builder().pool_max_idle_per_host(clients).tcp_nodelay(true).build()?;
+    let leader = find_leader(&http, &endpoints).await?;
+    let targets: Vec<String> = if target == "leader" { vec![leader.clone()] } else { endpoints.clone() };
+    println!("write benchmark: {clients} clients for {}s against {} ({target}), leader {leader}", duration.as_secs(), targets.join(","));
+
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let http = http.clone();
+        let url = format!("http://{}/v1/commands", targets[c % targets.len()]);
+        tasks.push(tokio::spawn(async move {
+            let mut latencies_us: Vec<u32> = Vec::new();
+            let mut errors = 0u64;
+            let mut seq = 0u64;
+            while Instant::now() < deadline {
+                seq += 1;
+                let body = serde_json::json!({"changes": [{"add_server": {
+                    "name": format!("b{c}-{seq}"), "host": "10.1.2.3", "port": 8080}}]});
+                let t = Instant::now();
+                let ok = http.post(&url).header("x-roster-actor", "bench").json(&body).send().await
+                    .map(|r| r.status().is_success()).unwrap_or(false);
+                if ok {
+                    latencies_us.push(t.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                } else {
+                    errors += 1;
+                }
+            }
+            (latencies_us, errors)
+        }));
+    }
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        let (l, e) = t.await?;
+        all.extend(l);
+        errors += e;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    all.sort_unstable();
+    let pct = |p: f64| all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1))).copied().unwrap_or(0) as f64 / 1000.0;
+    println!(
+        "clients {clients}: {} writes in {elapsed:.1}s = {:.0} writes/s; latency ms p50 {:.2} p99 {:.2} max {:.2}; errors {errors}",
+        all.len(),
+        all.len() as f64 / elapsed,
+        pct(0.50),
+        pct(0.99),
+        all.last().copied().unwrap_or(0) as f64 / 1000.0
+    );
+    if let Some((cluster, dir)) = own {
+        cluster.stop().await;
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    Ok(())
+}
+
+async fn find_leader(http: &reqwest::Client, endpoints: &[String]) -> anyhow::Result<String> {
+    for ep in endpoints {
+        if let Ok(r) = http.get(format!("http://{ep}/v1/cluster")).send().await {
+            if let Ok(v) = r.json::<serde_json::Value>().await {
+                if let Some(l) = v["leader"].as_u64() {
+                    if let Some(m) = v["members"].as_array().and_then(|a| a.iter().find(|m| m["id"].as_u64() == Some(l))) {
+                        return Ok(m["addr"].as_str().unwrap_or(ep).to_string());
+                    }
+                }
+            }
+        }
+    }
+    anyhow::bail!("no leader found among {}", endpoints.join(","))
 }

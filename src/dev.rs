@@ -2,7 +2,7 @@
 //! `consul agent -dev`. Each node is a separate `roster serve` process; data and logs live
 //! under one folder, so a restart of `roster dev` resumes the same cluster.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -32,21 +32,40 @@ fn kill_term(child: &Child) {
     }
 }
 
-/// Starts the cluster, prints how to use it and runs until Ctrl-C.
-pub async fn run(args: DevArgs) -> anyhow::Result<()> {
-    anyhow::ensure!((1..=9).contains(&args.nodes), "--nodes must be between 1 and 9");
-    std::fs::create_dir_all(&args.dir).with_context(|| format!("creating {}", args.dir.display()))?;
+/// A local cluster of `roster serve` child processes.
+pub struct LocalCluster {
+    pub addrs: Vec<String>,
+    children: Vec<Child>,
+}
+
+impl LocalCluster {
+    /// Stops every node (SIGTERM) and waits for them.
+    pub async fn stop(mut self) {
+        for c in &self.children {
+            kill_term(c);
+        }
+        for c in self.children.iter_mut() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), c.wait()).await;
+        }
+    }
+}
+
+/// Starts `nodes` `roster serve` processes on 127.0.0.1 from `base_port`, data and logs under
+/// `dir`, and waits until every node reports a leader.
+pub async fn spawn_cluster(dir: &Path, nodes: u64, base_port: u16, extra: &[&str]) -> anyhow::Result<LocalCluster> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let exe = std::env::current_exe()?;
-    let addrs: Vec<String> = (0..args.nodes).map(|i| format!("127.0.0.1:{}", args.base_port + i as u16)).collect();
+    let addrs: Vec<String> = (0..nodes).map(|i| format!("127.0.0.1:{}", base_port + i as u16)).collect();
     let peers: Vec<String> = addrs.iter().enumerate().map(|(i, a)| format!("{}={a}", i + 1)).collect();
     let peers = peers.join(",");
     let mut children = Vec::new();
     for (i, addr) in addrs.iter().enumerate() {
         let id = i + 1;
-        let log = std::fs::File::create(args.dir.join(format!("node-{id}.log")))?;
+        let log = std::fs::File::create(dir.join(format!("node-{id}.log")))?;
         let child = Command::new(&exe)
             .args(["serve", "--node-id", &id.to_string(), "--listen", addr, "--peers", &peers, "--data-dir"])
-            .arg(args.dir.join(format!("node-{id}")))
+            .arg(dir.join(format!("node-{id}")))
+            .args(extra)
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log))
             .kill_on_drop(true)
@@ -54,27 +73,29 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             .with_context(|| format!("starting node {id}"))?;
         children.push(child);
     }
+    let cluster = LocalCluster { addrs, children };
     let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
     let started = Instant::now();
-    let mut ready = false;
     while started.elapsed() < Duration::from_millis(DEV_READY_TIMEOUT_MS) {
         let mut all = true;
-        for a in &addrs {
-            let ok = http.get(format!("http://{a}/readyz")).send().await.map(|r| r.status().is_success()).unwrap_or(false);
-            all &= ok;
+        for a in &cluster.addrs {
+            all &= http.get(format!("http://{a}/readyz")).send().await.map(|r| r.status().is_success()).unwrap_or(false);
         }
         if all {
-            ready = true;
-            break;
+            return Ok(cluster);
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    if !ready {
-        for c in &children {
-            kill_term(c);
-        }
-        anyhow::bail!("the cluster did not become ready; see the logs in {}", args.dir.display());
-    }
+    cluster.stop().await;
+    anyhow::bail!("the cluster did not become ready; see the logs in {}", dir.display())
+}
+
+/// Starts the cluster, prints how to use it and runs until Ctrl-C.
+pub async fn run(args: DevArgs) -> anyhow::Result<()> {
+    anyhow::ensure!((1..=9).contains(&args.nodes), "--nodes must be between 1 and 9");
+    let started = Instant::now();
+    let mut cluster = spawn_cluster(&args.dir, args.nodes, args.base_port, &[]).await?;
+    let addrs = cluster.addrs.clone();
     let endpoints = addrs.join(",");
     println!("Roster dev cluster: {} nodes ready in {:.1}s", args.nodes, started.elapsed().as_secs_f64());
     for (i, a) in addrs.iter().enumerate() {
@@ -87,6 +108,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     println!("  roster ctl clusters create eu");
     println!("  roster ctl tasks set-servers billing --cluster eu rt1");
     println!("  roster ctl history");
+    println!("  roster ctl cluster status");
     println!("(`roster` is target/release/roster; `cargo run --release -- ctl ...` works too.)");
     println!("Press Ctrl-C to stop the cluster; its data stays in {}.", args.dir.display());
     tokio::select! {
@@ -94,7 +116,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         _ = async {
             loop {
                 tokio::time::sleep(Duration::from_millis(500)).await;
-                for c in children.iter_mut() {
+                for c in cluster.children.iter_mut() {
                     if let Ok(Some(status)) = c.try_wait() {
                         eprintln!("a node exited ({status}); see the logs in {}", args.dir.display());
                         return;
@@ -103,12 +125,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             }
         } => {}
     }
-    for c in &children {
-        kill_term(c);
-    }
-    for c in children.iter_mut() {
-        let _ = tokio::time::timeout(Duration::from_secs(10), c.wait()).await;
-    }
+    cluster.stop().await;
     println!("stopped");
     Ok(())
 }

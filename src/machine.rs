@@ -152,12 +152,22 @@ impl Application<TypeConfig> for RosterMachine {
     }
 
     fn apply(&mut self, log_id: &LogId<u64>, data: &Proposal, txn: &mut Txn<'_>) -> Reply {
-        let cmd: Command = match codec::decode(&data.0) {
+        let results = data
+            .commands
+            .iter()
+            .enumerate()
+            .map(|(position, bytes)| codec::encode(&self.apply_command(log_id, position, bytes, txn)))
+            .collect();
+        Reply { results }
+    }
+}
+
+impl RosterMachine {
+    /// Applies the command at `position` within the Raft entry `log_id`.
+    fn apply_command(&mut self, log_id: &LogId<u64>, position: usize, bytes: &[u8], txn: &mut Txn<'_>) -> Outcome {
+        let cmd: Command = match codec::decode(bytes) {
             Ok(c) => c,
-            Err(e) => {
-                let r = Rejection::new(RejectCode::Invalid, format!("undecodable command: {e}"));
-                return Reply(codec::encode(&Outcome::Rejected(r)));
-            }
+            Err(e) => return Outcome::Rejected(Rejection::new(RejectCode::Invalid, format!("undecodable command: {e}"))),
         };
         let fp = cmd.idempotency_key.as_ref().map(|_| fingerprint(&cmd));
         if let (Some(key), Some(fp)) = (&cmd.idempotency_key, fp) {
@@ -165,7 +175,7 @@ impl Application<TypeConfig> for RosterMachine {
                 Ok(Some(bytes)) => {
                     let entry: IdempotencyEntry =
                         codec::decode(&bytes).expect("idempotency entries are written by this state machine");
-                    let outcome = if entry.fingerprint == fp {
+                    return if entry.fingerprint == fp {
                         entry.outcome
                     } else {
                         Outcome::Rejected(Rejection::new(
@@ -173,7 +183,6 @@ impl Application<TypeConfig> for RosterMachine {
                             format!("idempotency key {key:?} was already used for a different command"),
                         ))
                     };
-                    return Reply(codec::encode(&outcome));
                 }
                 Ok(None) => {}
                 // A read error here would make this node's answer differ from its peers';
@@ -183,7 +192,7 @@ impl Application<TypeConfig> for RosterMachine {
         }
 
         let mut live = self.shared.live.write().expect("state machine lock poisoned");
-        let outcome = execute(&mut live, log_id, &cmd, txn);
+        let outcome = execute(&mut live, log_id, position, &cmd, txn);
         let revision = live.state.revision;
         drop(live);
 
@@ -195,7 +204,7 @@ impl Application<TypeConfig> for RosterMachine {
                 comment: cmd.comment.clone(),
                 rejection: r.clone(),
             };
-            txn.put_rejection(log_id.index, &codec::encode(&rec), REJECTIONS_KEEP_LOG_ENTRIES);
+            txn.put_rejection(log_id.index, position as u32, &codec::encode(&rec), REJECTIONS_KEEP_LOG_ENTRIES);
         }
         if let (Some(key), Some(fingerprint)) = (&cmd.idempotency_key, fp) {
             let entry = IdempotencyEntry { fingerprint, outcome: outcome.clone() };
@@ -204,12 +213,22 @@ impl Application<TypeConfig> for RosterMachine {
         if matches!(outcome, Outcome::Committed { .. }) {
             self.shared.revision_tx.send_replace(revision);
         }
-        Reply(codec::encode(&outcome))
+        outcome
+    }
+}
+
+/// A changeset's id: derived from the Raft entry that created it (and the command's position
+/// in that entry), so every node derives the same id.
+fn changeset_id(log_index: u64, position: usize) -> String {
+    if position == 0 {
+        format!("cs-{log_index}")
+    } else {
+        format!("cs-{log_index}-{position}")
     }
 }
 
 /// Runs one command against the live state. Pure apart from the writes into `txn`.
-fn execute(live: &mut Live, log_id: &LogId<u64>, cmd: &Command, txn: &mut Txn<'_>) -> Outcome {
+fn execute(live: &mut Live, log_id: &LogId<u64>, position: usize, cmd: &Command, txn: &mut Txn<'_>) -> Outcome {
     let result = match &cmd.body {
         CommandBody::Apply { changes } => check_expected(&live.state, cmd.expected_revision)
             .and_then(|()| decide(&live.state, changes, cmd.time_ms))
@@ -222,7 +241,7 @@ fn execute(live: &mut Live, log_id: &LogId<u64>, cmd: &Command, txn: &mut Txn<'_
                 ))
             } else {
                 let cs = Changeset {
-                    id: format!("cs-{}", log_id.index),
+                    id: changeset_id(log_id.index, position),
                     description: description.clone(),
                     created_by: cmd.actor.clone(),
                     created_ms: cmd.time_ms,

@@ -11,7 +11,6 @@ use roster::domain::{
 };
 use roster::machine::fold_stored;
 use roster::server::{start, Running, ServeConfig};
-use roster_raft::Proposal;
 use roster_storage::codec;
 
 fn sn(i: u8) -> ServerName {
@@ -185,8 +184,8 @@ async fn run_commands(r: &Running, cmds: &[Command], keyed: &mut BTreeMap<String
     let mut outcomes = Vec::new();
     for cmd in cmds {
         let before = r.machine.read().clone();
-        let reply = r.node.write(Proposal(codec::encode(cmd))).await.expect("write");
-        let outcome: Outcome = codec::decode(&reply.0).unwrap();
+        let reply = r.node.write(codec::encode(cmd)).await.expect("write");
+        let outcome: Outcome = codec::decode(&reply).unwrap();
         let after = r.machine.read().clone();
         if let Some((first, first_outcome)) = cmd.idempotency_key.as_ref().and_then(|k| keyed.get(k)) {
             let same = (&first.expected_revision, &first.body) == (&cmd.expected_revision, &cmd.body);
@@ -253,8 +252,8 @@ proptest! {
             assert_eq!(snapshot(&a2), before);
             // Retrying a keyed command after restart gives the stored outcome, no new revision.
             if let Some((cmd, outcome)) = cmds.iter().zip(&outcomes).find(|(c, _)| c.idempotency_key.is_some()) {
-                let reply = a2.node.write(Proposal(codec::encode(cmd))).await.expect("write");
-                assert_eq!(&codec::decode::<Outcome>(&reply.0).unwrap(), outcome);
+                let reply = a2.node.write(codec::encode(cmd)).await.expect("write");
+                assert_eq!(&codec::decode::<Outcome>(&reply).unwrap(), outcome);
                 assert_eq!(snapshot(&a2).0, before.0);
             }
             a2.stop().await;

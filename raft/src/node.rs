@@ -10,6 +10,7 @@ use std::time::Duration;
 use roster_storage::codec;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::time::Instant;
 
 use openraft::error::{ClientWriteError, RaftError};
@@ -17,7 +18,7 @@ use openraft::BasicNode;
 use roster_storage::{Application, LogStore, StateMachineStore, StateStore};
 
 use crate::network::{HttpNetwork, ROUTE_ADMIN, ROUTE_FORWARD, ROUTE_READ_INDEX};
-use crate::types::{NodeId, Proposal, Raft, Reply, TypeConfig};
+use crate::types::{NodeId, Proposal, Raft, TypeConfig};
 
 /// Everything a node needs to start.
 #[derive(Clone, Debug)]
@@ -79,6 +80,58 @@ fn leader_of(f: &openraft::error::ForwardToLeader<NodeId, BasicNode>) -> Option<
     f.leader_id.zip(f.leader_node.as_ref().map(|n| n.addr.clone()))
 }
 
+/// Most commands carried by one Raft entry.
+pub const PROPOSAL_BATCH_MAX: usize = 512;
+/// Most batches proposed and not yet answered at once.
+pub const PROPOSALS_IN_FLIGHT_MAX: usize = 4;
+/// Most commands waiting to be batched; further writers wait (backpressure).
+pub const PROPOSAL_QUEUE_MAX: usize = 16_384;
+
+type Pending = (Vec<u8>, oneshot::Sender<Result<Vec<u8>, WriteError>>);
+
+/// Gathers concurrent commands into batches, one Raft entry each. openraft 0.9 appends and
+/// fsyncs each client write on its own, so batching here is what lets many writers share one
+/// append.
+async fn batch_loop(raft: Raft, mut rx: mpsc::Receiver<Pending>) {
+    let permits = Arc::new(Semaphore::new(PROPOSALS_IN_FLIGHT_MAX));
+    loop {
+        // Waiting for a permit first lets the queue fill while earlier batches are in flight.
+        let Ok(permit) = permits.clone().acquire_owned().await else { return };
+        let Some(first) = rx.recv().await else { return };
+        let mut batch = vec![first];
+        while batch.len() < PROPOSAL_BATCH_MAX {
+            match rx.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
+            }
+        }
+        let raft = raft.clone();
+        tokio::spawn(async move {
+            let (commands, waiters): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+            let n = commands.len();
+            let result = raft.client_write(Proposal { commands }).await;
+            drop(permit);
+            match result {
+                Ok(resp) if resp.data.results.len() == n => {
+                    for (w, r) in waiters.into_iter().zip(resp.data.results) {
+                        let _ = w.send(Ok(r));
+                    }
+                }
+                Ok(resp) => panic!("state machine answered {} of {n} commands", resp.data.results.len()),
+                Err(e) => {
+                    let err = match e {
+                        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => WriteError::NotLeader { leader: leader_of(&f) },
+                        other => WriteError::Unavailable(other.to_string()),
+                    };
+                    for w in waiters {
+                        let _ = w.send(Err(err.clone()));
+                    }
+                }
+            }
+        });
+    }
+}
+
 /// A started node.
 #[derive(Clone)]
 pub struct RaftNode {
@@ -86,6 +139,7 @@ pub struct RaftNode {
     pub raft: Raft,
     pub store: StateStore,
     http: reqwest::Client,
+    batcher: mpsc::Sender<Pending>,
 }
 
 impl RaftNode {
@@ -115,13 +169,15 @@ impl RaftNode {
             .connect_timeout(Duration::from_millis(crate::network::RPC_CONNECT_TIMEOUT_MS))
             .tcp_nodelay(true)
             .build()?;
-        Ok(Self { id: config.node_id, raft, store, http })
+        let (batcher, rx) = mpsc::channel(PROPOSAL_QUEUE_MAX);
+        tokio::spawn(batch_loop(raft.clone(), rx));
+        Ok(Self { id: config.node_id, raft, store, http, batcher })
     }
 
-    /// Proposes `proposal` and waits until it is committed and applied. On a follower the
-    /// proposal is forwarded to the leader; while no leader is known it retries with backoff
-    /// until [`WRITE_TIMEOUT_MS`].
-    pub async fn write(&self, proposal: Proposal) -> Result<Reply, WriteError> {
+    /// Proposes one encoded command and waits until it is committed and applied; returns the
+    /// state machine's encoded answer. On a follower the command is forwarded to the leader;
+    /// while no leader is known it retries with backoff until [`WRITE_TIMEOUT_MS`].
+    pub async fn write(&self, proposal: Vec<u8>) -> Result<Vec<u8>, WriteError> {
         let deadline = Instant::now() + Duration::from_millis(WRITE_TIMEOUT_MS);
         let mut backoff = RETRY_BACKOFF_FIRST_MS;
         loop {
@@ -130,7 +186,7 @@ impl RaftNode {
                 other => return other,
             };
             if let Some((id, addr)) = leader.filter(|(id, _)| *id != self.id) {
-                match self.call_leader::<Result<Reply, WriteError>>(&addr, ROUTE_FORWARD, &proposal, deadline).await {
+                match self.call_leader::<Result<Vec<u8>, WriteError>>(&addr, ROUTE_FORWARD, &proposal, deadline).await {
                     Ok(Ok(reply)) => return Ok(reply),
                     // The leader changed under us: go around again.
                     Ok(Err(WriteError::NotLeader { .. })) | Err(CallError::NotSent(_)) => {
@@ -148,15 +204,15 @@ impl RaftNode {
         }
     }
 
-    /// Proposes on this node only (the leader side of forwarding).
-    pub async fn write_local(&self, proposal: Proposal) -> Result<Reply, WriteError> {
-        match self.raft.client_write(proposal).await {
-            Ok(resp) => Ok(resp.data),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                Err(WriteError::NotLeader { leader: leader_of(&f) })
-            }
-            Err(e) => Err(WriteError::Unavailable(e.to_string())),
-        }
+    /// Proposes on this node only (the leader side of forwarding), batched with concurrent
+    /// commands.
+    pub async fn write_local(&self, command: Vec<u8>) -> Result<Vec<u8>, WriteError> {
+        let (tx, rx) = oneshot::channel();
+        self.batcher
+            .send((command, tx))
+            .await
+            .map_err(|_| WriteError::Unavailable("the node is shutting down".into()))?;
+        rx.await.map_err(|_| WriteError::Unavailable("the node is shutting down".into()))?
     }
 
     /// Waits until this node has applied everything committed before the call (ReadIndex):

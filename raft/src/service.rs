@@ -11,7 +11,6 @@ use roster_storage::codec;
 
 use crate::network::{ROUTE_ADMIN, ROUTE_APPEND, ROUTE_FORWARD, ROUTE_READ_INDEX, ROUTE_SNAPSHOT, ROUTE_VOTE};
 use crate::node::{AdminRequest, RaftNode};
-use crate::types::Proposal;
 
 /// Largest Raft RPC body accepted: an append batch or one snapshot chunk.
 pub const RAFT_RPC_BODY_MAX_BYTES: usize = 64 << 20;
@@ -55,7 +54,7 @@ async fn snapshot(State(node): State<RaftNode>, body: Bytes) -> Response {
 }
 
 async fn forward(State(node): State<RaftNode>, body: Bytes) -> Response {
-    match codec::decode::<Proposal>(&body) {
+    match codec::decode::<Vec<u8>>(&body) {
         Ok(p) => codec::encode(&node.write_local(p).await).into_response(),
         Err(e) => bad_request(e),
     }

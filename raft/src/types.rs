@@ -2,14 +2,19 @@
 
 use serde::{Deserialize, Serialize};
 
-/// A client request as the state machine receives it: the domain's encoded command.
+/// One Raft entry of client requests: a batch of the domain's encoded commands, applied in
+/// order. Concurrent writes share one entry (and so one log append and fsync).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Proposal(pub Vec<u8>);
+pub struct Proposal {
+    pub commands: Vec<Vec<u8>>,
+}
 
-/// The state machine's answer to a [`Proposal`]: the domain's encoded outcome. Empty for
-/// blank and membership entries.
+/// The state machine's answers to a [`Proposal`], one encoded outcome per command, in order.
+/// Empty for blank and membership entries.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Reply(pub Vec<u8>);
+pub struct Reply {
+    pub results: Vec<Vec<u8>>,
+}
 
 openraft::declare_raft_types!(
     /// Roster's Raft types: u64 node ids, nodes addressed by their HTTP address.

@@ -66,8 +66,12 @@ async fn list_changesets(State(ctx): State<Ctx>, c: Consistency) -> Result<Respo
 }
 
 fn check_changeset_id(id: &str) -> Result<(), ApiError> {
-    let ok = id.len() <= 32 && id.strip_prefix("cs-").is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
-    ok.then_some(()).ok_or_else(|| ApiError::bad_request(format!("{id:?} is not a changeset id (cs-N)")))
+    let numeric = |n: &str| !n.is_empty() && n.len() <= 20 && n.bytes().all(|b| b.is_ascii_digit());
+    let ok = id.strip_prefix("cs-").is_some_and(|rest| match rest.split_once('-') {
+        Some((a, b)) => numeric(a) && numeric(b),
+        None => numeric(rest),
+    });
+    ok.then_some(()).ok_or_else(|| ApiError::bad_request(format!("{id:?} is not a changeset id (cs-N or cs-N-M)")))
 }
 
 async fn get_changeset(State(ctx): State<Ctx>, c: Consistency, ApiPath(id): ApiPath<String>) -> Result<Response, ApiError> {
@@ -224,7 +228,7 @@ async fn rejections(State(ctx): State<Ctx>, c: Consistency, ApiQuery(q): ApiQuer
     let raw = ctx.node.store.rejections_recent(limit).map_err(|e| ApiError::internal(e.to_string()))?;
     let list: Vec<RejectionRecord> = raw
         .iter()
-        .map(|(_, b)| codec::decode(b).map_err(|e| ApiError::internal(e.to_string())))
+        .map(|b| codec::decode(b).map_err(|e| ApiError::internal(e.to_string())))
         .collect::<Result<_, _>>()?;
     Ok(read_response(ctx.machine.read().state.revision, &list))
 }

@@ -16,7 +16,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use roster_raft::{Proposal, RaftNode, WriteError};
+use roster_raft::{RaftNode, WriteError};
 use roster_storage::codec;
 use serde::Serialize;
 use serde_json::json;
@@ -143,12 +143,11 @@ pub async fn submit(ctx: &Ctx, meta: WriteMeta, body: CommandBody) -> Result<Out
         idempotency_key: meta.idempotency_key,
         body,
     };
-    let proposal = Proposal(codec::encode(&cmd));
-    let reply = tokio::time::timeout(Duration::from_millis(REQUEST_TIMEOUT_MS), ctx.node.write(proposal))
+    let reply = tokio::time::timeout(Duration::from_millis(REQUEST_TIMEOUT_MS), ctx.node.write(codec::encode(&cmd)))
         .await
         .map_err(|_| ApiError::unavailable("the write was not committed in time; its outcome is unknown"))?
         .map_err(write_error)?;
-    let outcome: Outcome = codec::decode(&reply.0).map_err(|e| ApiError::internal(format!("undecodable reply: {e}")))?;
+    let outcome: Outcome = codec::decode(&reply).map_err(|e| ApiError::internal(format!("undecodable reply: {e}")))?;
     match outcome {
         Outcome::Rejected(r) => Err(r.into()),
         ok => Ok(ok),

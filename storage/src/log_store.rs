@@ -29,12 +29,12 @@ const KEY_COMMITTED: &[u8] = b"committed";
 
 /// The Raft log and vote of one node. Cheap to clone: clones share the database, which is how
 /// openraft's separate log reader is served.
-pub struct LogStore<C> {
+pub struct LogStore<C: RaftTypeConfig> {
     db: Arc<DB>,
     _c: PhantomData<C>,
 }
 
-impl<C> Clone for LogStore<C> {
+impl<C: RaftTypeConfig> Clone for LogStore<C> {
     fn clone(&self) -> Self {
         Self { db: self.db.clone(), _c: PhantomData }
     }
@@ -157,10 +157,9 @@ where
         for entry in entries {
             batch.put_cf(logs, u64_key(entry.get_log_id().index), codec::encode(&entry));
         }
-        // Why synchronously here: one fsync per append call; openraft batches entries, and the
-        // callback must not fire before they are durable.
-        let result = self.db.write_opt(batch, &sync_write());
-        match result {
+        // One fsync per append call. openraft 0.9 waits for each append before the next, so
+        // concurrent client writes are batched into one entry upstream (RaftNode's batcher).
+        match self.db.write_opt(batch, &sync_write()) {
             Ok(()) => {
                 callback.log_io_completed(Ok(()));
                 Ok(())

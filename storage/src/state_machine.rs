@@ -3,8 +3,11 @@
 //!
 //! Each `apply` call turns its whole batch of committed entries into ONE RocksDB write batch:
 //! everything the application wrote through the [`Txn`] plus the new applied log id and
-//! membership, fsynced together. So after a crash the durable applied log id always matches the
-//! durable history, and openraft re-applies exactly the entries after it.
+//! membership, written atomically. So after a crash the applied log id always matches the
+//! history, and openraft re-applies exactly the entries after it from the Raft log. The batch
+//! is not fsynced on its own: the entries are already durable in the log (the same RocksDB
+//! WAL, synced by every log append), and building a snapshot, which allows purging the log,
+//! syncs the WAL first.
 //!
 //! Snapshots carry every replicated column family (history, idempotency outcomes, changesets,
 //! rejections) read from one RocksDB point-in-time view, so a node that installs one can serve
@@ -15,6 +18,8 @@
 //!
 //! # Correctness
 //! - The applied log id and membership are persisted atomically with the application's writes.
+//! - Before a snapshot is built (after which openraft may purge the log it covers) the WAL is
+//!   fsynced, so no applied state the purged log could rebuild is ever lost.
 //! - `install_snapshot` replaces the replicated column families; an install interrupted by a
 //!   crash is finished at the next open before anything reads them.
 //! - The application must be deterministic: same entries, same writes, on every node.
@@ -158,11 +163,11 @@ impl StateStore {
     }
 
     /// The most recent rejections, newest first, at most `limit`.
-    pub fn rejections_recent(&self, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+    pub fn rejections_recent(&self, limit: usize) -> Result<Vec<Vec<u8>>, StoreError> {
         let mut out = Vec::new();
         for item in self.db.iterator_cf(cf(&self.db, CF_REJECTIONS), IteratorMode::End).take(limit) {
-            let (k, v) = item?;
-            out.push((key_u64(&k)?, v.into_vec()));
+            let (_, v) = item?;
+            out.push(v.into_vec());
         }
         Ok(out)
     }
@@ -254,10 +259,13 @@ impl<'a> Txn<'a> {
         self.batch.put_cf(cf(&self.store.db, CF_CHECKPOINTS), u64_key(revision), bytes);
     }
 
-    /// Records a rejection, keeping only those within `keep_log_entries` of `log_index`.
-    pub fn put_rejection(&mut self, log_index: u64, bytes: &[u8], keep_log_entries: u64) {
+    /// Records the rejection of the command at `position` in entry `log_index`, keeping only
+    /// those within `keep_log_entries` of `log_index`.
+    pub fn put_rejection(&mut self, log_index: u64, position: u32, bytes: &[u8], keep_log_entries: u64) {
         let rej = cf(&self.store.db, CF_REJECTIONS);
-        self.batch.put_cf(rej, u64_key(log_index), bytes);
+        let mut key = u64_key(log_index).to_vec();
+        key.extend_from_slice(&position.to_be_bytes());
+        self.batch.put_cf(rej, key, bytes);
         if log_index > keep_log_entries {
             self.batch.delete_range_cf(rej, u64_key(0), u64_key(log_index - keep_log_entries));
         }
@@ -362,6 +370,8 @@ fn build_to_file<C: RaftTypeConfig>(
     db: &DB,
     dir: &SnapshotDir,
 ) -> Result<(SnapshotMeta<C::NodeId, C::Node>, PathBuf), StoreError> {
+    // Everything in the snapshot must be durable before openraft purges the log it covers.
+    db.flush_wal(true)?;
     let view = db.snapshot();
     let meta_cf = cf(db, CF_SM_META);
     let applied: Option<LogId<C::NodeId>> = decode_meta(view.get_cf(meta_cf, KEY_APPLIED)?)?.flatten();
@@ -524,7 +534,10 @@ where
         let meta = cf(&self.store.db, CF_SM_META);
         batch.put_cf(meta, KEY_APPLIED, codec::encode(&applied));
         batch.put_cf(meta, KEY_MEMBERSHIP, codec::encode(&membership));
-        self.store.db.write_opt(batch, &sync_write()).map_err(sm_write::<C>)?;
+        // Not fsynced: every applied entry is already durable in the Raft log (same WAL), and
+        // openraft re-applies committed entries after the durable applied id at start-up.
+        // The log is purged only up to a snapshot, and building one syncs the WAL first.
+        self.store.db.write(batch).map_err(sm_write::<C>)?;
         self.applied = applied;
         self.membership = membership;
         Ok(replies)
