@@ -11,4 +11,5 @@ pub mod cli;
 pub mod dev;
 pub mod domain;
 pub mod machine;
+pub mod metrics;
 pub mod server;

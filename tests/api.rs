@@ -219,3 +219,32 @@ fn restart_recovers_state_and_history() {
     assert_eq!(before, after);
     assert_eq!(after.0 .0, 11);
 }
+
+#[test]
+fn metrics_and_health_endpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProcess::single(&dir.path().join("n1"));
+    let api = Api::new(&node);
+    setup(&api);
+    assert_eq!(api.get("/healthz")["status"], "ok");
+    assert_eq!(api.get("/readyz")["status"], "ready");
+    let text = reqwest::blocking::get(node.url("/metrics")).unwrap().text().unwrap();
+    let value = |line_start: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(line_start))
+            .unwrap_or_else(|| panic!("no {line_start} in:\n{text}"))
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(value("roster_raft_is_leader "), 1.0);
+    assert_eq!(value("roster_history_revisions "), 1.0);
+    assert!(value("roster_log_append_seconds_count ") >= 1.0);
+    assert!(value("roster_commit_seconds_count ") >= 1.0);
+    assert!(value("roster_http_request_seconds_count{method=\"POST\",route=\"/v1/commands\",status=\"2xx\"}") >= 1.0);
+    let cluster = api.get("/v1/cluster");
+    assert_eq!(cluster["leader"], 1);
+    assert_eq!(cluster["members"][0]["voter"], true);
+}

@@ -87,6 +87,12 @@ pub const PROPOSALS_IN_FLIGHT_MAX: usize = 4;
 /// Most commands waiting to be batched; further writers wait (backpressure).
 pub const PROPOSAL_QUEUE_MAX: usize = 16_384;
 
+/// Time from proposing a batch to its commit and local apply.
+pub static COMMIT_SECONDS: roster_storage::metrics::Histogram = roster_storage::metrics::Histogram::new();
+/// Batches proposed, and commands in them (their ratio is the mean batch size).
+pub static BATCHES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+pub static BATCH_COMMANDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 type Pending = (Vec<u8>, oneshot::Sender<Result<Vec<u8>, WriteError>>);
 
 /// Gathers concurrent commands into batches, one Raft entry each. openraft 0.9 appends and
@@ -109,7 +115,11 @@ async fn batch_loop(raft: Raft, mut rx: mpsc::Receiver<Pending>) {
         tokio::spawn(async move {
             let (commands, waiters): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
             let n = commands.len();
+            let started = std::time::Instant::now();
             let result = raft.client_write(Proposal { commands }).await;
+            COMMIT_SECONDS.observe(started.elapsed());
+            BATCH_COMMANDS.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+            BATCHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             drop(permit);
             match result {
                 Ok(resp) if resp.data.results.len() == n => {

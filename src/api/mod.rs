@@ -43,6 +43,7 @@ pub const HEADER_REVISION: &str = "x-roster-revision";
 pub struct Ctx {
     pub node: RaftNode,
     pub machine: MachineHandle,
+    pub http_metrics: crate::metrics::HttpMetrics,
 }
 
 /// The node's whole HTTP surface.
@@ -50,6 +51,7 @@ pub fn router(ctx: Ctx) -> Router {
     let api = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(crate::metrics::render))
         .route("/v1/cluster", get(cluster))
         .route("/v1/cluster/nodes", axum::routing::post(add_node))
         .route("/v1/cluster/nodes/{id}", axum::routing::delete(remove_node))
@@ -57,6 +59,7 @@ pub fn router(ctx: Ctx) -> Router {
         .merge(audit::routes())
         .layer(DefaultBodyLimit::max(BODY_MAX_BYTES))
         .fallback(|| async { ApiError::not_found("no such route") })
+        .route_layer(axum::middleware::from_fn_with_state(ctx.http_metrics.clone(), crate::metrics::track))
         .with_state(ctx.clone());
     api.merge(roster_raft::service::router(ctx.node.clone()))
 }

@@ -15,6 +15,7 @@
 pub mod codec;
 pub mod db;
 pub mod log_store;
+pub mod metrics;
 pub mod state_machine;
 
 pub use db::{open, StoreError};

@@ -159,7 +159,10 @@ where
         }
         // One fsync per append call. openraft 0.9 waits for each append before the next, so
         // concurrent client writes are batched into one entry upstream (RaftNode's batcher).
-        match self.db.write_opt(batch, &sync_write()) {
+        let started = std::time::Instant::now();
+        let result = self.db.write_opt(batch, &sync_write());
+        crate::metrics::LOG_APPEND_SECONDS.observe(started.elapsed());
+        match result {
             Ok(()) => {
                 callback.log_io_completed(Ok(()));
                 Ok(())

@@ -78,6 +78,14 @@ impl StateStore {
         Self { db }
     }
 
+    /// Approximate bytes of the stored history (SST files plus memtables).
+    pub fn history_bytes(&self) -> u64 {
+        let h = cf(&self.db, CF_HISTORY);
+        let sst = self.db.property_int_value_cf(h, "rocksdb.total-sst-files-size").ok().flatten().unwrap_or(0);
+        let mem = self.db.property_int_value_cf(h, "rocksdb.cur-size-all-mem-tables").ok().flatten().unwrap_or(0);
+        sst + mem
+    }
+
     /// Flushes every memtable to SST files, so the next open has no WAL to replay.
     pub fn flush(&self) -> Result<(), StoreError> {
         for name in crate::db::ALL_CFS {
@@ -514,6 +522,7 @@ where
         I: IntoIterator<Item = C::Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        let started = std::time::Instant::now();
         let mut txn = Txn::new(&self.store);
         let mut replies = Vec::new();
         let mut applied = self.applied.clone();
@@ -540,6 +549,7 @@ where
         self.store.db.write(batch).map_err(sm_write::<C>)?;
         self.applied = applied;
         self.membership = membership;
+        crate::metrics::APPLY_SECONDS.observe(started.elapsed());
         Ok(replies)
     }
 

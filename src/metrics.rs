@@ -1,0 +1,89 @@
+//! `/metrics` in the Prometheus text format: Raft state, request latencies by route, log
+//! append (fsync) and commit latencies, batching, and history size.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use roster_storage::metrics::{Histogram, APPLY_SECONDS, LOG_APPEND_SECONDS};
+
+use crate::api::Ctx;
+
+/// Request latencies keyed by (method, route template, status class).
+#[derive(Clone, Default)]
+pub struct HttpMetrics {
+    routes: Arc<Mutex<BTreeMap<(String, String, &'static str), Arc<Histogram>>>>,
+}
+
+impl HttpMetrics {
+    fn histogram(&self, method: &str, route: &str, class: &'static str) -> Arc<Histogram> {
+        // The key set is bounded: route templates (not raw paths) times methods times classes.
+        let mut map = self.routes.lock().expect("metrics lock");
+        map.entry((method.to_string(), route.to_string(), class)).or_default().clone()
+    }
+}
+
+/// Middleware recording each request's latency under its route template.
+pub async fn track(State(m): State<HttpMetrics>, req: Request, next: Next) -> Response {
+    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
+    let method = req.method().as_str().to_string();
+    let started = Instant::now();
+    let resp = next.run(req).await;
+    let class = match resp.status().as_u16() {
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    };
+    m.histogram(&method, &route, class).observe(started.elapsed());
+    resp
+}
+
+fn gauge(out: &mut String, name: &str, help: &str, value: impl std::fmt::Display) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
+}
+
+pub async fn render(State(ctx): State<Ctx>) -> Response {
+    let mut out = String::with_capacity(8192);
+    let m = ctx.node.raft.metrics().borrow().clone();
+    gauge(&mut out, "roster_raft_term", "Current Raft term.", m.current_term);
+    gauge(&mut out, "roster_raft_is_leader", "1 if this node is the leader.", u8::from(m.current_leader == Some(m.id)));
+    gauge(&mut out, "roster_raft_leader_id", "Id of the known leader (0: none).", m.current_leader.unwrap_or(0));
+    gauge(&mut out, "roster_raft_last_log_index", "Index of the last log entry.", m.last_log_index.unwrap_or(0));
+    gauge(&mut out, "roster_raft_applied_index", "Index of the last applied entry.", m.last_applied.map(|l| l.index).unwrap_or(0));
+    gauge(&mut out, "roster_raft_snapshot_index", "Last index covered by the snapshot.", m.snapshot.map(|l| l.index).unwrap_or(0));
+    gauge(&mut out, "roster_raft_purged_index", "Last purged log index.", m.purged.map(|l| l.index).unwrap_or(0));
+    if let Some(rep) = &m.replication {
+        let _ = writeln!(out, "# HELP roster_raft_follower_lag_entries Entries a follower is behind the leader's log.\n# TYPE roster_raft_follower_lag_entries gauge");
+        let last = m.last_log_index.unwrap_or(0);
+        for (id, matched) in rep.iter() {
+            let lag = last.saturating_sub(matched.map(|l| l.index).unwrap_or(0));
+            let _ = writeln!(out, "roster_raft_follower_lag_entries{{follower=\"{id}\"}} {lag}");
+        }
+    }
+    let revision = ctx.machine.read().state.revision;
+    gauge(&mut out, "roster_history_revisions", "Revisions in the history.", revision);
+    gauge(&mut out, "roster_history_bytes", "Approximate bytes of the stored history.", ctx.node.store.history_bytes());
+    let batches = roster_raft::node::BATCHES.load(std::sync::atomic::Ordering::Relaxed);
+    let commands = roster_raft::node::BATCH_COMMANDS.load(std::sync::atomic::Ordering::Relaxed);
+    let _ = writeln!(out, "# HELP roster_proposal_batches_total Raft entries proposed by this node.\n# TYPE roster_proposal_batches_total counter\nroster_proposal_batches_total {batches}");
+    let _ = writeln!(out, "# HELP roster_proposal_commands_total Commands carried in those entries.\n# TYPE roster_proposal_commands_total counter\nroster_proposal_commands_total {commands}");
+    for (name, help, h) in [
+        ("roster_log_append_seconds", "Raft log appends, fsync included.", &LOG_APPEND_SECONDS),
+        ("roster_apply_seconds", "State machine apply batches.", &APPLY_SECONDS),
+        ("roster_commit_seconds", "Proposal to commit and local apply.", &roster_raft::node::COMMIT_SECONDS),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        h.render(&mut out, name, "");
+    }
+    let _ = writeln!(out, "# HELP roster_http_request_seconds HTTP requests by method, route and status class.\n# TYPE roster_http_request_seconds histogram");
+    let routes = ctx.http_metrics.routes.lock().expect("metrics lock").clone();
+    for ((method, route, class), h) in routes {
+        h.render(&mut out, "roster_http_request_seconds", &format!("method=\"{method}\",route=\"{route}\",status=\"{class}\""));
+    }
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
