@@ -5,6 +5,7 @@
 //! and the CLI ([`cli`]) are the administrators' surfaces; [`server`] wires a node together.
 //! See ARCHITECTURE.md for the map.
 
+pub mod agent;
 pub mod api;
 pub mod bench;
 pub mod cli;
@@ -12,4 +13,5 @@ pub mod dev;
 pub mod domain;
 pub mod machine;
 pub mod metrics;
+pub mod projection;
 pub mod server;

@@ -2,8 +2,8 @@
 //! seals history records onto the hash chain and writes everything through the storage
 //! transaction. Shared read access for the API goes through [`MachineHandle`].
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
 use openraft::LogId;
 use roster_raft::{Proposal, Reply, TypeConfig};
@@ -13,6 +13,8 @@ use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
 use crate::domain::command::check_expected;
+use crate::domain::AgentId;
+use crate::projection::{self, Projection};
 use crate::domain::{
     decide, Change, Command, CommandBody, Hash, HistoryRecord, Outcome, RecordBody, RejectCode,
     Rejection, Replayer, State, OPEN_CHANGESETS_MAX, CHANGES_PER_COMMAND_MAX,
@@ -72,6 +74,8 @@ pub struct Live {
 struct Shared {
     live: RwLock<Live>,
     revision_tx: watch::Sender<u64>,
+    /// Per-agent change tracking; updated under the `live` write lock.
+    projection: Mutex<Projection>,
 }
 
 /// Read access to the live state from the API, cheap to clone.
@@ -90,6 +94,21 @@ impl MachineHandle {
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.shared.revision_tx.subscribe()
     }
+
+    /// Notified with the revision at which `agent`'s configuration last changed.
+    pub fn subscribe_agent(&self, agent: &AgentId) -> watch::Receiver<u64> {
+        self.shared.projection.lock().expect("projection lock poisoned").subscribe(agent)
+    }
+
+    /// The revision at which `agent`'s configuration last changed on this node.
+    pub fn agent_changed_at(&self, agent: &AgentId) -> u64 {
+        *self.shared.projection.lock().expect("projection lock poisoned").subscribe(agent).borrow()
+    }
+
+    /// How many agents the last revision woke.
+    pub fn last_woken(&self) -> usize {
+        self.shared.projection.lock().expect("projection lock poisoned").last_woken
+    }
 }
 
 /// The application plugged into the storage crate's state machine.
@@ -100,7 +119,11 @@ pub struct RosterMachine {
 impl RosterMachine {
     pub fn new() -> (Self, MachineHandle) {
         let (revision_tx, _) = watch::channel(0);
-        let shared = Arc::new(Shared { live: RwLock::new(Live::default()), revision_tx });
+        let shared = Arc::new(Shared {
+            live: RwLock::new(Live::default()),
+            revision_tx,
+            projection: Mutex::new(Projection::default()),
+        });
         (Self { shared: shared.clone() }, MachineHandle { shared })
     }
 }
@@ -146,7 +169,10 @@ impl Application<TypeConfig> for RosterMachine {
             changesets.insert(cs.id.clone(), cs);
         }
         let revision = state.revision;
-        *self.shared.live.write().expect("state machine lock poisoned") = Live { state, head, changesets };
+        let mut live = self.shared.live.write().expect("state machine lock poisoned");
+        self.shared.projection.lock().expect("projection lock poisoned").rebuild(&state);
+        *live = Live { state, head, changesets };
+        drop(live);
         self.shared.revision_tx.send_replace(revision);
         Ok(())
     }
@@ -192,8 +218,12 @@ impl RosterMachine {
         }
 
         let mut live = self.shared.live.write().expect("state machine lock poisoned");
-        let outcome = execute(&mut live, log_id, position, &cmd, txn);
+        let mut agents = BTreeSet::new();
+        let outcome = execute(&mut live, log_id, position, &cmd, txn, &mut agents);
         let revision = live.state.revision;
+        if !agents.is_empty() {
+            self.shared.projection.lock().expect("projection lock poisoned").update(&live.state, &agents);
+        }
         drop(live);
 
         if let Outcome::Rejected(r) = &outcome {
@@ -228,11 +258,19 @@ fn changeset_id(log_index: u64, position: usize) -> String {
 }
 
 /// Runs one command against the live state. Pure apart from the writes into `txn`.
-fn execute(live: &mut Live, log_id: &LogId<u64>, position: usize, cmd: &Command, txn: &mut Txn<'_>) -> Outcome {
+/// `agents` collects the agents whose configuration the command may have changed.
+fn execute(
+    live: &mut Live,
+    log_id: &LogId<u64>,
+    position: usize,
+    cmd: &Command,
+    txn: &mut Txn<'_>,
+    agents: &mut BTreeSet<AgentId>,
+) -> Outcome {
     let result = match &cmd.body {
         CommandBody::Apply { changes } => check_expected(&live.state, cmd.expected_revision)
             .and_then(|()| decide(&live.state, changes, cmd.time_ms))
-            .map(|events| commit(live, log_id, cmd, None, events, txn)),
+            .map(|events| commit(live, log_id, cmd, None, events, txn, agents)),
         CommandBody::CreateChangeset { description } => {
             if live.changesets.len() >= OPEN_CHANGESETS_MAX {
                 Err(Rejection::new(
@@ -276,7 +314,7 @@ fn execute(live: &mut Live, log_id: &LogId<u64>, position: usize, cmd: &Command,
                     .map(|events| {
                         txn.delete_changeset(id.as_bytes());
                         live.changesets.remove(id);
-                        commit(live, log_id, cmd, Some(id.clone()), events, txn)
+                        commit(live, log_id, cmd, Some(id.clone()), events, txn, agents)
                     })
             }
         },
@@ -299,8 +337,10 @@ fn commit(
     changeset: Option<String>,
     events: Vec<crate::domain::Event>,
     txn: &mut Txn<'_>,
+    agents: &mut BTreeSet<AgentId>,
 ) -> Outcome {
     let revision = live.state.revision + 1;
+    projection::candidates(&live.state, &events, agents);
     let body = RecordBody {
         revision,
         log_term: log_id.leader_id.term,
@@ -315,6 +355,7 @@ fn commit(
     let record = HistoryRecord::seal(body, live.head);
     txn.put_history(revision, &codec::encode(&record));
     live.state.apply_record_events(revision, &record.body.events);
+    projection::candidates(&live.state, &record.body.events, agents);
     live.head = record.hash;
     if revision % CHECKPOINT_EVERY_REVISIONS == 0 {
         let cp = Checkpoint { state: live.state.clone(), head: live.head };

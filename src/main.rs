@@ -45,6 +45,22 @@ enum Cmd {
     },
     /// Administer a cluster over its HTTP API.
     Ctl(roster::cli::CtlArgs),
+    /// Run the agent of a client computer.
+    Agent(roster::agent::AgentArgs),
+    /// Ask the local agent which server a task should use now.
+    Resolve {
+        task: String,
+        /// The local agent's address.
+        #[arg(long, default_value = "127.0.0.1:7400")]
+        agent: String,
+    },
+    /// Tell the local agent that a server could not be used for a task.
+    ReportFailure {
+        task: String,
+        server: String,
+        #[arg(long, default_value = "127.0.0.1:7400")]
+        agent: String,
+    },
     /// Start a local multi-node cluster on loopback.
     Dev(roster::dev::DevArgs),
     /// Benchmarks (fold speed, restart time).
@@ -86,6 +102,12 @@ async fn main() -> anyhow::Result<()> {
             roster::server::run(config, shutdown_signal()).await
         }
         Cmd::Ctl(args) => roster::cli::run(args).await,
+        Cmd::Agent(args) => {
+            tracing_subscriber::fmt().with_env_filter(filter).init();
+            roster::agent::run(args, shutdown_signal()).await
+        }
+        Cmd::Resolve { task, agent } => roster::agent::resolve_cmd(&agent, &task).await,
+        Cmd::ReportFailure { task, server, agent } => roster::agent::report_failure_cmd(&agent, &task, &server).await,
         Cmd::Dev(args) => {
             tracing_subscriber::fmt().with_env_filter(filter).init();
             roster::dev::run(args).await

@@ -136,7 +136,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         machine,
     )
     .await?;
-    let router = api::router(Ctx { node: node.clone(), machine: handle.clone(), http_metrics: Default::default() });
+    let router = api::router(Ctx { node: node.clone(), machine: handle.clone(), http_metrics: Default::default(), agents: Default::default() });
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         let serve = axum::serve(listener, router).with_graceful_shutdown(async move {

@@ -4,6 +4,7 @@
 //! live state after a linearizable barrier. DTOs for this transport live in the handler
 //! modules; the domain types they convert to live in [`crate::domain`].
 
+mod agents;
 mod audit;
 pub mod error;
 mod resources;
@@ -44,6 +45,7 @@ pub struct Ctx {
     pub node: RaftNode,
     pub machine: MachineHandle,
     pub http_metrics: crate::metrics::HttpMetrics,
+    pub agents: agents::AgentTracker,
 }
 
 /// The node's whole HTTP surface.
@@ -57,6 +59,7 @@ pub fn router(ctx: Ctx) -> Router {
         .route("/v1/cluster/nodes/{id}", axum::routing::delete(remove_node))
         .merge(resources::routes())
         .merge(audit::routes())
+        .merge(agents::routes())
         .layer(DefaultBodyLimit::max(BODY_MAX_BYTES))
         .fallback(|| async { ApiError::not_found("no such route") })
         .route_layer(axum::middleware::from_fn_with_state(ctx.http_metrics.clone(), crate::metrics::track))

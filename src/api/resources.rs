@@ -21,7 +21,6 @@ pub fn routes() -> Router<Ctx> {
         .route("/v1/servers/{name}", get(get_server).patch(update_server).delete(delete_server))
         .route("/v1/servers/{name}/enable", post(enable_server))
         .route("/v1/servers/{name}/disable", post(disable_server))
-        .route("/v1/agents", get(list_agents).post(register_agent))
         .route("/v1/agent-clusters", get(list_clusters).post(create_cluster))
         .route("/v1/agent-clusters/{name}", get(get_cluster).delete(delete_cluster))
         .route("/v1/agent-clusters/{name}/agents/{id}", put(add_agent).delete(remove_agent))
@@ -170,12 +169,6 @@ async fn disable_server(State(ctx): State<Ctx>, meta: WriteMeta, ApiPath(name): 
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RegisterAgentRequest {
-    id: AgentId,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct CreateNamed<N> {
     name: N,
 }
@@ -183,24 +176,6 @@ struct CreateNamed<N> {
 fn cluster_view(s: &DomainState, name: &ClusterName) -> serde_json::Value {
     let tasks: Vec<&TaskName> = s.tasks.iter().filter(|(_, t)| t.configs.contains_key(name)).map(|(n, _)| n).collect();
     serde_json::json!({"name": name, "agents": s.clusters[name].agents, "tasks": tasks})
-}
-
-async fn list_agents(State(ctx): State<Ctx>, c: Consistency) -> Result<Response, ApiError> {
-    read(&ctx, c, |s| {
-        Ok(s.agents
-            .values()
-            .map(|a| {
-                let clusters: Vec<&ClusterName> =
-                    s.clusters.iter().filter(|(_, c)| c.agents.contains(&a.id)).map(|(n, _)| n).collect();
-                serde_json::json!({"id": a.id, "registered_ms": a.registered_ms, "clusters": clusters})
-            })
-            .collect::<Vec<_>>())
-    })
-    .await
-}
-
-async fn register_agent(State(ctx): State<Ctx>, meta: WriteMeta, ApiJson(r): ApiJson<RegisterAgentRequest>) -> Result<Response, ApiError> {
-    apply(&ctx, meta, vec![Change::RegisterAgent { id: r.id }], StatusCode::CREATED).await
 }
 
 async fn list_clusters(State(ctx): State<Ctx>, c: Consistency) -> Result<Response, ApiError> {

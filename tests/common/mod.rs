@@ -28,6 +28,9 @@ impl NodeProcess {
     }
 
     pub fn start_with(data_dir: &Path, node_id: u64, addr: &str, peers: &str, extra: &[&str]) -> Self {
+        if let Some(parent) = data_dir.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -289,4 +292,83 @@ pub fn write_any(endpoints: &[String], path: &str, body: &Value, key: &str) -> O
         }
     }
     None
+}
+
+/// A `roster agent` process, killed on drop.
+pub struct AgentProcess {
+    pub addr: String,
+    pub state_dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl AgentProcess {
+    pub fn start(id: &str, endpoints: &str, state_dir: &Path) -> Self {
+        std::fs::create_dir_all(state_dir).unwrap();
+        let addr = format!("127.0.0.1:{}", free_port());
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(state_dir.join("agent.log")).unwrap();
+        let child = Command::new(roster_bin())
+            .args(["agent", "--id", id, "--endpoints", endpoints, "--listen", &addr, "--state-dir"])
+            .arg(state_dir)
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("spawn roster agent");
+        let agent = Self { addr, state_dir: state_dir.to_path_buf(), child: Some(child) };
+        let started = Instant::now();
+        while agent.try_status().is_none() {
+            assert!(started.elapsed() < Duration::from_secs(20), "agent {id} did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        agent
+    }
+
+    fn try_status(&self) -> Option<Value> {
+        let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(2)).build().unwrap();
+        client.get(format!("http://{}/status", self.addr)).send().ok()?.json().ok()
+    }
+
+    pub fn status(&self) -> Value {
+        self.try_status().expect("agent status")
+    }
+
+    /// Waits until the agent has deployed at least `revision`.
+    pub fn wait_revision(&self, revision: u64, timeout: Duration) -> Value {
+        let started = Instant::now();
+        loop {
+            let st = self.status();
+            if st["revision"].as_u64().is_some_and(|r| r >= revision) {
+                return st;
+            }
+            assert!(started.elapsed() < timeout, "agent did not deploy revision {revision}: {st}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `GET /resolve/{task}`: (status, body).
+    pub fn resolve(&self, task: &str) -> (u16, Value) {
+        let r = reqwest::blocking::get(format!("http://{}/resolve/{task}", self.addr)).unwrap();
+        (r.status().as_u16(), r.json().unwrap())
+    }
+
+    pub fn report_failure(&self, task: &str, server: &str) {
+        let r = reqwest::blocking::Client::new()
+            .post(format!("http://{}/failures", self.addr))
+            .json(&serde_json::json!({"task": task, "server": server}))
+            .send()
+            .unwrap();
+        assert!(r.status().is_success());
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }

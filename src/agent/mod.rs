@@ -1,0 +1,345 @@
+//! `roster agent`: the process on a client computer. It watches its configuration on the
+//! management cluster (failing over between endpoints), deploys every update to a local file
+//! atomically (write, fsync, rename), acknowledges it, and answers "which server should this
+//! task use now?" on a local HTTP endpoint. Without a reachable cluster it serves the last
+//! deployed file; a task the cluster does not configure is served from the local defaults
+//! file only. One task never mixes the two sources.
+//!
+//! Architecture invariant: the agent talks to the cluster only through the public HTTP API,
+//! and never writes the history except through it (registration, failure reports).
+
+pub mod resolve;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use clap::Args;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::domain::{AgentId, ClusterName, ServerName, ServerStatus, TaskName};
+use crate::projection::{AgentConfig, AgentServer, AgentTask};
+use resolve::Resolver;
+
+/// How long the agent asks a node to hold a watch.
+pub const WATCH_WAIT_MS: u64 = 25_000;
+/// Retry delays after a failed watch: doubling from the first to the ceiling.
+pub const RETRY_FIRST_MS: u64 = 100;
+pub const RETRY_MAX_MS: u64 = 2_000;
+/// Name of the deployed configuration file in the state dir.
+pub const DEPLOYED_FILE: &str = "deployed.json";
+/// Name of the local defaults file in the state dir.
+pub const LOCAL_FILE: &str = "local.json";
+
+#[derive(Args, Debug, Clone)]
+pub struct AgentArgs {
+    /// This agent's id (default: the host name).
+    #[arg(long)]
+    pub id: Option<String>,
+    /// Management nodes (host:port), tried in order.
+    #[arg(long, env = "ROSTER_ENDPOINTS", value_delimiter = ',', default_value = "127.0.0.1:7001")]
+    pub endpoints: Vec<String>,
+    /// Where the deployed configuration and the local defaults file live.
+    #[arg(long, default_value = "roster-agent")]
+    pub state_dir: PathBuf,
+    /// Local endpoint for clients (resolve, report failures).
+    #[arg(long, default_value = "127.0.0.1:7400")]
+    pub listen: SocketAddr,
+}
+
+/// The local defaults file: servers for tasks the cluster does not configure.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalFile {
+    #[serde(default)]
+    pub tasks: BTreeMap<TaskName, LocalTask>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalTask {
+    #[serde(default)]
+    pub load_balancing: bool,
+    pub servers: Vec<LocalServer>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalServer {
+    pub name: ServerName,
+    pub url: String,
+}
+
+impl LocalTask {
+    fn as_agent_task(&self) -> AgentTask {
+        AgentTask {
+            cluster: ClusterName::new("local").expect("valid"),
+            load_balancing: self.load_balancing,
+            servers: self
+                .servers
+                .iter()
+                .map(|s| AgentServer { name: s.name.clone(), url: s.url.clone(), status: ServerStatus::Enabled })
+                .collect(),
+        }
+    }
+}
+
+/// The agent's state.
+struct Inner {
+    id: AgentId,
+    deployed: Option<AgentConfig>,
+    /// True once a configuration came from the cluster in this run.
+    live: bool,
+    local: LocalFile,
+    resolver: Resolver,
+    updates_received: u64,
+    endpoint: Option<String>,
+    last_error: Option<String>,
+}
+
+#[derive(Clone)]
+struct Agent {
+    inner: Arc<Mutex<Inner>>,
+    state_dir: PathBuf,
+    endpoints: Vec<String>,
+    http: reqwest::Client,
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file, fsync, rename, fsync of the folder.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+fn load_json<T: for<'de> Deserialize<'de>>(path: &Path) -> anyhow::Result<Option<T>> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(Some(serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display()))?)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+impl Agent {
+    fn base(ep: &str) -> String {
+        if ep.starts_with("http://") || ep.starts_with("https://") { ep.to_string() } else { format!("http://{ep}") }
+    }
+
+    /// Deploys a configuration received from the cluster.
+    fn deploy(&self, config: AgentConfig) -> anyhow::Result<()> {
+        let bytes = serde_json::to_vec_pretty(&config)?;
+        write_atomically(&self.state_dir.join(DEPLOYED_FILE), &bytes)?;
+        let mut inner = self.inner.lock().expect("agent lock");
+        inner.resolver.on_new_config(config.tasks.values().flat_map(|t| t.servers.iter()));
+        inner.deployed = Some(config);
+        inner.live = true;
+        inner.updates_received += 1;
+        Ok(())
+    }
+
+    /// Watches the cluster forever, failing over between endpoints.
+    async fn watch_loop(self) {
+        let id = self.inner.lock().expect("agent lock").id.clone();
+        let mut idx = 0usize;
+        let mut backoff = RETRY_FIRST_MS;
+        loop {
+            let ep = self.endpoints[idx % self.endpoints.len()].clone();
+            let after = self.inner.lock().expect("agent lock").deployed.as_ref().map(|c| c.revision).unwrap_or(0);
+            let url = format!("{}/v1/agents/{id}/config?after={after}&wait_ms={WATCH_WAIT_MS}", Self::base(&ep));
+            let result = self.http.get(&url).timeout(Duration::from_millis(WATCH_WAIT_MS + 10_000)).send().await;
+            let failure = match result {
+                Ok(r) if r.status() == StatusCode::NO_CONTENT => None,
+                Ok(r) if r.status().is_success() => match r.json::<AgentConfig>().await {
+                    // Never go backwards (a node never answers with less than `after`).
+                    Ok(config) if config.revision < after => Some(format!("{ep} sent revision {} < {after}", config.revision)),
+                    Ok(config) => {
+                        let revision = config.revision;
+                        match self.deploy(config) {
+                            Ok(()) => {
+                                tracing::info!(revision, endpoint = %ep, "deployed");
+                                let ack = format!("{}/v1/agents/{id}/ack", Self::base(&ep));
+                                let _ = self.http.post(ack).json(&json!({"revision": revision})).send().await;
+                                None
+                            }
+                            Err(e) => Some(format!("deploying: {e:#}")),
+                        }
+                    }
+                    Err(e) => Some(format!("{ep}: bad answer: {e}")),
+                },
+                Ok(r) => Some(format!("{ep}: HTTP {}", r.status())),
+                Err(e) => Some(format!("{ep}: {e}")),
+            };
+            {
+                let mut inner = self.inner.lock().expect("agent lock");
+                inner.endpoint = failure.is_none().then(|| ep.clone());
+                inner.last_error.clone_from(&failure);
+            }
+            match failure {
+                None => backoff = RETRY_FIRST_MS,
+                Some(e) => {
+                    tracing::warn!("watch failed: {e}; trying the next endpoint");
+                    idx += 1;
+                    tokio::time::sleep(Duration::from_millis(backoff)).await;
+                    backoff = (backoff * 2).min(RETRY_MAX_MS);
+                }
+            }
+        }
+    }
+
+    /// Reports a failed server to the cluster (first endpoint that answers).
+    async fn report(&self, task: &TaskName, server: &ServerName) {
+        let id = self.inner.lock().expect("agent lock").id.clone();
+        for ep in &self.endpoints {
+            let url = format!("{}/v1/agents/{id}/failures", Self::base(ep));
+            if let Ok(r) = self.http.post(url).json(&json!({"task": task, "server": server})).send().await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+        }
+        tracing::warn!(%task, %server, "could not report the failure to any endpoint");
+    }
+}
+
+async fn resolve(State(agent): State<Agent>, UrlPath(task): UrlPath<String>) -> Response {
+    let Ok(task) = TaskName::new(task) else {
+        return (StatusCode::BAD_REQUEST, Json(json!({"error": "invalid task name"}))).into_response();
+    };
+    let mut inner = agent.inner.lock().expect("agent lock");
+    let inner = &mut *inner;
+    let (cfg, source) = match inner.deployed.as_ref().and_then(|d| d.tasks.get(&task)) {
+        Some(cfg) => (cfg.clone(), if inner.live { "cluster" } else { "cluster-cache" }),
+        None => match inner.local.tasks.get(&task) {
+            Some(local) => (local.as_agent_task(), "local"),
+            None => return (StatusCode::NOT_FOUND, Json(json!({"error": format!("no configuration for task {task}")}))).into_response(),
+        },
+    };
+    let revision = inner.deployed.as_ref().map(|d| d.revision);
+    match inner.resolver.pick(task.as_str(), &cfg) {
+        Some(s) => Json(json!({"task": task, "server": s.name, "url": s.url, "source": source, "revision": revision})).into_response(),
+        None => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": format!("no usable server for task {task}"), "source": source}))).into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FailureRequest {
+    task: TaskName,
+    server: ServerName,
+}
+
+async fn report_failure(State(agent): State<Agent>, Json(r): Json<FailureRequest>) -> Response {
+    agent.inner.lock().expect("agent lock").resolver.report_failure(&r.server);
+    let a = agent.clone();
+    tokio::spawn(async move { a.report(&r.task, &r.server).await });
+    Json(json!({"reported": true})).into_response()
+}
+
+async fn status(State(agent): State<Agent>) -> Response {
+    let inner = agent.inner.lock().expect("agent lock");
+    Json(json!({
+        "id": inner.id,
+        "revision": inner.deployed.as_ref().map(|d| d.revision),
+        "connected": inner.endpoint.is_some(),
+        "endpoint": inner.endpoint,
+        "live": inner.live,
+        "updates_received": inner.updates_received,
+        "cluster_tasks": inner.deployed.as_ref().map(|d| d.tasks.keys().cloned().collect::<Vec<_>>()).unwrap_or_default(),
+        "local_tasks": inner.local.tasks.keys().cloned().collect::<Vec<_>>(),
+        "locally_failed": inner.resolver.locally_failed(),
+        "last_error": inner.last_error,
+    }))
+    .into_response()
+}
+
+/// Runs the agent until `shutdown` completes.
+pub async fn run(args: AgentArgs, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    let id = match args.id {
+        Some(id) => id,
+        None => std::fs::read_to_string("/etc/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "agent".into()),
+    };
+    let id = AgentId::new(id)?;
+    anyhow::ensure!(!args.endpoints.is_empty(), "no endpoints given");
+    std::fs::create_dir_all(&args.state_dir).with_context(|| format!("creating {}", args.state_dir.display()))?;
+    let local_path = args.state_dir.join(LOCAL_FILE);
+    let local = match load_json::<LocalFile>(&local_path)? {
+        Some(l) => l,
+        None => {
+            // Created with defaults on first run, for the operator to fill in.
+            write_atomically(&local_path, &serde_json::to_vec_pretty(&LocalFile::default())?)?;
+            LocalFile::default()
+        }
+    };
+    let deployed: Option<AgentConfig> = load_json(&args.state_dir.join(DEPLOYED_FILE))?;
+    if let Some(d) = &deployed {
+        tracing::info!(revision = d.revision, "serving the last deployed configuration until the cluster answers");
+    }
+    let agent = Agent {
+        inner: Arc::new(Mutex::new(Inner {
+            id,
+            deployed,
+            live: false,
+            local,
+            resolver: Resolver::default(),
+            updates_received: 0,
+            endpoint: None,
+            last_error: None,
+        })),
+        state_dir: args.state_dir.clone(),
+        endpoints: args.endpoints.clone(),
+        http: reqwest::Client::builder().connect_timeout(Duration::from_secs(2)).build()?,
+    };
+    let router = Router::new()
+        .route("/resolve/{task}", get(resolve))
+        .route("/failures", post(report_failure))
+        .route("/status", get(status))
+        .with_state(agent.clone());
+    let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
+    tracing::info!(listen = %args.listen, "agent serving");
+    let watcher = tokio::spawn(agent.watch_loop());
+    axum::serve(listener, router).with_graceful_shutdown(shutdown).await?;
+    watcher.abort();
+    Ok(())
+}
+
+/// `roster resolve TASK`: asks the local agent which server to use.
+pub async fn resolve_cmd(agent: &str, task: &str) -> anyhow::Result<()> {
+    let r = reqwest::get(format!("http://{agent}/resolve/{task}")).await.with_context(|| format!("asking the agent at {agent}"))?;
+    let status = r.status();
+    let v: serde_json::Value = r.json().await?;
+    anyhow::ensure!(status.is_success(), "{}", v["error"].as_str().unwrap_or("failed"));
+    println!("{}", v["url"].as_str().unwrap_or_default());
+    eprintln!("server {} (from {})", v["server"].as_str().unwrap_or_default(), v["source"].as_str().unwrap_or_default());
+    Ok(())
+}
+
+/// `roster report-failure TASK SERVER`: tells the local agent a server could not be used.
+pub async fn report_failure_cmd(agent: &str, task: &str, server: &str) -> anyhow::Result<()> {
+    let r = reqwest::Client::new()
+        .post(format!("http://{agent}/failures"))
+        .json(&json!({"task": task, "server": server}))
+        .send()
+        .await
+        .with_context(|| format!("telling the agent at {agent}"))?;
+    anyhow::ensure!(r.status().is_success(), "the agent answered {}", r.status());
+    println!("reported {server} as failing for {task}");
+    Ok(())
+}

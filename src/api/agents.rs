@@ -1,0 +1,265 @@
+//! The agent protocol (served by any node from its applied state) and deployment status.
+//!
+//! - `GET /v1/agents/{id}/config?after=R&wait_ms=W`: a long poll. Answers 200 with the agent's
+//!   full configuration as soon as it changed after revision `R` (and this node has applied at
+//!   least `R`, so an agent moving between nodes never goes backwards), or 204 after `W` ms.
+//!   Every answer is a full configuration, so an agent can never miss an update in between.
+//!   The first contact of an unknown agent registers it.
+//! - `POST /v1/agents/{id}/ack`: the revision the agent deployed.
+//! - `POST /v1/agents/{id}/failures`: a client could not use a server; the server is marked
+//!   failed in the cluster (and so excluded on every agent) until an operator re-enables it.
+//! - `GET /v1/agents`: every agent with its clusters, deployed revision, last contact and lag,
+//!   merged from all nodes (each node knows the agents that talk to it).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::{read_response, submit, ApiError, ApiJson, ApiPath, ApiQuery, Ctx, WriteMeta};
+use crate::domain::{AgentId, Change, CommandBody, Outcome, RejectCode, ServerName, TaskName};
+use crate::projection::project;
+
+/// Longest a config watch is held open.
+pub const WATCH_WAIT_MAX_MS: u64 = 60_000;
+/// Default hold time of a config watch.
+pub const WATCH_WAIT_DEFAULT_MS: u64 = 30_000;
+/// Most watches one node holds open at once; more get a 503 (the agent backs off and retries).
+pub const WATCHES_PER_NODE_MAX: usize = 50_000;
+/// Timeout when asking peers for their view of agent contacts.
+pub const PEER_STATUS_TIMEOUT_MS: u64 = 1_000;
+
+/// What this node knows of one agent's contact.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Contact {
+    pub last_contact_ms: u64,
+    pub deployed_revision: u64,
+    /// The node the agent last talked to.
+    pub node: u64,
+}
+
+/// Agent contacts seen by this node, and the watch budget.
+#[derive(Clone)]
+pub struct AgentTracker {
+    contacts: Arc<Mutex<HashMap<AgentId, Contact>>>,
+    watches: Arc<tokio::sync::Semaphore>,
+}
+
+impl Default for AgentTracker {
+    fn default() -> Self {
+        Self { contacts: Default::default(), watches: Arc::new(tokio::sync::Semaphore::new(WATCHES_PER_NODE_MAX)) }
+    }
+}
+
+impl AgentTracker {
+    fn touch(&self, id: &AgentId, node: u64, deployed: Option<u64>) {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+        let mut map = self.contacts.lock().expect("tracker lock");
+        let c = map.entry(id.clone()).or_default();
+        c.last_contact_ms = now;
+        c.node = node;
+        if let Some(r) = deployed {
+            c.deployed_revision = c.deployed_revision.max(r);
+        }
+    }
+
+    fn snapshot(&self) -> HashMap<AgentId, Contact> {
+        self.contacts.lock().expect("tracker lock").clone()
+    }
+}
+
+pub fn routes() -> Router<Ctx> {
+    Router::new()
+        .route("/v1/agents", get(list_agents).post(register_agent))
+        .route("/v1/agents/{id}/config", get(watch_config))
+        .route("/v1/agents/{id}/ack", post(ack))
+        .route("/v1/agents/{id}/failures", post(report_failure))
+        .route("/internal/agent-contacts", get(contacts))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegisterAgentRequest {
+    id: AgentId,
+}
+
+async fn register_agent(State(ctx): State<Ctx>, meta: WriteMeta, ApiJson(r): ApiJson<RegisterAgentRequest>) -> Result<Response, ApiError> {
+    let outcome = submit(&ctx, meta, CommandBody::Apply { changes: vec![Change::RegisterAgent { id: r.id }] }).await?;
+    Ok((StatusCode::CREATED, Json(outcome)).into_response())
+}
+
+/// Registers `id` if it is unknown (first contact). Idempotent across nodes and retries.
+async fn ensure_registered(ctx: &Ctx, id: &AgentId) -> Result<(), ApiError> {
+    if ctx.machine.read().state.agents.contains_key(id) {
+        return Ok(());
+    }
+    let meta = WriteMeta {
+        actor: format!("agent:{id}"),
+        comment: "registered on first contact".into(),
+        expected_revision: None,
+        idempotency_key: Some(format!("register-agent:{id}")),
+    };
+    match submit(ctx, meta, CommandBody::Apply { changes: vec![Change::RegisterAgent { id: id.clone() }] }).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.code == RejectCode::AlreadyExists.as_str() => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WatchQuery {
+    #[serde(default)]
+    after: u64,
+    wait_ms: Option<u64>,
+}
+
+async fn watch_config(State(ctx): State<Ctx>, ApiPath(id): ApiPath<String>, ApiQuery(q): ApiQuery<WatchQuery>) -> Result<Response, ApiError> {
+    let id = AgentId::new(id)?;
+    let wait = Duration::from_millis(q.wait_ms.unwrap_or(WATCH_WAIT_DEFAULT_MS).min(WATCH_WAIT_MAX_MS));
+    let _permit = ctx
+        .agents
+        .watches
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| ApiError::unavailable("this node holds the maximum number of agent watches; try another node"))?;
+    ensure_registered(&ctx, &id).await?;
+    ctx.agents.touch(&id, ctx.node.id, None);
+    let mut changed = ctx.machine.subscribe_agent(&id);
+    let mut applied = ctx.machine.subscribe();
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        {
+            let live = ctx.machine.read();
+            let changed_at = *changed.borrow_and_update();
+            applied.borrow_and_update();
+            // Never answer from a state older than what the agent already has.
+            if changed_at > q.after && live.state.revision >= q.after {
+                let config = project(&live.state, &id);
+                return Ok(read_response(config.revision, &config));
+            }
+        }
+        tokio::select! {
+            r = changed.changed() => { if r.is_err() { break; } }
+            r = applied.changed() => { if r.is_err() { break; } }
+            _ = tokio::time::sleep_until(deadline) => break,
+        }
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AckRequest {
+    revision: u64,
+}
+
+async fn ack(State(ctx): State<Ctx>, ApiPath(id): ApiPath<String>, ApiJson(r): ApiJson<AckRequest>) -> Result<Response, ApiError> {
+    let id = AgentId::new(id)?;
+    let head = ctx.machine.read().state.revision;
+    if r.revision > head {
+        return Err(ApiError::bad_request(format!("revision {} is ahead of this node ({head})", r.revision)));
+    }
+    ctx.agents.touch(&id, ctx.node.id, Some(r.revision));
+    Ok(Json(json!({"acknowledged": r.revision})).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FailureReport {
+    task: TaskName,
+    server: ServerName,
+}
+
+async fn report_failure(State(ctx): State<Ctx>, ApiPath(id): ApiPath<String>, ApiJson(r): ApiJson<FailureReport>) -> Result<Response, ApiError> {
+    let id = AgentId::new(id)?;
+    ctx.agents.touch(&id, ctx.node.id, None);
+    let meta = WriteMeta {
+        actor: format!("agent:{id}"),
+        comment: format!("connection failure reported for task {}", r.task),
+        expected_revision: None,
+        idempotency_key: None,
+    };
+    let change = Change::MarkServerFailed { name: r.server.clone() };
+    match submit(&ctx, meta, CommandBody::Apply { changes: vec![change] }).await {
+        Ok(Outcome::Committed { revision }) => Ok(Json(json!({"marked_failed": true, "revision": revision})).into_response()),
+        Ok(other) => Ok(Json(json!({"marked_failed": false, "outcome": other})).into_response()),
+        // Already failed or disabled, or unknown: nothing to do, but say why.
+        Err(e) if e.status != StatusCode::SERVICE_UNAVAILABLE => {
+            Ok(Json(json!({"marked_failed": false, "reason": e.message})).into_response())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+async fn contacts(State(ctx): State<Ctx>) -> Response {
+    let map: HashMap<String, Contact> = ctx.agents.snapshot().into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    Json(map).into_response()
+}
+
+/// Every registered agent with its deployment status, merged from all reachable nodes.
+async fn list_agents(State(ctx): State<Ctx>) -> Result<Response, ApiError> {
+    let mut merged: HashMap<String, Contact> = ctx.agents.snapshot().into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    let peers: Vec<String> = {
+        let m = ctx.node.raft.metrics().borrow().clone();
+        m.membership_config.membership().nodes().filter(|(id, _)| **id != ctx.node.id).map(|(_, n)| n.addr.clone()).collect()
+    };
+    let http = reqwest::Client::builder().timeout(Duration::from_millis(PEER_STATUS_TIMEOUT_MS)).build().map_err(|e| ApiError::internal(e.to_string()))?;
+    let mut unreachable = Vec::new();
+    let answers = futures::future::join_all(peers.iter().map(|addr| {
+        let http = http.clone();
+        async move { (addr.clone(), http.get(format!("http://{addr}/internal/agent-contacts")).send().await) }
+    }))
+    .await;
+    for (addr, answer) in answers {
+        match answer {
+            Ok(r) => match r.json::<HashMap<String, Contact>>().await {
+                Ok(map) => {
+                    for (id, c) in map {
+                        let e = merged.entry(id).or_default();
+                        let deployed = e.deployed_revision.max(c.deployed_revision);
+                        if c.last_contact_ms > e.last_contact_ms {
+                            *e = c;
+                        }
+                        e.deployed_revision = deployed;
+                    }
+                }
+                Err(_) => unreachable.push(addr),
+            },
+            Err(_) => unreachable.push(addr),
+        }
+    }
+    let live = ctx.machine.read();
+    let state = &live.state;
+    let agents: Vec<_> = state
+        .agents
+        .values()
+        .map(|a| {
+            let config = project(state, &a.id);
+            let c = merged.get(a.id.as_str()).cloned().unwrap_or_default();
+            // Lag: how many revisions the agent's deployed configuration is behind, counted
+            // only when the configuration it should have differs from what it deployed.
+            let desired = ctx.machine.agent_changed_at(&a.id);
+            let lag = if c.deployed_revision >= desired { 0 } else { state.revision.saturating_sub(c.deployed_revision) };
+            json!({
+                "id": a.id,
+                "registered_ms": a.registered_ms,
+                "clusters": config.clusters,
+                "tasks": config.tasks.len(),
+                "deployed_revision": c.deployed_revision,
+                "desired_revision": desired,
+                "last_contact_ms": if c.last_contact_ms == 0 { None } else { Some(c.last_contact_ms) },
+                "node": if c.node == 0 { None } else { Some(c.node) },
+                "lag": lag,
+            })
+        })
+        .collect();
+    Ok(read_response(state.revision, &json!({"revision": state.revision, "agents": agents, "unreachable_nodes": unreachable})))
+}

@@ -1,0 +1,179 @@
+//! The projection of the committed state to agents: each agent's desired configuration, the
+//! revision at which it last changed, and a waker per agent so that a change wakes only the
+//! agents whose configuration it changed.
+//!
+//! Rule for an agent in several clusters that configure the same task: the configuration of
+//! the cluster whose name sorts first wins (deterministic on every node).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
+
+use crate::domain::{AgentId, ClusterName, Event, Hash, ServerName, ServerStatus, State, TaskName};
+
+/// One server in an agent's failover list.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentServer {
+    pub name: ServerName,
+    pub url: String,
+    pub status: ServerStatus,
+}
+
+/// An agent's configuration for one task.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentTask {
+    /// The agent cluster the configuration comes from.
+    pub cluster: ClusterName,
+    pub load_balancing: bool,
+    pub servers: Vec<AgentServer>,
+}
+
+/// Everything an agent needs: its tasks' configurations at a revision.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentConfig {
+    pub agent: AgentId,
+    /// The cluster revision this configuration reflects.
+    pub revision: u64,
+    pub clusters: Vec<ClusterName>,
+    pub tasks: BTreeMap<TaskName, AgentTask>,
+}
+
+/// The desired configuration of `agent` in `state`.
+pub fn project(state: &State, agent: &AgentId) -> AgentConfig {
+    let clusters: Vec<ClusterName> =
+        state.clusters.iter().filter(|(_, c)| c.agents.contains(agent)).map(|(n, _)| n.clone()).collect();
+    let mut tasks = BTreeMap::new();
+    for (task_name, task) in &state.tasks {
+        // `clusters` is in name order, so the first match is the winning cluster.
+        if let Some((cluster, cfg)) = clusters.iter().find_map(|c| task.configs.get(c).map(|cfg| (c, cfg))) {
+            let servers = cfg
+                .servers
+                .iter()
+                .filter_map(|n| state.servers.get(n))
+                .map(|s| AgentServer { name: s.name.clone(), url: s.url(), status: s.status })
+                .collect();
+            tasks.insert(task_name.clone(), AgentTask { cluster: cluster.clone(), load_balancing: cfg.load_balancing, servers });
+        }
+    }
+    AgentConfig { agent: agent.clone(), revision: state.revision, clusters, tasks }
+}
+
+fn digest(config: &AgentConfig) -> Hash {
+    let mut h = Sha256::new();
+    h.update(roster_storage::codec::encode(&(&config.clusters, &config.tasks)));
+    Hash(h.finalize().into())
+}
+
+/// Agents whose configuration `events` may change, judged against `state` (called with the
+/// state before and after the events; the union covers additions and removals).
+pub fn candidates(state: &State, events: &[Event], out: &mut BTreeSet<AgentId>) {
+    let agents_of = |c: &ClusterName, out: &mut BTreeSet<AgentId>| {
+        if let Some(cl) = state.clusters.get(c) {
+            out.extend(cl.agents.iter().cloned());
+        }
+    };
+    for e in events {
+        match e {
+            Event::ServerRegistered { .. } => {}
+            Event::ServerUpdated { server } => referencing(state, &server.name, out),
+            Event::ServerStatusChanged { name, .. } | Event::ServerDeleted { name } => referencing(state, name, out),
+            Event::AgentRegistered { id, .. } => {
+                out.insert(id.clone());
+            }
+            Event::ClusterCreated { name } | Event::ClusterDeleted { name } => agents_of(name, out),
+            Event::AgentAddedToCluster { agent, .. } | Event::AgentRemovedFromCluster { agent, .. } => {
+                out.insert(agent.clone());
+            }
+            Event::TaskCreated { name } | Event::TaskDeleted { name } => {
+                if let Some(t) = state.tasks.get(name) {
+                    for c in t.configs.keys() {
+                        agents_of(c, out);
+                    }
+                }
+            }
+            Event::ServerListSet { cluster, .. }
+            | Event::LoadBalancingSet { cluster, .. }
+            | Event::TaskConfigDeleted { cluster, .. } => agents_of(cluster, out),
+        }
+    }
+}
+
+/// Agents of every cluster whose configurations list `server`.
+fn referencing(state: &State, server: &ServerName, out: &mut BTreeSet<AgentId>) {
+    let mut clusters = BTreeSet::new();
+    for t in state.tasks.values() {
+        for (c, cfg) in &t.configs {
+            if cfg.servers.contains(server) {
+                clusters.insert(c);
+            }
+        }
+    }
+    for c in clusters {
+        if let Some(cl) = state.clusters.get(c) {
+            out.extend(cl.agents.iter().cloned());
+        }
+    }
+}
+
+struct Entry {
+    digest: Hash,
+    /// The revision at which this agent's configuration last changed, for waiters.
+    changed: watch::Sender<u64>,
+}
+
+/// Per-agent change tracking on this node.
+#[derive(Default)]
+pub struct Projection {
+    agents: HashMap<AgentId, Entry>,
+    /// Agents woken by the last update (for observability and tests).
+    pub last_woken: usize,
+}
+
+impl Projection {
+    /// Rebuilds the tracking from a state (start-up, snapshot install): every agent's
+    /// configuration is considered changed at `state.revision`, which is never older than what
+    /// an agent may have seen from this node.
+    pub fn rebuild(&mut self, state: &State) {
+        for id in state.agents.keys() {
+            let d = digest(&project(state, id));
+            let entry = self.agents.entry(id.clone()).or_insert_with(|| Entry { digest: d, changed: watch::channel(0).0 });
+            entry.digest = d;
+            entry.changed.send_replace(state.revision);
+        }
+    }
+
+    /// After a revision: recomputes the candidates' configurations and wakes those that changed.
+    pub fn update(&mut self, state: &State, candidates: &BTreeSet<AgentId>) {
+        let mut woken = 0;
+        for id in candidates {
+            if !state.agents.contains_key(id) {
+                continue;
+            }
+            let d = digest(&project(state, id));
+            match self.agents.get_mut(id) {
+                Some(e) if e.digest == d => {}
+                Some(e) => {
+                    e.digest = d;
+                    e.changed.send_replace(state.revision);
+                    woken += 1;
+                }
+                None => {
+                    self.agents.insert(id.clone(), Entry { digest: d, changed: watch::channel(state.revision).0 });
+                    woken += 1;
+                }
+            }
+        }
+        self.last_woken = woken;
+    }
+
+    /// A receiver of the revision at which `agent`'s configuration last changed.
+    pub fn subscribe(&mut self, agent: &AgentId) -> watch::Receiver<u64> {
+        self.agents
+            .entry(agent.clone())
+            .or_insert_with(|| Entry { digest: Hash::default(), changed: watch::channel(0).0 })
+            .changed
+            .subscribe()
+    }
+}

@@ -1,0 +1,205 @@
+//! Agents against a real 3-node cluster: deployment, failover between nodes, local fallback,
+//! failure reports.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{write_any, AgentProcess, Api, Cluster};
+use serde_json::{json, Value};
+
+/// Applies changes through any node; returns the revision.
+fn apply(cluster: &Cluster, changes: Value) -> u64 {
+    let eps: Vec<String> = cluster.running().into_iter().map(|i| cluster.addrs[i].clone()).collect();
+    let key = format!("t-{}", rand_key());
+    let (s, v) = write_any(&eps, "/v1/commands", &json!({ "changes": changes }), &key).expect("write");
+    assert_eq!(s, 200, "{v}");
+    v["committed"]["revision"].as_u64().unwrap()
+}
+
+fn rand_key() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+}
+
+/// Waits until the cluster lists `ids` as registered agents.
+fn wait_registered(cluster: &Cluster, ids: &[&str]) {
+    let started = Instant::now();
+    loop {
+        let v = Api::new(cluster.node(cluster.running()[0])).get("/v1/agents");
+        let have: Vec<&str> = v["agents"].as_array().unwrap().iter().map(|a| a["id"].as_str().unwrap()).collect();
+        if ids.iter().all(|i| have.contains(i)) {
+            return;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "agents not registered: {v}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Servers rt1..rt3, clusters eu and us, agents placed, billing configured in both clusters.
+fn setup(cluster: &Cluster, eu: &[&str], us: &[&str]) -> u64 {
+    let mut changes = vec![
+        json!({"add_server": {"name": "rt1", "host": "10.0.0.1", "port": 80}}),
+        json!({"add_server": {"name": "rt2", "host": "10.0.0.2", "port": 80}}),
+        json!({"add_server": {"name": "rt3", "host": "10.0.0.3", "port": 80}}),
+        json!({"create_cluster": {"name": "eu"}}),
+        json!({"create_cluster": {"name": "us"}}),
+        json!({"set_servers": {"task": "billing", "cluster": "eu", "servers": ["rt1", "rt2"]}}),
+        json!({"set_servers": {"task": "billing", "cluster": "us", "servers": ["rt3"]}}),
+    ];
+    for a in eu {
+        changes.push(json!({"add_agent_to_cluster": {"cluster": "eu", "agent": a}}));
+    }
+    for a in us {
+        changes.push(json!({"add_agent_to_cluster": {"cluster": "us", "agent": a}}));
+    }
+    apply(cluster, Value::Array(changes))
+}
+
+#[test]
+fn a_change_deploys_to_the_affected_agents_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(&dir.path().join("c"), 3, &[]);
+    let eps = cluster.endpoints();
+    let a1 = AgentProcess::start("a1", &eps, &dir.path().join("a1"));
+    let a2 = AgentProcess::start("a2", &eps, &dir.path().join("a2"));
+    wait_registered(&cluster, &["a1", "a2"]);
+    let rev = setup(&cluster, &["a1"], &["a2"]);
+    a1.wait_revision(rev, Duration::from_secs(20));
+    let a2_before = a2.wait_revision(rev, Duration::from_secs(20));
+    assert_eq!(a1.resolve("billing").1["server"], "rt1");
+    assert_eq!(a2.resolve("billing").1["server"], "rt3");
+
+    let rev2 = apply(&cluster, json!([{"move_server": {"task": "billing", "cluster": "eu", "server": "rt2", "direction": "up"}}]));
+    let st = a1.wait_revision(rev2, Duration::from_secs(20));
+    assert_eq!(st["revision"], rev2);
+    assert_eq!(a1.resolve("billing").1["server"], "rt2");
+    // The agent of the other cluster was not woken.
+    std::thread::sleep(Duration::from_millis(500));
+    let a2_after = a2.status();
+    assert_eq!(a2_after["updates_received"], a2_before["updates_received"], "{a2_after}");
+    assert_eq!(a2_after["revision"], a2_before["revision"]);
+
+    // Deployment status, from any node.
+    let started = Instant::now();
+    loop {
+        let v = Api::new(cluster.node(2)).get("/v1/agents");
+        let a1s = v["agents"].as_array().unwrap().iter().find(|a| a["id"] == "a1").unwrap().clone();
+        let a2s = v["agents"].as_array().unwrap().iter().find(|a| a["id"] == "a2").unwrap().clone();
+        if a1s["deployed_revision"] == rev2 {
+            assert_eq!(a1s["lag"], 0, "{v}");
+            assert_eq!(a1s["clusters"], json!(["eu"]));
+            assert!(a1s["last_contact_ms"].as_u64().is_some());
+            assert_eq!(a2s["lag"], 0, "an unaffected agent is not behind: {v}");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{v}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn an_agent_moves_to_another_node_when_its_node_dies() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::start(&dir.path().join("c"), 3, &[]);
+    let a1 = AgentProcess::start("a1", &cluster.endpoints(), &dir.path().join("a1"));
+    wait_registered(&cluster, &["a1"]);
+    let rev = setup(&cluster, &["a1"], &[]);
+    let st = a1.wait_revision(rev, Duration::from_secs(20));
+    let watched = st["endpoint"].as_str().unwrap().to_string();
+    let idx = cluster.addrs.iter().position(|a| *a == watched).unwrap();
+    cluster.nodes[idx].as_mut().unwrap().kill();
+    cluster.nodes[idx] = None;
+    cluster.wait_leader(Duration::from_secs(20));
+    let rev2 = apply(&cluster, json!([{"set_load_balancing": {"task": "billing", "cluster": "eu", "enabled": true}}]));
+    let rev3 = apply(&cluster, json!([{"disable_server": {"name": "rt1"}}]));
+    let st = a1.wait_revision(rev3, Duration::from_secs(30));
+    assert_ne!(st["endpoint"].as_str().unwrap(), watched);
+    assert!(rev3 > rev2);
+    // The deployed file holds the cluster's current configuration for the agent.
+    let deployed: Value = serde_json::from_slice(&std::fs::read(dir.path().join("a1/deployed.json")).unwrap()).unwrap();
+    let billing = &deployed["tasks"]["billing"];
+    assert_eq!(billing["load_balancing"], true);
+    assert_eq!(billing["servers"][0]["status"], "disabled");
+    assert_eq!(a1.resolve("billing").1["server"], "rt2");
+}
+
+#[test]
+fn without_the_cluster_the_agent_serves_its_local_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::start(&dir.path().join("c"), 3, &[]);
+    let state = dir.path().join("a1");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::write(
+        state.join("local.json"),
+        serde_json::to_vec(&json!({"tasks": {
+            "reports": {"servers": [{"name": "local1", "url": "http://127.0.0.1:9/"}]},
+            "billing": {"servers": [{"name": "localb", "url": "http://127.0.0.1:10/"}]}
+        }}))
+        .unwrap(),
+    )
+    .unwrap();
+    let mut a1 = AgentProcess::start("a1", &cluster.endpoints(), &state);
+    wait_registered(&cluster, &["a1"]);
+    let rev = setup(&cluster, &["a1"], &[]);
+    a1.wait_revision(rev, Duration::from_secs(20));
+    for i in 0..3 {
+        cluster.nodes[i].as_mut().unwrap().kill();
+        cluster.nodes[i] = None;
+    }
+    let check = |a: &AgentProcess, billing_source: &str| {
+        let (s, v) = a.resolve("billing");
+        assert_eq!(s, 200, "{v}");
+        // The cluster configures billing: the local file's entry for it is never used.
+        assert_eq!(v["server"], "rt1");
+        assert_eq!(v["source"], billing_source);
+        let (s, v) = a.resolve("reports");
+        assert_eq!(s, 200, "{v}");
+        assert_eq!(v["server"], "local1");
+        assert_eq!(v["source"], "local");
+        let (s, _) = a.resolve("unknown");
+        assert_eq!(s, 404);
+    };
+    check(&a1, "cluster");
+    // Restarted with the cluster down: it serves the last deployed file.
+    a1.kill();
+    let a1 = AgentProcess::start("a1", &cluster.endpoints(), &state);
+    check(&a1, "cluster-cache");
+    assert_eq!(a1.status()["revision"], rev);
+}
+
+#[test]
+fn a_reported_failure_marks_the_server_failed_on_every_agent() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(&dir.path().join("c"), 3, &[]);
+    let eps = cluster.endpoints();
+    let a1 = AgentProcess::start("a1", &eps, &dir.path().join("a1"));
+    let a2 = AgentProcess::start("a2", &eps, &dir.path().join("a2"));
+    wait_registered(&cluster, &["a1", "a2"]);
+    let rev = setup(&cluster, &["a1", "a2"], &[]);
+    a1.wait_revision(rev, Duration::from_secs(20));
+    a2.wait_revision(rev, Duration::from_secs(20));
+    assert_eq!(a1.resolve("billing").1["server"], "rt1");
+
+    a1.report_failure("billing", "rt1");
+    // At once on the reporting agent.
+    assert_eq!(a1.resolve("billing").1["server"], "rt2");
+    // Then on every agent, through the cluster.
+    let api = Api::new(cluster.node(0));
+    let started = Instant::now();
+    while api.get("/v1/servers/rt1")["status"] != "failed" {
+        assert!(started.elapsed() < Duration::from_secs(20), "rt1 was not marked failed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let failed_rev = api.digest().0;
+    a2.wait_revision(failed_rev, Duration::from_secs(20));
+    assert_eq!(a2.resolve("billing").1["server"], "rt2");
+
+    // An operator re-enables it: both agents use it again.
+    let (s, v) = api.request(reqwest::Method::POST, "/v1/servers/rt1/enable", None, &[]);
+    assert_eq!(s, 200, "{v}");
+    let rev = v["committed"]["revision"].as_u64().unwrap();
+    a1.wait_revision(rev, Duration::from_secs(20));
+    a2.wait_revision(rev, Duration::from_secs(20));
+    assert_eq!(a1.resolve("billing").1["server"], "rt1");
+    assert_eq!(a2.resolve("billing").1["server"], "rt1");
+}
