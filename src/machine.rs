@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
 use crate::domain::command::check_expected;
+use crate::domain::events::{self, EventSettings, Level, LogEvent, EVENT_MESSAGE_MAX_LEN, EVENT_RETENTION_MAX};
 use crate::domain::AgentId;
 use crate::projection::{self, Projection};
 use crate::domain::{
@@ -69,6 +70,9 @@ pub struct Live {
     /// Hash of the last history record (all zeros before the first).
     pub head: Hash,
     pub changesets: BTreeMap<String, Changeset>,
+    /// Sequence number of the next operational event.
+    pub event_seq: u64,
+    pub event_settings: EventSettings,
 }
 
 struct Shared {
@@ -168,10 +172,15 @@ impl Application<TypeConfig> for RosterMachine {
             let cs: Changeset = codec::decode(&bytes).map_err(corrupt)?;
             changesets.insert(cs.id.clone(), cs);
         }
+        let event_seq = store.events_next_seq()?;
+        let event_settings = match store.event_settings()? {
+            Some(b) => codec::decode(&b).map_err(corrupt)?,
+            None => EventSettings::default(),
+        };
         let revision = state.revision;
         let mut live = self.shared.live.write().expect("state machine lock poisoned");
         self.shared.projection.lock().expect("projection lock poisoned").rebuild(&state);
-        *live = Live { state, head, changesets };
+        *live = Live { state, head, changesets, event_seq, event_settings };
         drop(live);
         self.shared.revision_tx.send_replace(revision);
         Ok(())
@@ -245,6 +254,18 @@ impl RosterMachine {
         }
         outcome
     }
+}
+
+/// Records an operational event if its level passes the settings; returns its sequence number.
+fn record_event(live: &mut Live, txn: &mut Txn<'_>, level: Level, kind: &str, message: String, actor: &str, time_ms: u64) -> Option<u64> {
+    if level < live.event_settings.min_level {
+        return None;
+    }
+    let seq = live.event_seq;
+    let ev = LogEvent { seq, time_ms, level, kind: kind.to_string(), message, actor: actor.to_string(), revision: live.state.revision };
+    txn.put_event(seq, &codec::encode(&ev), live.event_settings.retention);
+    live.event_seq += 1;
+    Some(seq)
 }
 
 /// A changeset's id: derived from the Raft entry that created it (and the command's position
@@ -325,6 +346,26 @@ fn execute(
                 Ok(Outcome::ChangesetDiscarded { id: id.clone() })
             }
         },
+        CommandBody::RecordEvent { level, kind, message } => {
+            let valid_kind = !kind.is_empty() && kind.len() <= 64 && kind.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
+            if !valid_kind {
+                Err(Rejection::new(RejectCode::Invalid, "event kind must be 1 to 64 of a-z and '_'"))
+            } else if message.len() > EVENT_MESSAGE_MAX_LEN {
+                Err(Rejection::new(RejectCode::Invalid, format!("event message longer than {EVENT_MESSAGE_MAX_LEN} bytes")))
+            } else {
+                let seq = record_event(live, txn, *level, kind, message.clone(), &cmd.actor, cmd.time_ms);
+                Ok(Outcome::EventRecorded { seq })
+            }
+        }
+        CommandBody::SetEventSettings { settings } => {
+            if settings.retention == 0 || settings.retention > EVENT_RETENTION_MAX {
+                Err(Rejection::new(RejectCode::Invalid, format!("retention must be 1 to {EVENT_RETENTION_MAX} events")))
+            } else {
+                live.event_settings = *settings;
+                txn.put_event_settings(&codec::encode(settings));
+                Ok(Outcome::EventSettingsSet)
+            }
+        }
     };
     result.unwrap_or_else(Outcome::Rejected)
 }
@@ -352,11 +393,15 @@ fn commit(
         idempotency_key: cmd.idempotency_key.clone(),
         events,
     };
+    let implied = events::implied_by(&body.events, body.changeset.as_deref(), revision);
     let record = HistoryRecord::seal(body, live.head);
     txn.put_history(revision, &codec::encode(&record));
     live.state.apply_record_events(revision, &record.body.events);
     projection::candidates(&live.state, &record.body.events, agents);
     live.head = record.hash;
+    for (level, kind, message) in implied {
+        record_event(live, txn, level, kind, message, &cmd.actor, cmd.time_ms);
+    }
     if revision % CHECKPOINT_EVERY_REVISIONS == 0 {
         let cp = Checkpoint { state: live.state.clone(), head: live.head };
         txn.put_checkpoint(revision, &codec::encode(&cp));

@@ -76,6 +76,7 @@ pub struct Running {
     pub machine: MachineHandle,
     stop: tokio::sync::oneshot::Sender<()>,
     server: tokio::task::JoinHandle<()>,
+    leader_events: tokio::task::JoinHandle<()>,
 }
 
 impl Running {
@@ -83,6 +84,7 @@ impl Running {
     pub async fn stop(self) {
         let _ = self.stop.send(());
         let _ = self.server.await;
+        self.leader_events.abort();
         self.node.shutdown().await;
         // A graceful stop leaves no WAL to replay, so the next start is quick.
         if let Err(e) = self.node.store.flush() {
@@ -136,7 +138,9 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         machine,
     )
     .await?;
-    let router = api::router(Ctx { node: node.clone(), machine: handle.clone(), http_metrics: Default::default(), agents: Default::default() });
+    let ctx = Ctx { node: node.clone(), machine: handle.clone(), http_metrics: Default::default(), agents: Default::default() };
+    let router = api::router(ctx.clone());
+    let leader_events = tokio::spawn(record_leader_changes(ctx));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
@@ -146,7 +150,27 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
             tracing::error!("http server: {e}");
         }
     });
-    Ok(Running { addr, node, machine: handle, stop, server })
+    Ok(Running { addr, node, machine: handle, stop, server, leader_events })
+}
+
+/// Records a `leader_elected` event each time this node becomes leader (in a new term).
+async fn record_leader_changes(ctx: Ctx) {
+    let mut metrics = ctx.node.raft.metrics();
+    let mut recorded_term = None;
+    loop {
+        let (leader, term) = {
+            let m = metrics.borrow_and_update();
+            (m.current_leader, m.current_term)
+        };
+        if leader == Some(ctx.node.id) && recorded_term != Some(term) {
+            recorded_term = Some(term);
+            let msg = format!("node {} became the leader in term {term}", ctx.node.id);
+            api::events::record(&ctx, crate::domain::events::Level::Info, "leader_elected", msg, format!("node:{}", ctx.node.id)).await;
+        }
+        if metrics.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 /// Runs a node until `shutdown` completes.

@@ -203,3 +203,51 @@ fn a_reported_failure_marks_the_server_failed_on_every_agent() {
     assert_eq!(a1.resolve("billing").1["server"], "rt1");
     assert_eq!(a2.resolve("billing").1["server"], "rt1");
 }
+
+#[test]
+fn the_event_log_records_operations_with_levels_and_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(&dir.path().join("c"), 3, &[]);
+    let a1 = AgentProcess::start("a1", &cluster.endpoints(), &dir.path().join("a1"));
+    wait_registered(&cluster, &["a1"]);
+    let rev = setup(&cluster, &["a1"], &[]);
+    a1.wait_revision(rev, Duration::from_secs(20));
+    a1.report_failure("billing", "rt1");
+    let api = Api::new(cluster.node(1));
+    let started = Instant::now();
+    let events = loop {
+        let v = api.get("/v1/events?limit=100");
+        let kinds: Vec<&str> = v.as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+        if kinds.contains(&"server_failed") && kinds.contains(&"connection_failed") {
+            break v;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "{v}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let kinds: Vec<&str> = events.as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    for k in ["leader_elected", "agent_registered", "connection_failed", "server_failed"] {
+        assert!(kinds.contains(&k), "no {k} in {events}");
+    }
+    // Level filter: errors only.
+    let errors = api.get("/v1/events?level=error");
+    assert!(errors.as_array().unwrap().iter().all(|e| e["level"] == "error"), "{errors}");
+    assert!(!errors.as_array().unwrap().is_empty());
+    // Settings: warnings and above, keep 2.
+    let (s, v) = api.request(reqwest::Method::PUT, "/v1/events/settings", Some(json!({"min_level": "warning", "retention": 2})), &[]);
+    assert_eq!(s, 200, "{v}");
+    apply(&cluster, json!([{"enable_server": {"name": "rt1"}}])); // an info event: not kept
+    a1.report_failure("billing", "rt2");
+    let started = Instant::now();
+    loop {
+        let v = api.get("/v1/events");
+        let list = v.as_array().unwrap();
+        if list.len() == 2 && list[0]["kind"] == "server_failed" {
+            assert!(list.iter().all(|e| e["level"] != "info"), "{v}");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "{v}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (s, _) = api.request(reqwest::Method::PUT, "/v1/events/settings", Some(json!({"min_level": "info", "retention": 0})), &[]);
+    assert_eq!(s, 400);
+}

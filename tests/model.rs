@@ -127,6 +127,14 @@ async fn node(dir: &std::path::Path) -> Running {
     let config = ServeConfig::new(1, "127.0.0.1:0".parse().unwrap(), dir.to_path_buf());
     let running = start(config).await.expect("start node");
     running.node.wait_for_leader(std::time::Duration::from_secs(10)).await.expect("leader");
+    // The new leader records a `leader_elected` event through Raft; wait for it so that both
+    // nodes of a comparison see the generated commands at the same log indexes.
+    let started = std::time::Instant::now();
+    let events_before = running.machine.read().event_seq;
+    while running.machine.read().event_seq == events_before {
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "no leader event recorded");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
     running
 }
 

@@ -181,6 +181,8 @@ struct FailureReport {
 async fn report_failure(State(ctx): State<Ctx>, ApiPath(id): ApiPath<String>, ApiJson(r): ApiJson<FailureReport>) -> Result<Response, ApiError> {
     let id = AgentId::new(id)?;
     ctx.agents.touch(&id, ctx.node.id, None);
+    let msg = format!("agent {id} could not use server {} for task {}", r.server, r.task);
+    super::events::record(&ctx, crate::domain::events::Level::Warning, "connection_failed", msg, format!("agent:{id}")).await;
     let meta = WriteMeta {
         actor: format!("agent:{id}"),
         comment: format!("connection failure reported for task {}", r.task),

@@ -6,6 +6,7 @@
 
 mod agents;
 mod audit;
+pub mod events;
 pub mod error;
 mod resources;
 
@@ -60,6 +61,7 @@ pub fn router(ctx: Ctx) -> Router {
         .merge(resources::routes())
         .merge(audit::routes())
         .merge(agents::routes())
+        .merge(events::routes())
         .layer(DefaultBodyLimit::max(BODY_MAX_BYTES))
         .fallback(|| async { ApiError::not_found("no such route") })
         .route_layer(axum::middleware::from_fn_with_state(ctx.http_metrics.clone(), crate::metrics::track))
@@ -275,12 +277,15 @@ async fn add_node(axum::extract::State(ctx): axum::extract::State<Ctx>, ApiJson(
     if r.addr.parse::<std::net::SocketAddr>().is_err() && !r.addr.contains(':') {
         return Err(ApiError::bad_request(format!("{:?} is not a host:port address", r.addr)));
     }
-    ctx.node.admin(roster_raft::node::AdminRequest::AddNode { id: r.id, addr: r.addr }).await.map_err(write_error)?;
+    ctx.node.admin(roster_raft::node::AdminRequest::AddNode { id: r.id, addr: r.addr.clone() }).await.map_err(write_error)?;
+    let msg = format!("node {} ({}) joined the cluster", r.id, r.addr);
+    events::record(&ctx, crate::domain::events::Level::Info, "node_joined", msg, "admin".into()).await;
     Ok(Json(json!({"added": r.id})).into_response())
 }
 
 /// Removes a node (the leader included) from the membership.
 async fn remove_node(axum::extract::State(ctx): axum::extract::State<Ctx>, ApiPath(id): ApiPath<u64>) -> Result<Response, ApiError> {
     ctx.node.admin(roster_raft::node::AdminRequest::RemoveNode { id }).await.map_err(write_error)?;
+    events::record(&ctx, crate::domain::events::Level::Info, "node_left", format!("node {id} left the cluster"), "admin".into()).await;
     Ok(Json(json!({"removed": id})).into_response())
 }

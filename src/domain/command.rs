@@ -84,6 +84,10 @@ pub enum CommandBody {
     /// Apply a staged changeset as one revision ("Apply All Changes") and remove it.
     ApplyChangeset { id: String },
     DiscardChangeset { id: String },
+    /// Record an operational event (not a configuration change: no revision).
+    RecordEvent { level: super::events::Level, kind: String, message: String },
+    /// Change which events are kept.
+    SetEventSettings { settings: super::events::EventSettings },
 }
 
 /// A write as proposed to Raft. Actor and time are stamped by the node that accepted it.
@@ -143,6 +147,8 @@ pub enum Outcome {
     ChangesetCreated { id: String },
     ChangesetUpdated { id: String, changes: u32 },
     ChangesetDiscarded { id: String },
+    EventRecorded { seq: Option<u64> },
+    EventSettingsSet,
     Rejected(Rejection),
 }
 

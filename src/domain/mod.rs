@@ -6,6 +6,7 @@
 
 pub mod command;
 pub mod diff;
+pub mod events;
 pub mod history;
 pub mod model;
 pub mod names;

@@ -22,11 +22,13 @@ pub const CF_REJECTIONS: &str = "rejections";
 /// Folded-state checkpoints, keyed by big-endian revision. Derivable from the history, so they
 /// are not part of Raft snapshots.
 pub const CF_CHECKPOINTS: &str = "checkpoints";
-/// The current Raft snapshot's bytes.
+/// The current Raft snapshot's meta.
 pub const CF_SNAPSHOT: &str = "snapshot";
+/// The operational event log, keyed by big-endian sequence number (plus a settings key).
+pub const CF_EVENTS: &str = "events";
 
 /// Every column family, in creation order.
-pub const ALL_CFS: [&str; 9] = [
+pub const ALL_CFS: [&str; 10] = [
     CF_LOGS,
     CF_RAFT_META,
     CF_SM_META,
@@ -36,6 +38,7 @@ pub const ALL_CFS: [&str; 9] = [
     CF_REJECTIONS,
     CF_CHECKPOINTS,
     CF_SNAPSHOT,
+    CF_EVENTS,
 ];
 
 /// Errors of this crate's own (non-openraft) API.

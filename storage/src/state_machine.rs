@@ -40,7 +40,7 @@ use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch, DB};
 use crate::codec;
 use crate::db::{
     cf, key_u64, sync_write, u64_key, StoreError, CF_CHANGESETS, CF_CHECKPOINTS, CF_HISTORY,
-    CF_IDEMPOTENCY, CF_REJECTIONS, CF_SM_META, CF_SNAPSHOT,
+    CF_EVENTS, CF_IDEMPOTENCY, CF_REJECTIONS, CF_SM_META, CF_SNAPSHOT,
 };
 
 const KEY_APPLIED: &[u8] = b"applied";
@@ -50,7 +50,8 @@ const KEY_SNAPSHOT_META: &[u8] = b"meta";
 const KEY_INSTALLING: &[u8] = b"installing";
 
 /// Column families replicated through snapshots.
-const SNAPSHOT_CFS: [&str; 4] = [CF_HISTORY, CF_IDEMPOTENCY, CF_CHANGESETS, CF_REJECTIONS];
+const SNAPSHOT_CFS: [&str; 5] = [CF_HISTORY, CF_IDEMPOTENCY, CF_CHANGESETS, CF_REJECTIONS, CF_EVENTS];
+const KEY_EVENT_SETTINGS: &[u8] = b"~settings";
 
 /// The application's part of the state machine.
 pub trait Application<C: RaftTypeConfig>: Send + Sync + 'static {
@@ -180,6 +181,41 @@ impl StateStore {
         Ok(out)
     }
 
+    /// Recorded events, newest first: `(seq, bytes)`, at most `limit`, only those `keep` accepts.
+    pub fn events_recent(&self, limit: usize, mut keep: impl FnMut(&[u8]) -> bool) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(cf(&self.db, CF_EVENTS), IteratorMode::End) {
+            let (k, v) = item?;
+            if k.len() != 8 {
+                continue; // the settings key
+            }
+            if keep(&v) {
+                out.push((key_u64(&k)?, v.into_vec()));
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The next event sequence number (one past the newest stored event).
+    pub fn events_next_seq(&self) -> Result<u64, StoreError> {
+        let end = u64_key(u64::MAX);
+        let mut it = self.db.iterator_cf(cf(&self.db, CF_EVENTS), IteratorMode::From(&end, Direction::Reverse));
+        match it.next() {
+            Some(item) => {
+                let (k, _) = item?;
+                Ok(if k.len() == 8 { key_u64(&k)? + 1 } else { 0 })
+            }
+            None => Ok(0),
+        }
+    }
+
+    pub fn event_settings(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.db.get_cf(cf(&self.db, CF_EVENTS), KEY_EVENT_SETTINGS)?)
+    }
+
     /// Removes all checkpoints (they are derived data).
     pub fn clear_checkpoints(&self) -> Result<(), StoreError> {
         let mut batch = WriteBatch::default();
@@ -261,6 +297,19 @@ impl<'a> Txn<'a> {
 
     pub fn delete_changeset(&mut self, id: &[u8]) {
         self.batch.delete_cf(cf(&self.store.db, CF_CHANGESETS), id);
+    }
+
+    /// Records event `seq`, keeping only the newest `keep` events.
+    pub fn put_event(&mut self, seq: u64, bytes: &[u8], keep: u64) {
+        let events = cf(&self.store.db, CF_EVENTS);
+        self.batch.put_cf(events, u64_key(seq), bytes);
+        if seq >= keep {
+            self.batch.delete_range_cf(events, u64_key(0), u64_key(seq + 1 - keep));
+        }
+    }
+
+    pub fn put_event_settings(&mut self, bytes: &[u8]) {
+        self.batch.put_cf(cf(&self.store.db, CF_EVENTS), KEY_EVENT_SETTINGS, bytes);
     }
 
     pub fn put_checkpoint(&mut self, revision: u64, bytes: &[u8]) {

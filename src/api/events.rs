@@ -1,0 +1,73 @@
+//! The operational event log: `GET /v1/events` (filtered, newest first) and its settings.
+
+use axum::extract::State;
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use roster_storage::codec;
+use serde::Deserialize;
+
+use super::{read_barrier, read_response, submit, ApiError, ApiJson, ApiQuery, Consistency, Ctx, WriteMeta};
+use crate::domain::events::{EventSettings, Level, LogEvent};
+use crate::domain::CommandBody;
+
+/// Most events returned by one request.
+pub const EVENTS_PAGE_MAX: usize = 1000;
+
+pub fn routes() -> Router<Ctx> {
+    Router::new().route("/v1/events", get(list)).route("/v1/events/settings", get(get_settings).put(put_settings))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventsQuery {
+    /// Minimum level.
+    level: Option<Level>,
+    kind: Option<String>,
+    since_ms: Option<u64>,
+    limit: Option<usize>,
+    consistency: Option<String>,
+}
+
+async fn list(State(ctx): State<Ctx>, c: Consistency, ApiQuery(q): ApiQuery<EventsQuery>) -> Result<Response, ApiError> {
+    let _ = &q.consistency;
+    read_barrier(&ctx, c).await?;
+    let limit = q.limit.unwrap_or(100).clamp(1, EVENTS_PAGE_MAX);
+    let store = ctx.node.store.clone();
+    let events = tokio::task::spawn_blocking(move || {
+        let raw = store.events_recent(limit, |bytes| match codec::decode::<LogEvent>(bytes) {
+            Ok(e) => {
+                q.level.is_none_or(|l| e.level >= l)
+                    && q.kind.as_ref().is_none_or(|k| &e.kind == k)
+                    && q.since_ms.is_none_or(|t| e.time_ms >= t)
+            }
+            Err(_) => true,
+        })?;
+        raw.into_iter()
+            .map(|(_, b)| codec::decode::<LogEvent>(&b).map_err(|e| roster_storage::StoreError::Invalid(e.to_string())))
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))?
+    .map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(read_response(ctx.machine.read().state.revision, &events))
+}
+
+async fn get_settings(State(ctx): State<Ctx>, c: Consistency) -> Result<Response, ApiError> {
+    read_barrier(&ctx, c).await?;
+    let live = ctx.machine.read();
+    Ok(read_response(live.state.revision, &live.event_settings))
+}
+
+async fn put_settings(State(ctx): State<Ctx>, meta: WriteMeta, ApiJson(settings): ApiJson<EventSettings>) -> Result<Response, ApiError> {
+    submit(&ctx, meta, CommandBody::SetEventSettings { settings }).await?;
+    Ok(axum::response::IntoResponse::into_response(axum::Json(settings)))
+}
+
+/// Records an operational event through Raft, logging (not failing) when it cannot.
+pub async fn record(ctx: &Ctx, level: Level, kind: &str, message: String, actor: String) {
+    let meta = WriteMeta { actor, comment: String::new(), expected_revision: None, idempotency_key: None };
+    if let Err(e) = submit(ctx, meta, CommandBody::RecordEvent { level, kind: kind.into(), message }).await {
+        tracing::warn!(kind, "could not record event: {}", e.message);
+    }
+}
