@@ -96,6 +96,22 @@ pub enum CtlCommand {
     /// Cluster status.
     #[command(subcommand)]
     Cluster(ClusterCmd),
+    /// The operational event log (newest first).
+    Events {
+        /// Minimum level: info, warning or error.
+        #[arg(long)]
+        level: Option<String>,
+        #[arg(long)]
+        kind: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Change the settings instead: keep events at or above this level...
+        #[arg(long)]
+        set_min_level: Option<String>,
+        /// ...and at most this many.
+        #[arg(long)]
+        set_retention: Option<u64>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -143,6 +159,7 @@ pub enum ClustersCmd {
 
 #[derive(Subcommand, Debug)]
 pub enum AgentsCmd {
+    /// Agents with their clusters, deployed revision, last contact and lag.
     List,
     Register { id: String },
 }
@@ -334,9 +351,38 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
         }
         CtlCommand::Clusters(ClustersCmd::Get { name }) => show(out, ok(get(format!("/v1/agent-clusters/{name}?{q}")).await?)?),
         CtlCommand::Agents(AgentsCmd::List) => {
-            let v = ok(get(format!("/v1/agents?{q}")).await?)?;
-            print(out, &v, &["id", "clusters", "registered_ms"], |a| {
-                vec![a["id"].to_string(), join(&a["clusters"]), a["registered_ms"].to_string()]
+            let v = ok(get("/v1/agents".into()).await?)?;
+            print(out, &v["agents"], &["id", "clusters", "deployed", "desired", "lag", "last_contact", "node"], |a| {
+                vec![
+                    plain(&a["id"]),
+                    join(&a["clusters"]),
+                    plain(&a["deployed_revision"]),
+                    plain(&a["desired_revision"]),
+                    plain(&a["lag"]),
+                    a["last_contact_ms"].as_u64().map(format_ms).unwrap_or_else(|| "never".into()),
+                    plain(&a["node"]),
+                ]
+            });
+            if let Some(u) = v["unreachable_nodes"].as_array().filter(|u| !u.is_empty()) {
+                eprintln!("note: nodes {} did not answer; their agents' contacts may be missing", join(&Value::Array(u.clone())));
+            }
+        }
+        CtlCommand::Events { set_min_level: Some(level), set_retention, .. } => {
+            let body = json!({"min_level": level, "retention": set_retention.unwrap_or(crate::domain::events::EVENT_RETENTION_DEFAULT)});
+            let v = ok(client.send(M::PUT, "/v1/events/settings", Some(&body)).await?)?;
+            show(out, v);
+        }
+        CtlCommand::Events { level, kind, limit, .. } => {
+            let mut path = format!("/v1/events?{q}&limit={limit}");
+            if let Some(l) = level {
+                path.push_str(&format!("&level={}", urlencode(&l)));
+            }
+            if let Some(k) = kind {
+                path.push_str(&format!("&kind={}", urlencode(&k)));
+            }
+            let v = ok(get(path).await?)?;
+            print(out, &v, &["seq", "time", "level", "kind", "message"], |e| {
+                vec![plain(&e["seq"]), e["time_ms"].as_u64().map(format_ms).unwrap_or_default(), plain(&e["level"]), plain(&e["kind"]), plain(&e["message"])]
             });
         }
         CtlCommand::Tasks(TasksCmd::List) => {
@@ -392,12 +438,13 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
                 }
             }
             let v = ok(get(path).await?)?;
-            print(out, &v["records"], &["revision", "time_ms", "actor", "comment", "events"], |r| {
+            print(out, &v["records"], &["revision", "time", "actor", "comment", "events"], |r| {
                 let events: Vec<String> = r["events"]
                     .as_array()
                     .map(|a| a.iter().map(event_summary).collect())
                     .unwrap_or_default();
-                vec![r["revision"].to_string(), r["time_ms"].to_string(), r["actor"].to_string(), r["comment"].to_string(), events.join("; ")]
+                let time = r["time_ms"].as_u64().map(format_ms).unwrap_or_default();
+                vec![r["revision"].to_string(), time, r["actor"].to_string(), r["comment"].to_string(), events.join("; ")]
             });
         }
         CtlCommand::State { revision } => {
@@ -651,5 +698,32 @@ fn print_diff(changes: &Value) {
             _ => format!("{} -> {}", plain(&c["before"]), plain(&c["after"])),
         };
         println!("  {sign} {} {}: {}", plain(&c["entity"]), plain(&c["key"]), detail);
+    }
+}
+
+/// Milliseconds since the Unix epoch as `YYYY-MM-DDTHH:MM:SSZ` (UTC).
+pub fn format_ms(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn formats_utc_times() {
+        assert_eq!(super::format_ms(0), "1970-01-01T00:00:00Z");
+        assert_eq!(super::format_ms(951_782_400_000), "2000-02-29T00:00:00Z");
+        assert_eq!(super::format_ms(1_795_634_281_876), "2026-11-25T19:18:01Z");
     }
 }

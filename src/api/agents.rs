@@ -130,25 +130,41 @@ async fn watch_config(State(ctx): State<Ctx>, ApiPath(id): ApiPath<String>, ApiQ
         .clone()
         .try_acquire_owned()
         .map_err(|_| ApiError::unavailable("this node holds the maximum number of agent watches; try another node"))?;
-    ensure_registered(&ctx, &id).await?;
-    ctx.agents.touch(&id, ctx.node.id, None);
+    // Boxed: the registration path (a Raft write) is rare, and inlining its large future would
+    // grow every held watch's memory.
+    Box::pin(ensure_registered(&ctx, &id)).await?;
+    // Asking for changes after R means the agent has deployed R.
+    ctx.agents.touch(&id, ctx.node.id, Some(q.after));
     let mut changed = ctx.machine.subscribe_agent(&id);
-    let mut applied = ctx.machine.subscribe();
+    // Only a node that is behind the agent also waits for its own progress; otherwise the
+    // watch wakes only when this agent's configuration changes.
+    let mut applied: Option<tokio::sync::watch::Receiver<u64>> = None;
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         {
             let live = ctx.machine.read();
             let changed_at = *changed.borrow_and_update();
-            applied.borrow_and_update();
+            let behind = live.state.revision < q.after;
             // Never answer from a state older than what the agent already has.
-            if changed_at > q.after && live.state.revision >= q.after {
+            if changed_at > q.after && !behind {
                 let config = project(&live.state, &id);
                 return Ok(read_response(config.revision, &config));
             }
+            if behind && applied.is_none() {
+                applied = Some(ctx.machine.subscribe());
+            } else if !behind {
+                applied = None;
+            }
         }
+        let progress = async {
+            match applied.as_mut() {
+                Some(rx) => rx.changed().await.is_ok(),
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             r = changed.changed() => { if r.is_err() { break; } }
-            r = applied.changed() => { if r.is_err() { break; } }
+            ok = progress => { if !ok { break; } }
             _ = tokio::time::sleep_until(deadline) => break,
         }
     }
