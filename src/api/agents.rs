@@ -113,6 +113,16 @@ async fn ensure_registered(ctx: &Ctx, id: &AgentId) -> Result<(), ApiError> {
     }
 }
 
+/// Acks and reports are accepted only from registered agents, so the contact table stays
+/// bounded by the number of agents.
+fn require_registered(ctx: &Ctx, id: &AgentId) -> Result<(), ApiError> {
+    if ctx.machine.read().state.agents.contains_key(id) {
+        Ok(())
+    } else {
+        Err(ApiError::not_found(format!("agent {id} is not registered; its first config watch registers it")))
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct WatchQuery {
@@ -179,6 +189,7 @@ struct AckRequest {
 
 async fn ack(State(ctx): State<Ctx>, ApiPath(id): ApiPath<String>, ApiJson(r): ApiJson<AckRequest>) -> Result<Response, ApiError> {
     let id = AgentId::new(id)?;
+    require_registered(&ctx, &id)?;
     let head = ctx.machine.read().state.revision;
     if r.revision > head {
         return Err(ApiError::bad_request(format!("revision {} is ahead of this node ({head})", r.revision)));
@@ -196,6 +207,7 @@ struct FailureReport {
 
 async fn report_failure(State(ctx): State<Ctx>, ApiPath(id): ApiPath<String>, ApiJson(r): ApiJson<FailureReport>) -> Result<Response, ApiError> {
     let id = AgentId::new(id)?;
+    require_registered(&ctx, &id)?;
     ctx.agents.touch(&id, ctx.node.id, None);
     let msg = format!("agent {id} could not use server {} for task {}", r.server, r.task);
     super::events::record(&ctx, crate::domain::events::Level::Warning, "connection_failed", msg, format!("agent:{id}")).await;

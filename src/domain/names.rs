@@ -55,6 +55,9 @@ fn check_name(kind: &'static str, value: &str) -> Result<(), NameError> {
 
 macro_rules! name_type {
     ($(#[$doc:meta])* $ty:ident, $kind:literal) => {
+        name_type!($(#[$doc])* $ty, $kind, check_name);
+    };
+    ($(#[$doc:meta])* $ty:ident, $kind:literal, $check:path) => {
         $(#[$doc])*
         #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
         #[serde(try_from = "String", into = "String")]
@@ -63,7 +66,7 @@ macro_rules! name_type {
         impl $ty {
             pub fn new(value: impl Into<String>) -> Result<Self, NameError> {
                 let value = value.into();
-                check_name($kind, &value)?;
+                $check($kind, &value)?;
                 Ok(Self(value))
             }
             pub fn as_str(&self) -> &str {
@@ -110,93 +113,44 @@ name_type!(
     /// A run-time server's session pool.
     PoolName, "pool name");
 
-/// A host name or IP address literal.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct Host(String);
-
-impl Host {
-    pub fn new(value: impl Into<String>) -> Result<Self, NameError> {
-        let value = value.into();
-        let err = |reason| NameError { kind: "host", value: value.chars().take(80).collect(), reason };
-        if value.is_empty() {
-            return Err(err("must not be empty"));
-        }
-        if value.len() > HOST_MAX_LEN {
-            return Err(err("longer than 253 characters"));
-        }
-        let ok = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b':' | b'[' | b']' | b'_');
-        if !value.bytes().all(ok) {
-            return Err(err("may contain only letters, digits, '-', '.', '_', ':' and brackets"));
-        }
-        Ok(Self(value))
+fn check_host(kind: &'static str, value: &str) -> Result<(), NameError> {
+    let err = |reason| NameError { kind, value: value.chars().take(80).collect(), reason };
+    if value.is_empty() {
+        return Err(err("must not be empty"));
     }
-    pub fn as_str(&self) -> &str {
-        &self.0
+    if value.len() > HOST_MAX_LEN {
+        return Err(err("longer than 253 characters"));
     }
-}
-impl TryFrom<String> for Host {
-    type Error = NameError;
-    fn try_from(value: String) -> Result<Self, NameError> {
-        Self::new(value)
+    let ok = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b':' | b'[' | b']' | b'_');
+    if !value.bytes().all(ok) {
+        return Err(err("may contain only letters, digits, '-', '.', '_', ':' and brackets"));
     }
-}
-impl From<Host> for String {
-    fn from(v: Host) -> String {
-        v.0
-    }
-}
-impl fmt::Display for Host {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-impl fmt::Debug for Host {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&self.0, f)
-    }
+    Ok(())
 }
 
-/// A URL scheme such as `http` or `https`.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct Scheme(String);
+fn check_scheme(kind: &'static str, value: &str) -> Result<(), NameError> {
+    let err = |reason| NameError { kind, value: value.chars().take(80).collect(), reason };
+    if value.is_empty() || value.len() > 16 {
+        return Err(err("must be 1 to 16 characters"));
+    }
+    if !value.as_bytes()[0].is_ascii_lowercase()
+        || !value.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'+' | b'-' | b'.'))
+    {
+        return Err(err("must be lowercase letters, digits, '+', '-' or '.', starting with a letter"));
+    }
+    Ok(())
+}
+
+name_type!(
+    /// A host name or IP address literal.
+    Host, "host", check_host);
+name_type!(
+    /// A URL scheme such as `http` or `https`.
+    Scheme, "scheme", check_scheme);
 
 impl Scheme {
-    pub fn new(value: impl Into<String>) -> Result<Self, NameError> {
-        let value = value.into();
-        let err = |reason| NameError { kind: "scheme", value: value.chars().take(80).collect(), reason };
-        if value.is_empty() || value.len() > 16 {
-            return Err(err("must be 1 to 16 characters"));
-        }
-        if !value.as_bytes()[0].is_ascii_lowercase()
-            || !value.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'+' | b'-' | b'.'))
-        {
-            return Err(err("must be lowercase letters, digits, '+', '-' or '.', starting with a letter"));
-        }
-        Ok(Self(value))
-    }
     pub fn http() -> Self {
         Self("http".into())
-    }
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-impl TryFrom<String> for Scheme {
-    type Error = NameError;
-    fn try_from(value: String) -> Result<Self, NameError> {
-        Self::new(value)
-    }
-}
-impl From<Scheme> for String {
-    fn from(v: Scheme) -> String {
-        v.0
-    }
-}
-impl fmt::Debug for Scheme {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&self.0, f)
     }
 }
 
