@@ -130,8 +130,17 @@ async fn node(dir: &std::path::Path) -> Running {
     // The new leader records a `leader_elected` event through Raft; wait for it so that both
     // nodes of a comparison see the generated commands at the same log indexes.
     let started = std::time::Instant::now();
-    let events_before = running.machine.read().event_seq;
-    while running.machine.read().event_seq == events_before {
+    let term = running.node.raft.metrics().borrow().current_term;
+    let wanted = format!("term {term}");
+    loop {
+        let latest = running.node.store.events_recent(1, |_| true).unwrap();
+        let recorded = latest.first().is_some_and(|(_, b)| {
+            let e: roster::domain::events::LogEvent = codec::decode(b).unwrap();
+            e.kind == "leader_elected" && e.message.ends_with(&wanted)
+        });
+        if recorded {
+            break;
+        }
         assert!(started.elapsed() < std::time::Duration::from_secs(10), "no leader event recorded");
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }

@@ -143,8 +143,8 @@ impl Agent {
         if ep.starts_with("http://") || ep.starts_with("https://") { ep.to_string() } else { format!("http://{ep}") }
     }
 
-    /// Deploys a configuration received from the cluster.
-    fn deploy(&self, config: AgentConfig) -> anyhow::Result<()> {
+    /// Deploys a configuration received from the cluster through `endpoint`.
+    fn deploy(&self, config: AgentConfig, endpoint: &str) -> anyhow::Result<()> {
         let bytes = serde_json::to_vec_pretty(&config)?;
         write_atomically(&self.state_dir.join(DEPLOYED_FILE), &bytes)?;
         let mut inner = self.inner.lock().expect("agent lock");
@@ -152,6 +152,8 @@ impl Agent {
         inner.deployed = Some(config);
         inner.live = true;
         inner.updates_received += 1;
+        inner.endpoint = Some(endpoint.to_string());
+        inner.last_error = None;
         Ok(())
     }
 
@@ -172,7 +174,7 @@ impl Agent {
                     Ok(config) if config.revision < after => Some(format!("{ep} sent revision {} < {after}", config.revision)),
                     Ok(config) => {
                         let revision = config.revision;
-                        match self.deploy(config) {
+                        match self.deploy(config, &ep) {
                             Ok(()) => {
                                 tracing::info!(revision, endpoint = %ep, "deployed");
                                 let ack = format!("{}/v1/agents/{id}/ack", Self::base(&ep));
