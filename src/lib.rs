@@ -13,5 +13,6 @@ pub mod dev;
 pub mod domain;
 pub mod machine;
 pub mod metrics;
+pub mod prober;
 pub mod projection;
 pub mod server;

@@ -47,6 +47,16 @@ enum Cmd {
         /// `roster ctl cluster add-node ID ADDR` against the cluster.
         #[arg(long, conflicts_with = "peers")]
         join: bool,
+        /// Re-enable a failed server after this many consecutive healthy TCP probes
+        /// (0: only an operator re-enables failed servers).
+        #[arg(long, default_value_t = 0)]
+        recover_after_probes: u32,
+        /// Time between probes of failed servers.
+        #[arg(long, default_value_t = 5_000)]
+        probe_interval_ms: u64,
+        /// Minimum time a server stays failed before it may recover.
+        #[arg(long, default_value_t = 30_000)]
+        probe_hold_down_ms: u64,
     },
     /// Administer a cluster over its HTTP API.
     Ctl(roster::cli::CtlArgs),
@@ -93,7 +103,19 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("ROSTER_LOG").unwrap_or_else(|_| "info,openraft=warn".into());
     match cli.command {
-        Cmd::Serve { node_id, listen, advertise, peers, data_dir, snapshot_every_logs, logs_kept_after_snapshot, join } => {
+        Cmd::Serve {
+            node_id,
+            listen,
+            advertise,
+            peers,
+            data_dir,
+            snapshot_every_logs,
+            logs_kept_after_snapshot,
+            join,
+            recover_after_probes,
+            probe_interval_ms,
+            probe_hold_down_ms,
+        } => {
             tracing_subscriber::fmt().with_env_filter(filter).init();
             anyhow::ensure!(snapshot_every_logs > 0, "--snapshot-every-logs must be at least 1");
             let config = ServeConfig {
@@ -102,6 +124,11 @@ async fn main() -> anyhow::Result<()> {
                 snapshot_every_logs,
                 logs_kept_after_snapshot,
                 join,
+                probe: (recover_after_probes > 0).then_some(roster::prober::ProbeConfig {
+                    healthy_probes: recover_after_probes,
+                    interval_ms: probe_interval_ms,
+                    hold_down_ms: probe_hold_down_ms,
+                }),
                 ..ServeConfig::new(node_id, listen, data_dir)
             };
             roster::server::run(config, shutdown_signal()).await

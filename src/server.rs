@@ -33,6 +33,8 @@ pub struct ServeConfig {
     pub logs_kept_after_snapshot: u64,
     /// Start without bootstrapping: the node waits to be added to an existing cluster.
     pub join: bool,
+    /// Automatic recovery of failed servers by probing (off when `None`).
+    pub probe: Option<crate::prober::ProbeConfig>,
 }
 
 /// Default snapshot policy: a snapshot every this many log entries.
@@ -52,6 +54,7 @@ impl ServeConfig {
             snapshot_every_logs: SNAPSHOT_EVERY_LOGS_DEFAULT,
             logs_kept_after_snapshot: LOGS_KEPT_AFTER_SNAPSHOT_DEFAULT,
             join: false,
+            probe: None,
         }
     }
 }
@@ -77,6 +80,7 @@ pub struct Running {
     stop: tokio::sync::oneshot::Sender<()>,
     server: tokio::task::JoinHandle<()>,
     leader_events: tokio::task::JoinHandle<()>,
+    prober: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
@@ -85,6 +89,9 @@ impl Running {
         let _ = self.stop.send(());
         let _ = self.server.await;
         self.leader_events.abort();
+        if let Some(p) = &self.prober {
+            p.abort();
+        }
         self.node.shutdown().await;
         // A graceful stop leaves no WAL to replay, so the next start is quick.
         if let Err(e) = self.node.store.flush() {
@@ -140,7 +147,8 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
     .await?;
     let ctx = Ctx { node: node.clone(), machine: handle.clone(), http_metrics: Default::default(), agents: Default::default() };
     let router = api::router(ctx.clone());
-    let leader_events = tokio::spawn(record_leader_changes(ctx));
+    let leader_events = tokio::spawn(record_leader_changes(ctx.clone()));
+    let prober = config.probe.map(|p| tokio::spawn(crate::prober::run(ctx, p)));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
@@ -150,7 +158,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
             tracing::error!("http server: {e}");
         }
     });
-    Ok(Running { addr, node, machine: handle, stop, server, leader_events })
+    Ok(Running { addr, node, machine: handle, stop, server, leader_events, prober })
 }
 
 /// Records a `leader_elected` event each time this node becomes leader (in a new term).

@@ -251,3 +251,35 @@ fn the_event_log_records_operations_with_levels_and_retention() {
     let (s, _) = api.request(reqwest::Method::PUT, "/v1/events/settings", Some(json!({"min_level": "info", "retention": 0})), &[]);
     assert_eq!(s, 400);
 }
+
+/// With probing configured, a failed server that accepts connections again is re-enabled
+/// after enough healthy probes; one that does not stays failed.
+#[test]
+fn failed_servers_recover_after_healthy_probes_when_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(
+        &dir.path().join("c"),
+        3,
+        &["--recover-after-probes", "3", "--probe-interval-ms", "50", "--probe-hold-down-ms", "200"],
+    );
+    // rt-up listens on loopback; rt-down's port has no listener.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let up_port = listener.local_addr().unwrap().port();
+    let down_port = common::free_port();
+    apply(&cluster, json!([
+        {"add_server": {"name": "rt-up", "host": "127.0.0.1", "port": up_port}},
+        {"add_server": {"name": "rt-down", "host": "127.0.0.1", "port": down_port}},
+    ]));
+    apply(&cluster, json!([{"mark_server_failed": {"name": "rt-up"}}, {"mark_server_failed": {"name": "rt-down"}}]));
+    let api = Api::new(cluster.node(0));
+    let started = Instant::now();
+    while api.get("/v1/servers/rt-up")["status"] != "enabled" {
+        assert!(started.elapsed() < Duration::from_secs(20), "rt-up was not re-enabled");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(api.get("/v1/servers/rt-down")["status"], "failed");
+    let history = api.get("/v1/history?entity=server:rt-up");
+    let last = history["records"].as_array().unwrap().last().unwrap().clone();
+    assert!(last["actor"].as_str().unwrap().starts_with("prober:"), "{last}");
+    drop(listener);
+}
