@@ -363,6 +363,9 @@ fn execute(
             } else {
                 live.event_settings = *settings;
                 txn.put_event_settings(&codec::encode(settings));
+                if live.event_seq > settings.retention {
+                    txn.trim_events(live.event_seq - settings.retention);
+                }
                 Ok(Outcome::EventSettingsSet)
             }
         }

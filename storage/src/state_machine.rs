@@ -52,6 +52,8 @@ const KEY_INSTALLING: &[u8] = b"installing";
 /// Column families replicated through snapshots.
 const SNAPSHOT_CFS: [&str; 5] = [CF_HISTORY, CF_IDEMPOTENCY, CF_CHANGESETS, CF_REJECTIONS, CF_EVENTS];
 const KEY_EVENT_SETTINGS: &[u8] = b"~settings";
+/// Old rejections are trimmed when the log index is a multiple of this.
+pub const REJECTION_TRIM_EVERY: u64 = 1024;
 
 /// The application's part of the state machine.
 pub trait Application<C: RaftTypeConfig>: Send + Sync + 'static {
@@ -299,13 +301,21 @@ impl<'a> Txn<'a> {
         self.batch.delete_cf(cf(&self.store.db, CF_CHANGESETS), id);
     }
 
-    /// Records event `seq`, keeping only the newest `keep` events.
+    /// Records event `seq`, dropping the one that falls out of the newest `keep`.
+    ///
+    /// Why a point delete and not a range delete per event: RocksDB keeps every range
+    /// tombstone until compaction, and replaying a WAL with many of them is quadratic.
     pub fn put_event(&mut self, seq: u64, bytes: &[u8], keep: u64) {
         let events = cf(&self.store.db, CF_EVENTS);
         self.batch.put_cf(events, u64_key(seq), bytes);
         if seq >= keep {
-            self.batch.delete_range_cf(events, u64_key(0), u64_key(seq + 1 - keep));
+            self.batch.delete_cf(events, u64_key(seq - keep));
         }
+    }
+
+    /// Drops every event older than `first_kept` (after the retention was lowered).
+    pub fn trim_events(&mut self, first_kept: u64) {
+        self.batch.delete_range_cf(cf(&self.store.db, CF_EVENTS), u64_key(0), u64_key(first_kept));
     }
 
     pub fn put_event_settings(&mut self, bytes: &[u8]) {
@@ -323,7 +333,9 @@ impl<'a> Txn<'a> {
         let mut key = u64_key(log_index).to_vec();
         key.extend_from_slice(&position.to_be_bytes());
         self.batch.put_cf(rej, key, bytes);
-        if log_index > keep_log_entries {
+        // One range delete per `REJECTION_TRIM_EVERY` entries, not per rejection: range
+        // tombstones are costly until compaction (see `put_event`).
+        if log_index > keep_log_entries && log_index % REJECTION_TRIM_EVERY == 0 {
             self.batch.delete_range_cf(rej, u64_key(0), u64_key(log_index - keep_log_entries));
         }
     }
