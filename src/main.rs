@@ -76,6 +76,9 @@ enum Cmd {
         #[arg(long, default_value = "127.0.0.1:7400")]
         agent: String,
     },
+    /// Audit tools: export, verify, replay the history.
+    #[command(subcommand)]
+    Audit(roster::audit::AuditCmd),
     /// Start a local multi-node cluster on loopback.
     Dev(roster::dev::DevArgs),
     /// Benchmarks (fold speed, restart time).
@@ -138,6 +141,7 @@ async fn main() -> anyhow::Result<()> {
             tracing_subscriber::fmt().with_env_filter(filter).init();
             roster::agent::run(args, shutdown_signal()).await
         }
+        Cmd::Audit(cmd) => roster::audit::run(cmd).await,
         Cmd::Resolve { task, agent } => roster::agent::resolve_cmd(&agent, &task).await,
         Cmd::ReportFailure { task, server, agent } => roster::agent::report_failure_cmd(&agent, &task, &server).await,
         Cmd::Dev(args) => {

@@ -2,7 +2,7 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use roster_storage::codec;
@@ -27,6 +27,7 @@ pub fn routes() -> Router<Ctx> {
         .route("/v1/changesets/{id}/preview", get(preview_changeset))
         .route("/v1/changesets/{id}/apply", post(apply_changeset))
         .route("/v1/history", get(history))
+        .route("/v1/history/export", get(export))
         .route("/v1/history/{revision}", get(history_one))
         .route("/v1/rejections", get(rejections))
         .route("/v1/state", get(state))
@@ -303,4 +304,55 @@ async fn diff_route(State(ctx): State<Ctx>, c: Consistency, ApiQuery(q): ApiQuer
     let a = state_at(&ctx, Some(q.from)).await?;
     let b = state_at(&ctx, q.to).await?;
     Ok(read_response(b.revision, &json!({"from": a.revision, "to": b.revision, "changes": diff(&a, &b)})))
+}
+
+/// Records sent per chunk of an export stream.
+pub const EXPORT_CHUNK_RECORDS: usize = 1000;
+/// Chunks buffered between the RocksDB scan and the client (bounds memory per export).
+pub const EXPORT_CHANNEL_CHUNKS: usize = 4;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExportQuery {
+    consistency: Option<String>,
+}
+
+/// The whole history as JSON lines, one record (with its hashes) per line, streamed in
+/// bounded memory. The `X-Roster-Revision` header names the last revision included.
+async fn export(State(ctx): State<Ctx>, c: Consistency, ApiQuery(q): ApiQuery<ExportQuery>) -> Result<Response, ApiError> {
+    let _ = &q.consistency;
+    read_barrier(&ctx, c).await?;
+    let head = ctx.machine.read().state.revision;
+    let store = ctx.node.store.clone();
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(EXPORT_CHANNEL_CHUNKS);
+    tokio::task::spawn_blocking(move || {
+        let mut chunk = Vec::new();
+        let mut n = 0;
+        let result = store.history_scan(1, |revision, bytes| {
+            if revision > head {
+                return Ok(false);
+            }
+            let rec: HistoryRecord = codec::decode(bytes).map_err(|e| roster_storage::StoreError::Invalid(e.to_string()))?;
+            serde_json::to_writer(&mut chunk, &rec.to_json()).map_err(|e| roster_storage::StoreError::Invalid(e.to_string()))?;
+            chunk.push(b'\n');
+            n += 1;
+            if n % EXPORT_CHUNK_RECORDS == 0 {
+                // The client went away: stop scanning.
+                if tx.blocking_send(Ok(std::mem::take(&mut chunk))).is_err() {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        });
+        let last = match result {
+            Ok(()) => Ok(chunk),
+            Err(e) => Err(std::io::Error::other(e.to_string())),
+        };
+        let _ = tx.blocking_send(last);
+    });
+    let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
+    let mut resp = axum::body::Body::from_stream(stream).into_response();
+    resp.headers_mut().insert(axum::http::header::CONTENT_TYPE, axum::http::HeaderValue::from_static("application/x-ndjson"));
+    resp.headers_mut().insert(super::HEADER_REVISION, axum::http::HeaderValue::from(head));
+    Ok(resp)
 }

@@ -104,6 +104,19 @@ impl HistoryRecord {
         v
     }
 
+    /// Parses the flat JSON form written by [`HistoryRecord::to_json`].
+    pub fn from_json(mut v: serde_json::Value) -> Result<Self, String> {
+        let obj = v.as_object_mut().ok_or("a record must be a JSON object")?;
+        let mut take_hash = |key: &str| -> Result<Hash, String> {
+            let s = obj.remove(key).ok_or_else(|| format!("missing {key}"))?;
+            serde_json::from_value(s).map_err(|e| format!("{key}: {e}"))
+        };
+        let prev_hash = take_hash("prev_hash")?;
+        let hash = take_hash("hash")?;
+        let body: RecordBody = serde_json::from_value(v).map_err(|e| e.to_string())?;
+        Ok(Self { body, prev_hash, hash })
+    }
+
     /// Whether any event touches `(kind, name)`.
     pub fn touches(&self, kind: &str, name: &str) -> bool {
         self.body.events.iter().any(|e| e.entities().iter().any(|(k, n)| *k == kind && *n == name))
