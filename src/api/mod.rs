@@ -64,6 +64,9 @@ pub fn router(ctx: Ctx) -> Router {
         .merge(events::routes())
         .layer(DefaultBodyLimit::max(BODY_MAX_BYTES))
         .fallback(|| async { ApiError::not_found("no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method")
+        })
         .route_layer(axum::middleware::from_fn_with_state(ctx.http_metrics.clone(), crate::metrics::track))
         .with_state(ctx.clone());
     api.merge(roster_raft::service::router(ctx.node.clone()))
