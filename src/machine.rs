@@ -57,10 +57,17 @@ struct IdempotencyEntry {
 }
 
 /// A persisted fold checkpoint.
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct Checkpoint {
     state: State,
     head: Hash,
+}
+
+/// The same encoding as [`Checkpoint`], written without cloning the state.
+#[derive(Serialize)]
+struct CheckpointRef<'a> {
+    state: &'a State,
+    head: &'a Hash,
 }
 
 /// The live, applied state of this node.
@@ -406,7 +413,7 @@ fn commit(
         record_event(live, txn, level, kind, message, &cmd.actor, cmd.time_ms);
     }
     if revision % CHECKPOINT_EVERY_REVISIONS == 0 {
-        let cp = Checkpoint { state: live.state.clone(), head: live.head };
+        let cp = CheckpointRef { state: &live.state, head: &live.head };
         txn.put_checkpoint(revision, &codec::encode(&cp));
     }
     Outcome::Committed { revision }
