@@ -261,7 +261,10 @@ pub struct Client {
 impl Client {
     pub fn new(endpoints: Vec<String>) -> anyhow::Result<Self> {
         anyhow::ensure!(!endpoints.is_empty(), "no endpoints given");
-        let http = reqwest::Client::builder().timeout(Duration::from_millis(CTL_REQUEST_TIMEOUT_MS)).build()?;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_millis(CTL_REQUEST_TIMEOUT_MS))
+            .pool_idle_timeout(Duration::from_millis(roster_raft::network::POOL_IDLE_TIMEOUT_MS))
+            .build()?;
         Ok(Self { http, endpoints, headers: Vec::new() })
     }
 

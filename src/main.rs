@@ -57,6 +57,9 @@ enum Cmd {
         /// Minimum time a server stays failed before it may recover.
         #[arg(long, default_value_t = 30_000)]
         probe_hold_down_ms: u64,
+        /// Time a client has to send a request's headers (slow or idle connections are closed).
+        #[arg(long, default_value_t = roster::server::HEADER_READ_TIMEOUT_MS_DEFAULT)]
+        header_read_timeout_ms: u64,
     },
     /// Administer a cluster over its HTTP API.
     Ctl(roster::cli::CtlArgs),
@@ -118,6 +121,7 @@ async fn main() -> anyhow::Result<()> {
             recover_after_probes,
             probe_interval_ms,
             probe_hold_down_ms,
+            header_read_timeout_ms,
         } => {
             tracing_subscriber::fmt().with_env_filter(filter).init();
             anyhow::ensure!(snapshot_every_logs > 0, "--snapshot-every-logs must be at least 1");
@@ -127,6 +131,7 @@ async fn main() -> anyhow::Result<()> {
                 snapshot_every_logs,
                 logs_kept_after_snapshot,
                 join,
+                header_read_timeout_ms,
                 probe: (recover_after_probes > 0).then_some(roster::prober::ProbeConfig {
                     healthy_probes: recover_after_probes,
                     interval_ms: probe_interval_ms,

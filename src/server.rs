@@ -14,6 +14,13 @@ use tokio::net::TcpListener;
 use crate::api::{self, Ctx};
 use crate::machine::{MachineHandle, RosterMachine};
 
+/// Most HTTP connections one node serves at once (agents hold one each).
+pub const HTTP_CONNECTIONS_MAX: usize = 60_000;
+/// Largest buffered request head or body chunk per connection.
+pub const HTTP_BUFFER_MAX_BYTES: usize = 64 * 1024;
+/// Default time a client has to send a request's headers.
+pub const HEADER_READ_TIMEOUT_MS_DEFAULT: u64 = 10_000;
+
 /// How long [`Running::stop`] waits for the database to close.
 pub const DB_CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -35,6 +42,8 @@ pub struct ServeConfig {
     pub join: bool,
     /// Automatic recovery of failed servers by probing (off when `None`).
     pub probe: Option<crate::prober::ProbeConfig>,
+    /// Time a client has to send a request's headers.
+    pub header_read_timeout_ms: u64,
 }
 
 /// Default snapshot policy: a snapshot every this many log entries.
@@ -55,6 +64,7 @@ impl ServeConfig {
             logs_kept_after_snapshot: LOGS_KEPT_AFTER_SNAPSHOT_DEFAULT,
             join: false,
             probe: None,
+            header_read_timeout_ms: HEADER_READ_TIMEOUT_MS_DEFAULT,
         }
     }
 }
@@ -150,15 +160,67 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
     let leader_events = tokio::spawn(record_leader_changes(ctx.clone()));
     let prober = config.probe.map(|p| tokio::spawn(crate::prober::run(ctx, p)));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
-            let _ = stopped.await;
-        });
-        if let Err(e) = serve.await {
-            tracing::error!("http server: {e}");
-        }
-    });
+    let header_read_timeout = Duration::from_millis(config.header_read_timeout_ms);
+    let server = tokio::spawn(serve_http(listener, router, header_read_timeout, stopped));
     Ok(Running { addr, node, machine: handle, stop, server, leader_events, prober })
+}
+
+/// Serves HTTP/1.1 until `stopped`, then lets in-flight requests finish.
+///
+/// Why not `axum::serve`: it exposes no connection limits. Here a client must send a request's
+/// headers within `header_read_timeout` (slow or idle connections are closed), headers and
+/// buffers are bounded by `HTTP_BUFFER_MAX_BYTES`, and connections are capped at
+/// `HTTP_CONNECTIONS_MAX`.
+async fn serve_http(
+    listener: TcpListener,
+    router: axum::Router,
+    header_read_timeout: Duration,
+    stopped: tokio::sync::oneshot::Receiver<()>,
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let (closing_tx, closing_rx) = tokio::sync::watch::channel(false);
+    let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(HTTP_CONNECTIONS_MAX));
+    let mut stopped = std::pin::pin!(stopped);
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = &mut stopped => break,
+        };
+        let stream = match accepted {
+            Ok((s, _)) => s,
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!("accept: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            tracing::warn!("connection limit {HTTP_CONNECTIONS_MAX} reached; refusing a connection");
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        let mut closing = closing_rx.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_read_timeout)
+                .max_buf_size(HTTP_BUFFER_MAX_BYTES);
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = async { let _ = closing.wait_for(|c| *c).await; } => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        });
+    }
+    let _ = closing_tx.send(true);
 }
 
 /// Records a `leader_elected` event each time this node becomes leader (in a new term).

@@ -122,3 +122,34 @@ fn random_requests_never_5xx_and_rejections_change_nothing() {
     // The node is still healthy.
     assert_eq!(api.get("/healthz")["status"], "ok");
 }
+
+/// Slow or idle connections are closed after the header read timeout, while a normal request
+/// on another connection is served.
+#[test]
+fn slow_and_idle_connections_time_out() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let addr = format!("127.0.0.1:{}", common::free_port());
+    let node = NodeProcess::start_with(&dir.path().join("n1"), 1, &addr, "", &["--header-read-timeout-ms", "500"]);
+    node.wait_ready(std::time::Duration::from_secs(30));
+    let mut slow = std::net::TcpStream::connect(&addr).unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").unwrap(); // never finishes the head
+    let mut idle = std::net::TcpStream::connect(&addr).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    for (what, conn) in [("slow", &mut slow), ("idle", &mut idle)] {
+        conn.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+        let mut buf = [0u8; 512];
+        // Closed by the server: EOF (possibly after an error response), or a reset.
+        let mut total = Vec::new();
+        loop {
+            match conn.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => total.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+                Err(e) => panic!("{what} connection was not closed: {e}"),
+            }
+        }
+        assert!(!String::from_utf8_lossy(&total).contains("200 OK"), "{what} connection was served");
+    }
+    assert_eq!(Api::new(&node).get("/healthz")["status"], "ok");
+}

@@ -32,6 +32,10 @@ pub const ROUTE_READ_INDEX: &str = "/raft/read-index";
 /// A membership change forwarded to the leader.
 pub const ROUTE_ADMIN: &str = "/raft/admin";
 
+/// Idle pooled connections are dropped after this long: well below the server's header read
+/// timeout (10 s by default), which closes idle connections.
+pub const POOL_IDLE_TIMEOUT_MS: u64 = 4_000;
+
 /// Connect timeout for Raft RPC: a dead peer must not hold a replication stream for long.
 pub const RPC_CONNECT_TIMEOUT_MS: u64 = 500;
 
@@ -44,6 +48,9 @@ pub struct HttpNetwork {
 impl HttpNetwork {
     pub fn new() -> Self {
         let client = reqwest::Client::builder()
+            // Below every node's header read timeout, so a pooled connection is never reused
+            // just as the server closes it.
+            .pool_idle_timeout(std::time::Duration::from_millis(POOL_IDLE_TIMEOUT_MS))
             .connect_timeout(Duration::from_millis(RPC_CONNECT_TIMEOUT_MS))
             .tcp_nodelay(true)
             .build()

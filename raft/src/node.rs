@@ -17,7 +17,7 @@ use openraft::error::{ClientWriteError, RaftError};
 use openraft::BasicNode;
 use roster_storage::{Application, LogStore, StateMachineStore, StateStore};
 
-use crate::network::{HttpNetwork, ROUTE_ADMIN, ROUTE_FORWARD, ROUTE_READ_INDEX};
+use crate::network::{HttpNetwork, POOL_IDLE_TIMEOUT_MS, ROUTE_ADMIN, ROUTE_FORWARD, ROUTE_READ_INDEX};
 use crate::types::{NodeId, Proposal, Raft, TypeConfig};
 
 /// Everything a node needs to start.
@@ -176,6 +176,9 @@ impl RaftNode {
             }
         }
         let http = reqwest::Client::builder()
+            // Below every node's header read timeout, so a pooled connection is never reused
+            // just as the server closes it.
+            .pool_idle_timeout(std::time::Duration::from_millis(POOL_IDLE_TIMEOUT_MS))
             .connect_timeout(Duration::from_millis(crate::network::RPC_CONNECT_TIMEOUT_MS))
             .tcp_nodelay(true)
             .build()?;

@@ -30,6 +30,7 @@ use serde_json::json;
 use crate::domain::{AgentId, ClusterName, ServerName, ServerStatus, TaskName};
 use crate::projection::{AgentConfig, AgentServer, AgentTask};
 use resolve::Resolver;
+use roster_raft::network::POOL_IDLE_TIMEOUT_MS;
 
 /// How long the agent asks a node to hold a watch.
 pub const WATCH_WAIT_MS: u64 = 25_000;
@@ -307,7 +308,12 @@ pub async fn run(args: AgentArgs, shutdown: impl std::future::Future<Output = ()
         })),
         state_dir: args.state_dir.clone(),
         endpoints: args.endpoints.clone(),
-        http: reqwest::Client::builder().connect_timeout(Duration::from_secs(2)).build()?,
+        http: reqwest::Client::builder()
+            // Below every node's header read timeout, so a pooled connection is never reused
+            // just as the server closes it.
+            .pool_idle_timeout(Duration::from_millis(POOL_IDLE_TIMEOUT_MS))
+            .connect_timeout(Duration::from_secs(2))
+            .build()?,
     };
     let router = Router::new()
         .route("/resolve/{task}", get(resolve))
