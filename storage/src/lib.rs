@@ -6,7 +6,10 @@
 //! - [`StateMachineStore`]: openraft's state machine ([`openraft::storage::RaftStateMachine`]):
 //!   the applied log id and membership plus whatever the application writes through a [`Txn`]
 //!   (the revision history, idempotency outcomes, staged changesets, state checkpoints), all in
-//!   one atomic, fsynced batch per apply call.
+//!   one atomic batch per apply call. The batch is not fsynced on its own: its entries are
+//!   already durable in the log (same WAL), and the WAL is synced before a snapshot is built.
+//!
+//! [`failpoint`] names a crash point before and after every durable write, for chaos runs.
 //!
 //! This crate knows nothing of HTTP, of the Roster domain, or of the network: the application
 //! plugs in through the [`Application`] trait and sees only bytes and log ids. Every value it
@@ -14,6 +17,7 @@
 
 pub mod codec;
 pub mod db;
+pub mod failpoint;
 pub mod log_store;
 pub mod metrics;
 pub mod state_machine;

@@ -124,8 +124,10 @@ where
     }
 
     async fn save_vote(&mut self, vote: &Vote<C::NodeId>) -> Result<(), StorageError<C::NodeId>> {
-        self.put_meta_sync(KEY_VOTE, vote)
-            .map_err(|e| StorageIOError::write_vote(&e).into())
+        crate::failpoint::hit("vote_save_before");
+        self.put_meta_sync(KEY_VOTE, vote).map_err(|e| StorageIOError::write_vote(&e))?;
+        crate::failpoint::hit("vote_save_after");
+        Ok(())
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<C::NodeId>>, StorageError<C::NodeId>> {
@@ -159,11 +161,13 @@ where
         }
         // One fsync per append call. openraft 0.9 waits for each append before the next, so
         // concurrent client writes are batched into one entry upstream (RaftNode's batcher).
+        crate::failpoint::hit("log_append_before");
         let started = std::time::Instant::now();
         let result = self.db.write_opt(batch, &sync_write());
         crate::metrics::LOG_APPEND_SECONDS.observe(started.elapsed());
         match result {
             Ok(()) => {
+                crate::failpoint::hit("log_append_after");
                 callback.log_io_completed(Ok(()));
                 Ok(())
             }
@@ -187,8 +191,9 @@ where
         let mut batch = WriteBatch::default();
         batch.put_cf(cf(&self.db, CF_RAFT_META), KEY_LAST_PURGED, codec::encode(&log_id));
         batch.delete_range_cf(cf(&self.db, CF_LOGS), u64_key(0), u64_key(log_id.index + 1));
-        self.db
-            .write_opt(batch, &sync_write())
-            .map_err(|e| StorageIOError::write_logs(&e).into())
+        crate::failpoint::hit("purge_before");
+        self.db.write_opt(batch, &sync_write()).map_err(|e| StorageIOError::write_logs(&e))?;
+        crate::failpoint::hit("purge_after");
+        Ok(())
     }
 }

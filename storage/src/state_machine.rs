@@ -441,6 +441,7 @@ fn build_to_file<C: RaftTypeConfig>(
 ) -> Result<(SnapshotMeta<C::NodeId, C::Node>, PathBuf), StoreError> {
     // Everything in the snapshot must be durable before openraft purges the log it covers.
     db.flush_wal(true)?;
+    crate::failpoint::hit("snapshot_build_before");
     let view = db.snapshot();
     let meta_cf = cf(db, CF_SM_META);
     let applied: Option<LogId<C::NodeId>> = decode_meta(view.get_cf(meta_cf, KEY_APPLIED)?)?.flatten();
@@ -510,6 +511,8 @@ fn install_from_file<C: RaftTypeConfig>(
         batch.delete_range_cf(cf(db, name), &[][..], &[0xFFu8; 256][..]);
     }
     db.write_opt(batch, &sync_write())?;
+    // A crash here leaves the replicated families wiped and the install marked.
+    crate::failpoint::hit("snapshot_install_before");
 
     let mut r = BufReader::new(std::fs::File::open(path).map_err(io)?);
     codec::stream::read_header(&mut r).map_err(io)?;
@@ -532,6 +535,7 @@ fn install_from_file<C: RaftTypeConfig>(
         std::fs::hard_link(path, &current).or_else(|_| std::fs::copy(path, &current).map(|_| ())).map_err(io)?;
     }
     db.write_opt(batch, &sync_write())?;
+    crate::failpoint::hit("snapshot_install_after");
     if path != current {
         let _ = std::fs::remove_file(path);
     }
@@ -553,6 +557,7 @@ impl<C: RaftTypeConfig<SnapshotData = tokio::fs::File>> RaftSnapshotBuilder<C> f
         let (meta, path) = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
             let (meta, path) = build_to_file::<C>(&store.db, &dir)?;
             store.db.put_cf_opt(cf(&store.db, CF_SNAPSHOT), KEY_SNAPSHOT_META, codec::encode(&meta), &sync_write())?;
+            crate::failpoint::hit("snapshot_build_after");
             dir.prune(&path);
             Ok((meta, path))
         })
@@ -607,7 +612,9 @@ where
         // Not fsynced: every applied entry is already durable in the Raft log (same WAL), and
         // openraft re-applies committed entries after the durable applied id at start-up.
         // The log is purged only up to a snapshot, and building one syncs the WAL first.
+        crate::failpoint::hit("apply_before");
         self.store.db.write(batch).map_err(sm_write::<C>)?;
+        crate::failpoint::hit("apply_after");
         self.applied = applied;
         self.membership = membership;
         crate::metrics::APPLY_SECONDS.observe(started.elapsed());

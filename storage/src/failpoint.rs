@@ -1,0 +1,63 @@
+//! Named crash points around every durable write, for fault-injection runs.
+//!
+//! `ROSTER_FAILPOINT=<name>:<n>` makes the process abort (as abruptly as `kill -9`: no
+//! destructors, no flushes) the n-th time it reaches the named point. Without the variable a
+//! fail point costs one relaxed atomic load.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+/// Every fail point, in the order a write passes them.
+pub const NAMES: &[&str] = &[
+    "log_append_before",
+    "log_append_after",
+    "vote_save_before",
+    "vote_save_after",
+    "apply_before",
+    "apply_after",
+    "snapshot_build_before",
+    "snapshot_build_after",
+    "snapshot_install_before",
+    "snapshot_install_after",
+    "purge_before",
+    "purge_after",
+];
+
+/// The environment variable naming the armed fail point.
+pub const ENV: &str = "ROSTER_FAILPOINT";
+
+struct Armed {
+    name: String,
+    at: u64,
+    hits: AtomicU64,
+}
+
+fn armed() -> Option<&'static Armed> {
+    static ARMED: OnceLock<Option<Armed>> = OnceLock::new();
+    ARMED
+        .get_or_init(|| {
+            let spec = std::env::var(ENV).ok()?;
+            let (name, at) = match spec.split_once(':') {
+                Some((n, a)) => (n.to_string(), a.parse().unwrap_or(1)),
+                None => (spec.clone(), 1),
+            };
+            if !NAMES.contains(&name.as_str()) {
+                eprintln!("{ENV}: unknown fail point {name:?}; known: {}", NAMES.join(", "));
+                return None;
+            }
+            Some(Armed { name, at: at.max(1), hits: AtomicU64::new(0) })
+        })
+        .as_ref()
+}
+
+/// Aborts the process if `name` is the armed fail point and this is its n-th hit.
+pub fn hit(name: &'static str) {
+    let Some(a) = armed() else { return };
+    if a.name != name {
+        return;
+    }
+    if a.hits.fetch_add(1, Ordering::Relaxed) + 1 == a.at {
+        eprintln!("fail point {name} reached (hit {}): aborting", a.at);
+        std::process::abort();
+    }
+}
