@@ -15,8 +15,8 @@ use crate::domain::{state_digest, Hash, HistoryRecord, Replayer, State};
 pub enum AuditCmd {
     /// Stream the whole history to a JSON-lines file.
     Export {
-        #[arg(long, env = "ROSTER_ENDPOINTS", value_delimiter = ',', default_value = "127.0.0.1:7001")]
-        endpoints: Vec<String>,
+        #[command(flatten)]
+        conn: crate::cli::ConnArgs,
         #[arg(long, short = 'o')]
         output: PathBuf,
     },
@@ -38,7 +38,7 @@ pub enum AuditCmd {
 
 pub async fn run(cmd: AuditCmd) -> anyhow::Result<()> {
     match cmd {
-        AuditCmd::Export { endpoints, output } => export(&endpoints, &output).await,
+        AuditCmd::Export { conn, output } => export(&conn, &output).await,
         AuditCmd::Verify { file: Some(f), .. } => {
             let (state, head) = replay_file(&f, None)?;
             report(&state, &head);
@@ -104,12 +104,12 @@ pub fn replay_data_dir(dir: &Path) -> anyhow::Result<(State, Hash)> {
     Ok((replayer.state, replayer.head))
 }
 
-async fn export(endpoints: &[String], output: &Path) -> anyhow::Result<()> {
-    let http = reqwest::Client::new();
+async fn export(conn: &crate::cli::ConnArgs, output: &Path) -> anyhow::Result<()> {
+    let transport = conn.transport()?;
+    let http = transport.client_builder()?.build()?;
     let mut last_err = None;
-    for ep in endpoints {
-        let base = if ep.starts_with("http") { ep.clone() } else { format!("http://{ep}") };
-        let resp = match http.get(format!("{base}/v1/history/export")).send().await {
+    for ep in &conn.endpoints {
+        let resp = match http.get(transport.url(ep, "/v1/history/export")).send().await {
             Ok(r) if r.status().is_success() => r,
             Ok(r) => {
                 last_err = Some(anyhow::anyhow!("{ep}: HTTP {}", r.status()));

@@ -246,7 +246,7 @@ async fn restart(revisions: u64, data_dir: Option<PathBuf>, runs: u32) -> anyhow
     for run in 1..=runs {
         let started = Instant::now();
         let mut child = tokio::process::Command::new(&exe)
-            .args(["serve", "--node-id", "1", "--listen", &addr, "--data-dir"])
+            .args(["serve", "--insecure", "--node-id", "1", "--listen", &addr, "--data-dir"])
             .arg(&dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -300,7 +300,7 @@ async fn write_bench(clients: usize, duration: Duration, endpoints: Vec<String>,
     let mut own = None;
     let endpoints = if endpoints.is_empty() {
         let dir = tempfile_dir()?;
-        let cluster = crate::dev::spawn_cluster(&dir, 3, free_port()?, &[]).await?;
+        let cluster = crate::dev::spawn_cluster(&dir, 3, free_port()?, None, &[]).await?;
         let eps = cluster.addrs.clone();
         own = Some((cluster, dir));
         eps
@@ -405,7 +405,7 @@ async fn agents_bench(agents: usize, applies: usize) -> anyhow::Result<()> {
     let addr = format!("127.0.0.1:{port}");
     let base = format!("http://{addr}");
     let mut node = tokio::process::Command::new(std::env::current_exe()?)
-        .args(["serve", "--listen", &addr, "--data-dir"])
+        .args(["serve", "--insecure", "--listen", &addr, "--data-dir"])
         .arg(dir.join("node"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -4,7 +4,11 @@
 //! or, with `--changeset ID`, staged in that changeset. Writes carry a generated idempotency
 //! key, so failing over to another endpoint after an unknown outcome never applies twice.
 
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
+
+use roster_raft::Transport;
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand, ValueEnum};
@@ -21,15 +25,62 @@ pub enum Output {
     Json,
 }
 
-#[derive(Args, Debug)]
-pub struct CtlArgs {
-    /// Management nodes to talk to (host:port), tried in order.
+/// Where the management nodes are and how to authenticate to them (ctl, agent, audit).
+#[derive(Args, Debug, Clone)]
+pub struct ConnArgs {
+    /// Management nodes to talk to (host:port or a full URL), tried in order.
     #[arg(long, env = "ROSTER_ENDPOINTS", value_delimiter = ',', default_value = "127.0.0.1:7001")]
     pub endpoints: Vec<String>,
+    /// CA certificate (PEM) the nodes' certificates are checked against; HTTPS is used when
+    /// it is set. Default: `roster-dev/secure/ca.pem` if that file exists.
+    #[arg(long, env = "ROSTER_CA")]
+    pub ca: Option<PathBuf>,
+    /// File holding the bearer token. Default: `roster-dev/secure/admin.token` if it exists.
+    #[arg(long, env = "ROSTER_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Talk plain HTTP without a token, even if the dev cluster's files exist.
+    #[arg(long)]
+    pub insecure: bool,
+}
+
+/// Where `roster dev` keeps its security files.
+pub const DEV_SECURE_DIR: &str = "roster-dev/secure";
+
+impl ConnArgs {
+    /// The transport these flags describe.
+    pub fn transport(&self) -> anyhow::Result<Transport> {
+        if self.insecure {
+            return Ok(Transport::insecure());
+        }
+        let dev = std::path::Path::new(DEV_SECURE_DIR);
+        let ca = self.ca.clone().or_else(|| Some(dev.join(crate::tls::CA_CERT)).filter(|p| p.exists()));
+        let token_file = self.token_file.clone().or_else(|| Some(dev.join(crate::tls::ADMIN_TOKEN)).filter(|p| p.exists()));
+        let ca_pem = match ca {
+            Some(p) => Some(Arc::new(std::fs::read(&p).with_context(|| format!("reading the CA file {}", p.display()))?)),
+            None => None,
+        };
+        let bearer = match token_file {
+            Some(p) => {
+                let t = std::fs::read_to_string(&p).with_context(|| format!("reading the token file {}", p.display()))?;
+                let t = t.trim();
+                anyhow::ensure!(!t.is_empty(), "the token file {} is empty", p.display());
+                Some(Arc::from(t))
+            }
+            None => None,
+        };
+        Ok(Transport { ca_pem, bearer })
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct CtlArgs {
+    #[command(flatten)]
+    pub conn: ConnArgs,
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
     pub output: Output,
-    /// Identity recorded as the actor of changes (default: $USER).
+    /// Identity recorded as the actor of changes when the cluster runs without
+    /// authentication (default: $USER); with tokens the actor is the token's name.
     #[arg(long, env = "ROSTER_ACTOR")]
     pub actor: Option<String>,
     /// Comment recorded with the revision.
@@ -96,6 +147,11 @@ pub enum CtlCommand {
     /// Cluster status.
     #[command(subcommand)]
     Cluster(ClusterCmd),
+    /// API tokens (admin).
+    #[command(subcommand)]
+    Tokens(TokensCmd),
+    /// Show who the cluster thinks you are (token name and role).
+    Whoami,
     /// The operational event log (newest first).
     Events {
         /// Minimum level: info, warning or error.
@@ -242,6 +298,21 @@ pub enum ChangesetsCmd {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum TokensCmd {
+    List,
+    /// Create a token; its secret is printed once.
+    Create {
+        name: String,
+        /// admin, operator, auditor, agent or viewer.
+        role: String,
+        /// For the agent role: the agent this token speaks for.
+        #[arg(long)]
+        agent: Option<String>,
+    },
+    Revoke { name: String },
+}
+
+#[derive(Subcommand, Debug)]
 pub enum ClusterCmd {
     /// Members, roles, leader, term, indexes and follower lag.
     Status,
@@ -254,18 +325,26 @@ pub enum ClusterCmd {
 /// Talks to the API with endpoint failover.
 pub struct Client {
     http: reqwest::Client,
+    transport: Transport,
     endpoints: Vec<String>,
     headers: Vec<(&'static str, String)>,
 }
 
 impl Client {
-    pub fn new(endpoints: Vec<String>) -> anyhow::Result<Self> {
-        anyhow::ensure!(!endpoints.is_empty(), "no endpoints given");
-        let http = reqwest::Client::builder()
+    pub fn new(conn: &ConnArgs) -> anyhow::Result<Self> {
+        anyhow::ensure!(!conn.endpoints.is_empty(), "no endpoints given");
+        let transport = conn.transport()?;
+        let http = transport
+            .client_builder()?
             .timeout(Duration::from_millis(CTL_REQUEST_TIMEOUT_MS))
             .pool_idle_timeout(Duration::from_millis(roster_raft::network::POOL_IDLE_TIMEOUT_MS))
             .build()?;
-        Ok(Self { http, endpoints, headers: Vec::new() })
+        Ok(Self { http, transport, endpoints: conn.endpoints.clone(), headers: Vec::new() })
+    }
+
+    /// Whether requests carry a token (so the actor is the token's identity).
+    pub fn has_token(&self) -> bool {
+        self.transport.bearer.is_some()
     }
 
     pub fn header(mut self, name: &'static str, value: String) -> Self {
@@ -278,8 +357,7 @@ impl Client {
     pub async fn send(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> anyhow::Result<(u16, Value)> {
         let mut last_err = None;
         for ep in &self.endpoints {
-            let base = if ep.starts_with("http://") || ep.starts_with("https://") { ep.clone() } else { format!("http://{ep}") };
-            let mut req = self.http.request(method.clone(), format!("{base}{path}"));
+            let mut req = self.http.request(method.clone(), self.transport.url(ep, path));
             for (k, v) in &self.headers {
                 req = req.header(*k, v);
             }
@@ -319,8 +397,11 @@ fn random_key() -> String {
 
 /// Runs one `roster ctl` invocation.
 pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
-    let actor = args.actor.clone().or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "cli".into());
-    let mut client = Client::new(args.endpoints.clone())?.header(crate::api::HEADER_ACTOR, actor);
+    let mut client = Client::new(&args.conn)?;
+    if !client.has_token() {
+        let actor = args.actor.clone().or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "cli".into());
+        client = client.header(crate::api::HEADER_ACTOR, actor);
+    }
     if let Some(c) = &args.comment {
         client = client.header(crate::api::HEADER_COMMENT, c.clone());
     }
@@ -490,6 +571,33 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
         CtlCommand::Cluster(ClusterCmd::RemoveNode { id }) => {
             ok(client.send(M::DELETE, &format!("/v1/cluster/nodes/{id}"), None).await?)?;
             println!("node {id} removed");
+        }
+        CtlCommand::Tokens(TokensCmd::List) => {
+            let v = ok(get(format!("/v1/tokens?{q}")).await?)?;
+            print(out, &v, &["name", "role", "agent", "source", "created_by"], |t| {
+                vec![plain(&t["name"]), plain(&t["role"]), plain(&t["agent"]), plain(&t["source"]), plain(&t["created_by"])]
+            });
+        }
+        CtlCommand::Tokens(TokensCmd::Create { name, role, agent }) => {
+            let v = ok(client.send(M::POST, "/v1/tokens", Some(&json!({"name": name, "role": role, "agent": agent}))).await?)?;
+            if out == Output::Json {
+                show(out, v);
+            } else {
+                println!("token {} ({}) created; its secret, shown only now:", plain(&v["name"]), plain(&v["role"]));
+                println!("{}", plain(&v["token"]));
+            }
+        }
+        CtlCommand::Tokens(TokensCmd::Revoke { name }) => {
+            ok(client.send(M::DELETE, &format!("/v1/tokens/{name}"), None).await?)?;
+            println!("token {name} revoked");
+        }
+        CtlCommand::Whoami => {
+            let v = ok(get("/v1/whoami".into()).await?)?;
+            if out == Output::Json || v["name"].is_null() {
+                show(out, v);
+            } else {
+                println!("{} ({})", plain(&v["name"]), plain(&v["role"]));
+            }
         }
         other => {
             let change = to_change(other)?;

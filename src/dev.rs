@@ -24,6 +24,10 @@ pub struct DevArgs {
     /// Port of node 1; node N listens on base_port + N - 1.
     #[arg(long, default_value_t = 7001)]
     pub base_port: u16,
+    /// Plain HTTP without tokens (by default the cluster uses TLS and tokens, with a local CA
+    /// and an admin token made in DIR/secure on first start).
+    #[arg(long)]
+    pub insecure: bool,
 }
 
 fn kill_term(child: &Child) {
@@ -52,7 +56,9 @@ impl LocalCluster {
 
 /// Starts `nodes` `roster serve` processes on 127.0.0.1 from `base_port`, data and logs under
 /// `dir`, and waits until every node reports a leader.
-pub async fn spawn_cluster(dir: &Path, nodes: u64, base_port: u16, extra: &[&str]) -> anyhow::Result<LocalCluster> {
+/// With `secure_dir` (made by `roster secure-init`) the nodes use TLS and tokens; without,
+/// they run `--insecure`.
+pub async fn spawn_cluster(dir: &Path, nodes: u64, base_port: u16, secure_dir: Option<&Path>, extra: &[&str]) -> anyhow::Result<LocalCluster> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let exe = std::env::current_exe()?;
     let addrs: Vec<String> = (0..nodes).map(|i| format!("127.0.0.1:{}", base_port + i as u16)).collect();
@@ -65,6 +71,10 @@ pub async fn spawn_cluster(dir: &Path, nodes: u64, base_port: u16, extra: &[&str
         let child = Command::new(&exe)
             .args(["serve", "--node-id", &id.to_string(), "--listen", addr, "--peers", &peers, "--data-dir"])
             .arg(dir.join(format!("node-{id}")))
+            .args(match secure_dir {
+                Some(s) => vec!["--secure-dir".to_string(), s.display().to_string()],
+                None => vec!["--insecure".to_string()],
+            })
             .args(extra)
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log))
@@ -74,12 +84,19 @@ pub async fn spawn_cluster(dir: &Path, nodes: u64, base_port: u16, extra: &[&str
         children.push(child);
     }
     let cluster = LocalCluster { addrs, children };
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
+    let transport = match secure_dir {
+        Some(s) => roster_raft::Transport {
+            ca_pem: Some(std::sync::Arc::new(std::fs::read(s.join(crate::tls::CA_CERT))?)),
+            bearer: None,
+        },
+        None => roster_raft::Transport::insecure(),
+    };
+    let http = transport.client(Duration::from_secs(2), Some(Duration::from_secs(2)))?;
     let started = Instant::now();
     while started.elapsed() < Duration::from_millis(DEV_READY_TIMEOUT_MS) {
         let mut all = true;
         for a in &cluster.addrs {
-            all &= http.get(format!("http://{a}/readyz")).send().await.map(|r| r.status().is_success()).unwrap_or(false);
+            all &= http.get(transport.url(a, "/readyz")).send().await.map(|r| r.status().is_success()).unwrap_or(false);
         }
         if all {
             return Ok(cluster);
@@ -94,15 +111,33 @@ pub async fn spawn_cluster(dir: &Path, nodes: u64, base_port: u16, extra: &[&str
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     anyhow::ensure!((1..=9).contains(&args.nodes), "--nodes must be between 1 and 9");
     let started = Instant::now();
-    let mut cluster = spawn_cluster(&args.dir, args.nodes, args.base_port, &[]).await?;
+    let secure_dir = args.dir.join("secure");
+    if !args.insecure && !secure_dir.join(crate::tls::CA_CERT).exists() {
+        crate::tls::init(&secure_dir, &[], false)?;
+        println!("made a local CA, node certificate, cluster secret and admin token in {}", secure_dir.display());
+    }
+    let secure = (!args.insecure).then_some(secure_dir.as_path());
+    let mut cluster = spawn_cluster(&args.dir, args.nodes, args.base_port, secure, &[]).await?;
     let addrs = cluster.addrs.clone();
     let endpoints = addrs.join(",");
+    let scheme = if args.insecure { "http" } else { "https" };
     println!("Roster dev cluster: {} nodes ready in {:.1}s", args.nodes, started.elapsed().as_secs_f64());
     for (i, a) in addrs.iter().enumerate() {
-        println!("  node {}  http://{a}   data {}/node-{}  log {}/node-{}.log", i + 1, args.dir.display(), i + 1, args.dir.display(), i + 1);
+        println!("  node {}  {scheme}://{a}   data {}/node-{}  log {}/node-{}.log", i + 1, args.dir.display(), i + 1, args.dir.display(), i + 1);
     }
     println!();
-    println!("Try it (in another terminal):");
+    if args.insecure {
+        println!("INSECURE: plain HTTP and no authentication (--insecure).");
+        println!();
+        println!("Try it (in another terminal):");
+    } else {
+        println!("TLS and tokens are on. CA: {0}/{1}; admin token: {0}/{2}.", secure_dir.display(), crate::tls::CA_CERT, crate::tls::ADMIN_TOKEN);
+        println!("From this folder `roster ctl` finds both by itself; from elsewhere set ROSTER_CA and ROSTER_TOKEN_FILE.");
+        println!("curl: curl --cacert {0}/{1} -H \"Authorization: Bearer $(cat {0}/{2})\" https://{3}/v1/cluster",
+            secure_dir.display(), crate::tls::CA_CERT, crate::tls::ADMIN_TOKEN, addrs[0]);
+        println!();
+        println!("Try it (in another terminal, in this folder):");
+    }
     println!("  export ROSTER_ENDPOINTS={endpoints}");
     println!("  roster ctl servers add rt1 --host 10.0.0.1 --port 8080");
     println!("  roster ctl clusters create eu");

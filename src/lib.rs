@@ -8,6 +8,7 @@
 pub mod agent;
 pub mod api;
 pub mod audit;
+pub mod auth;
 pub mod bench;
 pub mod cli;
 pub mod dev;
@@ -17,3 +18,4 @@ pub mod metrics;
 pub mod prober;
 pub mod projection;
 pub mod server;
+pub mod tls;

@@ -2,7 +2,7 @@
 //! seals history records onto the hash chain and writes everything through the storage
 //! transaction. Shared read access for the API goes through [`MachineHandle`].
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
 use openraft::LogId;
@@ -14,6 +14,7 @@ use tokio::sync::watch;
 
 use crate::domain::command::check_expected;
 use crate::domain::events::{self, EventSettings, Level, LogEvent, EVENT_MESSAGE_MAX_LEN, EVENT_RETENTION_MAX};
+use crate::domain::tokens::{TokenName, TokenRecord, TOKENS_MAX};
 use crate::domain::AgentId;
 use crate::projection::{self, Projection};
 use crate::domain::{
@@ -80,7 +81,26 @@ pub struct Live {
     /// Sequence number of the next operational event.
     pub event_seq: u64,
     pub event_settings: EventSettings,
+    /// Tokens created through the API, by name.
+    pub tokens: BTreeMap<TokenName, TokenRecord>,
+    /// Token name by the hash of its secret.
+    pub token_hashes: HashMap<[u8; 32], TokenName>,
 }
+
+impl Live {
+    fn set_tokens(&mut self, tokens: BTreeMap<TokenName, TokenRecord>) {
+        self.token_hashes = tokens.values().map(|t| (t.hash, t.name.clone())).collect();
+        self.tokens = tokens;
+    }
+
+    /// The API token whose secret hashes to `hash`.
+    pub fn token_by_hash(&self, hash: &[u8; 32]) -> Option<&TokenRecord> {
+        self.tokens.get(self.token_hashes.get(hash)?)
+    }
+}
+
+/// Key of the token table among the state machine's settings.
+const SETTING_TOKENS: &str = "tokens";
 
 struct Shared {
     live: RwLock<Live>,
@@ -184,10 +204,15 @@ impl Application<TypeConfig> for RosterMachine {
             Some(b) => codec::decode(&b).map_err(corrupt)?,
             None => EventSettings::default(),
         };
+        let tokens: BTreeMap<TokenName, TokenRecord> = match store.setting(SETTING_TOKENS)? {
+            Some(b) => codec::decode(&b).map_err(corrupt)?,
+            None => BTreeMap::new(),
+        };
         let revision = state.revision;
         let mut live = self.shared.live.write().expect("state machine lock poisoned");
         self.shared.projection.lock().expect("projection lock poisoned").rebuild(&state);
-        *live = Live { state, head, changesets, event_seq, event_settings };
+        *live = Live { state, head, changesets, event_seq, event_settings, ..Live::default() };
+        live.set_tokens(tokens);
         drop(live);
         self.shared.revision_tx.send_replace(revision);
         Ok(())
@@ -374,6 +399,37 @@ fn execute(
                     txn.trim_events(live.event_seq - settings.retention);
                 }
                 Ok(Outcome::EventSettingsSet)
+            }
+        }
+        CommandBody::CreateToken { token } => {
+            if let Err(m) = token.check() {
+                Err(Rejection::new(RejectCode::Invalid, m))
+            } else if live.tokens.contains_key(&token.name) {
+                Err(Rejection::new(RejectCode::AlreadyExists, format!("token {} already exists", token.name)))
+            } else if live.token_hashes.contains_key(&token.hash) {
+                Err(Rejection::new(RejectCode::AlreadyExists, "a token with this secret already exists"))
+            } else if live.tokens.len() >= TOKENS_MAX {
+                Err(Rejection::new(RejectCode::LimitExceeded, format!("at most {TOKENS_MAX} tokens")))
+            } else {
+                let mut tokens = live.tokens.clone();
+                tokens.insert(token.name.clone(), token.clone());
+                txn.put_setting(SETTING_TOKENS, &codec::encode(&tokens));
+                live.set_tokens(tokens);
+                let msg = format!("token {} ({}) created", token.name, token.role);
+                record_event(live, txn, Level::Info, "token_created", msg, &cmd.actor, cmd.time_ms);
+                Ok(Outcome::TokenCreated { name: token.name.to_string() })
+            }
+        }
+        CommandBody::RevokeToken { name } => {
+            if !live.tokens.contains_key(name) {
+                Err(Rejection::new(RejectCode::NotFound, format!("token {name} does not exist")))
+            } else {
+                let mut tokens = live.tokens.clone();
+                tokens.remove(name);
+                txn.put_setting(SETTING_TOKENS, &codec::encode(&tokens));
+                live.set_tokens(tokens);
+                record_event(live, txn, Level::Info, "token_revoked", format!("token {name} revoked"), &cmd.actor, cmd.time_ms);
+                Ok(Outcome::TokenRevoked { name: name.to_string() })
             }
         }
     };

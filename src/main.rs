@@ -60,6 +60,8 @@ enum Cmd {
         /// Time a client has to send a request's headers (slow or idle connections are closed).
         #[arg(long, default_value_t = roster::server::HEADER_READ_TIMEOUT_MS_DEFAULT)]
         header_read_timeout_ms: u64,
+        #[command(flatten)]
+        security: SecurityArgs,
     },
     /// Administer a cluster over its HTTP API.
     Ctl(roster::cli::CtlArgs),
@@ -79,6 +81,29 @@ enum Cmd {
         #[arg(long, default_value = "127.0.0.1:7400")]
         agent: String,
     },
+    /// Create a local CA, node certificate, cluster secret and admin token in a directory
+    /// (for `roster serve --secure-dir DIR`).
+    #[command(name = "secure-init")]
+    SecureInit {
+        dir: PathBuf,
+        /// Extra host names or IP addresses for the node certificate (localhost and the
+        /// loopback addresses are always included).
+        #[arg(long, value_delimiter = ',')]
+        hosts: Vec<String>,
+        /// Replace an existing CA and everything else in the directory.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Make a new token secret and print it with its token-file line (nothing is stored).
+    #[command(name = "token-new")]
+    TokenNew {
+        name: String,
+        /// admin, operator, auditor, agent or viewer.
+        role: String,
+        /// For the agent role: the agent this token speaks for.
+        #[arg(long)]
+        agent: Option<String>,
+    },
     /// Audit tools: export, verify, replay the history.
     #[command(subcommand)]
     Audit(roster::audit::AuditCmd),
@@ -87,6 +112,62 @@ enum Cmd {
     /// Benchmarks (fold speed, restart time).
     #[command(subcommand)]
     Bench(roster::bench::BenchCmd),
+}
+
+/// TLS and authentication of `roster serve`: either `--secure-dir` (or the individual files),
+/// or `--insecure` for a plain-HTTP local demo.
+#[derive(clap::Args)]
+struct SecurityArgs {
+    /// Plain HTTP with no authentication. Only for a local demo on loopback.
+    #[arg(long, conflicts_with_all = ["secure_dir", "tls_cert", "tls_key", "tls_ca", "tokens", "cluster_secret_file"])]
+    insecure: bool,
+    /// A directory made by `roster secure-init`: ca.pem, node.pem, node-key.pem, tokens,
+    /// cluster-secret. The flags below override single files.
+    #[arg(long, env = "ROSTER_SECURE_DIR")]
+    secure_dir: Option<PathBuf>,
+    /// This node's TLS certificate chain (PEM).
+    #[arg(long)]
+    tls_cert: Option<PathBuf>,
+    /// This node's TLS private key (PEM).
+    #[arg(long)]
+    tls_key: Option<PathBuf>,
+    /// CA certificate(s) (PEM) that peer nodes' certificates are checked against.
+    #[arg(long)]
+    tls_ca: Option<PathBuf>,
+    /// Token file: one `NAME ROLE SHA256-OF-SECRET` per line (see `roster token-new`).
+    #[arg(long)]
+    tokens: Option<PathBuf>,
+    /// File holding the secret nodes present to each other on the Raft routes.
+    #[arg(long)]
+    cluster_secret_file: Option<PathBuf>,
+    /// Serve /metrics without a token.
+    #[arg(long)]
+    metrics_public: bool,
+}
+
+impl SecurityArgs {
+    fn resolve(self) -> anyhow::Result<Option<roster::server::Security>> {
+        if self.insecure {
+            return Ok(None);
+        }
+        let base = self.secure_dir.as_deref().map(roster::server::Security::from_dir);
+        let pick = |flag: Option<PathBuf>, from_dir: Option<PathBuf>, name: &str| -> anyhow::Result<PathBuf> {
+            flag.or(from_dir).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "TLS and tokens are required: give --secure-dir DIR (make one with `roster secure-init DIR`) \
+                     or --{name} and the other files; for a plain-HTTP local demo pass --insecure"
+                )
+            })
+        };
+        Ok(Some(roster::server::Security {
+            tls_cert: pick(self.tls_cert, base.as_ref().map(|b| b.tls_cert.clone()), "tls-cert")?,
+            tls_key: pick(self.tls_key, base.as_ref().map(|b| b.tls_key.clone()), "tls-key")?,
+            tls_ca: pick(self.tls_ca, base.as_ref().map(|b| b.tls_ca.clone()), "tls-ca")?,
+            tokens: pick(self.tokens, base.as_ref().map(|b| b.tokens.clone()), "tokens")?,
+            cluster_secret: pick(self.cluster_secret_file, base.as_ref().map(|b| b.cluster_secret.clone()), "cluster-secret-file")?,
+            metrics_public: self.metrics_public,
+        }))
+    }
 }
 
 async fn shutdown_signal() {
@@ -122,10 +203,16 @@ async fn main() -> anyhow::Result<()> {
             probe_interval_ms,
             probe_hold_down_ms,
             header_read_timeout_ms,
+            security,
         } => {
             tracing_subscriber::fmt().with_env_filter(filter).init();
             anyhow::ensure!(snapshot_every_logs > 0, "--snapshot-every-logs must be at least 1");
+            let security = security.resolve()?;
+            if security.is_none() {
+                tracing::warn!("--insecure: plain HTTP and no authentication; anyone who reaches {listen} can change the configuration");
+            }
             let config = ServeConfig {
+                security,
                 advertise,
                 peers: parse_peers(&peers)?,
                 snapshot_every_logs,
@@ -147,6 +234,27 @@ async fn main() -> anyhow::Result<()> {
             roster::agent::run(args, shutdown_signal()).await
         }
         Cmd::Audit(cmd) => roster::audit::run(cmd).await,
+        Cmd::SecureInit { dir, hosts, force } => {
+            let done = roster::tls::init(&dir, &hosts, force)?;
+            println!("wrote a CA, a node certificate, a cluster secret and a token file to {}", done.dir.display());
+            println!("start nodes with:   roster serve --secure-dir {} ...", done.dir.display());
+            println!("admin token (also in {}):", done.dir.join(roster::tls::ADMIN_TOKEN).display());
+            println!("{}", done.admin_secret);
+            Ok(())
+        }
+        Cmd::TokenNew { name, role, agent } => {
+            let role = roster::domain::tokens::Role::parse(&role)
+                .ok_or_else(|| anyhow::anyhow!("unknown role {role:?}: admin, operator, auditor, agent or viewer"))?;
+            roster::domain::tokens::TokenName::new(name.as_str())?;
+            anyhow::ensure!((role == roster::domain::tokens::Role::Agent) == agent.is_some(), "--agent is needed for, and only for, the agent role");
+            if let Some(a) = &agent {
+                roster::domain::AgentId::new(a.as_str())?;
+            }
+            let secret = roster::auth::new_secret();
+            println!("secret (give it to the token's user; it is not stored anywhere):\n{secret}");
+            println!("token file line:\n{}", roster::auth::token_file_line(&name, role, agent.as_deref(), &secret));
+            Ok(())
+        }
         Cmd::Resolve { task, agent } => roster::agent::resolve_cmd(&agent, &task).await,
         Cmd::ReportFailure { task, server, agent } => roster::agent::report_failure_cmd(&agent, &task, &server).await,
         Cmd::Dev(args) => {

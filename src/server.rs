@@ -8,7 +8,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use roster_raft::{NodeConfig, RaftNode};
+use std::sync::Arc;
+
+use roster_raft::{NodeConfig, RaftNode, Transport};
 use tokio::net::TcpListener;
 
 use crate::api::{self, Ctx};
@@ -44,6 +46,39 @@ pub struct ServeConfig {
     pub probe: Option<crate::prober::ProbeConfig>,
     /// Time a client has to send a request's headers.
     pub header_read_timeout_ms: u64,
+    /// TLS and authentication; `None` is the explicitly insecure mode (plain HTTP, no tokens).
+    pub security: Option<Security>,
+}
+
+/// Files for TLS (API and node-to-node), API tokens and the cluster secret.
+#[derive(Clone, Debug)]
+pub struct Security {
+    /// This node's certificate chain and key (PEM).
+    pub tls_cert: PathBuf,
+    pub tls_key: PathBuf,
+    /// The CA that peers' certificates are checked against (PEM).
+    pub tls_ca: PathBuf,
+    /// Token file: `NAME ROLE SHA256` lines.
+    pub tokens: PathBuf,
+    /// The secret every node presents to its peers.
+    pub cluster_secret: PathBuf,
+    /// Serve `/metrics` without a token.
+    pub metrics_public: bool,
+}
+
+impl Security {
+    /// The standard file names inside a directory made by `roster secure init`.
+    pub fn from_dir(dir: &std::path::Path) -> Self {
+        use crate::tls::*;
+        Self {
+            tls_cert: dir.join(NODE_CERT),
+            tls_key: dir.join(NODE_KEY),
+            tls_ca: dir.join(CA_CERT),
+            tokens: dir.join(TOKENS),
+            cluster_secret: dir.join(CLUSTER_SECRET),
+            metrics_public: false,
+        }
+    }
 }
 
 /// Default snapshot policy: a snapshot every this many log entries.
@@ -65,6 +100,7 @@ impl ServeConfig {
             join: false,
             probe: None,
             header_read_timeout_ms: HEADER_READ_TIMEOUT_MS_DEFAULT,
+            security: None,
         }
     }
 }
@@ -139,6 +175,19 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
             config.node_id
         );
     }
+    // Read every security file before anything starts, so a bad file is a clear start error.
+    let (transport, cluster_secret, acceptor, file_tokens) = match &config.security {
+        None => (Transport::insecure(), None, None, Vec::new()),
+        Some(s) => {
+            let ca = std::fs::read(&s.tls_ca).with_context(|| format!("reading the CA file {}", s.tls_ca.display()))?;
+            let secret = crate::tls::read_secret(&s.cluster_secret)?;
+            let transport = Transport { ca_pem: Some(Arc::new(ca)), bearer: Some(Arc::from(secret.as_str())) };
+            let _ = transport.client_builder()?;
+            let acceptor = crate::tls::acceptor(&s.tls_cert, &s.tls_key)?;
+            let tokens = crate::auth::load_token_file(&s.tokens)?;
+            (transport, Some(secret), Some(acceptor), tokens)
+        }
+    };
     let (machine, handle) = RosterMachine::new();
     let node = RaftNode::start(
         NodeConfig {
@@ -151,17 +200,32 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
                 max_in_snapshot_log_to_keep: config.logs_kept_after_snapshot,
                 ..NodeConfig::default_raft_config()
             },
+            transport: transport.clone(),
+            cluster_secret: cluster_secret.clone(),
         },
         machine,
     )
     .await?;
-    let ctx = Ctx { node: node.clone(), machine: handle.clone(), http_metrics: Default::default(), agents: Default::default() };
+    let auth = match (&config.security, cluster_secret) {
+        (Some(s), Some(secret)) => crate::auth::Auth::enabled(handle.clone(), file_tokens, secret, s.metrics_public),
+        _ => crate::auth::Auth::disabled(handle.clone()),
+    };
+    let peer_http = roster_raft::network::peer_client(&transport)?;
+    let ctx = Ctx {
+        node: node.clone(),
+        machine: handle.clone(),
+        http_metrics: Default::default(),
+        agents: Default::default(),
+        auth,
+        transport,
+        peer_http,
+    };
     let router = api::router(ctx.clone());
     let leader_events = tokio::spawn(record_leader_changes(ctx.clone()));
     let prober = config.probe.map(|p| tokio::spawn(crate::prober::run(ctx, p)));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let header_read_timeout = Duration::from_millis(config.header_read_timeout_ms);
-    let server = tokio::spawn(serve_http(listener, router, header_read_timeout, stopped));
+    let server = tokio::spawn(serve_http(listener, router, acceptor, header_read_timeout, stopped));
     Ok(Running { addr, node, machine: handle, stop, server, leader_events, prober })
 }
 
@@ -174,10 +238,11 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
 async fn serve_http(
     listener: TcpListener,
     router: axum::Router,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     header_read_timeout: Duration,
     stopped: tokio::sync::oneshot::Receiver<()>,
 ) {
-    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::rt::TokioIo;
     let (closing_tx, closing_rx) = tokio::sync::watch::channel(false);
     let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(HTTP_CONNECTIONS_MAX));
     let mut stopped = std::pin::pin!(stopped);
@@ -201,26 +266,48 @@ async fn serve_http(
         };
         let _ = stream.set_nodelay(true);
         let service = hyper_util::service::TowerToHyperService::new(router.clone());
-        let mut closing = closing_rx.clone();
+        let closing = closing_rx.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_read_timeout)
-                .max_buf_size(HTTP_BUFFER_MAX_BYTES);
-            let conn = builder.serve_connection(TokioIo::new(stream), service);
-            let mut conn = std::pin::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                _ = async { let _ = closing.wait_for(|c| *c).await; } => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
-                }
+            match tls {
+                None => serve_connection(TokioIo::new(stream), service, header_read_timeout, closing).await,
+                // The handshake gets the same time budget as a request's headers.
+                Some(acceptor) => match tokio::time::timeout(header_read_timeout, acceptor.accept(stream)).await {
+                    Ok(Ok(tls_stream)) => serve_connection(TokioIo::new(tls_stream), service, header_read_timeout, closing).await,
+                    Ok(Err(e)) => tracing::debug!("TLS handshake failed: {e}"),
+                    Err(_) => tracing::debug!("TLS handshake timed out"),
+                },
             }
         });
     }
     let _ = closing_tx.send(true);
+}
+
+/// Serves one HTTP/1.1 connection until it ends or the node closes.
+async fn serve_connection<I, S>(io: I, service: S, header_read_timeout: Duration, mut closing: tokio::sync::watch::Receiver<bool>)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::HttpService<hyper::body::Incoming> + Send,
+    S::Future: Send + 'static,
+    S::ResBody: Send + 'static,
+    <S::ResBody as hyper::body::Body>::Data: Send,
+    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(header_read_timeout)
+        .max_buf_size(HTTP_BUFFER_MAX_BYTES);
+    let conn = builder.serve_connection(io, service);
+    let mut conn = std::pin::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = async { let _ = closing.wait_for(|c| *c).await; } => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
 }
 
 /// Records a `leader_elected` event each time this node becomes leader (in a new term).

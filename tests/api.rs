@@ -127,7 +127,7 @@ fn rejections_change_nothing() {
     }
 
     // Malformed JSON.
-    let client = reqwest::blocking::Client::new();
+    let client = common::secure().admin(std::time::Duration::from_secs(20));
     let r = client
         .post(node.url("/v1/servers"))
         .header("content-type", "application/json")
@@ -228,7 +228,8 @@ fn metrics_and_health_endpoints() {
     setup(&api);
     assert_eq!(api.get("/healthz")["status"], "ok");
     assert_eq!(api.get("/readyz")["status"], "ready");
-    let text = reqwest::blocking::get(node.url("/metrics")).unwrap().text().unwrap();
+    let metrics = common::secure().admin(std::time::Duration::from_secs(5));
+    let text = metrics.get(node.url("/metrics")).send().unwrap().text().unwrap();
     let value = |line_start: &str| -> f64 {
         text.lines()
             .find(|l| l.starts_with(line_start))

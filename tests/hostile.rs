@@ -91,7 +91,7 @@ fn random_requests_never_5xx_and_rejections_change_nothing() {
         &[],
     );
     assert_eq!(s, 200);
-    let client = reqwest::blocking::Client::builder().timeout(std::time::Duration::from_secs(20)).build().unwrap();
+    let client = common::secure().admin(std::time::Duration::from_secs(20));
     let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig { cases: 300, failure_persistence: None, ..ProptestConfig::default() });
     let methods = ["GET", "POST", "PUT", "PATCH", "DELETE"];
     let strategy = (0..ROUTES.len(), arb_segment(), arb_segment(), arb_segment(), arb_json(), any::<bool>(), prop::option::weighted(0.2, 0..5usize));
@@ -123,15 +123,26 @@ fn random_requests_never_5xx_and_rejections_change_nothing() {
     assert_eq!(api.get("/healthz")["status"], "ok");
 }
 
-/// Slow or idle connections are closed after the header read timeout, while a normal request
-/// on another connection is served.
+/// Slow or idle connections are closed after the header read timeout (with TLS: the
+/// handshake gets the same budget), while a normal request on another connection is served.
 #[test]
 fn slow_and_idle_connections_time_out() {
-    use std::io::{Read, Write};
     let dir = tempfile::tempdir().unwrap();
-    let addr = format!("127.0.0.1:{}", common::free_port());
-    let node = NodeProcess::start_with(&dir.path().join("n1"), 1, &addr, "", &["--header-read-timeout-ms", "500"]);
-    node.wait_ready(std::time::Duration::from_secs(30));
+    for secure in [true, false] {
+        let addr = format!("127.0.0.1:{}", common::free_port());
+        let mut extra = vec!["--header-read-timeout-ms", "500"];
+        if !secure {
+            extra.push("--insecure");
+        }
+        let node = NodeProcess::start_with(&dir.path().join(format!("n-{secure}")), 1, &addr, "", &extra);
+        node.wait_ready(std::time::Duration::from_secs(30));
+        check_slow_and_idle(&node, secure);
+    }
+}
+
+fn check_slow_and_idle(node: &NodeProcess, secure: bool) {
+    use std::io::{Read, Write};
+    let addr = node.addr.clone();
     let mut slow = std::net::TcpStream::connect(&addr).unwrap();
     slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").unwrap(); // never finishes the head
     let mut idle = std::net::TcpStream::connect(&addr).unwrap();
@@ -151,5 +162,6 @@ fn slow_and_idle_connections_time_out() {
         }
         assert!(!String::from_utf8_lossy(&total).contains("200 OK"), "{what} connection was served");
     }
-    assert_eq!(Api::new(&node).get("/healthz")["status"], "ok");
+    let api = if secure { Api::new(node) } else { Api::insecure(&node.addr) };
+    assert_eq!(api.get("/healthz")["status"], "ok");
 }

@@ -7,7 +7,9 @@
 pub mod network;
 pub mod node;
 pub mod service;
+pub mod transport;
 pub mod types;
 
 pub use node::{NodeConfig, RaftNode, WriteError};
+pub use transport::Transport;
 pub use types::{Proposal, Reply, TypeConfig};

@@ -19,6 +19,7 @@ use roster_storage::codec;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::transport::Transport;
 use crate::types::{NodeId, TypeConfig};
 
 /// Route prefixes served by [`crate::service::router`].
@@ -43,33 +44,32 @@ pub const RPC_CONNECT_TIMEOUT_MS: u64 = 500;
 #[derive(Clone)]
 pub struct HttpNetwork {
     client: reqwest::Client,
+    transport: Transport,
 }
 
 impl HttpNetwork {
-    pub fn new() -> Self {
-        let client = reqwest::Client::builder()
-            // Below every node's header read timeout, so a pooled connection is never reused
-            // just as the server closes it.
-            .pool_idle_timeout(std::time::Duration::from_millis(POOL_IDLE_TIMEOUT_MS))
-            .connect_timeout(Duration::from_millis(RPC_CONNECT_TIMEOUT_MS))
-            .tcp_nodelay(true)
-            .build()
-            .expect("a plain HTTP client always builds");
-        Self { client }
+    pub fn new(transport: Transport) -> anyhow::Result<Self> {
+        Ok(Self { client: peer_client(&transport)?, transport })
     }
 }
 
-impl Default for HttpNetwork {
-    fn default() -> Self {
-        Self::new()
-    }
+/// The pooled client nodes use to call each other.
+pub fn peer_client(transport: &Transport) -> anyhow::Result<reqwest::Client> {
+    Ok(transport
+        .client_builder()?
+        // Below every node's header read timeout, so a pooled connection is never reused
+        // just as the server closes it.
+        .pool_idle_timeout(std::time::Duration::from_millis(POOL_IDLE_TIMEOUT_MS))
+        .connect_timeout(Duration::from_millis(RPC_CONNECT_TIMEOUT_MS))
+        .tcp_nodelay(true)
+        .build()?)
 }
 
 impl RaftNetworkFactory<TypeConfig> for HttpNetwork {
     type Network = HttpConnection;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Self::Network {
-        HttpConnection { client: self.client.clone(), target, addr: node.addr.clone() }
+        HttpConnection { client: self.client.clone(), target, url_base: self.transport.url(&node.addr, "") }
     }
 }
 
@@ -77,7 +77,7 @@ impl RaftNetworkFactory<TypeConfig> for HttpNetwork {
 pub struct HttpConnection {
     client: reqwest::Client,
     target: NodeId,
-    addr: String,
+    url_base: String,
 }
 
 impl HttpConnection {
@@ -92,7 +92,7 @@ impl HttpConnection {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        let url = format!("http://{}{}", self.addr, route);
+        let url = format!("{}{}", self.url_base, route);
         let sent = self
             .client
             .post(url)

@@ -17,7 +17,8 @@ use openraft::error::{ClientWriteError, RaftError};
 use openraft::BasicNode;
 use roster_storage::{Application, LogStore, StateMachineStore, StateStore};
 
-use crate::network::{HttpNetwork, POOL_IDLE_TIMEOUT_MS, ROUTE_ADMIN, ROUTE_FORWARD, ROUTE_READ_INDEX};
+use crate::network::{peer_client, HttpNetwork, ROUTE_ADMIN, ROUTE_FORWARD, ROUTE_READ_INDEX};
+use crate::transport::Transport;
 use crate::types::{NodeId, Proposal, Raft, TypeConfig};
 
 /// Everything a node needs to start.
@@ -30,6 +31,11 @@ pub struct NodeConfig {
     /// Initial voters (id → address) used only when the data dir holds no Raft state yet.
     pub initial_members: BTreeMap<NodeId, String>,
     pub raft: openraft::Config,
+    /// How this node reaches its peers: TLS trust and the cluster secret it presents.
+    pub transport: Transport,
+    /// The credential peers must present on the Raft routes (`None`: unauthenticated, only
+    /// in the explicitly insecure mode).
+    pub cluster_secret: Option<String>,
 }
 
 impl NodeConfig {
@@ -149,6 +155,9 @@ pub struct RaftNode {
     pub raft: Raft,
     pub store: StateStore,
     http: reqwest::Client,
+    transport: Transport,
+    /// What peers must present on the Raft routes.
+    pub(crate) cluster_secret: Option<Arc<str>>,
     batcher: mpsc::Sender<Pending>,
 }
 
@@ -162,7 +171,8 @@ impl RaftNode {
         let sm = StateMachineStore::<TypeConfig, A>::open(db, app, config.data_dir.join("snapshots"))?;
         let store = sm.state_store();
         let raft_config = Arc::new(config.raft.clone().validate()?);
-        let raft = Raft::new(config.node_id, raft_config, HttpNetwork::new(), log_store, sm).await?;
+        let network = HttpNetwork::new(config.transport.clone())?;
+        let raft = Raft::new(config.node_id, raft_config, network, log_store, sm).await?;
         if !raft.is_initialized().await? && !config.initial_members.is_empty() {
             let members: BTreeMap<NodeId, BasicNode> = config
                 .initial_members
@@ -175,16 +185,11 @@ impl RaftNode {
                 tracing::info!("initialize: {e}");
             }
         }
-        let http = reqwest::Client::builder()
-            // Below every node's header read timeout, so a pooled connection is never reused
-            // just as the server closes it.
-            .pool_idle_timeout(std::time::Duration::from_millis(POOL_IDLE_TIMEOUT_MS))
-            .connect_timeout(Duration::from_millis(crate::network::RPC_CONNECT_TIMEOUT_MS))
-            .tcp_nodelay(true)
-            .build()?;
+        let http = peer_client(&config.transport)?;
         let (batcher, rx) = mpsc::channel(PROPOSAL_QUEUE_MAX);
         tokio::spawn(batch_loop(raft.clone(), rx));
-        Ok(Self { id: config.node_id, raft, store, http, batcher })
+        let cluster_secret = config.cluster_secret.as_deref().map(Arc::from);
+        Ok(Self { id: config.node_id, raft, store, http, transport: config.transport, cluster_secret, batcher })
     }
 
     /// Proposes one encoded command and waits until it is committed and applied; returns the
@@ -339,7 +344,7 @@ impl RaftNode {
         let timeout = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
         let sent = self
             .http
-            .post(format!("http://{addr}{route}"))
+            .post(self.transport.url(addr, route))
             .timeout(timeout)
             .body(codec::encode(body))
             .send()

@@ -15,6 +15,9 @@ use crate::node::{AdminRequest, RaftNode};
 /// Largest Raft RPC body accepted: an append batch or one snapshot chunk.
 pub const RAFT_RPC_BODY_MAX_BYTES: usize = 64 << 20;
 
+/// Every Raft route (all POST), each guarded by the cluster secret.
+pub const ROUTES: &[&str] = &[ROUTE_APPEND, ROUTE_VOTE, ROUTE_SNAPSHOT, ROUTE_FORWARD, ROUTE_READ_INDEX, ROUTE_ADMIN];
+
 /// Routes for Raft RPC and leader forwarding, to be merged into the node's HTTP router.
 pub fn router(node: RaftNode) -> Router {
     Router::new()
@@ -25,7 +28,26 @@ pub fn router(node: RaftNode) -> Router {
         .route(ROUTE_READ_INDEX, post(read_index))
         .route(ROUTE_ADMIN, post(admin))
         .layer(axum::extract::DefaultBodyLimit::max(RAFT_RPC_BODY_MAX_BYTES))
+        .route_layer(axum::middleware::from_fn_with_state(node.clone(), require_cluster_secret))
         .with_state(node)
+}
+
+/// Every Raft route: only a caller presenting the cluster secret gets through, so nobody
+/// outside the cluster can append entries, vote, install a snapshot or forward writes.
+async fn require_cluster_secret(
+    State(node): State<RaftNode>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if let Some(secret) = &node.cluster_secret {
+        if !crate::transport::check_bearer(req.headers(), secret) {
+            let body = r#"{"error":{"code":"unauthenticated","message":"raft routes need the cluster secret"}}"#;
+            let mut resp = (StatusCode::UNAUTHORIZED, body).into_response();
+            resp.headers_mut().insert(axum::http::header::CONTENT_TYPE, "application/json".parse().expect("static header"));
+            return resp;
+        }
+    }
+    next.run(req).await
 }
 
 fn bad_request(e: impl std::fmt::Display) -> Response {

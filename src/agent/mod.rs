@@ -47,9 +47,9 @@ pub struct AgentArgs {
     /// This agent's id (default: the host name).
     #[arg(long)]
     pub id: Option<String>,
-    /// Management nodes (host:port), tried in order.
-    #[arg(long, env = "ROSTER_ENDPOINTS", value_delimiter = ',', default_value = "127.0.0.1:7001")]
-    pub endpoints: Vec<String>,
+    /// Management nodes, TLS trust and this agent's token (an agent-role token for this id).
+    #[command(flatten)]
+    pub conn: crate::cli::ConnArgs,
     /// Where the deployed configuration and the local defaults file live.
     #[arg(long, default_value = "roster-agent")]
     pub state_dir: PathBuf,
@@ -114,6 +114,7 @@ struct Agent {
     state_dir: PathBuf,
     endpoints: Vec<String>,
     http: reqwest::Client,
+    transport: roster_raft::Transport,
 }
 
 /// Writes `bytes` to `path` atomically: a temporary file, fsync, rename, fsync of the folder.
@@ -140,8 +141,8 @@ fn load_json<T: for<'de> Deserialize<'de>>(path: &Path) -> anyhow::Result<Option
 }
 
 impl Agent {
-    fn base(ep: &str) -> String {
-        if ep.starts_with("http://") || ep.starts_with("https://") { ep.to_string() } else { format!("http://{ep}") }
+    fn base(&self, ep: &str) -> String {
+        self.transport.url(ep, "")
     }
 
     /// Deploys a configuration received from the cluster through `endpoint`.
@@ -166,7 +167,7 @@ impl Agent {
         loop {
             let ep = self.endpoints[idx % self.endpoints.len()].clone();
             let after = self.inner.lock().expect("agent lock").deployed.as_ref().map(|c| c.revision).unwrap_or(0);
-            let url = format!("{}/v1/agents/{id}/config?after={after}&wait_ms={WATCH_WAIT_MS}", Self::base(&ep));
+            let url = format!("{}/v1/agents/{id}/config?after={after}&wait_ms={WATCH_WAIT_MS}", self.base(&ep));
             let result = self.http.get(&url).timeout(Duration::from_millis(WATCH_WAIT_MS + 10_000)).send().await;
             let failure = match result {
                 Ok(r) if r.status() == StatusCode::NO_CONTENT => None,
@@ -178,7 +179,7 @@ impl Agent {
                         match self.deploy(config, &ep) {
                             Ok(()) => {
                                 tracing::info!(revision, endpoint = %ep, "deployed");
-                                let ack = format!("{}/v1/agents/{id}/ack", Self::base(&ep));
+                                let ack = format!("{}/v1/agents/{id}/ack", self.base(&ep));
                                 let _ = self.http.post(ack).json(&json!({"revision": revision})).send().await;
                                 None
                             }
@@ -211,7 +212,7 @@ impl Agent {
     async fn report(&self, task: &TaskName, server: &ServerName) {
         let id = self.inner.lock().expect("agent lock").id.clone();
         for ep in &self.endpoints {
-            let url = format!("{}/v1/agents/{id}/failures", Self::base(ep));
+            let url = format!("{}/v1/agents/{id}/failures", self.base(ep));
             if let Ok(r) = self.http.post(url).json(&json!({"task": task, "server": server})).send().await {
                 if r.status().is_success() {
                     return;
@@ -280,7 +281,8 @@ pub async fn run(args: AgentArgs, shutdown: impl std::future::Future<Output = ()
         None => std::fs::read_to_string("/etc/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "agent".into()),
     };
     let id = AgentId::new(id)?;
-    anyhow::ensure!(!args.endpoints.is_empty(), "no endpoints given");
+    anyhow::ensure!(!args.conn.endpoints.is_empty(), "no endpoints given");
+    let transport = args.conn.transport()?;
     std::fs::create_dir_all(&args.state_dir).with_context(|| format!("creating {}", args.state_dir.display()))?;
     let local_path = args.state_dir.join(LOCAL_FILE);
     let local = match load_json::<LocalFile>(&local_path)? {
@@ -307,13 +309,15 @@ pub async fn run(args: AgentArgs, shutdown: impl std::future::Future<Output = ()
             last_error: None,
         })),
         state_dir: args.state_dir.clone(),
-        endpoints: args.endpoints.clone(),
-        http: reqwest::Client::builder()
+        endpoints: args.conn.endpoints.clone(),
+        http: transport
+            .client_builder()?
             // Below every node's header read timeout, so a pooled connection is never reused
             // just as the server closes it.
             .pool_idle_timeout(Duration::from_millis(POOL_IDLE_TIMEOUT_MS))
             .connect_timeout(Duration::from_secs(2))
             .build()?,
+        transport,
     };
     let router = Router::new()
         .route("/resolve/{task}", get(resolve))

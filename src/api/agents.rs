@@ -18,11 +18,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::{route, RouteSpec};
+use crate::auth::{Access, READ_CONFIG, WRITE_CONFIG};
 use super::{read_response, submit, ApiError, ApiJson, ApiPath, ApiQuery, Ctx, WriteMeta};
 use crate::domain::{AgentId, Change, CommandBody, Outcome, RejectCode, ServerName, TaskName};
 use crate::projection::project;
@@ -75,13 +76,16 @@ impl AgentTracker {
     }
 }
 
-pub fn routes() -> Router<Ctx> {
-    Router::new()
-        .route("/v1/agents", get(list_agents).post(register_agent))
-        .route("/v1/agents/{id}/config", get(watch_config))
-        .route("/v1/agents/{id}/ack", post(ack))
-        .route("/v1/agents/{id}/failures", post(report_failure))
-        .route("/internal/agent-contacts", get(contacts))
+pub fn routes() -> Vec<RouteSpec> {
+    use axum::http::Method as M;
+    vec![
+        route(M::GET, "/v1/agents", Access::Roles(READ_CONFIG), list_agents),
+        route(M::POST, "/v1/agents", Access::Roles(WRITE_CONFIG), register_agent),
+        route(M::GET, "/v1/agents/{id}/config", Access::AgentSelf, watch_config),
+        route(M::POST, "/v1/agents/{id}/ack", Access::AgentSelf, ack),
+        route(M::POST, "/v1/agents/{id}/failures", Access::AgentSelf, report_failure),
+        route(M::GET, "/internal/agent-contacts", Access::Peer, contacts),
+    ]
 }
 
 #[derive(Deserialize)]
@@ -241,11 +245,10 @@ async fn list_agents(State(ctx): State<Ctx>) -> Result<Response, ApiError> {
         let m = ctx.node.raft.metrics().borrow().clone();
         m.membership_config.membership().nodes().filter(|(id, _)| **id != ctx.node.id).map(|(_, n)| n.addr.clone()).collect()
     };
-    let http = reqwest::Client::builder().timeout(Duration::from_millis(PEER_STATUS_TIMEOUT_MS)).build().map_err(|e| ApiError::internal(e.to_string()))?;
     let mut unreachable = Vec::new();
     let answers = futures::future::join_all(peers.iter().map(|addr| {
-        let http = http.clone();
-        async move { (addr.clone(), http.get(format!("http://{addr}/internal/agent-contacts")).send().await) }
+        let req = ctx.peer_http.get(ctx.transport.url(addr, "/internal/agent-contacts"));
+        async move { (addr.clone(), req.timeout(Duration::from_millis(PEER_STATUS_TIMEOUT_MS)).send().await) }
     }))
     .await;
     for (addr, answer) in answers {

@@ -3,12 +3,13 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::Router;
 use roster_storage::codec;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::{route, RouteSpec};
+use crate::auth::Access::Roles;
+use crate::auth::{READ_AUDIT, READ_CONFIG, WRITE_CONFIG};
 use super::{outcome_response, read_barrier, read_response, submit, ApiError, ApiJson, ApiPath, ApiQuery, Consistency, Ctx, WriteMeta};
 use crate::domain::diff::diff;
 use crate::domain::{decide, state_digest, Change, CommandBody, HistoryRecord, State as DomainState, COMMENT_MAX_LEN};
@@ -19,20 +20,25 @@ pub const HISTORY_PAGE_MAX: usize = 1000;
 /// Most records `GET /v1/history` examines for one page when filters match few of them.
 pub const HISTORY_SCAN_MAX: u64 = 1_000_000;
 
-pub fn routes() -> Router<Ctx> {
-    Router::new()
-        .route("/v1/changesets", get(list_changesets).post(create_changeset))
-        .route("/v1/changesets/{id}", get(get_changeset).delete(discard_changeset))
-        .route("/v1/changesets/{id}/changes", post(add_changes))
-        .route("/v1/changesets/{id}/preview", get(preview_changeset))
-        .route("/v1/changesets/{id}/apply", post(apply_changeset))
-        .route("/v1/history", get(history))
-        .route("/v1/history/export", get(export))
-        .route("/v1/history/{revision}", get(history_one))
-        .route("/v1/rejections", get(rejections))
-        .route("/v1/state", get(state))
-        .route("/v1/state/digest", get(digest))
-        .route("/v1/diff", get(diff_route))
+pub fn routes() -> Vec<RouteSpec> {
+    use axum::http::Method as M;
+    let (read, write, audit) = (Roles(READ_CONFIG), Roles(WRITE_CONFIG), Roles(READ_AUDIT));
+    vec![
+        route(M::GET, "/v1/changesets", read, list_changesets),
+        route(M::POST, "/v1/changesets", write, create_changeset),
+        route(M::GET, "/v1/changesets/{id}", read, get_changeset),
+        route(M::DELETE, "/v1/changesets/{id}", write, discard_changeset),
+        route(M::POST, "/v1/changesets/{id}/changes", write, add_changes),
+        route(M::GET, "/v1/changesets/{id}/preview", read, preview_changeset),
+        route(M::POST, "/v1/changesets/{id}/apply", write, apply_changeset),
+        route(M::GET, "/v1/history", audit, history),
+        route(M::GET, "/v1/history/export", audit, export),
+        route(M::GET, "/v1/history/{revision}", audit, history_one),
+        route(M::GET, "/v1/rejections", audit, rejections),
+        route(M::GET, "/v1/state", read, state),
+        route(M::GET, "/v1/state/digest", read, digest),
+        route(M::GET, "/v1/diff", audit, diff_route),
+    ]
 }
 
 // ---- changesets

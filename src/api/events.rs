@@ -2,11 +2,12 @@
 
 use axum::extract::State;
 use axum::response::Response;
-use axum::routing::get;
-use axum::Router;
 use roster_storage::codec;
 use serde::Deserialize;
 
+use super::{route, RouteSpec};
+use crate::auth::Access::Roles;
+use crate::auth::{ADMIN, READ_AUDIT};
 use super::{read_barrier, read_response, submit, ApiError, ApiJson, ApiQuery, Consistency, Ctx, WriteMeta};
 use crate::domain::events::{EventSettings, Level, LogEvent};
 use crate::domain::CommandBody;
@@ -14,8 +15,13 @@ use crate::domain::CommandBody;
 /// Most events returned by one request.
 pub const EVENTS_PAGE_MAX: usize = 1000;
 
-pub fn routes() -> Router<Ctx> {
-    Router::new().route("/v1/events", get(list)).route("/v1/events/settings", get(get_settings).put(put_settings))
+pub fn routes() -> Vec<RouteSpec> {
+    use axum::http::Method as M;
+    vec![
+        route(M::GET, "/v1/events", Roles(READ_AUDIT), list),
+        route(M::GET, "/v1/events/settings", Roles(READ_AUDIT), get_settings),
+        route(M::PUT, "/v1/events/settings", Roles(ADMIN), put_settings),
+    ]
 }
 
 #[derive(Deserialize)]

@@ -9,16 +9,19 @@ mod audit;
 pub mod events;
 pub mod error;
 mod resources;
+mod tokens;
 
+use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::{DefaultBodyLimit, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::http::Method;
+use axum::routing::{MethodFilter, MethodRouter};
 use axum::{Json, Router};
-use roster_raft::{RaftNode, WriteError};
+use roster_raft::{RaftNode, Transport, WriteError};
 use roster_storage::codec;
 use serde::Serialize;
 use serde_json::json;
@@ -26,6 +29,7 @@ use serde_json::json;
 pub use error::{ApiError, ApiJson, ApiPath, ApiQuery};
 
 use crate::domain::{Command, CommandBody, Outcome, ACTOR_MAX_LEN, COMMENT_MAX_LEN, IDEMPOTENCY_KEY_MAX_LEN};
+use crate::auth::{Access, Auth, Identity};
 use crate::machine::MachineHandle;
 
 /// Largest request body accepted by the public API.
@@ -47,21 +51,73 @@ pub struct Ctx {
     pub machine: MachineHandle,
     pub http_metrics: crate::metrics::HttpMetrics,
     pub agents: agents::AgentTracker,
+    pub auth: Auth,
+    /// How this node reaches its peers (scheme, CA, cluster secret).
+    pub transport: Transport,
+    /// Pooled client for calls to peers, built from `transport`.
+    pub peer_http: reqwest::Client,
+}
+
+/// One route of the API with the access rule it is declared with.
+pub struct RouteSpec {
+    pub method: Method,
+    pub path: &'static str,
+    pub access: Access,
+    handler: MethodRouter<Ctx>,
+}
+
+/// Declares a route: method, path template, access rule and handler.
+pub fn route<H, T>(method: Method, path: &'static str, access: Access, handler: H) -> RouteSpec
+where
+    H: axum::handler::Handler<T, Ctx>,
+    T: 'static,
+{
+    let filter = MethodFilter::try_from(method.clone()).expect("routes use standard methods");
+    RouteSpec { method, path, access, handler: axum::routing::on(filter, handler) }
+}
+
+/// Every route of the public API with its access rule; the router is built from this table,
+/// so no route exists without a rule. (The Raft routes check the cluster secret themselves.)
+pub fn route_table() -> Vec<RouteSpec> {
+    use crate::auth::{ADMIN, ANY_ROLE, READ_CONFIG};
+    let mut v = vec![
+        route(Method::GET, "/healthz", Access::Open, healthz),
+        route(Method::GET, "/readyz", Access::Open, readyz),
+        route(Method::GET, "/metrics", Access::Metrics, crate::metrics::render),
+        route(Method::GET, "/v1/cluster", Access::Roles(READ_CONFIG), cluster),
+        route(Method::POST, "/v1/cluster/nodes", Access::Roles(ADMIN), add_node),
+        route(Method::DELETE, "/v1/cluster/nodes/{id}", Access::Roles(ADMIN), remove_node),
+        route(Method::GET, "/v1/whoami", Access::Roles(ANY_ROLE), whoami),
+    ];
+    v.extend(resources::routes());
+    v.extend(audit::routes());
+    v.extend(agents::routes());
+    v.extend(events::routes());
+    v.extend(tokens::routes());
+    v
+}
+
+/// Method, path template and access rule of every route in [`route_table`].
+pub fn route_rules() -> Vec<(Method, &'static str, Access)> {
+    route_table().into_iter().map(|r| (r.method, r.path, r.access)).collect()
 }
 
 /// The node's whole HTTP surface.
 pub fn router(ctx: Ctx) -> Router {
-    let api = Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(crate::metrics::render))
-        .route("/v1/cluster", get(cluster))
-        .route("/v1/cluster/nodes", axum::routing::post(add_node))
-        .route("/v1/cluster/nodes/{id}", axum::routing::delete(remove_node))
-        .merge(resources::routes())
-        .merge(audit::routes())
-        .merge(agents::routes())
-        .merge(events::routes())
+    let mut by_path: BTreeMap<&'static str, MethodRouter<Ctx>> = BTreeMap::new();
+    for spec in route_table() {
+        let checked = spec
+            .handler
+            .route_layer(axum::middleware::from_fn_with_state((ctx.auth.clone(), spec.access), crate::auth::check));
+        let merged = match by_path.remove(spec.path) {
+            Some(existing) => existing.merge(checked),
+            None => checked,
+        };
+        by_path.insert(spec.path, merged);
+    }
+    let api = by_path
+        .into_iter()
+        .fold(Router::new(), |r, (path, methods)| r.route(path, methods))
         .layer(DefaultBodyLimit::max(BODY_MAX_BYTES))
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
@@ -99,7 +155,21 @@ impl<S: Send + Sync> FromRequestParts<S> for WriteMeta {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
         let h = &parts.headers;
-        let actor = header_text(h, HEADER_ACTOR)?.unwrap_or_else(|| "anonymous".into());
+        let claimed = header_text(h, HEADER_ACTOR)?;
+        let actor = match parts.extensions.get::<Identity>() {
+            // With authentication on, the actor is the token's identity, never a header.
+            Some(id) => {
+                if claimed.as_ref().is_some_and(|c| c != &id.name) {
+                    return Err(ApiError::new(
+                        StatusCode::FORBIDDEN,
+                        "forbidden",
+                        format!("{HEADER_ACTOR} must match the token's identity {:?} (or be left out)", id.name),
+                    ));
+                }
+                id.name.clone()
+            }
+            None => claimed.unwrap_or_else(|| "anonymous".into()),
+        };
         if actor.is_empty() || actor.len() > ACTOR_MAX_LEN || actor.chars().any(char::is_control) {
             return Err(ApiError::bad_request(format!("{HEADER_ACTOR} must be 1 to {ACTOR_MAX_LEN} printable characters")));
         }
@@ -215,6 +285,14 @@ pub fn read_response<T: Serialize>(revision: u64, body: &T) -> Response {
     resp
 }
 
+/// The caller's identity as the node sees it.
+async fn whoami(id: Option<axum::Extension<Identity>>) -> Response {
+    match id {
+        Some(axum::Extension(id)) => Json(json!({"name": id.name, "role": id.role, "agent": id.agent})).into_response(),
+        None => Json(json!({"name": null, "role": null, "authentication": "disabled"})).into_response(),
+    }
+}
+
 async fn healthz() -> Response {
     Json(json!({"status": "ok"})).into_response()
 }
@@ -273,7 +351,7 @@ struct AddNodeRequest {
 }
 
 /// Adds a node: it joins as a learner, catches up, then becomes a voter.
-async fn add_node(axum::extract::State(ctx): axum::extract::State<Ctx>, ApiJson(r): ApiJson<AddNodeRequest>) -> Result<Response, ApiError> {
+async fn add_node(axum::extract::State(ctx): axum::extract::State<Ctx>, meta: WriteMeta, ApiJson(r): ApiJson<AddNodeRequest>) -> Result<Response, ApiError> {
     if r.id == 0 {
         return Err(ApiError::bad_request("node ids start at 1"));
     }
@@ -282,13 +360,13 @@ async fn add_node(axum::extract::State(ctx): axum::extract::State<Ctx>, ApiJson(
     }
     ctx.node.admin(roster_raft::node::AdminRequest::AddNode { id: r.id, addr: r.addr.clone() }).await.map_err(write_error)?;
     let msg = format!("node {} ({}) joined the cluster", r.id, r.addr);
-    events::record(&ctx, crate::domain::events::Level::Info, "node_joined", msg, "admin".into()).await;
+    events::record(&ctx, crate::domain::events::Level::Info, "node_joined", msg, meta.actor).await;
     Ok(Json(json!({"added": r.id})).into_response())
 }
 
 /// Removes a node (the leader included) from the membership.
-async fn remove_node(axum::extract::State(ctx): axum::extract::State<Ctx>, ApiPath(id): ApiPath<u64>) -> Result<Response, ApiError> {
+async fn remove_node(axum::extract::State(ctx): axum::extract::State<Ctx>, meta: WriteMeta, ApiPath(id): ApiPath<u64>) -> Result<Response, ApiError> {
     ctx.node.admin(roster_raft::node::AdminRequest::RemoveNode { id }).await.map_err(write_error)?;
-    events::record(&ctx, crate::domain::events::Level::Info, "node_left", format!("node {id} left the cluster"), "admin".into()).await;
+    events::record(&ctx, crate::domain::events::Level::Info, "node_left", format!("node {id} left the cluster"), meta.actor).await;
     Ok(Json(json!({"removed": id})).into_response())
 }

@@ -4,33 +4,52 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{get, post, put};
-use axum::Router;
+use axum::http::Method;
 use serde::{Deserialize, Serialize};
 
+use super::{route, RouteSpec};
+use crate::auth::Access::Roles;
+use crate::auth::{READ_CONFIG, WRITE_CONFIG};
+const GET: Method = Method::GET;
+const POST: Method = Method::POST;
+const PUT: Method = Method::PUT;
+const PATCH: Method = Method::PATCH;
+const DELETE: Method = Method::DELETE;
 use super::{outcome_response, read_barrier, read_response, submit, ApiError, ApiJson, ApiPath, Consistency, Ctx, WriteMeta};
 use crate::domain::{
     AgentId, Change, ClusterName, CommandBody, Host, MoveDirection, PoolName, Scheme, Server, ServerName, ServerStatus,
     State as DomainState, TaskName,
 };
 
-pub fn routes() -> Router<Ctx> {
-    Router::new()
-        .route("/v1/commands", post(post_command))
-        .route("/v1/servers", get(list_servers).post(add_server))
-        .route("/v1/servers/{name}", get(get_server).patch(update_server).delete(delete_server))
-        .route("/v1/servers/{name}/enable", post(enable_server))
-        .route("/v1/servers/{name}/disable", post(disable_server))
-        .route("/v1/agent-clusters", get(list_clusters).post(create_cluster))
-        .route("/v1/agent-clusters/{name}", get(get_cluster).delete(delete_cluster))
-        .route("/v1/agent-clusters/{name}/agents/{id}", put(add_agent).delete(remove_agent))
-        .route("/v1/tasks", get(list_tasks).post(create_task))
-        .route("/v1/tasks/{task}", get(get_task).delete(delete_task))
-        .route("/v1/tasks/{task}/configs/{cluster}", get(get_config).put(put_config).delete(delete_config))
-        .route("/v1/tasks/{task}/configs/{cluster}/servers", post(add_list_server))
-        .route("/v1/tasks/{task}/configs/{cluster}/servers/{server}", axum::routing::delete(remove_list_server))
-        .route("/v1/tasks/{task}/configs/{cluster}/servers/{server}/move", post(move_list_server))
-        .route("/v1/tasks/{task}/configs/{cluster}/load-balancing", put(set_load_balancing))
+pub fn routes() -> Vec<RouteSpec> {
+    let (read, write) = (Roles(READ_CONFIG), Roles(WRITE_CONFIG));
+    vec![
+        route(POST, "/v1/commands", write, post_command),
+        route(GET, "/v1/servers", read, list_servers),
+        route(POST, "/v1/servers", write, add_server),
+        route(GET, "/v1/servers/{name}", read, get_server),
+        route(PATCH, "/v1/servers/{name}", write, update_server),
+        route(DELETE, "/v1/servers/{name}", write, delete_server),
+        route(POST, "/v1/servers/{name}/enable", write, enable_server),
+        route(POST, "/v1/servers/{name}/disable", write, disable_server),
+        route(GET, "/v1/agent-clusters", read, list_clusters),
+        route(POST, "/v1/agent-clusters", write, create_cluster),
+        route(GET, "/v1/agent-clusters/{name}", read, get_cluster),
+        route(DELETE, "/v1/agent-clusters/{name}", write, delete_cluster),
+        route(PUT, "/v1/agent-clusters/{name}/agents/{id}", write, add_agent),
+        route(DELETE, "/v1/agent-clusters/{name}/agents/{id}", write, remove_agent),
+        route(GET, "/v1/tasks", read, list_tasks),
+        route(POST, "/v1/tasks", write, create_task),
+        route(GET, "/v1/tasks/{task}", read, get_task),
+        route(DELETE, "/v1/tasks/{task}", write, delete_task),
+        route(GET, "/v1/tasks/{task}/configs/{cluster}", read, get_config),
+        route(PUT, "/v1/tasks/{task}/configs/{cluster}", write, put_config),
+        route(DELETE, "/v1/tasks/{task}/configs/{cluster}", write, delete_config),
+        route(POST, "/v1/tasks/{task}/configs/{cluster}/servers", write, add_list_server),
+        route(DELETE, "/v1/tasks/{task}/configs/{cluster}/servers/{server}", write, remove_list_server),
+        route(POST, "/v1/tasks/{task}/configs/{cluster}/servers/{server}/move", write, move_list_server),
+        route(PUT, "/v1/tasks/{task}/configs/{cluster}/load-balancing", write, set_load_balancing),
+    ]
 }
 
 async fn apply(ctx: &Ctx, meta: WriteMeta, changes: Vec<Change>, status: StatusCode) -> Result<Response, ApiError> {

@@ -88,6 +88,10 @@ pub enum CommandBody {
     RecordEvent { level: super::events::Level, kind: String, message: String },
     /// Change which events are kept.
     SetEventSettings { settings: super::events::EventSettings },
+    /// Add an API token (only its hash travels); not a configuration change.
+    CreateToken { token: super::tokens::TokenRecord },
+    /// Remove an API token by name.
+    RevokeToken { name: super::tokens::TokenName },
 }
 
 /// A write as proposed to Raft. Actor and time are stamped by the node that accepted it.
@@ -150,6 +154,8 @@ pub enum Outcome {
     EventRecorded { seq: Option<u64> },
     EventSettingsSet,
     Rejected(Rejection),
+    TokenCreated { name: String },
+    TokenRevoked { name: String },
 }
 
 fn not_found(what: &str, name: impl std::fmt::Display) -> Rejection {

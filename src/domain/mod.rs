@@ -10,6 +10,7 @@ pub mod events;
 pub mod history;
 pub mod model;
 pub mod names;
+pub mod tokens;
 
 pub use command::{decide, Change, Command, CommandBody, MoveDirection, Outcome, RejectCode, Rejection};
 pub use history::{state_digest, ChainError, Hash, HistoryRecord, RecordBody, Replayer};

@@ -110,6 +110,9 @@ name_type!(
     /// An agent's identity, chosen by the agent (usually its host name).
     AgentId, "agent id");
 name_type!(
+    /// An API token's name: the identity recorded as actor for everything done with it.
+    TokenName, "token name");
+name_type!(
     /// A run-time server's session pool.
     PoolName, "pool name");
 

@@ -1,11 +1,94 @@
 //! Helpers shared by the integration tests: real `roster` processes on loopback ports.
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use roster::domain::tokens::Role;
 use serde_json::Value;
+
+/// Every test runs with TLS and tokens on, like a production cluster: one CA, node
+/// certificate, cluster secret and token file per test process.
+pub struct Secure {
+    pub dir: PathBuf,
+    pub ca_pem: Vec<u8>,
+    /// Token secret by token name.
+    pub tokens: BTreeMap<String, String>,
+}
+
+/// Token names in the test token file, with their roles. Tests that write "as" an actor use
+/// the token of that name.
+pub const TEST_TOKENS: &[(&str, Role, Option<&str>)] = &[
+    ("admin", Role::Admin, None),
+    ("ops", Role::Operator, None),
+    ("alice", Role::Operator, None),
+    ("bob", Role::Operator, None),
+    ("setup", Role::Operator, None),
+    ("writer", Role::Operator, None),
+    ("prop", Role::Operator, None),
+    ("auditor", Role::Auditor, None),
+    ("viewer", Role::Viewer, None),
+    ("agent-file-a1", Role::Agent, Some("a1")),
+];
+
+pub fn secure() -> &'static Secure {
+    static SECURE: OnceLock<Secure> = OnceLock::new();
+    SECURE.get_or_init(|| {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("secure-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        roster::tls::init(&dir, &[], true).expect("secure-init");
+        let mut tokens = BTreeMap::new();
+        let mut file = String::new();
+        for (name, role, agent) in TEST_TOKENS {
+            let secret = roster::auth::new_secret();
+            file.push_str(&roster::auth::token_file_line(name, *role, *agent, &secret));
+            file.push('\n');
+            std::fs::write(dir.join(format!("{name}.token")), &secret).unwrap();
+            tokens.insert(name.to_string(), secret);
+        }
+        std::fs::write(dir.join(roster::tls::TOKENS), file).unwrap();
+        let ca_pem = std::fs::read(dir.join(roster::tls::CA_CERT)).unwrap();
+        Secure { dir, ca_pem, tokens }
+    })
+}
+
+impl Secure {
+    pub fn token(&self, name: &str) -> &str {
+        self.tokens.get(name).unwrap_or_else(|| panic!("no test token {name}"))
+    }
+
+    pub fn token_file(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.token"))
+    }
+
+    /// A blocking client trusting the test CA, sending `token` (if any).
+    pub fn client(&self, token: Option<&str>, timeout: Duration) -> reqwest::blocking::Client {
+        let mut b = reqwest::blocking::Client::builder()
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(&self.ca_pem).unwrap())
+            .timeout(timeout);
+        if let Some(t) = token {
+            let mut h = reqwest::header::HeaderMap::new();
+            h.insert(reqwest::header::AUTHORIZATION, format!("Bearer {t}").parse().unwrap());
+            b = b.default_headers(h);
+        }
+        b.build().unwrap()
+    }
+
+    /// A client with the admin token.
+    pub fn admin(&self, timeout: Duration) -> reqwest::blocking::Client {
+        self.client(Some(self.token("admin")), timeout)
+    }
+}
+
+/// `https://ADDR` (tests always run with TLS).
+pub fn base(addr: &str) -> String {
+    format!("https://{addr}")
+}
 
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -18,6 +101,8 @@ pub fn roster_bin() -> PathBuf {
 /// A `roster serve` process, killed on drop.
 pub struct NodeProcess {
     pub addr: String,
+    /// Started with `--insecure` (plain HTTP, no tokens).
+    pub insecure: bool,
     pub data_dir: PathBuf,
     child: Option<Child>,
 }
@@ -39,13 +124,14 @@ impl NodeProcess {
         let child = Command::new(roster_bin())
             .args(["serve", "--node-id", &node_id.to_string(), "--listen", addr, "--data-dir"])
             .arg(data_dir)
+            .args(if extra.contains(&"--insecure") { vec![] } else { vec!["--secure-dir".into(), secure().dir.clone()] })
             .args(if peers.is_empty() { vec![] } else { vec!["--peers", peers] })
             .args(extra)
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log))
             .spawn()
             .expect("spawn roster serve");
-        Self { addr: addr.to_string(), data_dir: data_dir.to_path_buf(), child: Some(child) }
+        Self { addr: addr.to_string(), insecure: extra.contains(&"--insecure"), data_dir: data_dir.to_path_buf(), child: Some(child) }
     }
 
     /// A single-node cluster on a fresh port.
@@ -57,12 +143,20 @@ impl NodeProcess {
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
+        if self.insecure {
+            format!("http://{}{}", self.addr, path)
+        } else {
+            format!("{}{}", base(&self.addr), path)
+        }
     }
 
     pub fn wait_ready(&self, timeout: Duration) {
         let started = Instant::now();
-        let client = reqwest::blocking::Client::builder().timeout(Duration::from_millis(500)).build().unwrap();
+        let client = if self.insecure {
+            reqwest::blocking::Client::builder().timeout(Duration::from_millis(500)).build().unwrap()
+        } else {
+            secure().client(None, Duration::from_millis(500))
+        };
         while started.elapsed() < timeout {
             if let Ok(r) = client.get(self.url("/readyz")).send() {
                 if r.status().is_success() {
@@ -105,22 +199,35 @@ impl Drop for NodeProcess {
     }
 }
 
-/// A blocking JSON client with Roster's write headers.
+/// A blocking JSON client with Roster's write headers. Requests use the admin token, or,
+/// when they carry `x-roster-actor: NAME`, the test token of that name.
 pub struct Api {
     pub base: String,
     client: reqwest::blocking::Client,
+    insecure: bool,
 }
 
 impl Api {
     pub fn new(node: &NodeProcess) -> Self {
-        Self {
-            base: format!("http://{}", node.addr),
-            client: reqwest::blocking::Client::builder().timeout(Duration::from_secs(20)).build().unwrap(),
-        }
+        Self::at(&node.addr)
+    }
+
+    pub fn at(addr: &str) -> Self {
+        Self { base: base(addr), client: secure().client(None, Duration::from_secs(20)), insecure: false }
+    }
+
+    /// For a node started with `--insecure`: plain HTTP, no token.
+    pub fn insecure(addr: &str) -> Self {
+        let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(20)).build().unwrap();
+        Self { base: format!("http://{addr}"), client, insecure: true }
     }
 
     pub fn request(&self, method: reqwest::Method, path: &str, body: Option<Value>, headers: &[(&str, &str)]) -> (u16, Value) {
         let mut req = self.client.request(method, format!("{}{}", self.base, path));
+        let actor = headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("x-roster-actor")).map(|(_, v)| *v);
+        if !self.insecure {
+            req = req.bearer_auth(secure().token(actor.unwrap_or("admin")));
+        }
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
@@ -152,10 +259,19 @@ impl Api {
 
 /// Runs `roster ctl` against `endpoints` and returns (success, stdout, stderr).
 pub fn ctl(endpoints: &str, args: &[&str]) -> (bool, String, String) {
+    ctl_as("admin", endpoints, args)
+}
+
+/// `roster ctl` with the test token `token`.
+pub fn ctl_as(token: &str, endpoints: &str, args: &[&str]) -> (bool, String, String) {
     let out = Command::new(roster_bin())
         .arg("ctl")
         .arg("--endpoints")
         .arg(endpoints)
+        .arg("--ca")
+        .arg(secure().dir.join(roster::tls::CA_CERT))
+        .arg("--token-file")
+        .arg(secure().token_file(token))
         .args(args)
         .output()
         .expect("run roster ctl");
@@ -208,8 +324,8 @@ impl Cluster {
 
     /// `/v1/cluster` of node `i`, if it answers.
     pub fn status(&self, i: usize) -> Option<Value> {
-        let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(2)).build().unwrap();
-        let r = client.get(format!("http://{}/v1/cluster", self.addrs[i])).send().ok()?;
+        let client = secure().admin(Duration::from_secs(2));
+        let r = client.get(format!("{}/v1/cluster", base(&self.addrs[i]))).send().ok()?;
         r.json().ok()
     }
 
@@ -239,10 +355,10 @@ impl Cluster {
     /// Waits until every running node has applied `revision` (local reads).
     pub fn wait_revision(&self, revision: u64, timeout: Duration) {
         let started = Instant::now();
-        let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(2)).build().unwrap();
+        let client = secure().admin(Duration::from_secs(2));
         'outer: while started.elapsed() < timeout {
             for i in self.running() {
-                let r = client.get(format!("http://{}/v1/state/digest?consistency=local", self.addrs[i])).send();
+                let r = client.get(format!("{}/v1/state/digest?consistency=local", base(&self.addrs[i]))).send();
                 let rev = r.ok().and_then(|r| r.json::<Value>().ok()).and_then(|v| v["revision"].as_u64());
                 if rev != Some(revision) {
                     std::thread::sleep(Duration::from_millis(100));
@@ -275,10 +391,10 @@ impl Cluster {
 /// One write with endpoint failover, like `roster ctl`: the first endpoint that answers
 /// something other than a connection error or 503. Returns the status and body.
 pub fn write_any(endpoints: &[String], path: &str, body: &Value, key: &str) -> Option<(u16, Value)> {
-    let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(15)).build().unwrap();
+    let client = secure().client(Some(secure().token("writer")), Duration::from_secs(15));
     for ep in endpoints {
         let r = client
-            .post(format!("http://{ep}{path}"))
+            .post(format!("{}{path}", base(ep)))
             .header("idempotency-key", key)
             .header("x-roster-actor", "writer")
             .json(body)
@@ -304,11 +420,31 @@ pub struct AgentProcess {
 impl AgentProcess {
     pub fn start(id: &str, endpoints: &str, state_dir: &Path) -> Self {
         std::fs::create_dir_all(state_dir).unwrap();
+        let token_file = state_dir.join("agent.token");
+        if !token_file.exists() {
+            // Each agent gets its own agent-role token, created through the API.
+            let body = serde_json::json!({"name": format!("agent-{id}"), "role": "agent", "agent": id});
+            let started = Instant::now();
+            let secret = loop {
+                let api = Api::at(endpoints.split(',').next().unwrap());
+                let (s, v) = api.request(reqwest::Method::POST, "/v1/tokens", Some(body.clone()), &[]);
+                if s == 201 {
+                    break v["token"].as_str().unwrap().to_string();
+                }
+                assert!(s == 503 && started.elapsed() < Duration::from_secs(20), "creating the token of agent {id}: {s} {v}");
+                std::thread::sleep(Duration::from_millis(100));
+            };
+            std::fs::write(&token_file, secret).unwrap();
+        }
         let addr = format!("127.0.0.1:{}", free_port());
         let log = std::fs::OpenOptions::new().create(true).append(true).open(state_dir.join("agent.log")).unwrap();
         let child = Command::new(roster_bin())
             .args(["agent", "--id", id, "--endpoints", endpoints, "--listen", &addr, "--state-dir"])
             .arg(state_dir)
+            .arg("--ca")
+            .arg(secure().dir.join(roster::tls::CA_CERT))
+            .arg("--token-file")
+            .arg(&token_file)
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log))
             .spawn()
