@@ -7,3 +7,12 @@ if ! dpkg -s libclang-dev >/dev/null 2>&1; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libclang-dev >/dev/null
 fi
+# The chaos harness (chaos/) injects partitions and packet loss with nftables rules inside
+# network namespaces (ip netns, from iproute2).
+for pkg in nftables iproute2; do
+  if ! dpkg -s "$pkg" >/dev/null 2>&1; then
+    echo "installing $pkg (used by the chaos harness for network faults)" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg" >/dev/null
+  fi
+done
