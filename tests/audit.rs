@@ -32,7 +32,13 @@ fn export_verify_replay_and_tampering() {
         assert!(matches!(write_any(&eps, "/v1/commands", &body, &format!("k{i}")), Some((200, _))));
     }
     let file = dir.path().join("history.jsonl");
-    let (ok, _, err) = audit(&["export", "--endpoints", &cluster.endpoints(), "-o", file.to_str().unwrap()]);
+    // The auditor role may export.
+    let ca = common::secure().dir.join(roster::tls::CA_CERT);
+    let token = common::secure().token_file("auditor");
+    let (ok, _, err) = audit(&[
+        "export", "--endpoints", &cluster.endpoints(), "--ca", ca.to_str().unwrap(),
+        "--token-file", token.to_str().unwrap(), "-o", file.to_str().unwrap(),
+    ]);
     assert!(ok, "{err}");
     assert!(err.contains("exported 20 revisions"), "{err}");
 

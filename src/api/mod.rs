@@ -124,12 +124,33 @@ pub fn router(ctx: Ctx) -> Router {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method")
         })
         .route_layer(axum::middleware::from_fn_with_state(ctx.http_metrics.clone(), crate::metrics::track))
+        // Outermost, so it also covers the 404 and 405 fallbacks.
+        .layer(axum::middleware::from_fn(read_whole_body))
         .with_state(ctx.clone());
     api.merge(roster_raft::service::router(ctx.node.clone()))
 }
 
 fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// Reads every request body (up to [`BODY_MAX_BYTES`]) before routing, so an answer given
+/// without looking at the body (401, 403, 404, a bad path) does not leave unread bytes behind:
+/// closing a connection with unread input resets it, and a client still uploading would see
+/// the reset instead of the answer.
+async fn read_whole_body(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let declared = req.headers().get(axum::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > BODY_MAX_BYTES as u64) {
+        return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "the request body is too large").into_response();
+    }
+    let (parts, body) = req.into_parts();
+    match axum::body::to_bytes(body, BODY_MAX_BYTES).await {
+        Ok(bytes) => next.run(axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes))).await,
+        Err(e) if e.to_string().contains("length limit") => {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "the request body is too large").into_response()
+        }
+        Err(e) => ApiError::bad_request(format!("reading the request body: {e}")).into_response(),
+    }
 }
 
 /// Who, why and under which preconditions a write is made, from request headers.
