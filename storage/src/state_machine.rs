@@ -52,6 +52,14 @@ const KEY_INSTALLING: &[u8] = b"installing";
 /// Column families replicated through snapshots.
 const SNAPSHOT_CFS: [&str; 5] = [CF_HISTORY, CF_IDEMPOTENCY, CF_CHANGESETS, CF_REJECTIONS, CF_EVENTS];
 const KEY_EVENT_SETTINGS: &[u8] = b"~settings";
+
+/// Settings share the events family under keys starting with '~', which sort after every
+/// 8-byte event sequence number in use (so trimming events never touches them).
+fn setting_key(name: &str) -> Vec<u8> {
+    let mut k = b"~".to_vec();
+    k.extend_from_slice(name.as_bytes());
+    k
+}
 /// Old rejections are trimmed when the log index is a multiple of this.
 pub const REJECTION_TRIM_EVERY: u64 = 1024;
 
@@ -214,6 +222,11 @@ impl StateStore {
         }
     }
 
+    /// An application setting stored with [`Txn::put_setting`].
+    pub fn setting(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.db.get_cf(cf(&self.db, CF_EVENTS), setting_key(name))?)
+    }
+
     pub fn event_settings(&self) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.db.get_cf(cf(&self.db, CF_EVENTS), KEY_EVENT_SETTINGS)?)
     }
@@ -316,6 +329,11 @@ impl<'a> Txn<'a> {
     /// Drops every event older than `first_kept` (after the retention was lowered).
     pub fn trim_events(&mut self, first_kept: u64) {
         self.batch.delete_range_cf(cf(&self.store.db, CF_EVENTS), u64_key(0), u64_key(first_kept));
+    }
+
+    /// Stores a small replicated application setting (kept in snapshots).
+    pub fn put_setting(&mut self, name: &str, bytes: &[u8]) {
+        self.batch.put_cf(cf(&self.store.db, CF_EVENTS), setting_key(name), bytes);
     }
 
     pub fn put_event_settings(&mut self, bytes: &[u8]) {
