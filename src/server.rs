@@ -124,6 +124,7 @@ pub struct Running {
     pub node: RaftNode,
     pub machine: MachineHandle,
     stop: tokio::sync::oneshot::Sender<()>,
+    agents: crate::api::AgentTracker,
     server: tokio::task::JoinHandle<()>,
     leader_events: tokio::task::JoinHandle<()>,
     prober: Option<tokio::task::JoinHandle<()>>,
@@ -132,6 +133,8 @@ pub struct Running {
 impl Running {
     /// Stops serving, shuts Raft down and waits until the database is closed.
     pub async fn stop(self) {
+        // Held agent watches would keep their connections open until they time out.
+        self.agents.close_watches();
         let _ = self.stop.send(());
         let _ = self.server.await;
         self.leader_events.abort();
@@ -222,11 +225,12 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
     };
     let router = api::router(ctx.clone());
     let leader_events = tokio::spawn(record_leader_changes(ctx.clone()));
+    let agents = ctx.agents.clone();
     let prober = config.probe.map(|p| tokio::spawn(crate::prober::run(ctx, p)));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let header_read_timeout = Duration::from_millis(config.header_read_timeout_ms);
     let server = tokio::spawn(serve_http(listener, router, acceptor, header_read_timeout, stopped));
-    Ok(Running { addr, node, machine: handle, stop, server, leader_events, prober })
+    Ok(Running { addr, node, machine: handle, stop, agents, server, leader_events, prober })
 }
 
 /// Serves HTTP/1.1 until `stopped`, then lets in-flight requests finish.

@@ -283,3 +283,28 @@ fn failed_servers_recover_after_healthy_probes_when_configured() {
     assert!(last["actor"].as_str().unwrap().starts_with("prober:"), "{last}");
     drop(listener);
 }
+
+/// A node that is stopped while agents hold watches on it ends those watches at once and
+/// exits cleanly, instead of waiting for the watches to time out.
+#[test]
+fn stopping_a_node_ends_held_watches() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = common::NodeProcess::single(&dir.path().join("n1"));
+    let url = node.url("/v1/agents/a1/config?after=0&wait_ms=60000");
+    // First contact registers a1 and answers at once; the second watch is held.
+    let client = common::secure().client(Some(common::secure().token("agent-file-a1")), Duration::from_secs(90));
+    let first = client.get(&url).send().unwrap();
+    assert_eq!(first.status().as_u16(), 200);
+    let revision = first.json::<serde_json::Value>().unwrap()["revision"].as_u64().unwrap();
+    let held_url = node.url(&format!("/v1/agents/a1/config?after={revision}&wait_ms=60000"));
+    let watcher = std::thread::spawn(move || {
+        let started = Instant::now();
+        let status = client.get(&held_url).send().map(|r| r.status().as_u16()).ok();
+        (status, started.elapsed())
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(node.stop(), "the node did not exit by itself after SIGTERM");
+    let (status, held_for) = watcher.join().unwrap();
+    assert!(held_for < Duration::from_secs(50), "the watch was held for {held_for:?}, until its timeout");
+    assert!(status.is_none() || status == Some(204), "the held watch ended with {status:?}");
+}

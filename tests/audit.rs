@@ -78,7 +78,7 @@ fn export_verify_replay_and_tampering() {
 
     // A stopped node's data dir verifies to the same digest.
     cluster.wait_revision(20, Duration::from_secs(20));
-    cluster.nodes[2].as_mut().unwrap().stop();
+    assert!(cluster.nodes[2].as_mut().unwrap().stop(), "node 3 did not stop gracefully");
     cluster.nodes[2] = None;
     let (ok, out2, err) = audit(&["verify", "--data-dir", dir.path().join("c/node-3").to_str().unwrap()]);
     assert!(ok, "{err}");

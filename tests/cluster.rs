@@ -98,7 +98,7 @@ fn full_cluster_restart_keeps_everything() {
     cluster.wait_revision(30, Duration::from_secs(20));
     let before: Vec<_> = (0..3).map(|i| cluster.local_view(i)).collect();
     for i in 0..3 {
-        cluster.nodes[i].as_mut().unwrap().stop();
+        assert!(cluster.nodes[i].as_mut().unwrap().stop(), "node {} did not stop gracefully", i + 1);
         cluster.nodes[i] = None;
     }
     for i in 0..3 {

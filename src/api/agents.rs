@@ -51,15 +51,26 @@ pub struct Contact {
 pub struct AgentTracker {
     contacts: Arc<Mutex<HashMap<AgentId, Contact>>>,
     watches: Arc<tokio::sync::Semaphore>,
+    /// Set when the node stops: held watches end at once (the agents reconnect elsewhere).
+    closing: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl Default for AgentTracker {
     fn default() -> Self {
-        Self { contacts: Default::default(), watches: Arc::new(tokio::sync::Semaphore::new(WATCHES_PER_NODE_MAX)) }
+        Self {
+            contacts: Default::default(),
+            watches: Arc::new(tokio::sync::Semaphore::new(WATCHES_PER_NODE_MAX)),
+            closing: Arc::new(tokio::sync::watch::channel(false).0),
+        }
     }
 }
 
 impl AgentTracker {
+    /// Ends every held watch (with 204) and refuses new ones; used when the node stops.
+    pub fn close_watches(&self) {
+        self.closing.send_replace(true);
+    }
+
     fn touch(&self, id: &AgentId, node: u64, deployed: Option<u64>) {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
         let mut map = self.contacts.lock().expect("tracker lock");
@@ -138,6 +149,10 @@ struct WatchQuery {
 async fn watch_config(State(ctx): State<Ctx>, ApiPath(id): ApiPath<String>, ApiQuery(q): ApiQuery<WatchQuery>) -> Result<Response, ApiError> {
     let id = AgentId::new(id)?;
     let wait = Duration::from_millis(q.wait_ms.unwrap_or(WATCH_WAIT_DEFAULT_MS).min(WATCH_WAIT_MAX_MS));
+    let mut closing = ctx.agents.closing.subscribe();
+    if *closing.borrow_and_update() {
+        return Err(ApiError::unavailable("this node is stopping; try another node"));
+    }
     let _permit = ctx
         .agents
         .watches
@@ -179,6 +194,7 @@ async fn watch_config(State(ctx): State<Ctx>, ApiPath(id): ApiPath<String>, ApiQ
         tokio::select! {
             r = changed.changed() => { if r.is_err() { break; } }
             ok = progress => { if !ok { break; } }
+            _ = closing.changed() => break,
             _ = tokio::time::sleep_until(deadline) => break,
         }
     }

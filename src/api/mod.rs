@@ -26,6 +26,7 @@ use roster_storage::codec;
 use serde::Serialize;
 use serde_json::json;
 
+pub use agents::AgentTracker;
 pub use error::{ApiError, ApiJson, ApiPath, ApiQuery};
 
 use crate::domain::{Command, CommandBody, Outcome, ACTOR_MAX_LEN, COMMENT_MAX_LEN, IDEMPOTENCY_KEY_MAX_LEN};

@@ -168,20 +168,22 @@ impl NodeProcess {
         panic!("node {} not ready within {timeout:?}", self.addr);
     }
 
-    /// Stops the process with SIGTERM (graceful) and waits for it.
-    pub fn stop(&mut self) {
+    /// Stops the process with SIGTERM (graceful) and waits for it; kills it after 15 s.
+    /// Returns whether it exited by itself, successfully.
+    pub fn stop(&mut self) -> bool {
         if let Some(mut child) = self.child.take() {
             let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
             let started = Instant::now();
             while started.elapsed() < Duration::from_secs(15) {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return;
+                if let Ok(Some(status)) = child.try_wait() {
+                    return status.success();
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
             let _ = child.kill();
             let _ = child.wait();
         }
+        false
     }
 
     /// Kills the process with SIGKILL.
