@@ -128,11 +128,16 @@ pub fn schedule(seed: u64, kinds: &[FaultKind], count: usize) -> Vec<Plan> {
     if kinds.is_empty() {
         return out;
     }
+    // Variants rotate from a seeded offset, so consecutive rounds cover every variant.
+    let offsets: Vec<usize> = FaultKind::ALL.iter().map(|_| rng.gen_range(0..100)).collect();
+    let mut round_no = 0;
     while out.len() < count {
         let mut round = kinds.to_vec();
         round.shuffle(&mut rng);
         for kind in round {
-            let variant = kind.variants().choose(&mut rng).expect("variants").to_string();
+            let vs = kind.variants();
+            let k = FaultKind::ALL.iter().position(|x| *x == kind).expect("known kind");
+            let variant = vs[(offsets[k] + round_no) % vs.len()].to_string();
             let hold_ms = match kind {
                 FaultKind::Kill => rng.gen_range(300..3_000),
                 FaultKind::Pause => rng.gen_range(1_500..4_000),
@@ -147,6 +152,7 @@ pub fn schedule(seed: u64, kinds: &[FaultKind], count: usize) -> Vec<Plan> {
             };
             out.push(Plan { kind, variant, hold_ms, gap_ms: rng.gen_range(500..2_000), pick: rng.gen(), param });
         }
+        round_no += 1;
     }
     out.truncate(count);
     out
@@ -227,10 +233,28 @@ impl<'a> Injector<'a> {
         }
     }
 
-    /// One recorded write through `addrs`; the revision if acknowledged.
+    /// One recorded write through the live members; the revision if acknowledged.
     async fn probe_write(&mut self, client: &str) -> Option<u64> {
         let addrs: Vec<String> = self.cluster.live_members().iter().map(|id| self.cluster.addr(*id)).collect();
-        let addrs = if addrs.is_empty() { self.shared.addrs.clone() } else { addrs };
+        let addrs = if addrs.is_empty() { self.shared.targets() } else { addrs };
+        self.write_via(client, addrs).await
+    }
+
+    /// One recorded write sent to the leader (or, without one, any live member but `avoid`),
+    /// to move the log forward quickly.
+    async fn filler_write(&mut self, leader: Option<u64>, avoid: u64) -> Option<u64> {
+        let addrs: Vec<String> = match leader.filter(|l| *l != avoid) {
+            Some(l) => vec![self.cluster.addr(l)],
+            None => self.cluster.live_members().into_iter().filter(|m| *m != avoid).map(|id| self.cluster.addr(id)).collect(),
+        };
+        if addrs.is_empty() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            return None;
+        }
+        self.write_via("filler", addrs).await
+    }
+
+    async fn write_via(&mut self, client: &str, addrs: Vec<String>) -> Option<u64> {
         let body = random_body(&mut self.rng);
         let key = self.shared.key(client);
         let never = || false;
@@ -559,16 +583,18 @@ impl<'a> Injector<'a> {
         let start = Instant::now();
         let mut writes = 0u64;
         let mut purged = 0;
-        while start.elapsed() < Duration::from_secs(60) && writes < 20 * self.cfg.snapshot_every_logs.max(50) {
+        let mut leader = None;
+        while start.elapsed() < Duration::from_secs(45) && writes < 20 * self.cfg.snapshot_every_logs.max(50) {
             if writes % 20 == 0 {
-                if let Some(l) = self.cluster.leader().await {
+                leader = self.cluster.leader().await;
+                if let Some(l) = leader {
                     purged = self.cluster.status(l).await.and_then(|v| v["purged_index"].as_u64()).unwrap_or(0);
                     if purged > last + 1 {
                         break;
                     }
                 }
             }
-            self.probe_write("filler").await;
+            self.filler_write(leader, f).await;
             writes += 1;
         }
         let compacted = purged > last + 1;
@@ -621,17 +647,40 @@ impl<'a> Injector<'a> {
         rec.targets.push(t.to_string());
         let spec = format!("{name}:{}", plan.param);
         self.cluster.kill(t);
+        if name.starts_with("vote_save") {
+            // A restarted leader resumes its committed vote; to make it save a vote, let the
+            // others elect a new leader (a higher term) first.
+            tokio::time::sleep(Duration::from_millis(1_500)).await;
+        }
         self.cluster.start(t, Some(spec.clone()))?;
         let start = Instant::now();
         let mut exited = false;
-        while start.elapsed() < Duration::from_secs(25) {
+        let mut leader = None;
+        let mut n = 0u64;
+        let mut forced = false;
+        while start.elapsed() < Duration::from_secs(15) {
             if !self.cluster.is_running(t) {
                 exited = true;
                 break;
             }
+            // A vote is saved on a term change: force an election by pausing the leader.
+            if name.starts_with("vote_save") && !forced && start.elapsed() > Duration::from_secs(3) {
+                forced = true;
+                if let Some(l) = self.cluster.leader().await.filter(|l| *l != t) {
+                    self.cluster.pause(l);
+                    tokio::time::sleep(Duration::from_millis(1_500)).await;
+                    self.cluster.resume(l);
+                    rec.note = format!("paused leader {l} to force an election; ");
+                }
+                continue;
+            }
             // Snapshots and purges need log entries; the workload alone may be slow.
             if name.starts_with("snapshot_build") || name.starts_with("purge") {
-                self.probe_write("filler").await;
+                if n % 50 == 0 {
+                    leader = self.cluster.leader().await;
+                }
+                n += 1;
+                self.filler_write(leader, 0).await;
             } else {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
@@ -648,7 +697,7 @@ impl<'a> Injector<'a> {
         };
         self.cluster.nodes.get_mut(&t).expect("node").failpoint = None;
         self.cluster.start(t, None)?;
-        rec.note = outcome;
+        rec.note.push_str(&outcome);
         Ok(())
     }
 }

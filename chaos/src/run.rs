@@ -104,6 +104,9 @@ pub fn default_roster_bin() -> Option<PathBuf> {
 
 static RUNS: AtomicU64 = AtomicU64::new(0);
 
+/// How far the first round of faults (one of each enabled kind) may run past the duration.
+pub const FIRST_ROUND_GRACE: Duration = Duration::from_secs(120);
+
 /// Runs one chaos run to completion (blocking). Every process and namespace it creates is
 /// removed before it returns, also on error or panic.
 pub fn run(cfg: Config) -> Result<Report> {
@@ -207,11 +210,18 @@ async fn run_async(cfg: Config) -> Result<Report> {
             InjectorConfig { nodes: cfg.nodes, liveness_bound: cfg.liveness_bound, snapshot_every_logs: cfg.snapshot_every_logs },
         );
         tokio::time::sleep(Duration::from_millis(1_500)).await;
+        // Every enabled kind is injected at least once (the first round may run past the
+        // duration, up to FIRST_ROUND_GRACE), then faults continue until the duration is over.
+        let hard_stop = deadline + FIRST_ROUND_GRACE;
+        let mut covered = BTreeSet::new();
         for plan in &plans {
-            if Instant::now() + Duration::from_millis(plan.hold_ms + 2_000) > deadline {
+            let now = Instant::now();
+            let all_covered = cfg.faults.iter().all(|k| covered.contains(k));
+            if now + Duration::from_millis(plan.hold_ms + 2_000) > if all_covered { deadline } else { hard_stop } {
                 break;
             }
             faults.push(inj.run(plan).await);
+            covered.insert(plan.kind);
             tokio::time::sleep(Duration::from_millis(plan.gap_ms)).await;
         }
         let left = deadline.saturating_duration_since(Instant::now());
