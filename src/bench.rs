@@ -55,6 +55,10 @@ pub enum BenchCmd {
         /// (`all`, followers forward to the leader).
         #[arg(long, default_value = "leader")]
         target: String,
+        /// Run the benchmark's own cluster with TLS and tokens (the production setup) instead
+        /// of `--insecure`.
+        #[arg(long, conflicts_with = "endpoints")]
+        secure: bool,
     },
     /// Deployment fan-out: simulated agents (tasks in this process) hold config watches on one
     /// node; times apply → all agents acknowledged, and the node's memory per agent.
@@ -121,8 +125,8 @@ pub async fn run(cmd: BenchCmd) -> anyhow::Result<()> {
     match cmd {
         BenchCmd::Fold { revisions } => tokio::task::spawn_blocking(move || fold(revisions)).await?,
         BenchCmd::Restart { revisions, data_dir, runs } => restart(revisions, data_dir, runs).await,
-        BenchCmd::Write { clients, duration_secs, endpoints, target } => {
-            write_bench(clients, Duration::from_secs(duration_secs), endpoints, &target).await
+        BenchCmd::Write { clients, duration_secs, endpoints, target, secure } => {
+            write_bench(clients, Duration::from_secs(duration_secs), endpoints, &target, secure).await
         }
         BenchCmd::Agents { agents, applies } => agents_bench(agents, applies).await,
     }
@@ -293,31 +297,45 @@ pub const WRITE_BENCH_DURATION_MAX_SECS: u64 = 600;
 /// Most concurrent clients of the write benchmark.
 pub const WRITE_BENCH_CLIENTS_MAX: usize = 4096;
 
-async fn write_bench(clients: usize, duration: Duration, endpoints: Vec<String>, target: &str) -> anyhow::Result<()> {
+async fn write_bench(clients: usize, duration: Duration, endpoints: Vec<String>, target: &str, secure: bool) -> anyhow::Result<()> {
     anyhow::ensure!((1..=WRITE_BENCH_CLIENTS_MAX).contains(&clients), "--clients must be 1..={WRITE_BENCH_CLIENTS_MAX}");
     anyhow::ensure!(duration.as_secs() <= WRITE_BENCH_DURATION_MAX_SECS, "--duration-secs is at most {WRITE_BENCH_DURATION_MAX_SECS}");
     anyhow::ensure!(target == "leader" || target == "all", "--target must be leader or all");
     let mut own = None;
+    let mut transport = roster_raft::Transport::insecure();
     let endpoints = if endpoints.is_empty() {
         let dir = tempfile_dir()?;
-        let cluster = crate::dev::spawn_cluster(&dir, 3, free_port()?, None, &[]).await?;
+        let secure_dir = dir.join("secure");
+        if secure {
+            let made = crate::tls::init(&secure_dir, &[], false)?;
+            transport = roster_raft::Transport {
+                ca_pem: Some(std::sync::Arc::new(std::fs::read(secure_dir.join(crate::tls::CA_CERT))?)),
+                bearer: Some(std::sync::Arc::from(made.admin_secret.as_str())),
+            };
+        }
+        let cluster = crate::dev::spawn_cluster(&dir, 3, free_port()?, secure.then_some(secure_dir.as_path()), &[]).await?;
         let eps = cluster.addrs.clone();
         own = Some((cluster, dir));
         eps
     } else {
         endpoints
     };
-    let http = reqwest::Client::builder().pool_max_idle_per_host(clients).tcp_nodelay(true).build()?;
-    let leader = find_leader(&http, &endpoints).await?;
+    let http = transport.client_builder()?.pool_max_idle_per_host(clients).tcp_nodelay(true).build()?;
+    let leader = find_leader(&http, &transport, &endpoints).await?;
     let targets: Vec<String> = if target == "leader" { vec![leader.clone()] } else { endpoints.clone() };
-    println!("write benchmark: {clients} clients for {}s against {} ({target}), leader {leader}", duration.as_secs(), targets.join(","));
+    println!(
+        "write benchmark: {clients} clients for {}s against {} ({target}, {}), leader {leader}",
+        duration.as_secs(),
+        targets.join(","),
+        if transport.is_tls() { "TLS and tokens" } else { "insecure" }
+    );
 
     let started = Instant::now();
     let deadline = started + duration;
     let mut tasks = Vec::new();
     for c in 0..clients {
         let http = http.clone();
-        let url = format!("http://{}/v1/commands", targets[c % targets.len()]);
+        let url = transport.url(&targets[c % targets.len()], "/v1/commands");
         tasks.push(tokio::spawn(async move {
             let mut latencies_us: Vec<u32> = Vec::new();
             let mut errors = 0u64;
@@ -327,7 +345,7 @@ async fn write_bench(clients: usize, duration: Duration, endpoints: Vec<String>,
                 let body = serde_json::json!({"changes": [{"add_server": {
                     "name": format!("b{c}-{seq}"), "host": "10.1.2.3", "port": 8080}}]});
                 let t = Instant::now();
-                let ok = http.post(&url).header("x-roster-actor", "bench").json(&body).send().await
+                let ok = http.post(&url).json(&body).send().await
                     .map(|r| r.status().is_success()).unwrap_or(false);
                 if ok {
                     latencies_us.push(t.elapsed().as_micros().min(u32::MAX as u128) as u32);
@@ -363,9 +381,9 @@ async fn write_bench(clients: usize, duration: Duration, endpoints: Vec<String>,
     Ok(())
 }
 
-async fn find_leader(http: &reqwest::Client, endpoints: &[String]) -> anyhow::Result<String> {
+async fn find_leader(http: &reqwest::Client, transport: &roster_raft::Transport, endpoints: &[String]) -> anyhow::Result<String> {
     for ep in endpoints {
-        if let Ok(r) = http.get(format!("http://{ep}/v1/cluster")).send().await {
+        if let Ok(r) = http.get(transport.url(ep, "/v1/cluster")).send().await {
             if let Ok(v) = r.json::<serde_json::Value>().await {
                 if let Some(l) = v["leader"].as_u64() {
                     if let Some(m) = v["members"].as_array().and_then(|a| a.iter().find(|m| m["id"].as_u64() == Some(l))) {
