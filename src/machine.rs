@@ -25,6 +25,13 @@ use crate::domain::{
 /// A checkpoint of the folded state is written every this many revisions, so a restart or a
 /// state-at-revision query folds at most this many records.
 pub const CHECKPOINT_EVERY_REVISIONS: u64 = 10_000;
+/// An idempotency key's outcome is kept this long (by command time): a retry with the same
+/// key within it gets the first outcome; after it, the key is free again.
+pub const IDEMPOTENCY_KEEP_MS: u64 = 24 * 3600 * 1000;
+/// Expired idempotency outcomes are dropped every this many log entries...
+pub const IDEMPOTENCY_EXPIRE_EVERY_LOG_ENTRIES: u64 = 1024;
+/// ...at most this many at a time.
+pub const IDEMPOTENCY_EXPIRE_BATCH_MAX: usize = 10_000;
 /// Rejections are kept for this many Raft log entries.
 pub const REJECTIONS_KEEP_LOG_ENTRIES: u64 = 100_000;
 
@@ -236,6 +243,9 @@ impl RosterMachine {
             Ok(c) => c,
             Err(e) => return Outcome::Rejected(Rejection::new(RejectCode::Invalid, format!("undecodable command: {e}"))),
         };
+        if cmd.idempotency_key.as_ref().is_some_and(|k| k.is_empty() || k.as_bytes()[0] == 0) {
+            return Outcome::Rejected(Rejection::new(RejectCode::Invalid, "an idempotency key must not be empty or start with a 0 byte"));
+        }
         let fp = cmd.idempotency_key.as_ref().map(|_| fingerprint(&cmd));
         if let (Some(key), Some(fp)) = (&cmd.idempotency_key, fp) {
             match txn.idempotency_get(key.as_bytes()) {
@@ -279,7 +289,16 @@ impl RosterMachine {
         }
         if let (Some(key), Some(fingerprint)) = (&cmd.idempotency_key, fp) {
             let entry = IdempotencyEntry { fingerprint, outcome: outcome.clone() };
-            txn.put_idempotency(key.as_bytes(), &codec::encode(&entry));
+            txn.put_idempotency(key.as_bytes(), &codec::encode(&entry), cmd.time_ms);
+        }
+        // Old outcomes expire: every so many log entries, by the (replicated) command time, so
+        // every node drops the same ones.
+        if position == 0 && log_id.index % IDEMPOTENCY_EXPIRE_EVERY_LOG_ENTRIES == 0 {
+            let before = cmd.time_ms.saturating_sub(IDEMPOTENCY_KEEP_MS);
+            if let Err(e) = txn.expire_idempotency(before, IDEMPOTENCY_EXPIRE_BATCH_MAX) {
+                // Same reasoning as a failed idempotency read: the node must not diverge.
+                panic!("expiring idempotency outcomes: {e}");
+            }
         }
         if matches!(outcome, Outcome::Committed { .. }) {
             self.shared.revision_tx.send_replace(revision);

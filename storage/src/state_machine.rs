@@ -53,6 +53,16 @@ const KEY_INSTALLING: &[u8] = b"installing";
 const SNAPSHOT_CFS: [&str; 5] = [CF_HISTORY, CF_IDEMPOTENCY, CF_CHANGESETS, CF_REJECTIONS, CF_EVENTS];
 const KEY_EVENT_SETTINGS: &[u8] = b"~settings";
 
+/// The time index of idempotency outcomes: 0, the time (big-endian), then the key. Real keys
+/// never start with a 0 byte, so the index sorts before them all.
+fn idempotency_index_key(time_ms: u64, key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9 + key.len());
+    k.push(0);
+    k.extend_from_slice(&time_ms.to_be_bytes());
+    k.extend_from_slice(key);
+    k
+}
+
 /// Settings share the events family under keys starting with '~', which sort after every
 /// 8-byte event sequence number in use (so trimming events never touches them).
 fn setting_key(name: &str) -> Vec<u8> {
@@ -301,9 +311,32 @@ impl<'a> Txn<'a> {
         self.store.idempotency_get(key)
     }
 
-    pub fn put_idempotency(&mut self, key: &[u8], outcome: &[u8]) {
-        self.batch.put_cf(cf(&self.store.db, CF_IDEMPOTENCY), key, outcome);
+    /// Stores the outcome for an idempotency key, indexed by `time_ms` so that
+    /// [`Txn::expire_idempotency`] can drop it later. Keys must not start with a 0 byte.
+    pub fn put_idempotency(&mut self, key: &[u8], outcome: &[u8], time_ms: u64) {
+        let family = cf(&self.store.db, CF_IDEMPOTENCY);
+        self.batch.put_cf(family, key, outcome);
+        self.batch.put_cf(family, idempotency_index_key(time_ms, key), []);
         self.pending_idempotency.insert(key.to_vec(), outcome.to_vec());
+    }
+
+    /// Deletes up to `max` idempotency outcomes stored with a time before `before_ms`, oldest
+    /// first; returns how many. Deterministic: it reads only replicated, applied data.
+    pub fn expire_idempotency(&mut self, before_ms: u64, max: usize) -> Result<usize, StoreError> {
+        let db = &self.store.db;
+        let family = cf(db, CF_IDEMPOTENCY);
+        let end = idempotency_index_key(before_ms, &[]);
+        let mut n = 0;
+        for item in db.iterator_cf(family, IteratorMode::From(&[0u8], Direction::Forward)) {
+            let (k, _) = item?;
+            if n >= max || k[0] != 0 || k.as_ref() >= end.as_slice() {
+                break;
+            }
+            self.batch.delete_cf(family, &k);
+            self.batch.delete_cf(family, &k[9..]);
+            n += 1;
+        }
+        Ok(n)
     }
 
     pub fn put_changeset(&mut self, id: &[u8], bytes: &[u8]) {
@@ -698,5 +731,35 @@ where
         };
         let file = tokio::fs::File::open(self.snapshots.current(&meta.snapshot_id)).await.map_err(sm_read::<C>)?;
         Ok(Some(Snapshot { meta, snapshot: Box::new(file) }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idempotency_outcomes_expire_oldest_first_and_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::new(crate::open(&dir.path().join("db")).unwrap());
+        let mut txn = store.offline_txn();
+        for (i, key) in ["k-a", "k-b", "k-c", "k-d"].iter().enumerate() {
+            txn.put_idempotency(key.as_bytes(), b"outcome", 1_000 * (i as u64 + 1));
+        }
+        store.db.write(txn.batch).unwrap();
+        // Before 3000: k-a (1000) and k-b (2000) expire, but at most one per call.
+        let mut txn = store.offline_txn();
+        assert_eq!(txn.expire_idempotency(3_000, 1).unwrap(), 1);
+        store.db.write(txn.batch).unwrap();
+        assert!(store.idempotency_get(b"k-a").unwrap().is_none());
+        assert!(store.idempotency_get(b"k-b").unwrap().is_some());
+        let mut txn = store.offline_txn();
+        assert_eq!(txn.expire_idempotency(3_000, 100).unwrap(), 1);
+        store.db.write(txn.batch).unwrap();
+        assert!(store.idempotency_get(b"k-b").unwrap().is_none());
+        assert!(store.idempotency_get(b"k-c").unwrap().is_some());
+        assert!(store.idempotency_get(b"k-d").unwrap().is_some());
+        let mut txn = store.offline_txn();
+        assert_eq!(txn.expire_idempotency(3_000, 100).unwrap(), 0, "nothing else is old enough");
     }
 }
