@@ -666,12 +666,13 @@ impl<'a> Injector<'a> {
             // A vote is saved on a term change: force an election by pausing the leader.
             if name.starts_with("vote_save") && !forced && start.elapsed() > Duration::from_secs(3) {
                 forced = true;
-                if let Some(l) = self.cluster.leader().await.filter(|l| *l != t) {
-                    self.cluster.pause(l);
-                    tokio::time::sleep(Duration::from_millis(1_500)).await;
-                    self.cluster.resume(l);
-                    rec.note = format!("paused leader {l} to force an election; ");
-                }
+                // Pausing the leader makes the others elect; if the armed node leads, it
+                // learns the new term when it continues. Either way it saves a vote.
+                let l = self.cluster.leader().await.unwrap_or(t);
+                self.cluster.pause(l);
+                tokio::time::sleep(Duration::from_millis(1_500)).await;
+                self.cluster.resume(l);
+                rec.note = format!("paused node {l} to force an election; ");
                 continue;
             }
             // Snapshots and purges need log entries; the workload alone may be slow.
