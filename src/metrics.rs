@@ -6,40 +6,47 @@ use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use roster_storage::metrics::{Histogram, APPLY_SECONDS, LOG_APPEND_SECONDS};
 
 use crate::api::Ctx;
 
-/// Request latencies keyed by (method, route template, status class).
+/// Status classes of the request histograms.
+const CLASSES: [&str; 4] = ["2xx", "3xx", "4xx", "5xx"];
+
+/// Request latencies keyed by (method, route template, status class). Every route's
+/// histograms are created when the router is built, so a request takes no lock and allocates
+/// nothing to be measured.
 #[derive(Clone, Default)]
 pub struct HttpMetrics {
-    routes: Arc<Mutex<BTreeMap<(String, String, &'static str), Arc<Histogram>>>>,
+    routes: Arc<Mutex<BTreeMap<(&'static str, &'static str, &'static str), Arc<Histogram>>>>,
 }
 
+/// One route's histograms, one per status class.
+#[derive(Clone)]
+pub struct RouteMetrics([Arc<Histogram>; 4]);
+
 impl HttpMetrics {
-    fn histogram(&self, method: &str, route: &str, class: &'static str) -> Arc<Histogram> {
-        // The key set is bounded: route templates (not raw paths) times methods times classes.
+    /// Registers (or finds) the histograms of one route.
+    pub fn route(&self, method: &'static str, route: &'static str) -> RouteMetrics {
         let mut map = self.routes.lock().expect("metrics lock");
-        map.entry((method.to_string(), route.to_string(), class)).or_default().clone()
+        RouteMetrics(CLASSES.map(|class| map.entry((method, route, class)).or_default().clone()))
     }
 }
 
 /// Middleware recording each request's latency under its route template.
-pub async fn track(State(m): State<HttpMetrics>, req: Request, next: Next) -> Response {
-    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
-    let method = req.method().as_str().to_string();
+pub async fn track(State(m): State<RouteMetrics>, req: Request, next: Next) -> Response {
     let started = Instant::now();
     let resp = next.run(req).await;
     let class = match resp.status().as_u16() {
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        _ => "5xx",
+        200..=299 => 0,
+        300..=399 => 1,
+        400..=499 => 2,
+        _ => 3,
     };
-    m.histogram(&method, &route, class).observe(started.elapsed());
+    m.0[class].observe(started.elapsed());
     resp
 }
 
@@ -82,7 +89,8 @@ pub async fn render(State(ctx): State<Ctx>) -> Response {
     }
     let _ = writeln!(out, "# HELP roster_http_request_seconds HTTP requests by method, route and status class.\n# TYPE roster_http_request_seconds histogram");
     let routes = ctx.http_metrics.routes.lock().expect("metrics lock").clone();
-    for ((method, route, class), h) in routes {
+    // Routes are registered up front; only those that served requests are shown.
+    for ((method, route, class), h) in routes.into_iter().filter(|(_, h)| h.count() > 0) {
         h.render(&mut out, "roster_http_request_seconds", &format!("method=\"{method}\",route=\"{route}\",status=\"{class}\""));
     }
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()

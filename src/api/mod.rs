@@ -98,6 +98,17 @@ pub fn route_table() -> Vec<RouteSpec> {
     v
 }
 
+fn method_name(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        _ => "OTHER",
+    }
+}
+
 /// Method, path template and access rule of every route in [`route_table`].
 pub fn route_rules() -> Vec<(Method, &'static str, Access)> {
     route_table().into_iter().map(|r| (r.method, r.path, r.access)).collect()
@@ -107,9 +118,11 @@ pub fn route_rules() -> Vec<(Method, &'static str, Access)> {
 pub fn router(ctx: Ctx) -> Router {
     let mut by_path: BTreeMap<&'static str, MethodRouter<Ctx>> = BTreeMap::new();
     for spec in route_table() {
+        let measured = ctx.http_metrics.route(method_name(&spec.method), spec.path);
         let checked = spec
             .handler
-            .route_layer(axum::middleware::from_fn_with_state((ctx.auth.clone(), spec.access), crate::auth::check));
+            .route_layer(axum::middleware::from_fn_with_state((ctx.auth.clone(), spec.access), crate::auth::check))
+            .route_layer(axum::middleware::from_fn_with_state(measured, crate::metrics::track));
         let merged = match by_path.remove(spec.path) {
             Some(existing) => existing.merge(checked),
             None => checked,
@@ -124,7 +137,6 @@ pub fn router(ctx: Ctx) -> Router {
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method")
         })
-        .route_layer(axum::middleware::from_fn_with_state(ctx.http_metrics.clone(), crate::metrics::track))
         // Outermost, so it also covers the 404 and 405 fallbacks.
         .layer(axum::middleware::from_fn(read_whole_body))
         .with_state(ctx.clone());
