@@ -79,8 +79,9 @@ pub fn reference_history(obs: &Observed) -> &[Value] {
     obs.nodes.iter().map(|n| n.history.as_slice()).max_by_key(|h| h.len()).unwrap_or(&[])
 }
 
-/// (a) Every node's history is a dense hash chain, and every revision has the same record
-/// (body and hash) on every node that has it.
+/// (a) Every node's history is a dense hash chain, every revision has the same record
+/// (body and hash) on every node that has it, and `roster audit verify` accepts the longest
+/// history (recomputing every hash and fold) with the nodes' digest.
 pub fn check_one_history(obs: &Observed) -> Vec<Violation> {
     let mut s = Sink::new("a");
     for n in &obs.nodes {
@@ -96,6 +97,20 @@ pub fn check_one_history(obs: &Observed) -> Vec<Violation> {
             if i > 0 && rec_str(r, "prev_hash") != rec_str(&n.history[i - 1], "hash") {
                 s.push(format!("node {}: revision {want}: prev_hash does not link to the hash of revision {}", n.node, want - 1));
                 break;
+            }
+        }
+    }
+    if let Some(a) = &obs.audit {
+        let head = reference_history(obs).len() as u64;
+        if !a.ok {
+            s.push(format!("`roster audit verify` rejects the exported history: {}", a.output.trim()));
+        } else if a.revision != Some(head) {
+            s.push(format!("`roster audit verify` ends at revision {:?}, the export has {head} records", a.revision));
+        } else {
+            for n in obs.nodes.iter().filter(|n| n.revision == Some(head)) {
+                if n.digest != a.digest {
+                    s.push(format!("node {} reports digest {:?} at revision {head}; folding the exported history gives {:?}", n.node, n.digest, a.digest));
+                }
             }
         }
     }

@@ -157,6 +157,18 @@ pub struct Observed {
     pub first_write_after_heal_us: Option<u64>,
     /// Liveness bound: a write must succeed this soon after healing.
     pub liveness_bound_us: u64,
+    /// `roster audit verify` of the longest history export.
+    #[serde(default)]
+    pub audit: Option<AuditResult>,
+}
+
+/// What `roster audit verify` said about the exported history.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct AuditResult {
+    pub ok: bool,
+    pub revision: Option<u64>,
+    pub digest: Option<String>,
+    pub output: String,
 }
 
 /// One broken invariant.

@@ -338,6 +338,7 @@ async fn run_async(cfg: Config) -> Result<Report> {
         fetch_canonical(&cluster.http, &addr, &mut obs, cfg.seed).await;
     }
     cluster.kill_all();
+    obs.audit = audit_export(&bin, &out, &obs).await;
     let mut violations = check_all(&obs);
     for u in &unexpected {
         violations.push(Violation { checker: "g".into(), message: u.clone() });
@@ -350,6 +351,41 @@ async fn run_async(cfg: Config) -> Result<Report> {
         }
     }
     Ok(report)
+}
+
+/// Writes the longest history to `OUT/export.jsonl` and runs `roster audit verify` on it
+/// (bounded to two minutes).
+async fn audit_export(bin: &Path, out: &Path, obs: &Observed) -> Option<crate::model::AuditResult> {
+    let history = reference_history(obs);
+    if history.is_empty() {
+        return None;
+    }
+    let path = out.join("export.jsonl");
+    let written = (|| -> std::io::Result<()> {
+        let mut h = std::io::BufWriter::new(std::fs::File::create(&path)?);
+        for r in history {
+            writeln!(h, "{r}")?;
+        }
+        h.flush()
+    })();
+    if let Err(e) = written {
+        eprintln!("chaos: writing {}: {e}", path.display());
+        return None;
+    }
+    let child = tokio::process::Command::new(bin).args(["audit", "verify"]).arg(&path).kill_on_drop(true).output();
+    let output = match tokio::time::timeout(Duration::from_secs(120), child).await {
+        Ok(Ok(o)) => o,
+        Ok(Err(e)) => return Some(crate::model::AuditResult { ok: false, output: format!("could not run roster audit verify: {e}"), ..Default::default() }),
+        Err(_) => return Some(crate::model::AuditResult { ok: false, output: "roster audit verify took over 120 s".into(), ..Default::default() }),
+    };
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    let field = |prefix: &str| text.lines().find_map(|l| l.strip_prefix(prefix)).map(|v| v.trim().to_string());
+    Some(crate::model::AuditResult {
+        ok: output.status.success(),
+        revision: field("final revision ").and_then(|v| v.parse().ok()),
+        digest: field("state digest "),
+        output: text,
+    })
 }
 
 async fn join_bounded(tasks: Vec<tokio::task::JoinHandle<()>>, timeout: Duration) {
@@ -501,13 +537,6 @@ fn write_report(cfg: &Config, out: &Path, net: &str, obs: &Observed, violations:
         writeln!(f, "{}", json!({"type": "violation", "checker": v.checker, "message": v.message}))?;
     }
     f.flush()?;
-    if let Some(n) = obs.nodes.iter().max_by_key(|n| n.history.len()) {
-        let mut h = std::io::BufWriter::new(std::fs::File::create(out.join("export.jsonl"))?);
-        for r in &n.history {
-            writeln!(h, "{r}")?;
-        }
-        h.flush()?;
-    }
 
     let counts = op_counts(&obs.ops);
     let mut s = String::new();
@@ -553,12 +582,17 @@ fn write_report(cfg: &Config, out: &Path, net: &str, obs: &Observed, violations:
         s.push_str(&format!("({code}) {name:<14} {verdict:<16} {what}\n"));
     }
     s.push_str(&format!(
-        "\nhistory: {} revisions on {} nodes; marker revision {:?}; {} digests and {} states verified\n",
+        "\nhistory: {} revisions on {} nodes; marker revision {:?}; {} digests and {} states verified; roster audit verify: {}\n",
         reference_history(obs).len(),
         obs.nodes.len(),
         obs.marker_revision,
         obs.digests.len(),
-        obs.states.len()
+        obs.states.len(),
+        match &obs.audit {
+            Some(a) if a.ok => format!("ok, digest {}", a.digest.as_deref().unwrap_or("?")),
+            Some(_) => "FAILED".to_string(),
+            None => "not run".to_string(),
+        }
     ));
     if !unexpected.is_empty() {
         s.push_str(&format!("unexpected node exits: {}\n", unexpected.len()));

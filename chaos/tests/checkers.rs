@@ -130,6 +130,7 @@ fn clean() -> Observed {
         healed_us: Some(650),
         first_write_after_heal_us: Some(650),
         liveness_bound_us: 30_000_000,
+        audit: None,
     }
 }
 
@@ -330,4 +331,18 @@ fn g_liveness_catches_a_late_or_missing_write_after_healing() {
     o.faults[0].recovered_us = None;
     let v = only("g", &o);
     assert!(v[0].message.contains("fault 1"), "{v:?}");
+}
+
+#[test]
+fn a_one_history_uses_the_audit_verdict_and_digest() {
+    use roster_chaos::model::AuditResult;
+    let mut o = clean();
+    o.audit = Some(AuditResult { ok: true, revision: Some(HEAD), digest: Some(format!("d{HEAD}")), output: String::new() });
+    assert!(checker::check_all(&o).is_empty());
+    o.audit = Some(AuditResult { ok: false, revision: None, digest: None, output: "revision 3: hash mismatch".into() });
+    let v = only("a", &o);
+    assert!(v[0].message.contains("hash mismatch"), "{v:?}");
+    o.audit = Some(AuditResult { ok: true, revision: Some(HEAD), digest: Some("other".into()), output: String::new() });
+    let v = only("a", &o);
+    assert_eq!(v.len(), 3, "one per node: {v:?}");
 }
