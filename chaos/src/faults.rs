@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::client::{get_json, write_op};
-use crate::cluster::Cluster;
+use crate::cluster::{AgentProc, Cluster};
 use crate::model::FaultRecord;
 use crate::net::Net;
 use crate::workload::{client_rng, random_body, Shared};
@@ -77,7 +77,8 @@ impl FaultKind {
 
     fn variants(self) -> &'static [&'static str] {
         match self {
-            FaultKind::Kill | FaultKind::Pause => &["leader", "follower", "random"],
+            FaultKind::Kill => &["leader", "follower", "random", "agent"],
+            FaultKind::Pause => &["leader", "follower", "random"],
             FaultKind::Partition => &["isolate-leader", "minority-majority", "bridge"],
             FaultKind::Oneway => &["leader-mute", "leader-deaf", "lossy"],
             FaultKind::Membership => &["replace-leader", "replace-follower"],
@@ -168,6 +169,8 @@ pub struct InjectorConfig {
 /// Injects faults into a running cluster and heals them.
 pub struct Injector<'a> {
     pub cluster: &'a mut Cluster,
+    /// `roster agent` processes (the `kill agent` variant restarts one).
+    pub agents: &'a mut Vec<AgentProc>,
     pub net: &'a mut Net,
     pub shared: Arc<Shared>,
     pub cfg: InjectorConfig,
@@ -181,9 +184,9 @@ fn log(shared: &Shared, msg: &str) {
 }
 
 impl<'a> Injector<'a> {
-    pub fn new(cluster: &'a mut Cluster, net: &'a mut Net, shared: Arc<Shared>, cfg: InjectorConfig) -> Self {
+    pub fn new(cluster: &'a mut Cluster, agents: &'a mut Vec<AgentProc>, net: &'a mut Net, shared: Arc<Shared>, cfg: InjectorConfig) -> Self {
         let rng = client_rng(shared.seed, "injector");
-        Self { cluster, net, shared, cfg, rng, unexpected_exits: Vec::new(), next_id: 1 }
+        Self { cluster, agents, net, shared, cfg, rng, unexpected_exits: Vec::new(), next_id: 1 }
     }
 
     fn log(&self, msg: &str) {
@@ -366,6 +369,21 @@ impl<'a> Injector<'a> {
     }
 
     async fn kill(&mut self, plan: &Plan, rec: &mut FaultRecord) -> anyhow::Result<()> {
+        if plan.variant == "agent" {
+            if self.agents.is_empty() {
+                rec.injected = false;
+                rec.note = "no agent processes".into();
+                return Ok(());
+            }
+            let i = (plan.pick % self.agents.len() as u64) as usize;
+            rec.targets.push(format!("agent {}", self.agents[i].id));
+            self.agents[i].kill();
+            self.hold(plan.hold_ms).await;
+            let bin = self.cluster.bin.clone();
+            self.agents[i].spawn(&bin, &self.shared.addrs)?;
+            rec.note = "the agent resumes from its deployed file".into();
+            return Ok(());
+        }
         let Some(t) = self.target(&plan.variant, plan.pick).await else {
             rec.injected = false;
             rec.note = "no target".into();

@@ -205,6 +205,7 @@ async fn run_async(cfg: Config) -> Result<Report> {
     {
         let mut inj = Injector::new(
             &mut cluster,
+            &mut agents,
             &mut net,
             shared.clone(),
             InjectorConfig { nodes: cfg.nodes, liveness_bound: cfg.liveness_bound, snapshot_every_logs: cfg.snapshot_every_logs },
