@@ -11,9 +11,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
-use axum::extract::{FromRequestParts, RawPathParams, Request, State};
+use axum::extract::{FromRequestParts, RawPathParams, Request};
 use axum::http::{header, HeaderValue, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::api::ApiError;
@@ -152,40 +151,41 @@ fn forbidden(message: String) -> Response {
     ApiError::new(StatusCode::FORBIDDEN, "forbidden", message).into_response()
 }
 
-/// The access check run before a route's handler (installed by `api::router`).
-pub async fn check(State((auth, access)): State<(Auth, Access)>, req: Request, next: Next) -> Response {
+/// The access check run before a route's handler (installed by `api::router`): the request
+/// to pass on, with the caller's [`Identity`] attached, or the 401/403 answer.
+pub async fn authorize(auth: &Auth, access: Access, req: Request) -> Result<Request, Response> {
     if !auth.inner.enabled || access == Access::Open || (access == Access::Metrics && auth.inner.metrics_public) {
-        return next.run(req).await;
+        return Ok(req);
     }
     let Some(secret) = roster_raft::transport::bearer(req.headers()) else {
-        return unauthenticated("this route needs a bearer token (Authorization: Bearer ...)");
+        return Err(unauthenticated("this route needs a bearer token (Authorization: Bearer ...)"));
     };
     let principal = match auth.resolve(secret) {
         Some(p) => p,
-        None => return unauthenticated("the token is not valid (unknown or revoked)"),
+        None => return Err(unauthenticated("the token is not valid (unknown or revoked)")),
     };
     let identity = match (principal, access) {
-        (Principal::Peer, Access::Peer) => return next.run(req).await,
-        (Principal::Peer, _) => return forbidden("the cluster secret is only for node-to-node routes".into()),
-        (Principal::User(id), Access::Peer) => return forbidden(format!("{} is not a cluster node", id.name)),
+        (Principal::Peer, Access::Peer) => return Ok(req),
+        (Principal::Peer, _) => return Err(forbidden("the cluster secret is only for node-to-node routes".into())),
+        (Principal::User(id), Access::Peer) => return Err(forbidden(format!("{} is not a cluster node", id.name))),
         (Principal::User(id), _) => id,
     };
     if !access.allows_role(identity.role, auth.inner.metrics_public) {
-        return forbidden(format!("{} has role {}, which may not use this route", identity.name, identity.role));
+        return Err(forbidden(format!("{} has role {}, which may not use this route", identity.name, identity.role)));
     }
     let (mut parts, body) = req.into_parts();
     if access == Access::AgentSelf && identity.role == Role::Agent {
         let params = match RawPathParams::from_request_parts(&mut parts, &()).await {
             Ok(p) => p,
-            Err(_) => return forbidden("this route names no agent".into()),
+            Err(_) => return Err(forbidden("this route names no agent".into())),
         };
         let target = params.iter().find(|(k, _)| *k == "id").map(|(_, v)| v.to_string());
         if target.as_deref() != identity.agent.as_ref().map(AgentId::as_str) {
-            return forbidden(format!("{} may only use the endpoints of its own agent", identity.name));
+            return Err(forbidden(format!("{} may only use the endpoints of its own agent", identity.name)));
         }
     }
     parts.extensions.insert(identity);
-    next.run(Request::from_parts(parts, body)).await
+    Ok(Request::from_parts(parts, body))
 }
 
 /// A token file line: `NAME ROLE SHA256-HEX`, or `NAME agent:AGENT-ID SHA256-HEX`.

@@ -68,6 +68,9 @@ pub enum BenchCmd {
         /// Changes to apply and time.
         #[arg(long, default_value_t = 5)]
         applies: usize,
+        /// Run the node with TLS and tokens (agents connect over TLS) instead of `--insecure`.
+        #[arg(long)]
+        secure: bool,
     },
 }
 
@@ -128,7 +131,7 @@ pub async fn run(cmd: BenchCmd) -> anyhow::Result<()> {
         BenchCmd::Write { clients, duration_secs, endpoints, target, secure } => {
             write_bench(clients, Duration::from_secs(duration_secs), endpoints, &target, secure).await
         }
-        BenchCmd::Agents { agents, applies } => agents_bench(agents, applies).await,
+        BenchCmd::Agents { agents, applies, secure } => agents_bench(agents, applies, secure).await,
     }
 }
 
@@ -413,7 +416,7 @@ async fn post_changes(http: &reqwest::Client, base: &str, changes: Vec<serde_jso
     v["committed"]["revision"].as_u64().context("no revision")
 }
 
-async fn agents_bench(agents: usize, applies: usize) -> anyhow::Result<()> {
+async fn agents_bench(agents: usize, applies: usize, secure: bool) -> anyhow::Result<()> {
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::Arc;
     anyhow::ensure!((1..=AGENTS_BENCH_MAX).contains(&agents), "--agents must be 1..={AGENTS_BENCH_MAX}");
@@ -421,16 +424,28 @@ async fn agents_bench(agents: usize, applies: usize) -> anyhow::Result<()> {
     let dir = tempfile_dir()?;
     let port = free_port()?;
     let addr = format!("127.0.0.1:{port}");
-    let base = format!("http://{addr}");
+    let secure_dir = dir.join("secure");
+    let transport = if secure {
+        let made = crate::tls::init(&secure_dir, &[], false)?;
+        roster_raft::Transport {
+            ca_pem: Some(Arc::new(std::fs::read(secure_dir.join(crate::tls::CA_CERT))?)),
+            // The simulated agents use the admin token, which may use every agent's routes.
+            bearer: Some(Arc::from(made.admin_secret.as_str())),
+        }
+    } else {
+        roster_raft::Transport::insecure()
+    };
+    let base = transport.url(&addr, "");
     let mut node = tokio::process::Command::new(std::env::current_exe()?)
-        .args(["serve", "--insecure", "--listen", &addr, "--data-dir"])
+        .args(["serve", "--listen", &addr, "--data-dir"])
         .arg(dir.join("node"))
+        .args(if secure { vec!["--secure-dir".to_string(), secure_dir.display().to_string()] } else { vec!["--insecure".to_string()] })
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .kill_on_drop(true)
         .spawn()?;
     let pid = node.id().context("node pid")?;
-    let http = reqwest::Client::builder().pool_max_idle_per_host(agents + 16).timeout(Duration::from_secs(120)).build()?;
+    let http = transport.client_builder()?.pool_max_idle_per_host(agents + 16).timeout(Duration::from_secs(120)).build()?;
     let started = Instant::now();
     while !http.get(format!("{base}/readyz")).send().await.map(|r| r.status().is_success()).unwrap_or(false) {
         anyhow::ensure!(started.elapsed() < Duration::from_secs(30), "node not ready");

@@ -6,8 +6,7 @@ use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use axum::extract::{Request, State};
-use axum::middleware::Next;
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use roster_storage::metrics::{Histogram, APPLY_SECONDS, LOG_APPEND_SECONDS};
 
@@ -36,18 +35,17 @@ impl HttpMetrics {
     }
 }
 
-/// Middleware recording each request's latency under its route template.
-pub async fn track(State(m): State<RouteMetrics>, req: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let resp = next.run(req).await;
-    let class = match resp.status().as_u16() {
-        200..=299 => 0,
-        300..=399 => 1,
-        400..=499 => 2,
-        _ => 3,
-    };
-    m.0[class].observe(started.elapsed());
-    resp
+impl RouteMetrics {
+    /// Records one request that started at `started` and got `status`.
+    pub fn observe(&self, started: Instant, status: axum::http::StatusCode) {
+        let class = match status.as_u16() {
+            200..=299 => 0,
+            300..=399 => 1,
+            400..=499 => 2,
+            _ => 3,
+        };
+        self.0[class].observe(started.elapsed());
+    }
 }
 
 fn gauge(out: &mut String, name: &str, help: &str, value: impl std::fmt::Display) {
