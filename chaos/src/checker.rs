@@ -326,7 +326,8 @@ pub fn config_content(config: &Value) -> Value {
 
 /// (e) Per agent stream: every answer is newer than the revision the agent had (so the
 /// stream never goes backwards), every delivered configuration is the complete configuration
-/// at its revision (so no update is missed), and after every failed poll the stream resumed.
+/// at its revision (so no update is missed), after every failed poll the stream resumed, and
+/// after every fault it answered again within the liveness bound.
 pub fn check_agent_streams(obs: &Observed) -> Vec<Violation> {
     let mut s = Sink::new("e");
     let mut streams: BTreeMap<&str, Vec<&Op>> = BTreeMap::new();
@@ -335,6 +336,7 @@ pub fn check_agent_streams(obs: &Observed) -> Vec<Violation> {
     }
     for (agent, mut ops) in streams {
         ops.sort_by_key(|o| o.invoke_us);
+        let mut ok_done: Vec<u64> = ops.iter().filter(|o| o.status() == Status::Ok).map(|o| o.complete_us).collect();
         let mut last: Option<u64> = None;
         let mut failed_since: Option<&Op> = None;
         for o in ops {
@@ -372,6 +374,22 @@ pub fn check_agent_streams(obs: &Observed) -> Vec<Violation> {
         }
         if let Some(f) = failed_since {
             s.push(format!("agent {agent}: the stream never resumed after the failed watch {} at {} us ({:?})", f.id, f.invoke_us, f.error));
+        }
+        // After every fault the stream answers again within the liveness bound.
+        ok_done.sort_unstable();
+        for f in obs.faults.iter().filter(|f| f.injected) {
+            let i = ok_done.partition_point(|t| *t < f.healed_us);
+            let resumed = ok_done.get(i).is_some_and(|t| t - f.healed_us <= obs.liveness_bound_us);
+            if !resumed {
+                s.push(format!(
+                    "agent {agent}: no watch answered within {} ms after fault {} ({} {}) was healed at {} us",
+                    obs.liveness_bound_us / 1000,
+                    f.id,
+                    f.kind,
+                    f.variant,
+                    f.healed_us
+                ));
+            }
         }
     }
     s.finish()

@@ -320,6 +320,7 @@ fn f_convergence_catches_a_diverged_node_and_a_lagging_agent() {
 #[test]
 fn g_liveness_catches_a_late_or_missing_write_after_healing() {
     let mut o = clean();
+    o.faults.clear();
     o.liveness_bound_us = 100;
     o.first_write_after_heal_us = Some(650 + 101);
     let v = only("g", &o);
@@ -345,4 +346,15 @@ fn a_one_history_uses_the_audit_verdict_and_digest() {
     o.audit = Some(AuditResult { ok: true, revision: Some(HEAD), digest: Some("other".into()), output: String::new() });
     let v = only("a", &o);
     assert_eq!(v.len(), 3, "one per node: {v:?}");
+}
+
+#[test]
+fn e_agent_streams_catches_a_stream_that_did_not_resume_after_a_fault() {
+    let mut o = clean();
+    // Healed at 700; the watcher's next answer completes at 740, beyond a 30 us bound.
+    o.faults[0].healed_us = 700;
+    o.faults[0].recovered_us = Some(720);
+    o.liveness_bound_us = 30;
+    let v = only("e", &o);
+    assert!(v[0].message.contains("after fault 1"), "{v:?}");
 }
