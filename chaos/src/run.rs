@@ -445,8 +445,8 @@ fn sample(mut v: Vec<u64>, max: usize) -> Vec<u64> {
 }
 
 /// Revisions whose digest / state the checkers compare against (bounded samples).
-pub const DIGEST_SAMPLE_MAX: usize = 400;
-pub const STATE_SAMPLE_MAX: usize = 250;
+pub const DIGEST_SAMPLE_MAX: usize = 1000;
+pub const STATE_SAMPLE_MAX: usize = 500;
 
 async fn fetch_canonical(http: &reqwest::Client, addr: &str, obs: &mut Observed, _seed: u64) {
     let head = reference_history(obs).len() as u64;
