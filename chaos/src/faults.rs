@@ -627,7 +627,9 @@ impl<'a> Injector<'a> {
                     if self.cluster.failpoint_fired(f, &name) {
                         format!("crashed at {name}")
                     } else {
-                        format!("exited without reaching {name}: {}", log_tail(&self.cluster.nodes[&f].log, 300))
+                        let m = format!("node {f} exited without reaching {name}: {}", log_tail(&self.cluster.nodes[&f].log, 600));
+                        self.unexpected_exits.push(m.clone());
+                        m
                     }
                 } else {
                     self.cluster.kill(f);
@@ -708,7 +710,9 @@ impl<'a> Injector<'a> {
             if self.cluster.failpoint_fired(t, &name) {
                 format!("crashed at {spec}")
             } else {
-                format!("exited without reaching {spec}: {}", log_tail(&self.cluster.nodes[&t].log, 300))
+                let m = format!("node {t} exited without reaching {spec}: {}", log_tail(&self.cluster.nodes[&t].log, 600));
+                self.unexpected_exits.push(m.clone());
+                m
             }
         } else {
             self.cluster.kill(t);
