@@ -176,6 +176,8 @@ pub struct Injector<'a> {
     pub cfg: InjectorConfig,
     rng: StdRng,
     pub unexpected_exits: Vec<String>,
+    /// Unexpected exits per node (only the first is reported in full).
+    pub exits: std::collections::BTreeMap<u64, usize>,
     next_id: u64,
 }
 
@@ -186,7 +188,7 @@ fn log(shared: &Shared, msg: &str) {
 impl<'a> Injector<'a> {
     pub fn new(cluster: &'a mut Cluster, agents: &'a mut Vec<AgentProc>, net: &'a mut Net, shared: Arc<Shared>, cfg: InjectorConfig) -> Self {
         let rng = client_rng(shared.seed, "injector");
-        Self { cluster, agents, net, shared, cfg, rng, unexpected_exits: Vec::new(), next_id: 1 }
+        Self { cluster, agents, net, shared, cfg, rng, unexpected_exits: Vec::new(), exits: Default::default(), next_id: 1 }
     }
 
     fn log(&self, msg: &str) {
@@ -204,11 +206,15 @@ impl<'a> Injector<'a> {
             let expected_fp = self.cluster.nodes[&id].failpoint.clone();
             let had_child = self.cluster.nodes[&id].child.is_some();
             if had_child && !self.cluster.is_running(id) {
-                let tail = log_tail(&self.cluster.nodes[&id].log, 600);
                 if expected_fp.is_none() {
-                    let m = format!("node {id} exited by itself (no fail point armed); log tail: {tail}");
-                    self.log(&format!("WARNING: {m}"));
-                    self.unexpected_exits.push(m);
+                    let reason = crash_reason(&self.cluster.nodes[&id].log);
+                    let n = self.exits.entry(id).or_insert(0);
+                    *n += 1;
+                    if *n == 1 {
+                        let m = format!("node {id} exited by itself (no fail point armed): {reason}");
+                        self.log(&format!("WARNING: {m}"));
+                        self.unexpected_exits.push(m);
+                    }
                 }
                 let _ = self.cluster.start(id, None);
             }
@@ -627,7 +633,7 @@ impl<'a> Injector<'a> {
                     if self.cluster.failpoint_fired(f, &name) {
                         format!("crashed at {name}")
                     } else {
-                        let m = format!("node {f} exited without reaching {name}: {}", log_tail(&self.cluster.nodes[&f].log, 600));
+                        let m = format!("node {f} exited without reaching {name}: {}", crash_reason(&self.cluster.nodes[&f].log));
                         self.unexpected_exits.push(m.clone());
                         m
                     }
@@ -710,7 +716,7 @@ impl<'a> Injector<'a> {
             if self.cluster.failpoint_fired(t, &name) {
                 format!("crashed at {spec}")
             } else {
-                let m = format!("node {t} exited without reaching {spec}: {}", log_tail(&self.cluster.nodes[&t].log, 600));
+                let m = format!("node {t} exited without reaching {spec}: {}", crash_reason(&self.cluster.nodes[&t].log));
                 self.unexpected_exits.push(m.clone());
                 m
             }
@@ -739,8 +745,51 @@ pub async fn wait_http(http: &reqwest::Client, addr: &str, timeout: Duration) ->
 
 /// The last `n` bytes of a log file, on one line.
 pub fn log_tail(path: &std::path::Path, n: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let text = strip_ansi(&std::fs::read_to_string(path).unwrap_or_default());
     let start = text.len().saturating_sub(n);
     let start = (start..text.len()).find(|i| text.is_char_boundary(*i)).unwrap_or(text.len());
     text[start..].replace('\n', " | ")
+}
+
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Why the last incarnation in a node log stopped: its first error line (`Error:`, a panic,
+/// a fatal Raft error), else the log's tail.
+pub fn crash_reason(path: &std::path::Path) -> String {
+    let text = strip_ansi(&std::fs::read_to_string(path).unwrap_or_default());
+    let last = text.rsplit("=== chaos: start node").next().unwrap_or("");
+    let hit = last.lines().find(|l| l.starts_with("Error:") || l.contains("panicked at") || l.contains("quit RaftCore::main on error"));
+    match hit {
+        Some(l) => l.trim().chars().take(400).collect(),
+        None => log_tail(path, 300),
+    }
+}
+
+/// Fatal Raft errors anywhere in a node log (each incarnation's first), as
+/// "start #N: message" lines. A node whose Raft core stopped keeps serving HTTP, so this is
+/// how such a node is noticed.
+pub fn fatal_raft_errors(path: &std::path::Path) -> Vec<String> {
+    let text = strip_ansi(&std::fs::read_to_string(path).unwrap_or_default());
+    let mut out = Vec::new();
+    for (i, part) in text.split("=== chaos: start node").enumerate() {
+        if let Some(l) = part.lines().find(|l| l.contains("quit RaftCore::main on error")) {
+            out.push(format!("start #{i}: {}", l.trim().chars().take(400).collect::<String>()));
+        }
+    }
+    out
 }

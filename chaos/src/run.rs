@@ -251,7 +251,13 @@ async fn run_async(cfg: Config) -> Result<Report> {
         }
         inj.sync_members().await;
         inj.heal_all();
-        unexpected = std::mem::take(&mut inj.unexpected_exits);
+        let mut u = std::mem::take(&mut inj.unexpected_exits);
+        for (id, n) in &inj.exits {
+            if *n > 1 {
+                u.push(format!("node {id} exited by itself {n} times in all (each restart failed again)"));
+            }
+        }
+        unexpected = u;
     }
     // Stop writers and readers (their in-flight operations finish or time out).
     shared.stop.store(true, Ordering::Relaxed);
@@ -343,6 +349,17 @@ async fn run_async(cfg: Config) -> Result<Report> {
     let mut violations = check_all(&obs);
     for u in &unexpected {
         violations.push(Violation { checker: "g".into(), message: u.clone() });
+    }
+    // A node whose Raft core stopped on a fatal error keeps answering HTTP: find it in the logs.
+    for (id, n) in &cluster.nodes {
+        let errors = crate::faults::fatal_raft_errors(&n.log);
+        let more = errors.len().saturating_sub(3);
+        for e in errors.into_iter().take(3) {
+            violations.push(Violation { checker: "g".into(), message: format!("node {id}: Raft stopped on a fatal error ({e})") });
+        }
+        if more > 0 {
+            violations.push(Violation { checker: "g".into(), message: format!("node {id}: Raft stopped on a fatal error in {more} more starts") });
+        }
     }
     let report = write_report(&cfg, &out, &net.describe(), &obs, violations, started.elapsed(), &unexpected)?;
     net.teardown();

@@ -358,3 +358,21 @@ fn e_agent_streams_catches_a_stream_that_did_not_resume_after_a_fault() {
     let v = only("e", &o);
     assert!(v[0].message.contains("after fault 1"), "{v:?}");
 }
+
+#[test]
+fn crash_reasons_come_from_the_last_start_in_a_node_log() {
+    let dir = std::env::temp_dir().join(format!("chaos-log-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("node-1.log");
+    std::fs::write(
+        &log,
+        "=== chaos: start node 1 (start #1) failpoint=None\nok\n\
+         === chaos: start node 1 (start #2) failpoint=None\n\x1b[31mERROR\x1b[0m openraft::core::raft_core: quit RaftCore::main on error error=boom\n\
+         === chaos: start node 1 (start #3) failpoint=None\nError: when Read LogIndex(23000): Failed to get log entries\n\nStack backtrace:\n 0: x\n",
+    )
+    .unwrap();
+    assert_eq!(roster_chaos::faults::crash_reason(&log), "Error: when Read LogIndex(23000): Failed to get log entries");
+    let fatal = roster_chaos::faults::fatal_raft_errors(&log);
+    assert_eq!(fatal, ["start #2: ERROR openraft::core::raft_core: quit RaftCore::main on error error=boom"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
