@@ -299,10 +299,17 @@ impl Cluster {
         Ok(id)
     }
 
-    /// Kills a node that left the cluster and deletes its data.
+    /// Kills a node that left the cluster and deletes its data (kept as `node-ID.retired` if
+    /// its log shows a crash or a fatal error, for investigation).
     pub fn retire(&mut self, id: u64) {
         self.kill(id);
-        let _ = std::fs::remove_dir_all(&self.nodes[&id].data_dir);
+        let node = &self.nodes[&id];
+        let log = std::fs::read_to_string(&node.log).unwrap_or_default();
+        if log.contains("\nError:") || log.contains("panicked at") || log.contains("quit RaftCore::main on error") {
+            let _ = std::fs::rename(&node.data_dir, node.data_dir.with_extension("retired"));
+        } else {
+            let _ = std::fs::remove_dir_all(&node.data_dir);
+        }
         self.members.remove(&id);
     }
 
