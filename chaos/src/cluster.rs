@@ -354,7 +354,8 @@ impl AgentProc {
     pub fn spawn(&mut self, bin: &Path, endpoints: &[String]) -> Result<()> {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.state_dir.join("agent.log"))?;
         let mut cmd = Command::new(bin);
-        cmd.args(["agent", "--id", &self.id, "--endpoints", &endpoints.join(","), "--listen", &self.listen, "--state-dir"])
+        // `--insecure`: the chaos cluster runs without TLS, whatever `roster-dev/secure` holds.
+        cmd.args(["agent", "--insecure", "--id", &self.id, "--endpoints", &endpoints.join(","), "--listen", &self.listen, "--state-dir"])
             .arg(&self.state_dir)
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone()?))

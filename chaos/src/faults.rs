@@ -16,21 +16,6 @@ use crate::model::FaultRecord;
 use crate::net::Net;
 use crate::workload::{client_rng, random_body, Shared};
 
-/// Every fail point `roster serve` knows (`ROSTER_FAILPOINT=<name>:<n>`).
-pub const FAILPOINTS: [&str; 12] = [
-    "log_append_before",
-    "log_append_after",
-    "vote_save_before",
-    "vote_save_after",
-    "apply_before",
-    "apply_after",
-    "snapshot_build_before",
-    "snapshot_build_after",
-    "snapshot_install_before",
-    "snapshot_install_after",
-    "purge_before",
-    "purge_after",
-];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -84,7 +69,8 @@ impl FaultKind {
             FaultKind::Membership => &["replace-leader", "replace-follower"],
             FaultKind::Restart => &["all"],
             FaultKind::Snapshot => &["snapshot_install_before", "snapshot_install_after", "kill-during-catch-up"],
-            FaultKind::Failpoint => &FAILPOINTS,
+            // Every fail point `roster serve` knows (`ROSTER_FAILPOINT=<name>:<n>`).
+            FaultKind::Failpoint => roster_storage::failpoint::NAMES,
         }
     }
 
