@@ -157,6 +157,9 @@ pub async fn authorize(auth: &Auth, access: Access, req: Request) -> Result<Requ
     if !auth.inner.enabled || access == Access::Open || (access == Access::Metrics && auth.inner.metrics_public) {
         return Ok(req);
     }
+    if req.headers().get_all(axum::http::header::AUTHORIZATION).iter().nth(1).is_some() {
+        return Err(ApiError::bad_request("the request carries more than one Authorization header").into_response());
+    }
     let Some(secret) = roster_raft::transport::bearer(req.headers()) else {
         return Err(unauthenticated("this route needs a bearer token (Authorization: Bearer ...)"));
     };

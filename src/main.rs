@@ -80,6 +80,12 @@ enum Cmd {
         server: String,
         #[arg(long, default_value = "127.0.0.1:7400")]
         agent: String,
+        /// The agent's state dir, which holds the client secret the agent requires.
+        #[arg(long, default_value = "roster-agent")]
+        state_dir: PathBuf,
+        /// The client secret file (default: `client.secret` in --state-dir).
+        #[arg(long)]
+        secret_file: Option<PathBuf>,
     },
     /// Create a local CA, node certificate, cluster secret and admin token in a directory
     /// (for `roster serve --secure-dir DIR`).
@@ -107,6 +113,13 @@ enum Cmd {
     /// Audit tools: export, verify, replay the history.
     #[command(subcommand)]
     Audit(roster::audit::AuditCmd),
+    /// Check a stopped node's data directory (Raft log, applied state, snapshot files) without
+    /// changing it; prints a JSON report and exits 1 if it finds a problem.
+    #[command(name = "check-data-dir")]
+    CheckDataDir {
+        /// The node's --data-dir.
+        data_dir: PathBuf,
+    },
     /// Start a local multi-node cluster on loopback.
     Dev(roster::dev::DevArgs),
     /// Benchmarks (fold speed, restart time).
@@ -256,11 +269,23 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Resolve { task, agent } => roster::agent::resolve_cmd(&agent, &task).await,
-        Cmd::ReportFailure { task, server, agent } => roster::agent::report_failure_cmd(&agent, &task, &server).await,
+        Cmd::ReportFailure { task, server, agent, state_dir, secret_file } => {
+            let secret_file = secret_file.unwrap_or_else(|| state_dir.join(roster::agent::CLIENT_SECRET_FILE));
+            roster::agent::report_failure_cmd(&agent, &task, &server, &secret_file).await
+        }
         Cmd::Dev(args) => {
             tracing_subscriber::fmt().with_env_filter(filter).init();
             roster::dev::run(args).await
         }
         Cmd::Bench(cmd) => roster::bench::run(cmd).await,
+        Cmd::CheckDataDir { data_dir } => {
+            anyhow::ensure!(data_dir.join("db").is_dir(), "{} holds no node database (no db/ folder)", data_dir.display());
+            let report = roster_storage::check_data_dir::<roster_raft::TypeConfig>(&data_dir)?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            if !report.problems.is_empty() {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
     }
 }

@@ -105,6 +105,30 @@ impl ServeConfig {
     }
 }
 
+/// File descriptors kept aside from client connections (RocksDB files, peers, logs).
+pub const FDS_RESERVED_MIN: usize = 256;
+
+/// The connection cap: `HTTP_CONNECTIONS_MAX`, or less if the process's file limit is lower
+/// (after raising the soft limit to the hard one), keeping `FDS_RESERVED_MIN` (or a quarter)
+/// of the descriptors for everything else. A cap above the real limit would let a connection
+/// flood starve the node of descriptors (`accept: Too many open files`, failed RocksDB opens).
+pub fn connection_cap() -> usize {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed to them.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return 1024usize.saturating_sub(FDS_RESERVED_MIN);
+    }
+    if limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit { rlim_cur: limit.rlim_max, rlim_max: limit.rlim_max };
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            limit.rlim_cur = limit.rlim_max;
+        }
+    }
+    let soft = (limit.rlim_cur as u64).min(1 << 24) as usize;
+    let reserved = (soft / 4).max(FDS_RESERVED_MIN);
+    soft.saturating_sub(reserved).clamp(16, HTTP_CONNECTIONS_MAX)
+}
+
 /// Parses `1=127.0.0.1:7001,2=127.0.0.1:7002`.
 pub fn parse_peers(spec: &str) -> anyhow::Result<BTreeMap<u64, String>> {
     let mut out = BTreeMap::new();
@@ -229,7 +253,9 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
     let prober = config.probe.map(|p| tokio::spawn(crate::prober::run(ctx, p)));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let header_read_timeout = Duration::from_millis(config.header_read_timeout_ms);
-    let server = tokio::spawn(serve_http(listener, router, acceptor, header_read_timeout, stopped));
+    let connections_max = connection_cap();
+    tracing::info!(connections_max, "serving HTTP");
+    let server = tokio::spawn(serve_http(listener, router, acceptor, header_read_timeout, connections_max, stopped));
     Ok(Running { addr, node, machine: handle, stop, agents, server, leader_events, prober })
 }
 
@@ -239,16 +265,17 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
 /// headers within `header_read_timeout` (slow or idle connections are closed), headers and
 /// buffers are bounded by `HTTP_BUFFER_MAX_BYTES`, and connections are capped at
 /// `HTTP_CONNECTIONS_MAX`.
-async fn serve_http(
+pub(crate) async fn serve_http(
     listener: TcpListener,
     router: axum::Router,
     tls: Option<tokio_rustls::TlsAcceptor>,
     header_read_timeout: Duration,
+    connections_max: usize,
     stopped: tokio::sync::oneshot::Receiver<()>,
 ) {
     use hyper_util::rt::TokioIo;
     let (closing_tx, closing_rx) = tokio::sync::watch::channel(false);
-    let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(HTTP_CONNECTIONS_MAX));
+    let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(connections_max));
     let mut stopped = std::pin::pin!(stopped);
     loop {
         let accepted = tokio::select! {
@@ -265,7 +292,7 @@ async fn serve_http(
             }
         };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
-            tracing::warn!("connection limit {HTTP_CONNECTIONS_MAX} reached; refusing a connection");
+            tracing::warn!("connection limit {connections_max} reached; refusing a connection");
             continue;
         };
         let _ = stream.set_nodelay(true);
@@ -302,7 +329,10 @@ where
     builder
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(header_read_timeout)
-        .max_buf_size(HTTP_BUFFER_MAX_BYTES);
+        .max_buf_size(HTTP_BUFFER_MAX_BYTES)
+        // A request head larger than this is refused with 431 (the buffer bound alone lets
+        // hyper parse a head before it checks its size).
+        .max_header_size(HTTP_BUFFER_MAX_BYTES);
     let conn = builder.serve_connection(io, service);
     let mut conn = std::pin::pin!(conn);
     tokio::select! {
@@ -334,15 +364,49 @@ async fn record_leader_changes(ctx: Ctx) {
     }
 }
 
-/// Runs a node until `shutdown` completes.
+/// Completes with the reason when this node's Raft core stops on a fatal error (a storage
+/// failure, a panic in the core); never completes while it runs.
+pub async fn raft_stopped(node: &RaftNode) -> String {
+    let mut metrics = node.raft.metrics();
+    loop {
+        if let Err(fatal) = &metrics.borrow_and_update().running_state {
+            return fatal.to_string();
+        }
+        if metrics.changed().await.is_err() {
+            return "the Raft core has ended".into();
+        }
+    }
+}
+
+/// Runs a node until `shutdown` completes. Fails (so the process exits non-zero) when the
+/// node's Raft core stops: a node without consensus must not keep serving reads and
+/// `/readyz` as if it were healthy; a supervisor restarts it, and start-up either finishes
+/// what a crash interrupted or refuses with an error that says what is wrong.
 pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let running = start(config).await?;
     tracing::info!(addr = %running.addr, "roster node serving");
-    if running.node.wait_for_leader(Duration::from_secs(10)).await.is_none() {
-        tracing::warn!("no leader known yet; waiting for peers (or, with --join, to be added)");
+    let node = running.node.clone();
+    let serve = async {
+        if node.wait_for_leader(Duration::from_secs(10)).await.is_none() {
+            tracing::warn!("no leader known yet; waiting for peers (or, with --join, to be added)");
+        }
+        shutdown.await;
+    };
+    let fatal = tokio::select! {
+        _ = serve => None,
+        reason = raft_stopped(&node) => Some(reason),
+    };
+    drop(node);
+    match fatal {
+        None => {
+            tracing::info!("shutting down");
+            running.stop().await;
+            Ok(())
+        }
+        Some(reason) => {
+            tracing::error!("the Raft core stopped: {reason}; stopping this node");
+            running.stop().await;
+            anyhow::bail!("the Raft core stopped: {reason}")
+        }
     }
-    shutdown.await;
-    tracing::info!("shutting down");
-    running.stop().await;
-    Ok(())
 }

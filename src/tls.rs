@@ -109,7 +109,7 @@ pub fn init(dir: &Path, hosts: &[String], force: bool) -> anyhow::Result<Initial
     let admin_secret = crate::auth::new_secret();
     let tokens = format!(
         "# Roster tokens: NAME ROLE SHA256-OF-SECRET (roles: admin, operator, auditor, agent:ID, viewer).\n\
-         # Add one with `roster token new NAME ROLE`; only hashes belong here.\n{}\n",
+         # Add one with `roster token-new NAME ROLE [--agent ID]`; only hashes belong here.\n{}\n",
         crate::auth::token_file_line("admin", Role::Admin, None, &admin_secret)
     );
     std::fs::write(dir.join(TOKENS), tokens)?;

@@ -308,3 +308,66 @@ fn stopping_a_node_ends_held_watches() {
     assert!(held_for < Duration::from_secs(50), "the watch was held for {held_for:?}, until its timeout");
     assert!(status.is_none() || status == Some(204), "the held watch ended with {status:?}");
 }
+
+/// Security (issue 18, items 1 and 2): an agent token can mark failed only a server of that
+/// agent's own configuration of the task; the agent's local endpoint wants the agent's client
+/// secret and a loopback `Host`, and refuses made-up names; nothing refused changes anything.
+#[test]
+fn failure_reports_are_limited_to_the_agents_own_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(&dir.path().join("c"), 3, &[]);
+    let a1 = AgentProcess::start("a1", &cluster.endpoints(), &dir.path().join("a1"));
+    wait_registered(&cluster, &["a1"]);
+    // a1 is in eu: billing eu = [rt1, rt2]; rt3 serves billing only in us.
+    let rev = setup(&cluster, &["a1"], &[]);
+    a1.wait_revision(rev, Duration::from_secs(20));
+    let api = Api::new(cluster.node(0));
+    let before = api.digest();
+    let events_before = api.get("/v1/events?limit=1000").as_array().unwrap().len();
+
+    // Through the cluster API with a1's own token.
+    let token = std::fs::read_to_string(a1.state_dir.join("agent.token")).unwrap();
+    let client = common::secure().client(Some(token.trim()), Duration::from_secs(10));
+    let url = |ep: &str| format!("{}/v1/agents/a1/failures", common::base(ep));
+    for (task, server) in [("billing", "rt3"), ("payroll", "rt1"), ("billing", "nope")] {
+        let r = client.post(url(&cluster.addrs[1])).json(&json!({"task": task, "server": server})).send().unwrap();
+        assert_eq!(r.status().as_u16(), 404, "{task}/{server} was accepted: {}", r.text().unwrap_or_default());
+    }
+    assert_eq!(api.get("/v1/servers/rt3")["status"], "enabled");
+    assert_eq!(api.digest(), before, "a refused report changed the state");
+    assert_eq!(api.get("/v1/events?limit=1000").as_array().unwrap().len(), events_before, "a refused report recorded an event");
+
+    // The local endpoint: the secret is required, a foreign Host is refused, names are checked.
+    let secret = a1.client_secret();
+    assert_eq!(a1.report_failure_raw("billing", "rt1", None, None).0, 401);
+    assert_eq!(a1.report_failure_raw("billing", "rt1", Some("not-the-secret"), None).0, 401);
+    assert_eq!(a1.report_failure_raw("billing", "rt1", Some(&secret), Some("evil.example")).0, 403);
+    assert_eq!(a1.report_failure_raw("billing", "rt3", Some(&secret), None).0, 404);
+    assert_eq!(a1.report_failure_raw("billing", "made-up", Some(&secret), None).0, 404);
+    assert_eq!(a1.report_failure_raw("nope", "rt1", Some(&secret), None).0, 404);
+    assert_eq!(a1.status()["locally_failed"], json!([]), "a refused report marked something locally");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(api.digest(), before, "a refused local report changed the cluster");
+    // The secret file is the agent's alone.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(a1.state_dir.join("client.secret")).unwrap().permissions().mode();
+    assert_eq!(mode & 0o077, 0, "client.secret is readable by others: {mode:o}");
+
+    // A genuine report works, once: a repeat writes nothing more.
+    let (s, v) = a1.report_failure_raw("billing", "rt1", Some(&secret), Some("localhost:1"));
+    assert_eq!(s, 200, "{v}");
+    let started = Instant::now();
+    while api.get("/v1/servers/rt1")["status"] != "failed" {
+        assert!(started.elapsed() < Duration::from_secs(20), "rt1 was not marked failed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let after = api.digest().0;
+    let (s, v) = a1.report_failure_raw("billing", "rt1", Some(&secret), None);
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["reported"], false, "a repeat was sent to the cluster: {v}");
+    let r = client.post(url(&cluster.addrs[2])).json(&json!({"task": "billing", "server": "rt1"})).send().unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.json::<Value>().unwrap()["marked_failed"], false);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(api.digest().0, after, "a report about an already failed server made a revision");
+}

@@ -165,3 +165,111 @@ fn check_slow_and_idle(node: &NodeProcess, secure: bool) {
     let api = if secure { Api::new(node) } else { Api::insecure(&node.addr) };
     assert_eq!(api.get("/healthz")["status"], "ok");
 }
+
+type Tls = rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>;
+
+/// A raw TLS connection to a node, trusting the test CA.
+fn tls_connect(addr: &str) -> Tls {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut &common::secure().ca_pem[..]) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let host: std::net::SocketAddr = addr.parse().unwrap();
+    let name = rustls::pki_types::ServerName::IpAddress(host.ip().into());
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let tcp = std::net::TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(std::time::Duration::from_secs(20))).unwrap();
+    rustls::StreamOwned::new(conn, tcp)
+}
+
+/// Reads what the server sends until it closes the connection or `within` passes; returns
+/// the text and how long it took.
+fn read_answer(s: &mut Tls, within: std::time::Duration) -> (String, std::time::Duration) {
+    use std::io::Read;
+    let started = std::time::Instant::now();
+    s.sock.set_read_timeout(Some(within)).unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                out.extend_from_slice(&buf[..n]);
+                // One whole answer is enough when the server keeps the connection.
+                let text = String::from_utf8_lossy(&out);
+                if text.contains("\r\n\r\n") && text.contains('}') {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+        if started.elapsed() > within {
+            break;
+        }
+    }
+    (String::from_utf8_lossy(&out).into_owned(), started.elapsed())
+}
+
+/// Security (issue 18, items 3, 9, 10): access is checked from the request head, before any
+/// body byte is read; an allowed body must arrive in time; oversized heads and duplicated
+/// credentials are refused.
+#[test]
+fn bodies_are_read_only_after_access_is_checked() {
+    use std::io::Write;
+    use std::time::Duration;
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProcess::single(&dir.path().join("n"));
+    let addr = node.addr.clone();
+    let head = |extra: &str| {
+        format!("POST /v1/commands HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: 1000000\r\n{extra}\r\n")
+    };
+
+    // A token-less client that declares 1 MB and trickles: answered 401 at once (after a short
+    // bounded drain), not after the body.
+    let mut slow = tls_connect(&addr);
+    slow.write_all(head("").as_bytes()).unwrap();
+    slow.write_all(b"{\"changes\":").unwrap();
+    slow.flush().unwrap();
+    let (answer, took) = read_answer(&mut slow, Duration::from_secs(10));
+    assert!(answer.starts_with("HTTP/1.1 401"), "a token-less slow body got: {answer:?}");
+    assert!(took < Duration::from_secs(5), "the 401 took {took:?}");
+
+    // Expect: 100-continue without a token: 401, and never 100 Continue.
+    let mut cont = tls_connect(&addr);
+    cont.write_all(head("Expect: 100-continue\r\n").as_bytes()).unwrap();
+    cont.flush().unwrap();
+    let (answer, _) = read_answer(&mut cont, Duration::from_secs(10));
+    assert!(!answer.contains("100 Continue"), "a token-less client was invited to send its body: {answer:?}");
+    assert!(answer.contains(" 401 "), "{answer:?}");
+
+    // Duplicate Authorization headers are refused.
+    let token = common::secure().token("admin");
+    let mut dup = tls_connect(&addr);
+    let req = format!("GET /v1/servers HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nAuthorization: Bearer x\r\n\r\n");
+    dup.write_all(req.as_bytes()).unwrap();
+    let (answer, _) = read_answer(&mut dup, Duration::from_secs(10));
+    assert!(answer.starts_with("HTTP/1.1 400"), "duplicate Authorization: {answer:?}");
+
+    // A 100 KB head is refused (the documented limit is 64 KiB).
+    let mut big = tls_connect(&addr);
+    let req = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nX-Pad: {}\r\n\r\n", "a".repeat(100 * 1024));
+    let _ = big.write_all(req.as_bytes());
+    let (answer, _) = read_answer(&mut big, Duration::from_secs(10));
+    assert!(!answer.contains("200 OK"), "a 100 KB head was served: {:?}", &answer[..answer.len().min(200)]);
+
+    // With a valid token, a body that never finishes gets 408 within the body deadline.
+    let mut stalled = tls_connect(&addr);
+    stalled.write_all(head(&format!("Authorization: Bearer {token}\r\n")).as_bytes()).unwrap();
+    stalled.write_all(b"{\"changes\":").unwrap();
+    stalled.flush().unwrap();
+    let (answer, took) = read_answer(&mut stalled, Duration::from_secs(20));
+    assert!(answer.starts_with("HTTP/1.1 408"), "a stalled body got: {answer:?} after {took:?}");
+
+    // The node still serves.
+    assert_eq!(Api::new(&node).get("/healthz")["status"], "ok");
+}

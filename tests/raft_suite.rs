@@ -18,7 +18,7 @@ impl StoreBuilder<TypeConfig, Ls, Sm, TempDir> for Builder {
         let db = roster_storage::open(&dir.path().join("db")).expect("open rocksdb");
         let (machine, _handle) = RosterMachine::new();
         let sm = StateMachineStore::open(db.clone(), machine, dir.path().join("snapshots")).expect("open state machine");
-        Ok((dir, LogStore::new(db), sm))
+        Ok((dir, LogStore::new_unguarded_for_tests(db), sm))
     }
 }
 

@@ -15,7 +15,7 @@ pub const KEY_PREFIX: &str = "chaos-";
 pub const MESSAGES_PER_CHECKER_MAX: usize = 20;
 
 /// The checkers, in report order: (code, name, what it checks).
-pub const CHECKERS: [(&str, &str, &str); 7] = [
+pub const CHECKERS: [(&str, &str, &str); 8] = [
     ("a", "one-history", "every revision has the same record and hash on every node"),
     ("b", "writes-once", "acknowledged writes appear exactly once, indeterminate at most once, failed never"),
     ("c", "write-order", "a write acknowledged before another began has the smaller revision"),
@@ -23,6 +23,7 @@ pub const CHECKERS: [(&str, &str, &str); 7] = [
     ("e", "agent-streams", "agent streams are ordered, complete, never go backwards, and resume"),
     ("f", "convergence", "after healing all nodes agree and all agents reach the last revision"),
     ("g", "liveness", "after healing, writes succeed again within the bound"),
+    ("h", "storage", "every node's data directory is consistent: applied >= purged, no log hole, snapshot files intact"),
 ];
 
 /// Collects violations for one checker, keeping at most `MESSAGES_PER_CHECKER_MAX` messages.

@@ -28,10 +28,11 @@ pub enum FaultKind {
     Restart,
     Snapshot,
     Failpoint,
+    SnapshotCrashLoop,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 8] = [
+    pub const ALL: [FaultKind; 9] = [
         FaultKind::Kill,
         FaultKind::Pause,
         FaultKind::Partition,
@@ -40,6 +41,7 @@ impl FaultKind {
         FaultKind::Restart,
         FaultKind::Snapshot,
         FaultKind::Failpoint,
+        FaultKind::SnapshotCrashLoop,
     ];
 
     pub fn name(self) -> &'static str {
@@ -52,6 +54,7 @@ impl FaultKind {
             FaultKind::Restart => "restart",
             FaultKind::Snapshot => "snapshot",
             FaultKind::Failpoint => "failpoint",
+            FaultKind::SnapshotCrashLoop => "snapshot-crash-loop",
         }
     }
 
@@ -68,7 +71,17 @@ impl FaultKind {
             FaultKind::Oneway => &["leader-mute", "leader-deaf", "lossy"],
             FaultKind::Membership => &["replace-leader", "replace-follower"],
             FaultKind::Restart => &["all"],
-            FaultKind::Snapshot => &["snapshot_install_before", "snapshot_install_after", "kill-during-catch-up"],
+            FaultKind::Snapshot => &[
+                "snapshot_install_stage",
+                "snapshot_install_renamed",
+                "snapshot_install_before",
+                "snapshot_install_load",
+                "snapshot_install_final",
+                "snapshot_install_after",
+                "kill-during-catch-up",
+            ],
+            // The install-path point the loop starts at; it moves on to the next ones.
+            FaultKind::SnapshotCrashLoop => INSTALL_POINTS,
             // Every fail point `roster serve` knows (`ROSTER_FAILPOINT=<name>:<n>`).
             FaultKind::Failpoint => roster_storage::failpoint::NAMES,
         }
@@ -92,6 +105,21 @@ impl FaultKind {
         Ok(out.into_iter().collect())
     }
 }
+
+/// The fail points on a follower's snapshot install path, in the order an install passes them.
+pub const INSTALL_POINTS: &[&str] = &[
+    "snapshot_install_stage",
+    "snapshot_install_renamed",
+    "snapshot_install_before",
+    "purge_before",
+    "snapshot_install_load",
+    "snapshot_install_final",
+    "snapshot_install_after",
+];
+
+/// Crash steps per `snapshot-crash-loop` fault (each: compact past a follower, crash it at an
+/// install point, kill -9 it again during the next start, which redoes or restarts the install).
+pub const CRASH_LOOP_STEPS: usize = 3;
 
 /// One planned fault: everything random about it is drawn from the seed up front.
 #[derive(Clone, Debug, Serialize)]
@@ -331,8 +359,9 @@ impl<'a> Injector<'a> {
             FaultKind::Oneway => self.oneway(plan, &mut rec).await,
             FaultKind::Membership => self.membership(plan, &mut rec).await,
             FaultKind::Restart => self.restart_all(plan, &mut rec).await,
-            FaultKind::Snapshot => self.snapshot(plan, &plan.variant, &mut rec).await,
+            FaultKind::Snapshot => self.snapshot(plan, &plan.variant, None, &mut rec).await,
             FaultKind::Failpoint => self.failpoint(plan, &mut rec).await,
+            FaultKind::SnapshotCrashLoop => self.crash_loop(plan, &mut rec).await,
         };
         if let Err(e) = result {
             rec.note = format!("{} (error: {e:#})", rec.note);
@@ -573,7 +602,11 @@ impl<'a> Injector<'a> {
 
     /// Cuts a follower off until the leader compacted past it, then brings it back so it must
     /// install a snapshot, and crashes it during the install (a fail point, or SIGKILL).
-    async fn snapshot(&mut self, plan: &Plan, how: &str, rec: &mut FaultRecord) -> anyhow::Result<()> {
+    /// Compacts the log past a follower, then brings it back armed with the install-path fail
+    /// point `how` (or kills it `hold_ms` into catch-up). With `then`, the crashed node is
+    /// started once more armed with `then` (a crash during the redo of its install) before
+    /// the clean start.
+    async fn snapshot(&mut self, plan: &Plan, how: &str, then: Option<&str>, rec: &mut FaultRecord) -> anyhow::Result<()> {
         let Some(f) = self.target("follower", plan.pick).await else {
             rec.injected = false;
             rec.note = "no follower".into();
@@ -609,7 +642,7 @@ impl<'a> Injector<'a> {
         }
         let compacted = purged > last + 1;
         self.cluster.kill(f);
-        let failpoint = how.starts_with("snapshot_install").then(|| format!("{how}:1"));
+        let failpoint = (how != "kill-during-catch-up").then(|| format!("{how}:1"));
         self.cluster.start(f, failpoint.clone())?;
         self.net.heal()?;
         let outcome = match &failpoint {
@@ -634,6 +667,23 @@ impl<'a> Injector<'a> {
                 format!("killed {} ms into catch-up", plan.hold_ms)
             }
         };
+        let mut outcome = outcome;
+        if let Some(second) = then.filter(|_| outcome.starts_with("crashed")) {
+            self.cluster.nodes.get_mut(&f).expect("node").failpoint = None;
+            self.cluster.start(f, Some(format!("{second}:1")))?;
+            if self.cluster.wait_exit(f, Duration::from_secs(20)).await {
+                if self.cluster.failpoint_fired(f, second) {
+                    outcome.push_str(&format!(", then crashed again at {second}"));
+                } else {
+                    let m = format!("node {f} exited without reaching {second}: {}", crash_reason(&self.cluster.nodes[&f].log));
+                    self.unexpected_exits.push(m.clone());
+                    outcome.push_str(&format!(", then {m}"));
+                }
+            } else {
+                self.cluster.kill(f);
+                outcome.push_str(&format!(", then {second} not reached (no install left to redo)"));
+            }
+        }
         self.cluster.nodes.get_mut(&f).expect("node").failpoint = None;
         self.cluster.start(f, None)?;
         rec.note = format!(
@@ -644,11 +694,43 @@ impl<'a> Injector<'a> {
         Ok(())
     }
 
+    /// `snapshot-crash-loop`: `CRASH_LOOP_STEPS` times, compact past a follower, crash it at
+    /// the next install-path point (a crash that leaves an install pending is crashed once
+    /// more in its redo), then kill -9 it again `hold_ms` into its next start.
+    async fn crash_loop(&mut self, plan: &Plan, rec: &mut FaultRecord) -> anyhow::Result<()> {
+        let first = INSTALL_POINTS.iter().position(|p| *p == plan.variant).unwrap_or(0);
+        let mut notes = Vec::new();
+        for step in 0..CRASH_LOOP_STEPS {
+            let point = INSTALL_POINTS[(first + step) % INSTALL_POINTS.len()];
+            let mut sub = FaultRecord::default();
+            let then = (step % 2 == 0).then_some("snapshot_install_final");
+            self.snapshot(plan, point, then, &mut sub).await?;
+            let Some(f) = sub.targets.first().and_then(|t| t.parse::<u64>().ok()) else {
+                notes.push(format!("step {step}: {}", sub.note));
+                continue;
+            };
+            if !rec.targets.contains(&f.to_string()) {
+                rec.targets.push(f.to_string());
+            }
+            // Again during the next start: a redo, or a catch-up that needs a new install.
+            tokio::time::sleep(Duration::from_millis(plan.hold_ms)).await;
+            self.cluster.kill(f);
+            self.cluster.start(f, None)?;
+            notes.push(format!("step {step} ({point}): {}; killed again {} ms into the next start", sub.note, plan.hold_ms));
+        }
+        rec.note = notes.join(" | ");
+        Ok(())
+    }
+
     /// Restarts a node armed with a fail point, drives it there, then restarts it clean.
     async fn failpoint(&mut self, plan: &Plan, rec: &mut FaultRecord) -> anyhow::Result<()> {
         let name = plan.variant.clone();
         if name.starts_with("snapshot_install") {
-            return self.snapshot(plan, &name, rec).await;
+            return self.snapshot(plan, &name, None, rec).await;
+        }
+        if name == "snapshot_redo" {
+            // Reached only at a start that finds an interrupted install: crash one first.
+            return self.snapshot(plan, "snapshot_install_load", Some("snapshot_redo"), rec).await;
         }
         let variant = if name.starts_with("vote_save") { "leader" } else if plan.pick % 2 == 0 { "leader" } else { "follower" };
         let Some(t) = self.target(variant, plan.pick / 2).await else {
@@ -688,7 +770,7 @@ impl<'a> Injector<'a> {
                 continue;
             }
             // Snapshots and purges need log entries; the workload alone may be slow.
-            if name.starts_with("snapshot_build") || name.starts_with("purge") {
+            if name.starts_with("snapshot_build") || name.starts_with("purge") || name == "snapshot_prune" {
                 if n % 50 == 0 {
                     leader = self.cluster.leader().await;
                 }

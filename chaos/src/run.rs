@@ -361,6 +361,13 @@ async fn run_async(cfg: Config) -> Result<Report> {
             violations.push(Violation { checker: "g".into(), message: format!("node {id}: Raft stopped on a fatal error in {more} more starts") });
         }
     }
+    // (h) Every node's data directory, as the kills left it, must be consistent: what a node
+    // would find at its next start.
+    for (id, n) in &cluster.nodes {
+        if let Some(problem) = check_data_dir(&bin, &n.data_dir).await {
+            violations.push(Violation { checker: "h".into(), message: format!("node {id}: {problem}") });
+        }
+    }
     let report = write_report(&cfg, &out, &net.describe(), &obs, violations, started.elapsed(), &unexpected)?;
     net.teardown();
     if report.violations.is_empty() && !cfg.keep_data {
@@ -369,6 +376,26 @@ async fn run_async(cfg: Config) -> Result<Report> {
         }
     }
     Ok(report)
+}
+
+/// Runs `roster check-data-dir` on a stopped node's data directory (bounded to two minutes);
+/// `Some(problem)` when it finds one. A directory without a database (a wiped, retired node)
+/// has nothing to check.
+async fn check_data_dir(bin: &Path, data_dir: &Path) -> Option<String> {
+    if !data_dir.join("db").is_dir() {
+        return None;
+    }
+    let run = tokio::process::Command::new(bin).arg("check-data-dir").arg(data_dir).kill_on_drop(true).output();
+    match tokio::time::timeout(Duration::from_secs(120), run).await {
+        Err(_) => Some("check-data-dir did not finish within 120 s".into()),
+        Ok(Err(e)) => Some(format!("check-data-dir could not run: {e}")),
+        Ok(Ok(out)) if out.status.success() => None,
+        Ok(Ok(out)) => {
+            let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+            let problems = report["problems"].as_array().map(|p| p.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join("; "));
+            Some(problems.unwrap_or_else(|| String::from_utf8_lossy(&out.stderr).trim().to_string()))
+        }
+    }
 }
 
 /// Writes the longest history to `OUT/export.jsonl` and runs `roster audit verify` on it

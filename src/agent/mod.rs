@@ -41,6 +41,19 @@ pub const RETRY_MAX_MS: u64 = 2_000;
 pub const DEPLOYED_FILE: &str = "deployed.json";
 /// Name of the local defaults file in the state dir.
 pub const LOCAL_FILE: &str = "local.json";
+/// Name of the client secret file in the state dir: a bearer secret that local programs must
+/// present to report a failure (readable only by the agent's user, mode 0600). Any local user
+/// could otherwise mark every server failed cluster-wide.
+pub const CLIENT_SECRET_FILE: &str = "client.secret";
+/// Most servers marked failed locally at once (only servers of the deployed or local
+/// configuration can be marked, so this bound is reached only by very large configurations).
+pub const LOCAL_FAILED_MAX: usize = 1024;
+/// Largest local request body (a failure report is a few dozen bytes).
+pub const LOCAL_BODY_MAX_BYTES: usize = 4 * 1024;
+/// A local client must send a request's headers within this long.
+pub const LOCAL_HEADER_READ_TIMEOUT_MS: u64 = 5_000;
+/// Most connections the local endpoint serves at once.
+pub const LOCAL_CONNECTIONS_MAX: usize = 256;
 
 #[derive(Args, Debug, Clone)]
 pub struct AgentArgs {
@@ -53,9 +66,82 @@ pub struct AgentArgs {
     /// Where the deployed configuration and the local defaults file live.
     #[arg(long, default_value = "roster-agent")]
     pub state_dir: PathBuf,
-    /// Local endpoint for clients (resolve, report failures).
+    /// Local endpoint for clients (resolve, report failures). Must be a loopback address.
     #[arg(long, default_value = "127.0.0.1:7400")]
     pub listen: SocketAddr,
+}
+
+/// Reads the agent's client secret from `state_dir`, creating it (0600, never following a
+/// symlink) on first run. A secret file others can read or write is refused.
+pub fn ensure_client_secret(state_dir: &Path) -> anyhow::Result<String> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let path = state_dir.join(CLIENT_SECRET_FILE);
+    match std::fs::symlink_metadata(&path) {
+        Ok(meta) => {
+            anyhow::ensure!(meta.file_type().is_file(), "{} is not a regular file (a symlink?); remove it", path.display());
+            anyhow::ensure!(
+                meta.mode() & 0o077 == 0,
+                "{} is readable or writable by others (mode {:o}); run `chmod 600` on it",
+                path.display(),
+                meta.mode() & 0o777
+            );
+            let secret = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+            let secret = secret.trim().to_string();
+            anyhow::ensure!(secret.len() >= 16, "{} holds no usable secret; remove it to make a new one", path.display());
+            Ok(secret)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let secret = crate::auth::new_secret();
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&path)
+                .with_context(|| format!("creating {}", path.display()))?;
+            f.write_all(secret.as_bytes())?;
+            f.sync_all()?;
+            Ok(secret)
+        }
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// Reads the client secret a local program presents to the agent.
+pub fn read_client_secret(state_dir: &Path) -> anyhow::Result<String> {
+    let path = state_dir.join(CLIENT_SECRET_FILE);
+    let s = std::fs::read_to_string(&path).with_context(|| {
+        format!("reading the agent's client secret {} (give the agent's --state-dir, or --secret-file)", path.display())
+    })?;
+    Ok(s.trim().to_string())
+}
+
+/// Whether a `Host` header names this machine's loopback interface. Anything else (a DNS
+/// rebinding page sends its own host name) is refused.
+fn loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or_default(),
+        None => host.rsplit_once(':').map_or(host, |(h, port)| if port.chars().all(|c| c.is_ascii_digit()) { h } else { host }),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+fn local_error(status: StatusCode, msg: impl Into<String>) -> Response {
+    (status, Json(json!({"error": msg.into()}))).into_response()
+}
+
+/// Every local request: the `Host` must be a loopback name.
+async fn local_guard(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let hosts: Vec<_> = req.headers().get_all(axum::http::header::HOST).iter().collect();
+    let ok = match hosts.as_slice() {
+        [h] => h.to_str().is_ok_and(loopback_host),
+        _ => false,
+    };
+    if !ok {
+        return local_error(StatusCode::FORBIDDEN, "the agent's local endpoint answers only requests for a loopback host");
+    }
+    next.run(req).await
 }
 
 /// The local defaults file: servers for tasks the cluster does not configure.
@@ -111,6 +197,8 @@ struct Inner {
 #[derive(Clone)]
 struct Agent {
     inner: Arc<Mutex<Inner>>,
+    /// The bearer secret local programs present to report failures.
+    client_secret: Arc<str>,
     state_dir: PathBuf,
     endpoints: Vec<String>,
     http: reqwest::Client,
@@ -151,6 +239,14 @@ impl Agent {
         write_atomically(&self.state_dir.join(DEPLOYED_FILE), &bytes)?;
         let mut inner = self.inner.lock().expect("agent lock");
         inner.resolver.on_new_config(config.tasks.values().flat_map(|t| t.servers.iter()));
+        // Local marks of servers no configuration names any more are dropped.
+        let known: std::collections::BTreeSet<ServerName> = config
+            .tasks
+            .values()
+            .flat_map(|t| t.servers.iter().map(|s| s.name.clone()))
+            .chain(inner.local.tasks.values().flat_map(|t| t.servers.iter().map(|s| s.name.clone())))
+            .collect();
+        inner.resolver.retain_failed(|s| known.contains(s));
         inner.deployed = Some(config);
         inner.live = true;
         inner.updates_received += 1;
@@ -217,6 +313,12 @@ impl Agent {
                 if r.status().is_success() {
                     return;
                 }
+                // Refused on its merits (not in this agent's configuration, rate-limited):
+                // another node would say the same.
+                if r.status().is_client_error() {
+                    tracing::warn!(%task, %server, status = %r.status(), "the cluster refused the failure report");
+                    return;
+                }
             }
         }
         tracing::warn!(%task, %server, "could not report the failure to any endpoint");
@@ -250,11 +352,51 @@ struct FailureRequest {
     server: ServerName,
 }
 
-async fn report_failure(State(agent): State<Agent>, Json(r): Json<FailureRequest>) -> Response {
-    agent.inner.lock().expect("agent lock").resolver.report_failure(&r.server);
-    let a = agent.clone();
-    tokio::spawn(async move { a.report(&r.task, &r.server).await });
-    Json(json!({"reported": true})).into_response()
+async fn report_failure(State(agent): State<Agent>, headers: axum::http::HeaderMap, body: axum::body::Bytes) -> Response {
+    // The secret is checked before the body is looked at.
+    let presented: Vec<_> = headers.get_all(axum::http::header::AUTHORIZATION).iter().collect();
+    let authorized = match presented.as_slice() {
+        [v] => v.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).is_some_and(|t| {
+            roster_raft::transport::secrets_equal(t.trim().as_bytes(), agent.client_secret.as_bytes())
+        }),
+        _ => false,
+    };
+    if !authorized {
+        return local_error(
+            StatusCode::UNAUTHORIZED,
+            format!("reporting a failure needs the agent's client secret (`Authorization: Bearer` with the content of {CLIENT_SECRET_FILE} in the agent's state dir)"),
+        );
+    }
+    let r: FailureRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return local_error(StatusCode::BAD_REQUEST, format!("invalid failure report: {e}")),
+    };
+    let (from_cluster, newly) = {
+        let mut inner = agent.inner.lock().expect("agent lock");
+        let in_cluster = inner
+            .deployed
+            .as_ref()
+            .and_then(|d| d.tasks.get(&r.task))
+            .map(|t| t.servers.iter().any(|s| s.name == r.server));
+        let known = match in_cluster {
+            Some(found) => found,
+            // One task never mixes sources: a task the cluster does not configure is local.
+            None => inner.local.tasks.get(&r.task).is_some_and(|t| t.servers.iter().any(|s| s.name == r.server)),
+        };
+        if !known {
+            return local_error(StatusCode::NOT_FOUND, format!("server {} is not in the configuration of task {}", r.server, r.task));
+        }
+        match inner.resolver.report_failure(&r.server, LOCAL_FAILED_MAX) {
+            Ok(newly) => (in_cluster == Some(true), newly),
+            Err(()) => return local_error(StatusCode::TOO_MANY_REQUESTS, format!("{LOCAL_FAILED_MAX} servers are already marked failed")),
+        }
+    };
+    // Only a cluster-configured server is reported to the cluster, and only once per mark.
+    if from_cluster && newly {
+        let a = agent.clone();
+        tokio::spawn(async move { a.report(&r.task, &r.server).await });
+    }
+    Json(json!({"reported": from_cluster && newly, "marked_locally": true})).into_response()
 }
 
 async fn status(State(agent): State<Agent>) -> Response {
@@ -282,8 +424,14 @@ pub async fn run(args: AgentArgs, shutdown: impl std::future::Future<Output = ()
     };
     let id = AgentId::new(id)?;
     anyhow::ensure!(!args.conn.endpoints.is_empty(), "no endpoints given");
+    anyhow::ensure!(
+        args.listen.ip().is_loopback(),
+        "--listen {} is not a loopback address: the local endpoint is for programs on this machine",
+        args.listen
+    );
     let transport = args.conn.transport()?;
     std::fs::create_dir_all(&args.state_dir).with_context(|| format!("creating {}", args.state_dir.display()))?;
+    let client_secret = ensure_client_secret(&args.state_dir)?;
     let local_path = args.state_dir.join(LOCAL_FILE);
     let local = match load_json::<LocalFile>(&local_path)? {
         Some(l) => l,
@@ -308,6 +456,7 @@ pub async fn run(args: AgentArgs, shutdown: impl std::future::Future<Output = ()
             endpoint: None,
             last_error: None,
         })),
+        client_secret: Arc::from(client_secret.as_str()),
         state_dir: args.state_dir.clone(),
         endpoints: args.conn.endpoints.clone(),
         http: transport
@@ -323,11 +472,28 @@ pub async fn run(args: AgentArgs, shutdown: impl std::future::Future<Output = ()
         .route("/resolve/{task}", get(resolve))
         .route("/failures", post(report_failure))
         .route("/status", get(status))
+        .layer(axum::middleware::from_fn(local_guard))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(LOCAL_BODY_MAX_BYTES))
         .with_state(agent.clone());
     let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
     tracing::info!(listen = %args.listen, "agent serving");
     let watcher = tokio::spawn(agent.watch_loop());
-    axum::serve(listener, router).with_graceful_shutdown(shutdown).await?;
+    // The same bounded HTTP/1.1 server as a node's: a header read timeout, bounded heads and
+    // buffers, and a connection cap.
+    let (stop, stopped) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop.send(());
+    });
+    crate::server::serve_http(
+        listener,
+        router,
+        None,
+        Duration::from_millis(LOCAL_HEADER_READ_TIMEOUT_MS),
+        LOCAL_CONNECTIONS_MAX,
+        stopped,
+    )
+    .await;
     watcher.abort();
     Ok(())
 }
@@ -343,10 +509,14 @@ pub async fn resolve_cmd(agent: &str, task: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `roster report-failure TASK SERVER`: tells the local agent a server could not be used.
-pub async fn report_failure_cmd(agent: &str, task: &str, server: &str) -> anyhow::Result<()> {
+/// `roster report-failure TASK SERVER`: tells the local agent a server could not be used,
+/// presenting the agent's client secret.
+pub async fn report_failure_cmd(agent: &str, task: &str, server: &str, secret_file: &Path) -> anyhow::Result<()> {
+    let secret = std::fs::read_to_string(secret_file)
+        .with_context(|| format!("reading the agent's client secret {} (see --state-dir / --secret-file)", secret_file.display()))?;
     let r = reqwest::Client::new()
         .post(format!("http://{agent}/failures"))
+        .bearer_auth(secret.trim())
         .json(&json!({"task": task, "server": server}))
         .send()
         .await

@@ -39,9 +39,22 @@ impl Resolver {
         None
     }
 
-    /// A client could not use `server`: stop using it on this agent at once.
-    pub fn report_failure(&mut self, server: &ServerName) {
+    /// A client could not use `server`: stop using it on this agent at once. Returns whether
+    /// the mark is new; refuses a new mark past `max` marked servers.
+    pub fn report_failure(&mut self, server: &ServerName, max: usize) -> Result<bool, ()> {
+        if self.failed.contains(server) {
+            return Ok(false);
+        }
+        if self.failed.len() >= max {
+            return Err(());
+        }
         self.failed.insert(server.clone());
+        Ok(true)
+    }
+
+    /// Keeps only the local marks `keep` accepts (servers some configuration still names).
+    pub fn retain_failed(&mut self, keep: impl Fn(&ServerName) -> bool) {
+        self.failed.retain(|s| keep(s));
     }
 
     /// A new configuration arrived: where the cluster itself now excludes a server (failed or
@@ -83,7 +96,7 @@ mod tests {
         let cfg = task(lb, servers);
         let mut r = Resolver::default();
         for f in fail {
-            r.report_failure(&ServerName::new(*f).unwrap());
+            r.report_failure(&ServerName::new(*f).unwrap(), 1024).unwrap();
         }
         let got: Vec<Option<String>> = (0..count).map(|_| r.pick("t", &cfg).map(|s| s.name.to_string())).collect();
         let want: Vec<Option<String>> = expected.iter().map(|e| e.map(String::from)).collect();
@@ -116,7 +129,7 @@ mod tests {
     fn failure_then_cluster_status_then_reenable() {
         let mut r = Resolver::default();
         let rt1 = ServerName::new("rt1").unwrap();
-        r.report_failure(&rt1);
+        r.report_failure(&rt1, 1024).unwrap();
         let enabled = task(false, &[("rt1", E), ("rt2", E)]);
         assert_eq!(r.pick("t", &enabled).unwrap().name.as_str(), "rt2", "locally failed server is skipped at once");
         // The cluster marks it failed: the cluster's status now governs.

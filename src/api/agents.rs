@@ -36,6 +36,28 @@ pub const WATCH_WAIT_DEFAULT_MS: u64 = 30_000;
 pub const WATCHES_PER_NODE_MAX: usize = 50_000;
 /// Timeout when asking peers for their view of agent contacts.
 pub const PEER_STATUS_TIMEOUT_MS: u64 = 1_000;
+/// Failure reports one agent may send to one node per minute; more get 429.
+pub const FAILURE_REPORTS_PER_AGENT_PER_MINUTE: u32 = 30;
+/// A repeat of the same (task, server) report from the same agent within this long is
+/// answered without another write.
+pub const FAILURE_REPORT_REPEAT_MS: u64 = 10_000;
+
+/// One agent's failure-report budget on this node.
+#[derive(Default)]
+struct ReportBudget {
+    window_start_ms: u64,
+    count: u32,
+    /// When each (task, server) pair was last reported (only validated pairs, so bounded by
+    /// the agent's configuration).
+    recent: HashMap<(TaskName, ServerName), u64>,
+}
+
+/// Why a failure report is not turned into a write.
+enum ReportAdmission {
+    Admit,
+    Repeat,
+    RateLimited,
+}
 
 /// What this node knows of one agent's contact.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -50,6 +72,8 @@ pub struct Contact {
 #[derive(Clone)]
 pub struct AgentTracker {
     contacts: Arc<Mutex<HashMap<AgentId, Contact>>>,
+    /// Failure-report budgets of registered agents.
+    reports: Arc<Mutex<HashMap<AgentId, ReportBudget>>>,
     watches: Arc<tokio::sync::Semaphore>,
     /// Set when the node stops: held watches end at once (the agents reconnect elsewhere).
     closing: Arc<tokio::sync::watch::Sender<bool>>,
@@ -59,6 +83,7 @@ impl Default for AgentTracker {
     fn default() -> Self {
         Self {
             contacts: Default::default(),
+            reports: Default::default(),
             watches: Arc::new(tokio::sync::Semaphore::new(WATCHES_PER_NODE_MAX)),
             closing: Arc::new(tokio::sync::watch::channel(false).0),
         }
@@ -80,6 +105,28 @@ impl AgentTracker {
         if let Some(r) = deployed {
             c.deployed_revision = c.deployed_revision.max(r);
         }
+    }
+
+    /// Rate limit and de-duplication of failure reports, per agent (wall clock, this node).
+    fn admit_report(&self, id: &AgentId, task: &TaskName, server: &ServerName) -> ReportAdmission {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+        let mut map = self.reports.lock().expect("report budget lock");
+        let b = map.entry(id.clone()).or_default();
+        if now.saturating_sub(b.window_start_ms) >= 60_000 {
+            b.window_start_ms = now;
+            b.count = 0;
+            b.recent.retain(|_, t| now.saturating_sub(*t) < FAILURE_REPORT_REPEAT_MS);
+        }
+        let key = (task.clone(), server.clone());
+        if b.recent.get(&key).is_some_and(|t| now.saturating_sub(*t) < FAILURE_REPORT_REPEAT_MS) {
+            return ReportAdmission::Repeat;
+        }
+        if b.count >= FAILURE_REPORTS_PER_AGENT_PER_MINUTE {
+            return ReportAdmission::RateLimited;
+        }
+        b.count += 1;
+        b.recent.insert(key, now);
+        ReportAdmission::Admit
     }
 
     fn snapshot(&self) -> HashMap<AgentId, Contact> {
@@ -225,10 +272,42 @@ struct FailureReport {
     server: ServerName,
 }
 
+/// A failure report is accepted only for a server in the reporting agent's own configuration
+/// of that task (as the cluster deploys it), checked on state at least as new as the leader's
+/// commit; reports are rate-limited and de-duplicated per agent, and a report that changes
+/// nothing (the server is already failed or disabled) writes nothing.
 async fn report_failure(State(ctx): State<Ctx>, ApiPath(id): ApiPath<String>, ApiJson(r): ApiJson<FailureReport>) -> Result<Response, ApiError> {
     let id = AgentId::new(id)?;
     require_registered(&ctx, &id)?;
     ctx.agents.touch(&id, ctx.node.id, None);
+    super::read_barrier(&ctx, super::Consistency::Linearizable).await?;
+    let status = {
+        let live = ctx.machine.read();
+        let config = project(&live.state, &id);
+        let task = config.tasks.get(&r.task).ok_or_else(|| {
+            ApiError::not_found(format!("task {} is not in agent {id}'s configuration", r.task))
+        })?;
+        let server = task.servers.iter().find(|s| s.name == r.server).ok_or_else(|| {
+            ApiError::not_found(format!("server {} is not in the failover list of task {} for agent {id}", r.server, r.task))
+        })?;
+        server.status
+    };
+    if status != crate::domain::ServerStatus::Enabled {
+        return Ok(Json(json!({"marked_failed": false, "reason": format!("server {} is already {}", r.server, status.as_str())})).into_response());
+    }
+    match ctx.agents.admit_report(&id, &r.task, &r.server) {
+        ReportAdmission::Admit => {}
+        ReportAdmission::Repeat => {
+            return Ok(Json(json!({"marked_failed": false, "reason": "already reported moments ago"})).into_response());
+        }
+        ReportAdmission::RateLimited => {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!("agent {id} sent more than {FAILURE_REPORTS_PER_AGENT_PER_MINUTE} failure reports in a minute"),
+            ));
+        }
+    }
     let msg = format!("agent {id} could not use server {} for task {}", r.server, r.task);
     super::events::record(&ctx, crate::domain::events::Level::Warning, "connection_failed", msg, format!("agent:{id}")).await;
     let meta = WriteMeta {
@@ -241,7 +320,7 @@ async fn report_failure(State(ctx): State<Ctx>, ApiPath(id): ApiPath<String>, Ap
     match submit(&ctx, meta, CommandBody::Apply { changes: vec![change] }).await {
         Ok(Outcome::Committed { revision }) => Ok(Json(json!({"marked_failed": true, "revision": revision})).into_response()),
         Ok(other) => Ok(Json(json!({"marked_failed": false, "outcome": other})).into_response()),
-        // Already failed or disabled, or unknown: nothing to do, but say why.
+        // Changed meanwhile (failed or disabled by someone else): nothing to do, but say why.
         Err(e) if e.status != StatusCode::SERVICE_UNAVAILABLE => {
             Ok(Json(json!({"marked_failed": false, "reason": e.message})).into_response())
         }

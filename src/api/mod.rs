@@ -35,6 +35,16 @@ use crate::machine::MachineHandle;
 
 /// Largest request body accepted by the public API.
 pub const BODY_MAX_BYTES: usize = 1 << 20;
+/// Once a request's head is accepted, its whole body must arrive within this long (408
+/// otherwise): a client trickling bytes cannot hold a buffer and a connection forever.
+pub const BODY_READ_TIMEOUT_MS: u64 = 10_000;
+/// Request body bytes buffered at once across every connection; a body that does not fit
+/// gets 503 (retry), so many large uploads cannot exhaust memory.
+pub const BODY_BUFFER_TOTAL_MAX_BYTES: usize = 64 << 20;
+/// An answer given from the head alone (401, 403, 404, 405) first drains what the client is
+/// still sending, for at most this long and `BODY_MAX_BYTES`, without buffering it, so an
+/// honest client sees the answer rather than a reset connection.
+pub const BODY_DRAIN_MAX_MS: u64 = 1_000;
 /// A write or linearizable read that cannot finish in this time gets a 503.
 pub const REQUEST_TIMEOUT_MS: u64 = 10_000;
 
@@ -106,13 +116,27 @@ struct RouteGuard {
     auth: Auth,
     access: Access,
     metrics: crate::metrics::RouteMetrics,
+    /// Shared by every route: bytes of request bodies buffered at once.
+    body_budget: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
+/// Access is checked from the request head, before a byte of the body is read: a caller
+/// without a valid token can never make the node buffer or wait for a body. An allowed
+/// request's body is then read whole, within `BODY_READ_TIMEOUT_MS` and the shared budget.
 async fn guard_route(axum::extract::State(g): axum::extract::State<RouteGuard>, req: axum::extract::Request, next: axum::middleware::Next) -> Response {
     let started = std::time::Instant::now();
-    let resp = match crate::auth::authorize(&g.auth, g.access, req).await {
-        Ok(req) => next.run(req).await,
-        Err(resp) => resp,
+    let (parts, body) = req.into_parts();
+    let flags = body_flags(&parts.headers);
+    let head = axum::extract::Request::from_parts(parts, axum::body::Body::empty());
+    let resp = match crate::auth::authorize(&g.auth, g.access, head).await {
+        Ok(head) => {
+            let (parts, _) = head.into_parts();
+            match read_body(&parts.headers, body, &g.body_budget).await {
+                Ok((body, _permit)) => next.run(axum::extract::Request::from_parts(parts, body)).await,
+                Err(resp) => resp,
+            }
+        }
+        Err(resp) => early_answer(flags, body, resp).await,
     };
     g.metrics.observe(started, resp.status());
     resp
@@ -137,11 +161,13 @@ pub fn route_rules() -> Vec<(Method, &'static str, Access)> {
 /// The node's whole HTTP surface.
 pub fn router(ctx: Ctx) -> Router {
     let mut by_path: BTreeMap<&'static str, MethodRouter<Ctx>> = BTreeMap::new();
+    let body_budget = std::sync::Arc::new(tokio::sync::Semaphore::new(BODY_BUFFER_TOTAL_MAX_BYTES));
     for spec in route_table() {
         let guard = RouteGuard {
             auth: ctx.auth.clone(),
             access: spec.access,
             metrics: ctx.http_metrics.route(method_name(&spec.method), spec.path),
+            body_budget: body_budget.clone(),
         };
         let checked = spec.handler.route_layer(axum::middleware::from_fn_with_state(guard, guard_route));
         let merged = match by_path.remove(spec.path) {
@@ -154,12 +180,17 @@ pub fn router(ctx: Ctx) -> Router {
         .into_iter()
         .fold(Router::new(), |r, (path, methods)| r.route(path, methods))
         .layer(DefaultBodyLimit::max(BODY_MAX_BYTES))
-        .fallback(|| async { ApiError::not_found("no such route") })
-        .method_not_allowed_fallback(|| async {
-            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method")
+        .fallback(|req: axum::extract::Request| async move {
+            let (parts, body) = req.into_parts();
+            early_answer(body_flags(&parts.headers), body, ApiError::not_found("no such route").into_response()).await
         })
-        // Outermost, so it also covers the 404 and 405 fallbacks.
-        .layer(axum::middleware::from_fn(read_whole_body))
+        .method_not_allowed_fallback(|req: axum::extract::Request| async move {
+            let (parts, body) = req.into_parts();
+            let resp = ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method");
+            early_answer(body_flags(&parts.headers), body, resp.into_response()).await
+        })
+        // Outermost: a declared body above the limit is refused before routing.
+        .layer(axum::middleware::from_fn(refuse_oversized_body))
         .with_state(ctx.clone());
     api.merge(roster_raft::service::router(ctx.node.clone()))
 }
@@ -168,26 +199,103 @@ fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
-/// Reads every request body (up to [`BODY_MAX_BYTES`]) before routing, so an answer given
-/// without looking at the body (401, 403, 404, a bad path) does not leave unread bytes behind:
-/// closing a connection with unread input resets it, and a client still uploading would see
-/// the reset instead of the answer.
-async fn read_whole_body(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    let declared = req.headers().get(axum::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    // Nothing to read (most GETs, every agent watch): route at once.
-    if declared == Some(0) || (declared.is_none() && !req.headers().contains_key(axum::http::header::TRANSFER_ENCODING)) {
-        return next.run(req).await;
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers.get(axum::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+}
+
+fn has_body(headers: &HeaderMap) -> bool {
+    match declared_length(headers) {
+        Some(n) => n > 0,
+        None => headers.contains_key(axum::http::header::TRANSFER_ENCODING),
     }
-    if declared.is_some_and(|n| n > BODY_MAX_BYTES as u64) {
-        return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "the request body is too large").into_response();
+}
+
+/// Whether a body is still to come, and whether the client waits for `100 Continue` first.
+fn body_flags(headers: &HeaderMap) -> (bool, bool) {
+    let waits = headers.get(axum::http::header::EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    (has_body(headers), waits)
+}
+
+fn too_large() -> Response {
+    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "the request body is too large").into_response()
+}
+
+/// Marks an answer as the connection's last (its request body was not read to the end).
+fn closing(mut resp: Response) -> Response {
+    resp.headers_mut().insert(axum::http::header::CONNECTION, HeaderValue::from_static("close"));
+    resp
+}
+
+/// Refuses a declared body above [`BODY_MAX_BYTES`] from the head, before routing.
+async fn refuse_oversized_body(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    if declared_length(req.headers()).is_some_and(|n| n > BODY_MAX_BYTES as u64) {
+        return closing(too_large());
     }
-    let (parts, body) = req.into_parts();
-    match axum::body::to_bytes(body, BODY_MAX_BYTES).await {
-        Ok(bytes) => next.run(axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes))).await,
-        Err(e) if e.to_string().contains("length limit") => {
-            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "the request body is too large").into_response()
+    next.run(req).await
+}
+
+/// Reads an allowed request's whole body within [`BODY_READ_TIMEOUT_MS`], holding its size
+/// from the shared body budget until the handler is done (the returned permit).
+async fn read_body(
+    headers: &HeaderMap,
+    body: axum::body::Body,
+    budget: &std::sync::Arc<tokio::sync::Semaphore>,
+) -> Result<(axum::body::Body, Option<tokio::sync::OwnedSemaphorePermit>), Response> {
+    if !has_body(headers) {
+        return Ok((axum::body::Body::empty(), None));
+    }
+    let want = declared_length(headers).unwrap_or(BODY_MAX_BYTES as u64).min(BODY_MAX_BYTES as u64) as u32;
+    let permit = budget.clone().try_acquire_many_owned(want.max(1)).map_err(|_| {
+        let mut resp = ApiError::unavailable("too many request bodies are being received; retry shortly").into_response();
+        resp.headers_mut().insert(axum::http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+        closing(resp)
+    })?;
+    match tokio::time::timeout(Duration::from_millis(BODY_READ_TIMEOUT_MS), axum::body::to_bytes(body, BODY_MAX_BYTES)).await {
+        Err(_) => Err(closing(
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                format!("the request body did not arrive within {BODY_READ_TIMEOUT_MS} ms"),
+            )
+            .into_response(),
+        )),
+        Ok(Ok(bytes)) => Ok((axum::body::Body::from(bytes), Some(permit))),
+        Ok(Err(e)) if e.to_string().contains("length limit") => Err(closing(too_large())),
+        Ok(Err(e)) => Err(closing(ApiError::bad_request(format!("reading the request body: {e}")).into_response())),
+    }
+}
+
+/// Sends an answer decided from the head alone. What the client is still sending is drained
+/// first (bounded in time and bytes, buffering nothing), so an honest client reads the answer
+/// instead of a reset; a client waiting for `100 Continue` gets none and sends nothing.
+async fn early_answer(body_flags: (bool, bool), body: axum::body::Body, resp: Response) -> Response {
+    use futures::StreamExt;
+    let (pending, waits_for_continue) = body_flags;
+    if !pending {
+        return resp;
+    }
+    if waits_for_continue {
+        return closing(resp);
+    }
+    let mut stream = body.into_data_stream();
+    let mut drained = 0usize;
+    let deadline = tokio::time::sleep(Duration::from_millis(BODY_DRAIN_MAX_MS));
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            _ = &mut deadline => return closing(resp),
+            chunk = stream.next() => match chunk {
+                Some(Ok(c)) => {
+                    drained += c.len();
+                    if drained > BODY_MAX_BYTES {
+                        return closing(resp);
+                    }
+                }
+                // The whole body arrived: the connection can serve the next request.
+                None => return resp,
+                Some(Err(_)) => return closing(resp),
+            },
         }
-        Err(e) => ApiError::bad_request(format!("reading the request body: {e}")).into_response(),
     }
 }
 
@@ -201,6 +309,9 @@ pub struct WriteMeta {
 }
 
 fn header_text(headers: &HeaderMap, name: &str) -> Result<Option<String>, ApiError> {
+    if headers.get_all(name).iter().nth(1).is_some() {
+        return Err(ApiError::bad_request(format!("header {name} appears more than once")));
+    }
     match headers.get(name) {
         None => Ok(None),
         Some(v) => std::str::from_utf8(v.as_bytes())
@@ -358,6 +469,9 @@ async fn healthz() -> Response {
 
 async fn readyz(axum::extract::State(ctx): axum::extract::State<Ctx>) -> Response {
     let metrics = ctx.node.raft.metrics().borrow().clone();
+    if let Err(fatal) = &metrics.running_state {
+        return ApiError::unavailable(format!("this node's Raft core has stopped: {fatal}")).into_response();
+    }
     match metrics.current_leader {
         Some(leader) => Json(json!({"status": "ready", "leader": leader})).into_response(),
         None => ApiError::unavailable("no leader is known yet").into_response(),

@@ -16,9 +16,34 @@ pub const NAMES: &[&str] = &[
     "apply_before",
     "apply_after",
     "snapshot_build_before",
+    "snapshot_build_renamed",
     "snapshot_build_after",
+    "snapshot_prune",
+    "snapshot_install_stage",
+    "snapshot_install_renamed",
     "snapshot_install_before",
+    "snapshot_install_load",
+    "snapshot_install_final",
     "snapshot_install_after",
+    "snapshot_redo",
+    "purge_before",
+    "purge_after",
+];
+
+/// The points on a snapshot's way: built, received, purged behind, installed, redone at
+/// start-up. The crash-matrix test crashes a node at each of them.
+pub const SNAPSHOT_PATH: &[&str] = &[
+    "snapshot_build_before",
+    "snapshot_build_renamed",
+    "snapshot_build_after",
+    "snapshot_prune",
+    "snapshot_install_stage",
+    "snapshot_install_renamed",
+    "snapshot_install_before",
+    "snapshot_install_load",
+    "snapshot_install_final",
+    "snapshot_install_after",
+    "snapshot_redo",
     "purge_before",
     "purge_after",
 ];

@@ -20,8 +20,17 @@ pub mod db;
 pub mod failpoint;
 pub mod log_store;
 pub mod metrics;
+pub mod snapshot;
 pub mod state_machine;
 
 pub use db::{open, StoreError};
 pub use log_store::LogStore;
+pub use snapshot::{DataDirReport, SnapshotFileInfo};
 pub use state_machine::{Application, StateMachineStore, StateStore, Txn};
+
+/// Checks a stopped node's data directory (`db/` and `snapshots/` under it) without changing
+/// it: see [`snapshot::check`].
+pub fn check_data_dir<C: openraft::RaftTypeConfig>(data_dir: &std::path::Path) -> Result<DataDirReport, StoreError> {
+    let db = db::open(&data_dir.join("db"))?;
+    snapshot::check::<C>(&db, &data_dir.join("snapshots"))
+}

@@ -4,7 +4,14 @@
 //! - The vote is fsynced before [`RaftLogStorage::save_vote`] returns.
 //! - Appended entries are fsynced before openraft's flush callback is called.
 //! - Truncation and purge each run as one atomic batch, so no hole can appear in the log:
-//!   a purge records the new last purged id in the same batch that deletes the entries.
+//!   a purge records the new last purged id in the same batch that deletes the entries, and
+//!   the last purged id never moves backwards.
+//! - A purge never deletes entries the state machine could still need: it waits until the
+//!   applied log id, or the marker of a snapshot install (which a restart finishes), covers
+//!   them. openraft 0.9 queues a follower's snapshot install on the state machine worker and
+//!   then purges the log at once; without this wait a crash between the two left the applied
+//!   state behind a purged log, a node that could never start again.
+//! - Reads return a contiguous run of entries or an error, never entries across a hole.
 
 use std::fmt::Debug;
 use std::marker::PhantomData;
@@ -24,19 +31,29 @@ use crate::codec;
 use crate::db::{cf, key_u64, sync_write, u64_key, CF_LOGS, CF_RAFT_META};
 
 const KEY_VOTE: &[u8] = b"vote";
-const KEY_LAST_PURGED: &[u8] = b"last_purged";
 const KEY_COMMITTED: &[u8] = b"committed";
+use crate::snapshot::{KEY_APPLIED, KEY_INSTALLING_INDEX, KEY_LAST_PURGED};
+use crate::db::CF_SM_META;
+
+/// How long a purge waits for the applied state or a snapshot install marker to cover it
+/// before it fails (which stops the Raft core: something is badly wrong with the install).
+pub const PURGE_WAIT_FOR_INSTALL_MS: u64 = 300_000;
+/// How often a waiting purge looks again.
+const PURGE_POLL_MS: u64 = 2;
 
 /// The Raft log and vote of one node. Cheap to clone: clones share the database, which is how
 /// openraft's separate log reader is served.
 pub struct LogStore<C: RaftTypeConfig> {
     db: Arc<DB>,
+    /// Whether a purge waits for the state machine to cover it (always, but for openraft's
+    /// storage test suite, whose log store has no state machine behind it).
+    guarded: bool,
     _c: PhantomData<C>,
 }
 
 impl<C: RaftTypeConfig> Clone for LogStore<C> {
     fn clone(&self) -> Self {
-        Self { db: self.db.clone(), _c: PhantomData }
+        Self { db: self.db.clone(), guarded: self.guarded, _c: PhantomData }
     }
 }
 
@@ -44,8 +61,51 @@ impl<C: RaftTypeConfig> LogStore<C>
 where
     C::Entry: Serialize + DeserializeOwned,
 {
+    /// The log store of a node, sharing `db` with its [`crate::StateMachineStore`].
     pub fn new(db: Arc<DB>) -> Self {
-        Self { db, _c: PhantomData }
+        Self { db, guarded: true, _c: PhantomData }
+    }
+
+    /// A log store whose purge does not wait for a state machine: only for openraft's storage
+    /// test suite, which purges logs that nothing applies.
+    pub fn new_unguarded_for_tests(db: Arc<DB>) -> Self {
+        Self { db, guarded: false, _c: PhantomData }
+    }
+
+    /// The highest log index the state machine covers durably or by a pending install: the
+    /// applied index, or the last index of a snapshot whose install is marked.
+    fn covered_index(&self) -> Result<Option<u64>, StorageError<C::NodeId>> {
+        let meta = cf(&self.db, CF_SM_META);
+        let applied: Option<LogId<C::NodeId>> = match self.db.get_cf(meta, KEY_APPLIED).map_err(|e| StorageIOError::read(&e))? {
+            Some(b) => codec::decode::<Option<LogId<C::NodeId>>>(&b).map_err(|e| StorageIOError::read(&e))?,
+            None => None,
+        };
+        let installing = match self.db.get_cf(meta, KEY_INSTALLING_INDEX).map_err(|e| StorageIOError::read(&e))? {
+            Some(b) => Some(key_u64(&b).map_err(|e| StorageIOError::read(&e))?),
+            None => None,
+        };
+        Ok(applied.map(|l| l.index).max(installing))
+    }
+
+    /// Waits until the state machine covers `index` (see [`Self::covered_index`]).
+    async fn wait_covered(&self, index: u64) -> Result<(), StorageError<C::NodeId>> {
+        let started = std::time::Instant::now();
+        let mut warned = false;
+        loop {
+            if self.covered_index()?.is_some_and(|c| c >= index) {
+                return Ok(());
+            }
+            let waited = started.elapsed();
+            if waited >= std::time::Duration::from_millis(PURGE_WAIT_FOR_INSTALL_MS) {
+                let msg = format!("purging the log up to {index}: no applied state or snapshot install covered it within {waited:?}");
+                return Err(StorageIOError::write_logs(&std::io::Error::other(msg)).into());
+            }
+            if !warned && waited >= std::time::Duration::from_secs(10) {
+                warned = true;
+                tracing::warn!(index, "a log purge has waited {waited:?} for the snapshot install to be marked");
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(PURGE_POLL_MS)).await;
+        }
     }
 
     fn get_meta<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StorageError<C::NodeId>> {
@@ -88,7 +148,10 @@ where
             Bound::Unbounded => 0,
         };
         let key = u64_key(start);
-        let mut out = Vec::new();
+        let mut out: Vec<C::Entry> = Vec::new();
+        // Entries must be contiguous; the first may be after `start` (openraft asks from the
+        // beginning of ranges whose head was purged).
+        let mut expected: Option<u64> = None;
         for item in self
             .db
             .iterator_cf(cf(&self.db, CF_LOGS), IteratorMode::From(&key, Direction::Forward))
@@ -98,6 +161,11 @@ where
             if !range.contains(&index) {
                 break;
             }
+            if let Some(e) = expected.filter(|e| *e != index) {
+                let msg = format!("log entry {e} is missing (next stored entry: {index})");
+                return Err(StorageIOError::read_logs(&std::io::Error::other(msg)).into());
+            }
+            expected = Some(index + 1);
             out.push(codec::decode(&v).map_err(|e| StorageIOError::read_logs(&e))?);
         }
         Ok(out)
@@ -188,6 +256,14 @@ where
     }
 
     async fn purge(&mut self, log_id: LogId<C::NodeId>) -> Result<(), StorageError<C::NodeId>> {
+        if self.guarded {
+            self.wait_covered(log_id.index).await?;
+        }
+        // A snapshot install may already have purged further; never move backwards.
+        let purged: Option<LogId<C::NodeId>> = self.get_meta(KEY_LAST_PURGED)?;
+        if purged.as_ref().is_some_and(|p| *p >= log_id) {
+            return Ok(());
+        }
         let mut batch = WriteBatch::default();
         batch.put_cf(cf(&self.db, CF_RAFT_META), KEY_LAST_PURGED, codec::encode(&log_id));
         batch.delete_range_cf(cf(&self.db, CF_LOGS), u64_key(0), u64_key(log_id.index + 1));

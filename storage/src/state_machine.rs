@@ -21,13 +21,14 @@
 //! - Before a snapshot is built (after which openraft may purge the log it covers) the WAL is
 //!   fsynced, so no applied state the purged log could rebuild is ever lost.
 //! - `install_snapshot` replaces the replicated column families; an install interrupted by a
-//!   crash is finished at the next open before anything reads them.
+//!   crash is finished at the next open before anything reads them (see [`crate::snapshot`]
+//!   for the file protocol, the lock and the purge guard).
+//! - `open` refuses a data directory whose applied state is behind its purged log with no
+//!   install pending, with an error that says how to replace the node.
 //! - The application must be deterministic: same entries, same writes, on every node.
 
 use std::collections::HashMap;
-use std::io::{BufReader, BufWriter};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use openraft::storage::{RaftStateMachine, Snapshot, SnapshotMeta};
@@ -40,17 +41,11 @@ use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch, DB};
 use crate::codec;
 use crate::db::{
     cf, key_u64, sync_write, u64_key, StoreError, CF_CHANGESETS, CF_CHECKPOINTS, CF_HISTORY,
-    CF_EVENTS, CF_IDEMPOTENCY, CF_REJECTIONS, CF_SM_META, CF_SNAPSHOT,
+    CF_EVENTS, CF_IDEMPOTENCY, CF_REJECTIONS, CF_SM_META,
 };
 
-const KEY_APPLIED: &[u8] = b"applied";
-const KEY_MEMBERSHIP: &[u8] = b"membership";
-const KEY_SNAPSHOT_META: &[u8] = b"meta";
-/// Set while a snapshot install is in progress: the meta of the snapshot being installed.
-const KEY_INSTALLING: &[u8] = b"installing";
+use crate::snapshot::{self as snap, SnapshotDir, KEY_APPLIED, KEY_MEMBERSHIP};
 
-/// Column families replicated through snapshots.
-const SNAPSHOT_CFS: [&str; 5] = [CF_HISTORY, CF_IDEMPOTENCY, CF_CHANGESETS, CF_REJECTIONS, CF_EVENTS];
 const KEY_EVENT_SETTINGS: &[u8] = b"~settings";
 
 /// The time index of idempotency outcomes: 0, the time (big-endian), then the key. Real keys
@@ -399,6 +394,9 @@ pub struct StateMachineStore<C: RaftTypeConfig, A> {
     applied: Option<LogId<C::NodeId>>,
     membership: StoredMembership<C::NodeId, C::Node>,
     snapshots: Arc<SnapshotDir>,
+    /// The file handed out by the last `begin_receiving_snapshot`: openraft receives one
+    /// snapshot at a time, and the install renames this file instead of copying it.
+    receiving: Option<PathBuf>,
 }
 
 fn sm_read<C: RaftTypeConfig>(e: impl std::fmt::Display) -> StorageError<C::NodeId> {
@@ -413,37 +411,6 @@ fn decode_meta<T: serde::de::DeserializeOwned>(raw: Option<Vec<u8>>) -> Result<O
     raw.map(|b| codec::decode(&b).map_err(|source| StoreError::Codec { cf: CF_SM_META, source })).transpose()
 }
 
-/// Where snapshot files live: `<id>.snap` for the current snapshot, `installing.snap` while one
-/// is being installed, `*.tmp` while one is being built or received.
-struct SnapshotDir {
-    path: PathBuf,
-    seq: AtomicU64,
-}
-
-impl SnapshotDir {
-    fn installing(&self) -> PathBuf {
-        self.path.join("installing.snap")
-    }
-    fn temp(&self, what: &str) -> PathBuf {
-        let n = self.seq.fetch_add(1, Ordering::Relaxed);
-        self.path.join(format!("{what}-{}-{n}.tmp", std::process::id()))
-    }
-    fn current(&self, snapshot_id: &str) -> PathBuf {
-        self.path.join(format!("{snapshot_id}.snap"))
-    }
-    /// Removes every snapshot file but `keep`.
-    fn prune(&self, keep: &Path) {
-        if let Ok(entries) = std::fs::read_dir(&self.path) {
-            for e in entries.flatten() {
-                let p = e.path();
-                if p != keep && p.extension().is_some_and(|x| x == "snap") {
-                    let _ = std::fs::remove_file(p);
-                }
-            }
-        }
-    }
-}
-
 impl<C, A> StateMachineStore<C, A>
 where
     C: RaftTypeConfig,
@@ -452,146 +419,20 @@ where
     /// Opens the state machine on `db`, finishing a snapshot install a crash interrupted,
     /// loading the applied state and letting the application rebuild its in-memory state.
     pub fn open(db: Arc<DB>, mut app: A, snapshot_dir: PathBuf) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(&snapshot_dir).map_err(|e| StoreError::Invalid(format!("{}: {e}", snapshot_dir.display())))?;
         let store = StateStore::new(db);
-        let snapshots = Arc::new(SnapshotDir { path: snapshot_dir, seq: AtomicU64::new(0) });
-        // Remove leftovers of builds or transfers a crash interrupted.
-        if let Ok(entries) = std::fs::read_dir(&snapshots.path) {
-            for e in entries.flatten() {
-                if e.path().extension().is_some_and(|x| x == "tmp") {
-                    let _ = std::fs::remove_file(e.path());
-                }
-            }
-        }
+        let snapshots = Arc::new(SnapshotDir::open(snapshot_dir)?);
+        snap::redo_install::<C>(&store.db, &snapshots)?;
+        snap::check_startup::<C>(&store.db, &snapshots.path)?;
         let meta_cf = cf(&store.db, CF_SM_META);
-        if let Some(meta) = decode_meta::<SnapshotMeta<C::NodeId, C::Node>>(store.db.get_cf(meta_cf, KEY_INSTALLING)?)? {
-            tracing::warn!(snapshot = %meta.snapshot_id, "finishing a snapshot install interrupted by a crash");
-            install_from_file::<C>(&store.db, &snapshots, &meta, &snapshots.installing())?;
-        }
         let applied = decode_meta(store.db.get_cf(meta_cf, KEY_APPLIED)?)?.flatten();
         let membership = decode_meta(store.db.get_cf(meta_cf, KEY_MEMBERSHIP)?)?.unwrap_or_default();
         app.load(&store)?;
-        Ok(Self { store, app, applied, membership, snapshots })
+        Ok(Self { store, app, applied, membership, snapshots, receiving: None })
     }
 
     pub fn state_store(&self) -> StateStore {
         self.store.clone()
     }
-}
-
-/// Section numbers in the snapshot stream are indexes into [`SNAPSHOT_CFS`].
-fn section_of(name: &str) -> u8 {
-    SNAPSHOT_CFS.iter().position(|n| *n == name).expect("a snapshot column family") as u8
-}
-
-/// Writes a snapshot of the replicated column families, read from one point-in-time view, to
-/// a file. Memory use is one record at a time.
-fn build_to_file<C: RaftTypeConfig>(
-    db: &DB,
-    dir: &SnapshotDir,
-) -> Result<(SnapshotMeta<C::NodeId, C::Node>, PathBuf), StoreError> {
-    // Everything in the snapshot must be durable before openraft purges the log it covers.
-    db.flush_wal(true)?;
-    crate::failpoint::hit("snapshot_build_before");
-    let view = db.snapshot();
-    let meta_cf = cf(db, CF_SM_META);
-    let applied: Option<LogId<C::NodeId>> = decode_meta(view.get_cf(meta_cf, KEY_APPLIED)?)?.flatten();
-    let membership: StoredMembership<C::NodeId, C::Node> =
-        decode_meta(view.get_cf(meta_cf, KEY_MEMBERSHIP)?)?.unwrap_or_default();
-    let io = |e: std::io::Error| StoreError::Invalid(format!("writing snapshot: {e}"));
-    let tmp = dir.temp("build");
-    let file = std::fs::File::create(&tmp).map_err(io)?;
-    let mut w = BufWriter::with_capacity(1 << 20, file);
-    codec::stream::write_header(&mut w).map_err(io)?;
-    for name in SNAPSHOT_CFS {
-        let section = section_of(name);
-        let mut opts = ReadOptions::default();
-        opts.fill_cache(false);
-        opts.set_snapshot(&view);
-        for item in db.iterator_cf_opt(cf(db, name), opts, IteratorMode::Start) {
-            let (k, v) = item?;
-            codec::stream::write_frame(&mut w, section, &k, &v).map_err(io)?;
-        }
-    }
-    codec::stream::write_end(&mut w).map_err(io)?;
-    let file = w.into_inner().map_err(|e| io(e.into_error()))?;
-    file.sync_all().map_err(io)?;
-    let n = dir.seq.fetch_add(1, Ordering::Relaxed);
-    let snapshot_id = match &applied {
-        Some(id) => format!("{}-{}-{}-{n}", id.leader_id, id.index, std::process::id()),
-        None => format!("none-{}-{n}", std::process::id()),
-    };
-    let meta = SnapshotMeta { last_log_id: applied, last_membership: membership, snapshot_id };
-    let path = dir.current(&meta.snapshot_id);
-    std::fs::rename(&tmp, &path).map_err(io)?;
-    Ok((meta, path))
-}
-
-/// Largest write batch while installing a snapshot.
-const INSTALL_BATCH_BYTES: usize = 4 << 20;
-
-/// Replaces the replicated column families with the content of a snapshot file.
-///
-/// # Correctness
-/// The install is marked in `sm_meta` (with the file kept as `installing.snap`) before the
-/// first batch, and the marker is cleared in the last batch together with the new applied
-/// log id; [`StateMachineStore::open`] redoes an install it finds marked.
-fn install_from_file<C: RaftTypeConfig>(
-    db: &DB,
-    dir: &SnapshotDir,
-    meta: &SnapshotMeta<C::NodeId, C::Node>,
-    path: &Path,
-) -> Result<PathBuf, StoreError> {
-    let io = |e: std::io::Error| StoreError::Invalid(format!("reading snapshot: {e}"));
-    // Validate the whole stream before touching the database.
-    {
-        let mut r = BufReader::new(std::fs::File::open(path).map_err(io)?);
-        codec::stream::read_header(&mut r).map_err(io)?;
-        while let Some((section, _, _)) = codec::stream::read_frame(&mut r).map_err(io)? {
-            if section as usize >= SNAPSHOT_CFS.len() {
-                return Err(StoreError::Invalid(format!("snapshot has unknown section {section}")));
-            }
-        }
-    }
-    let meta_cf = cf(db, CF_SM_META);
-    let mut batch = WriteBatch::default();
-    batch.put_cf(meta_cf, KEY_INSTALLING, codec::encode(meta));
-    for name in SNAPSHOT_CFS.iter().chain([CF_CHECKPOINTS].iter()) {
-        // Keys of these families are 8-byte revisions/indexes or validated ASCII strings
-        // (never starting with 0xFF), so this range covers them all.
-        batch.delete_range_cf(cf(db, name), &[][..], &[0xFFu8; 256][..]);
-    }
-    db.write_opt(batch, &sync_write())?;
-    // A crash here leaves the replicated families wiped and the install marked.
-    crate::failpoint::hit("snapshot_install_before");
-
-    let mut r = BufReader::new(std::fs::File::open(path).map_err(io)?);
-    codec::stream::read_header(&mut r).map_err(io)?;
-    let mut batch = WriteBatch::default();
-    while let Some((section, k, v)) = codec::stream::read_frame(&mut r).map_err(io)? {
-        batch.put_cf(cf(db, SNAPSHOT_CFS[section as usize]), k, v);
-        if batch.size_in_bytes() >= INSTALL_BATCH_BYTES {
-            db.write(std::mem::take(&mut batch))?;
-        }
-    }
-    let current = dir.current(&meta.snapshot_id);
-    batch.put_cf(meta_cf, KEY_APPLIED, codec::encode(&meta.last_log_id));
-    batch.put_cf(meta_cf, KEY_MEMBERSHIP, codec::encode(&meta.last_membership));
-    batch.put_cf(cf(db, CF_SNAPSHOT), KEY_SNAPSHOT_META, codec::encode(meta));
-    batch.delete_cf(meta_cf, KEY_INSTALLING);
-    // `current` must exist once the final batch names it, so it is linked first; a crash
-    // before the batch is durable leaves the marker set, and the next open redoes the install
-    // from `installing.snap`, which is removed only afterwards.
-    if path != current {
-        std::fs::hard_link(path, &current).or_else(|_| std::fs::copy(path, &current).map(|_| ())).map_err(io)?;
-    }
-    db.write_opt(batch, &sync_write())?;
-    crate::failpoint::hit("snapshot_install_after");
-    if path != current {
-        let _ = std::fs::remove_file(path);
-    }
-    dir.prune(&current);
-    Ok(current)
 }
 
 /// Builds snapshots from a RocksDB point-in-time view, concurrently with applies.
@@ -605,18 +446,11 @@ impl<C: RaftTypeConfig<SnapshotData = tokio::fs::File>> RaftSnapshotBuilder<C> f
     async fn build_snapshot(&mut self) -> Result<Snapshot<C>, StorageError<C::NodeId>> {
         let store = self.store.clone();
         let dir = self.dir.clone();
-        let (meta, path) = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
-            let (meta, path) = build_to_file::<C>(&store.db, &dir)?;
-            store.db.put_cf_opt(cf(&store.db, CF_SNAPSHOT), KEY_SNAPSHOT_META, codec::encode(&meta), &sync_write())?;
-            crate::failpoint::hit("snapshot_build_after");
-            dir.prune(&path);
-            Ok((meta, path))
-        })
-        .await
-        .map_err(sm_read::<C>)?
-        .map_err(sm_read::<C>)?;
-        let file = tokio::fs::File::open(&path).await.map_err(sm_read::<C>)?;
-        Ok(Snapshot { meta, snapshot: Box::new(file) })
+        let (meta, file) = tokio::task::spawn_blocking(move || snap::build::<C>(&store.db, &dir))
+            .await
+            .map_err(sm_read::<C>)?
+            .map_err(sm_read::<C>)?;
+        Ok(Snapshot { meta, snapshot: Box::new(tokio::fs::File::from_std(file)) })
     }
 }
 
@@ -681,13 +515,14 @@ where
         let file = tokio::fs::OpenOptions::new()
             .read(true)
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .open(&path)
             .await
             .map_err(sm_write::<C>)?;
-        // The file stays reachable through the handle; the name is not needed any more.
-        let _ = tokio::fs::remove_file(&path).await;
+        // An earlier transfer that never completed leaves its file behind; it is not needed.
+        if let Some(old) = self.receiving.replace(path) {
+            let _ = tokio::fs::remove_file(old).await;
+        }
         Ok(Box::new(file))
     }
 
@@ -697,23 +532,32 @@ where
         snapshot: Box<C::SnapshotData>,
     ) -> Result<(), StorageError<C::NodeId>> {
         use tokio::io::{AsyncSeekExt, AsyncWriteExt};
-        // Copy the received data to `installing.snap` (streamed), so a crash during the
-        // install can be finished from it at the next start.
         let mut src = *snapshot;
-        src.flush().await.map_err(sm_read::<C>)?;
-        src.seek(std::io::SeekFrom::Start(0)).await.map_err(sm_read::<C>)?;
-        let staged = self.snapshots.temp("stage");
-        let mut dst = tokio::fs::File::create(&staged).await.map_err(sm_write::<C>)?;
-        tokio::io::copy(&mut src, &mut dst).await.map_err(sm_write::<C>)?;
-        dst.sync_all().await.map_err(sm_write::<C>)?;
-        drop(dst);
-        let installing = self.snapshots.installing();
-        tokio::fs::rename(&staged, &installing).await.map_err(sm_write::<C>)?;
+        src.flush().await.map_err(sm_write::<C>)?;
+        // The received file is renamed into place when it is the one this store handed out;
+        // otherwise (a snapshot given directly) it is copied to a staging file first.
+        let received = match self.receiving.take() {
+            Some(path) if same_file(&src, &path).await => path,
+            other => {
+                if let Some(p) = other {
+                    let _ = tokio::fs::remove_file(p).await;
+                }
+                src.seek(std::io::SeekFrom::Start(0)).await.map_err(sm_read::<C>)?;
+                let staged = self.snapshots.temp("stage");
+                let mut dst = tokio::fs::File::create(&staged).await.map_err(sm_write::<C>)?;
+                tokio::io::copy(&mut src, &mut dst).await.map_err(sm_write::<C>)?;
+                dst.flush().await.map_err(sm_write::<C>)?;
+                src = dst;
+                staged
+            }
+        };
+        src.sync_all().await.map_err(sm_write::<C>)?;
+        drop(src);
 
         let db = self.store.db.clone();
         let dir = self.snapshots.clone();
         let meta_owned = meta.clone();
-        tokio::task::spawn_blocking(move || install_from_file::<C>(&db, &dir, &meta_owned, &dir.installing()))
+        tokio::task::spawn_blocking(move || snap::install_received::<C>(&db, &dir, &meta_owned, &received))
             .await
             .map_err(sm_write::<C>)?
             .map_err(sm_write::<C>)?;
@@ -724,13 +568,39 @@ where
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<C>>, StorageError<C::NodeId>> {
-        let db = &self.store.db;
-        let meta = match db.get_cf(cf(db, CF_SNAPSHOT), KEY_SNAPSHOT_META).map_err(sm_read::<C>)? {
-            Some(b) => codec::decode::<SnapshotMeta<C::NodeId, C::Node>>(&b).map_err(sm_read::<C>)?,
-            None => return Ok(None),
+        let db = self.store.db.clone();
+        let dir = self.snapshots.clone();
+        let found = tokio::task::spawn_blocking(move || snap::open_current::<C>(&db, &dir))
+            .await
+            .map_err(sm_read::<C>)?
+            .map_err(sm_read::<C>)?;
+        let (meta, file) = match found {
+            Some(found) => found,
+            None => {
+                // No snapshot yet is normal; a damaged or missing file is replaced by a fresh
+                // build from the state machine, which is the source of truth.
+                let has_meta = snap::current::<C>(&self.store.db).map_err(sm_read::<C>)?.is_some();
+                if !has_meta {
+                    return Ok(None);
+                }
+                let db = self.store.db.clone();
+                let dir = self.snapshots.clone();
+                tokio::task::spawn_blocking(move || snap::build::<C>(&db, &dir))
+                    .await
+                    .map_err(sm_read::<C>)?
+                    .map_err(sm_read::<C>)?
+            }
         };
-        let file = tokio::fs::File::open(self.snapshots.current(&meta.snapshot_id)).await.map_err(sm_read::<C>)?;
-        Ok(Some(Snapshot { meta, snapshot: Box::new(file) }))
+        Ok(Some(Snapshot { meta, snapshot: Box::new(tokio::fs::File::from_std(file)) }))
+    }
+}
+
+/// Whether an open file is the file at `path` (same device and inode).
+async fn same_file(file: &tokio::fs::File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata().await, tokio::fs::metadata(path).await) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
     }
 }
 

@@ -113,6 +113,11 @@ impl NodeProcess {
     }
 
     pub fn start_with(data_dir: &Path, node_id: u64, addr: &str, peers: &str, extra: &[&str]) -> Self {
+        Self::start_env(data_dir, node_id, addr, peers, extra, &[])
+    }
+
+    /// Like [`NodeProcess::start_with`], with extra environment variables (a fail point).
+    pub fn start_env(data_dir: &Path, node_id: u64, addr: &str, peers: &str, extra: &[&str], env: &[(&str, &str)]) -> Self {
         if let Some(parent) = data_dir.parent() {
             std::fs::create_dir_all(parent).unwrap();
         }
@@ -127,6 +132,7 @@ impl NodeProcess {
             .args(if extra.contains(&"--insecure") { vec![] } else { vec!["--secure-dir".into(), secure().dir.clone()] })
             .args(if peers.is_empty() { vec![] } else { vec!["--peers", peers] })
             .args(extra)
+            .envs(env.iter().copied())
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log))
             .spawn()
@@ -184,6 +190,26 @@ impl NodeProcess {
             let _ = child.wait();
         }
         false
+    }
+
+    /// Waits up to `timeout` for the process to exit by itself; returns its status if it did
+    /// (and then the process is gone), `None` if it still runs.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let started = Instant::now();
+        while started.elapsed() < timeout {
+            let child = self.child.as_mut()?;
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// The node's log file (stdout and stderr of every start, appended).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data_dir.with_extension("log")).unwrap_or_default()
     }
 
     /// Kills the process with SIGKILL.
@@ -310,6 +336,14 @@ impl Cluster {
     pub fn restart(&mut self, i: usize) {
         assert!(self.nodes[i].is_none(), "node {} is running", i + 1);
         self.nodes[i] = Some(self.spawn(i));
+    }
+
+    /// Restarts node `i` with extra environment variables.
+    pub fn restart_env(&mut self, i: usize, env: &[(&str, &str)]) {
+        assert!(self.nodes[i].is_none(), "node {} is running", i + 1);
+        let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
+        let dir = self.dir.join(format!("node-{}", i + 1));
+        self.nodes[i] = Some(NodeProcess::start_env(&dir, (i + 1) as u64, &self.addrs[i], &self.peers, &extra, env));
     }
 
     pub fn endpoints(&self) -> String {
@@ -489,12 +523,29 @@ impl AgentProcess {
     }
 
     pub fn report_failure(&self, task: &str, server: &str) {
-        let r = reqwest::blocking::Client::new()
+        let (status, body) = self.report_failure_raw(task, server, Some(&self.client_secret()), None);
+        assert_eq!(status, 200, "{body}");
+    }
+
+    /// The agent's client secret (made by the agent at its first start).
+    pub fn client_secret(&self) -> String {
+        std::fs::read_to_string(self.state_dir.join("client.secret")).unwrap().trim().to_string()
+    }
+
+    /// A failure report to the local endpoint with a given secret and `Host` header.
+    pub fn report_failure_raw(&self, task: &str, server: &str, secret: Option<&str>, host: Option<&str>) -> (u16, Value) {
+        let mut req = reqwest::blocking::Client::new()
             .post(format!("http://{}/failures", self.addr))
-            .json(&serde_json::json!({"task": task, "server": server}))
-            .send()
-            .unwrap();
-        assert!(r.status().is_success());
+            .json(&serde_json::json!({"task": task, "server": server}));
+        if let Some(s) = secret {
+            req = req.bearer_auth(s);
+        }
+        if let Some(h) = host {
+            req = req.header("host", h);
+        }
+        let r = req.send().unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().unwrap_or(Value::Null))
     }
 
     pub fn kill(&mut self) {

@@ -1,0 +1,497 @@
+//! Snapshot files: building, installing (and finishing an install a crash interrupted),
+//! pruning, and checking a data directory's snapshot state.
+//!
+//! Files live in the node's snapshot directory: `<id>.snap` for a complete snapshot (the
+//! current one, or the one being installed) and `*.tmp` while one is written or received.
+//!
+//! # Correctness
+//! - One lock ([`SnapshotDir::lock`]) serializes build, install, prune and reading the current
+//!   snapshot, because each reads the database's snapshot meta and the files it names as one
+//!   step: a build cannot prune an install's file, read half-loaded data, or overwrite a newer
+//!   install's meta, and the current snapshot cannot be pruned between reading its meta and
+//!   opening its file.
+//! - A file is complete (trailer written, content fsynced, checked) and renamed to `<id>.snap`,
+//!   and the directory fsynced, before the database names it. Nothing is copied onto an
+//!   existing name.
+//! - An install is marked in `sm_meta` (the meta of the snapshot being installed) in the same
+//!   batch that wipes the replicated families; the final batch sets the applied log id, the
+//!   membership and the current snapshot meta, clears the marker, and purges the Raft log up to
+//!   the snapshot, all atomically. So the last purged log id is never ahead of the applied one
+//!   once the marker is gone, and [`redo_install`] finishes a marked install at start-up.
+//! - The log store's purge waits until the applied log id or an install marker covers what it
+//!   deletes (see `log_store`), so a crash between the purge and the install leaves a marked
+//!   install to redo, never a log with nothing to rebuild the purged part from.
+//! - The current snapshot meta never moves backwards.
+//! - Pruning deletes only `.snap` files the database names neither as current nor as being
+//!   installed.
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use openraft::storage::SnapshotMeta;
+use openraft::{LogId, RaftTypeConfig, StoredMembership};
+use rocksdb::{IteratorMode, ReadOptions, WriteBatch, DB};
+use serde::{Deserialize, Serialize};
+
+use crate::codec::{self, stream};
+use crate::db::{
+    cf, sync_write, u64_key, StoreError, CF_CHANGESETS, CF_CHECKPOINTS, CF_EVENTS, CF_HISTORY, CF_IDEMPOTENCY,
+    CF_LOGS, CF_RAFT_META, CF_REJECTIONS, CF_SM_META, CF_SNAPSHOT,
+};
+use crate::failpoint;
+
+pub(crate) const KEY_APPLIED: &[u8] = b"applied";
+pub(crate) const KEY_MEMBERSHIP: &[u8] = b"membership";
+/// In `snapshot`: the current snapshot's meta, and its file's size and checksum.
+pub(crate) const KEY_SNAPSHOT_META: &[u8] = b"meta";
+pub(crate) const KEY_SNAPSHOT_FILE: &[u8] = b"file";
+/// In `sm_meta`, set while a snapshot install is in progress: the meta of the snapshot being
+/// installed, and (for the log store's purge guard) its last log index as 8 big-endian bytes.
+pub(crate) const KEY_INSTALLING: &[u8] = b"installing";
+pub(crate) const KEY_INSTALLING_INDEX: &[u8] = b"installing_index";
+/// In `raft_meta`: the last purged log id (owned by the log store).
+pub(crate) const KEY_LAST_PURGED: &[u8] = b"last_purged";
+
+/// Column families replicated through snapshots.
+pub(crate) const SNAPSHOT_CFS: [&str; 5] = [CF_HISTORY, CF_IDEMPOTENCY, CF_CHANGESETS, CF_REJECTIONS, CF_EVENTS];
+
+/// Largest write batch while installing a snapshot.
+const INSTALL_BATCH_BYTES: usize = 4 << 20;
+
+/// What the database records about the current snapshot's file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotFileInfo {
+    pub bytes: u64,
+    pub frames: u64,
+    pub checksum: String,
+}
+
+/// The snapshot directory and the lock that serializes every operation on it.
+pub(crate) struct SnapshotDir {
+    pub path: PathBuf,
+    seq: AtomicU64,
+    lock: Mutex<()>,
+}
+
+impl SnapshotDir {
+    /// Opens the directory, creating it, and removes leftovers of builds and transfers a crash
+    /// interrupted (`*.tmp`; nothing names them).
+    pub fn open(path: PathBuf) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(&path).map_err(|e| StoreError::Invalid(format!("{}: {e}", path.display())))?;
+        if let Ok(entries) = std::fs::read_dir(&path) {
+            for e in entries.flatten() {
+                if e.path().extension().is_some_and(|x| x == "tmp") {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+        Ok(Self { path, seq: AtomicU64::new(0), lock: Mutex::new(()) })
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, ()> {
+        // A panic while holding it leaves nothing half-done in memory: every step is on disk.
+        self.lock.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn temp(&self, what: &str) -> PathBuf {
+        let n = self.seq.fetch_add(1, Ordering::Relaxed);
+        self.path.join(format!("{what}-{}-{n}.tmp", std::process::id()))
+    }
+
+    pub fn file(&self, snapshot_id: &str) -> PathBuf {
+        self.path.join(format!("{snapshot_id}.snap"))
+    }
+
+    fn next_seq(&self) -> u64 {
+        self.seq.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+fn io_err(what: &'static str) -> impl Fn(std::io::Error) -> StoreError {
+    move |e| StoreError::Invalid(format!("{what}: {e}"))
+}
+
+/// Fsyncs a directory, so renames and links in it survive a power loss.
+pub(crate) fn fsync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| StoreError::Invalid(format!("fsync {}: {e}", dir.display())))
+}
+
+/// Reads a whole snapshot file and checks its structure and trailer.
+pub fn verify_file(path: &Path) -> Result<SnapshotFileInfo, StoreError> {
+    let damaged = |e: std::io::Error| StoreError::Invalid(format!("snapshot file {} is damaged: {e}", path.display()));
+    let file = File::open(path).map_err(damaged)?;
+    let bytes = file.metadata().map_err(damaged)?.len();
+    let summary = stream::verify(BufReader::with_capacity(1 << 20, file)).map_err(damaged)?;
+    Ok(SnapshotFileInfo { bytes, frames: summary.frames, checksum: summary.checksum })
+}
+
+fn decode<T: serde::de::DeserializeOwned>(family: &'static str, raw: Option<impl AsRef<[u8]>>) -> Result<Option<T>, StoreError> {
+    raw.map(|b| codec::decode(b.as_ref()).map_err(|source| StoreError::Codec { cf: family, source })).transpose()
+}
+
+/// The current snapshot's meta and file record, if there is one.
+pub(crate) fn current<C: RaftTypeConfig>(
+    db: &DB,
+) -> Result<Option<(SnapshotMeta<C::NodeId, C::Node>, Option<SnapshotFileInfo>)>, StoreError> {
+    let family = cf(db, CF_SNAPSHOT);
+    let Some(meta) = decode(CF_SNAPSHOT, db.get_cf(family, KEY_SNAPSHOT_META)?)? else { return Ok(None) };
+    let info = decode(CF_SNAPSHOT, db.get_cf(family, KEY_SNAPSHOT_FILE)?)?;
+    Ok(Some((meta, info)))
+}
+
+fn installing<C: RaftTypeConfig>(db: &DB) -> Result<Option<SnapshotMeta<C::NodeId, C::Node>>, StoreError> {
+    decode(CF_SM_META, db.get_cf(cf(db, CF_SM_META), KEY_INSTALLING)?)
+}
+
+/// Deletes every `.snap` file that the database names neither as the current snapshot nor as
+/// the one being installed. The caller holds the lock.
+fn prune<C: RaftTypeConfig>(db: &DB, dir: &SnapshotDir) -> Result<(), StoreError> {
+    let mut keep = Vec::new();
+    if let Some((meta, _)) = current::<C>(db)? {
+        keep.push(dir.file(&meta.snapshot_id));
+    }
+    if let Some(meta) = installing::<C>(db)? {
+        keep.push(dir.file(&meta.snapshot_id));
+    }
+    failpoint::hit("snapshot_prune");
+    if let Ok(entries) = std::fs::read_dir(&dir.path) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.extension().is_some_and(|x| x == "snap") && !keep.contains(&p) {
+                let _ = std::fs::remove_file(&p);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Builds a snapshot of the replicated column families from one point-in-time view, makes it
+/// the current snapshot, and returns its meta and an open handle. Memory use is one record.
+pub(crate) fn build<C: RaftTypeConfig>(
+    db: &DB,
+    dir: &SnapshotDir,
+) -> Result<(SnapshotMeta<C::NodeId, C::Node>, File), StoreError> {
+    let _guard = dir.lock();
+    // Everything in the snapshot must be durable before openraft purges the log it covers.
+    db.flush_wal(true)?;
+    failpoint::hit("snapshot_build_before");
+    let view = db.snapshot();
+    let meta_cf = cf(db, CF_SM_META);
+    let applied: Option<LogId<C::NodeId>> = decode::<Option<_>>(CF_SM_META, view.get_cf(meta_cf, KEY_APPLIED)?)?.flatten();
+    let membership: StoredMembership<C::NodeId, C::Node> =
+        decode(CF_SM_META, view.get_cf(meta_cf, KEY_MEMBERSHIP)?)?.unwrap_or_default();
+    let io = io_err("writing snapshot");
+    let tmp = dir.temp("build");
+    let mut w = stream::Writer::new(BufWriter::with_capacity(1 << 20, File::create(&tmp).map_err(&io)?)).map_err(&io)?;
+    for (section, name) in SNAPSHOT_CFS.iter().enumerate() {
+        let mut opts = ReadOptions::default();
+        opts.fill_cache(false);
+        opts.set_snapshot(&view);
+        for item in db.iterator_cf_opt(cf(db, name), opts, IteratorMode::Start) {
+            let (k, v) = item?;
+            w.frame(section as u8, &k, &v).map_err(&io)?;
+        }
+    }
+    let (w, summary) = w.finish().map_err(&io)?;
+    let file = w.into_inner().map_err(|e| io(e.into_error()))?;
+    file.sync_all().map_err(&io)?;
+    drop(file);
+    // Check on build: what is on disk is what was written.
+    let info = verify_file(&tmp)?;
+    if info.frames != summary.frames || info.checksum != summary.checksum {
+        return Err(StoreError::Invalid(format!("snapshot {} reads back differently than written", tmp.display())));
+    }
+
+    if let Some((cur, _)) = current::<C>(db)? {
+        if cur.last_log_id > applied {
+            // Never move the current snapshot backwards: serve the newer one.
+            let _ = std::fs::remove_file(&tmp);
+            let file = File::open(dir.file(&cur.snapshot_id)).map_err(io_err("opening the current snapshot"))?;
+            return Ok((cur, file));
+        }
+    }
+    let n = dir.next_seq();
+    let snapshot_id = match &applied {
+        Some(id) => format!("{}-{}-{}-{n}", id.leader_id, id.index, std::process::id()),
+        None => format!("none-{}-{n}", std::process::id()),
+    };
+    let meta = SnapshotMeta { last_log_id: applied, last_membership: membership, snapshot_id };
+    let path = dir.file(&meta.snapshot_id);
+    std::fs::rename(&tmp, &path).map_err(&io)?;
+    fsync_dir(&dir.path)?;
+    failpoint::hit("snapshot_build_renamed");
+    let mut batch = WriteBatch::default();
+    batch.put_cf(cf(db, CF_SNAPSHOT), KEY_SNAPSHOT_META, codec::encode(&meta));
+    batch.put_cf(cf(db, CF_SNAPSHOT), KEY_SNAPSHOT_FILE, codec::encode(&info));
+    db.write_opt(batch, &sync_write())?;
+    failpoint::hit("snapshot_build_after");
+    prune::<C>(db, dir)?;
+    let file = File::open(&path).map_err(io_err("opening the new snapshot"))?;
+    Ok((meta, file))
+}
+
+/// Opens the current snapshot for sending, after checking its file against the recorded size
+/// and its trailer. `Ok(None)`: there is none, or its file is missing or damaged (logged), and
+/// the caller should build a new one.
+pub(crate) fn open_current<C: RaftTypeConfig>(
+    db: &DB,
+    dir: &SnapshotDir,
+) -> Result<Option<(SnapshotMeta<C::NodeId, C::Node>, File)>, StoreError> {
+    let _guard = dir.lock();
+    let Some((meta, info)) = current::<C>(db)? else { return Ok(None) };
+    let path = dir.file(&meta.snapshot_id);
+    match verify_file(&path) {
+        Ok(found) if info.as_ref().is_none_or(|i| *i == found) => {}
+        Ok(found) => {
+            tracing::error!(?info, ?found, "snapshot file {} differs from its record; building a new one", path.display());
+            return Ok(None);
+        }
+        Err(e) => {
+            tracing::error!("{e}; building a new snapshot");
+            return Ok(None);
+        }
+    }
+    let file = File::open(&path).map_err(io_err("opening the current snapshot"))?;
+    Ok(Some((meta, file)))
+}
+
+/// Installs a received snapshot: names the (fsynced) received file `<id>.snap`, then installs
+/// it with [`install_named`].
+pub(crate) fn install_received<C: RaftTypeConfig>(
+    db: &DB,
+    dir: &SnapshotDir,
+    meta: &SnapshotMeta<C::NodeId, C::Node>,
+    received: &Path,
+) -> Result<(), StoreError> {
+    let _guard = dir.lock();
+    failpoint::hit("snapshot_install_stage");
+    // Check on receive: a damaged or cut-short transfer is refused before anything changes.
+    let info = verify_file(received)?;
+    let path = dir.file(&meta.snapshot_id);
+    std::fs::rename(received, &path).map_err(io_err("naming the received snapshot"))?;
+    fsync_dir(&dir.path)?;
+    failpoint::hit("snapshot_install_renamed");
+    install_named::<C>(db, dir, meta, info)
+}
+
+/// Finishes an install that a crash interrupted, if one is marked. Called at open, before
+/// anything reads the replicated families.
+pub(crate) fn redo_install<C: RaftTypeConfig>(db: &DB, dir: &SnapshotDir) -> Result<(), StoreError> {
+    let _guard = dir.lock();
+    let Some(meta) = installing::<C>(db)? else { return Ok(()) };
+    tracing::warn!(snapshot = %meta.snapshot_id, "finishing a snapshot install interrupted by a crash");
+    failpoint::hit("snapshot_redo");
+    let path = dir.file(&meta.snapshot_id);
+    let info = verify_file(&path).map_err(|e| {
+        StoreError::Invalid(format!(
+            "cannot finish the interrupted install of snapshot {}: {e}. The node's state cannot be \
+             rebuilt from this data directory; remove it and let the node rejoin (README: \
+             \"Replacing a damaged node\")",
+            meta.snapshot_id
+        ))
+    })?;
+    install_named::<C>(db, dir, &meta, info)
+}
+
+/// Replaces the replicated column families with the content of `<id>.snap`. The caller holds
+/// the lock and has checked the file (`info`).
+fn install_named<C: RaftTypeConfig>(
+    db: &DB,
+    dir: &SnapshotDir,
+    meta: &SnapshotMeta<C::NodeId, C::Node>,
+    info: SnapshotFileInfo,
+) -> Result<(), StoreError> {
+    let path = dir.file(&meta.snapshot_id);
+    let meta_cf = cf(db, CF_SM_META);
+    let mut batch = WriteBatch::default();
+    batch.put_cf(meta_cf, KEY_INSTALLING, codec::encode(meta));
+    let index = meta.last_log_id.as_ref().map_or(0, |l| l.index);
+    batch.put_cf(meta_cf, KEY_INSTALLING_INDEX, u64_key(index));
+    for name in SNAPSHOT_CFS.iter().chain([CF_CHECKPOINTS].iter()) {
+        // Keys of these families are 8-byte revisions/indexes or validated ASCII strings
+        // (never starting with 0xFF), so this range covers them all.
+        batch.delete_range_cf(cf(db, name), &[][..], &[0xFFu8; 256][..]);
+    }
+    db.write_opt(batch, &sync_write())?;
+    // A crash from here on leaves the replicated families wiped and the install marked.
+    failpoint::hit("snapshot_install_before");
+
+    let io = io_err("reading snapshot");
+    let mut r = stream::Reader::new(BufReader::with_capacity(1 << 20, File::open(&path).map_err(&io)?)).map_err(&io)?;
+    let mut batch = WriteBatch::default();
+    let mut frames = 0u64;
+    while let Some((section, k, v)) = r.frame().map_err(&io)? {
+        let Some(name) = SNAPSHOT_CFS.get(section as usize) else {
+            return Err(StoreError::Invalid(format!("snapshot {} has unknown section {section}", path.display())));
+        };
+        batch.put_cf(cf(db, name), k, v);
+        frames += 1;
+        // Halfway through, the loaded part is written on its own, so there is always a
+        // "partly loaded" state for the crash tests to reach.
+        let halfway = frames == info.frames / 2;
+        if batch.size_in_bytes() >= INSTALL_BATCH_BYTES || halfway {
+            db.write(std::mem::take(&mut batch))?;
+            if halfway {
+                failpoint::hit("snapshot_install_load");
+            }
+        }
+    }
+    failpoint::hit("snapshot_install_final");
+    batch.put_cf(meta_cf, KEY_APPLIED, codec::encode(&meta.last_log_id));
+    batch.put_cf(meta_cf, KEY_MEMBERSHIP, codec::encode(&meta.last_membership));
+    batch.put_cf(cf(db, CF_SNAPSHOT), KEY_SNAPSHOT_META, codec::encode(meta));
+    batch.put_cf(cf(db, CF_SNAPSHOT), KEY_SNAPSHOT_FILE, codec::encode(&info));
+    batch.delete_cf(meta_cf, KEY_INSTALLING);
+    batch.delete_cf(meta_cf, KEY_INSTALLING_INDEX);
+    if let Some(upto) = &meta.last_log_id {
+        // The log the snapshot covers goes in the same batch that makes it applied, so the
+        // last purged id is never ahead of the applied one.
+        let purged: Option<LogId<C::NodeId>> = decode(CF_RAFT_META, db.get_cf(cf(db, CF_RAFT_META), KEY_LAST_PURGED)?)?;
+        if purged.as_ref().is_none_or(|p| p < upto) {
+            batch.put_cf(cf(db, CF_RAFT_META), KEY_LAST_PURGED, codec::encode(upto));
+            batch.delete_range_cf(cf(db, CF_LOGS), u64_key(0), u64_key(upto.index + 1));
+        }
+    }
+    db.write_opt(batch, &sync_write())?;
+    failpoint::hit("snapshot_install_after");
+    prune::<C>(db, dir)
+}
+
+/// What a data directory's Raft and snapshot state looks like, and what is wrong with it.
+#[derive(Debug, Clone, Serialize)]
+pub struct DataDirReport {
+    pub applied_index: Option<u64>,
+    pub last_purged_index: Option<u64>,
+    pub first_log_index: Option<u64>,
+    pub last_log_index: Option<u64>,
+    /// The id of a snapshot whose install a crash interrupted (redone at the next start).
+    pub install_pending: Option<String>,
+    pub snapshot_id: Option<String>,
+    pub snapshot_file: Option<SnapshotFileInfo>,
+    /// Every problem found; empty means the directory is consistent.
+    pub problems: Vec<String>,
+}
+
+/// Checks a (stopped) node's database and snapshot directory: applied ≥ last purged unless an
+/// install is pending, no hole in the log after the last purged index, and the file the
+/// current snapshot meta (and a pending install) names exists, has its recorded size and
+/// checksum, and parses.
+pub fn check<C: RaftTypeConfig>(db: &DB, snapshot_dir: &Path) -> Result<DataDirReport, StoreError> {
+    check_with::<C>(db, snapshot_dir, true)
+}
+
+/// [`check`], optionally without reading the snapshot files through (they are checked when
+/// they are used: at start-up, when sent, when installed).
+fn check_with<C: RaftTypeConfig>(db: &DB, snapshot_dir: &Path, verify_files: bool) -> Result<DataDirReport, StoreError> {
+    let applied: Option<LogId<C::NodeId>> =
+        decode::<Option<_>>(CF_SM_META, db.get_cf(cf(db, CF_SM_META), KEY_APPLIED)?)?.flatten();
+    let purged: Option<LogId<C::NodeId>> = decode(CF_RAFT_META, db.get_cf(cf(db, CF_RAFT_META), KEY_LAST_PURGED)?)?;
+    let pending = installing::<C>(db)?;
+    let mut problems = Vec::new();
+    let (applied_index, purged_index) = (applied.as_ref().map(|l| l.index), purged.as_ref().map(|l| l.index));
+    if pending.is_none() && purged_index > applied_index {
+        problems.push(format!(
+            "applied index {applied_index:?} is behind the last purged index {purged_index:?} with no install pending"
+        ));
+    }
+    let mut first = None;
+    let mut last: Option<u64> = None;
+    for item in db.iterator_cf(cf(db, CF_LOGS), IteratorMode::Start) {
+        let (k, _) = item?;
+        let i = crate::db::key_u64(&k)?;
+        if first.is_none() {
+            first = Some(i);
+            if let Some(p) = purged_index {
+                if i <= p {
+                    problems.push(format!("log entry {i} is at or below the last purged index {p}"));
+                }
+            }
+        }
+        if let Some(prev) = last {
+            if i != prev + 1 {
+                problems.push(format!("hole in the log between {prev} and {i}"));
+            }
+        }
+        last = Some(i);
+    }
+    if let Some(f) = first {
+        // openraft reads every entry after the last purged one (to re-apply and to serve).
+        let expected = purged_index.map_or(0, |p| p + 1);
+        if f > expected {
+            problems.push(format!(
+                "the log starts at {f}, but it was purged only up to {purged_index:?}: entries {expected}..{} are missing",
+                f - 1
+            ));
+        }
+    }
+    let mut snapshot_id = None;
+    let mut snapshot_file = None;
+    if let Some((meta, info)) = current::<C>(db)? {
+        let path = snapshot_dir.join(format!("{}.snap", meta.snapshot_id));
+        // Without reading it through: it must exist with its recorded size. A crash cannot
+        // lose it (it is fsynced and renamed before the database names it), so its absence
+        // means the database lost writes it had synced: a damaged disk.
+        let checked = if verify_files {
+            verify_file(&path)
+        } else {
+            match (std::fs::metadata(&path), &info) {
+                (Err(e), _) => Err(StoreError::Invalid(format!("snapshot file {} is missing: {e}", path.display()))),
+                (Ok(m), Some(i)) if m.len() != i.bytes => Err(StoreError::Invalid(format!(
+                    "snapshot file {} has {} bytes, recorded as {}",
+                    path.display(),
+                    m.len(),
+                    i.bytes
+                ))),
+                (Ok(_), Some(i)) => Ok(i.clone()),
+                (Ok(m), None) => Ok(SnapshotFileInfo { bytes: m.len(), frames: 0, checksum: String::new() }),
+            }
+        };
+        match checked {
+            Ok(found) => {
+                if let Some(info) = &info {
+                    if *info != found {
+                        problems.push(format!("snapshot file {} is {found:?}, recorded as {info:?}", path.display()));
+                    }
+                }
+                snapshot_file = Some(found);
+            }
+            Err(e) => problems.push(e.to_string()),
+        }
+        snapshot_id = Some(meta.snapshot_id);
+    }
+    if let Some(meta) = &pending {
+        if let Err(e) = verify_file(&snapshot_dir.join(format!("{}.snap", meta.snapshot_id))) {
+            problems.push(format!("the pending install cannot be finished: {e}"));
+        }
+    }
+    Ok(DataDirReport {
+        applied_index,
+        last_purged_index: purged_index,
+        first_log_index: first,
+        last_log_index: last,
+        install_pending: pending.map(|m| m.snapshot_id),
+        snapshot_id,
+        snapshot_file,
+        problems,
+    })
+}
+
+/// Refuses to run on a data directory whose Raft log and applied state do not fit together
+/// (the applied state behind the purged log with no install to finish, a hole in the log):
+/// what a crash cannot produce but a damaged disk can. Runs at open, after a pending install
+/// was finished; costs one pass over the log's keys (bounded by the snapshot policy).
+pub(crate) fn check_startup<C: RaftTypeConfig>(db: &DB, snapshot_dir: &Path) -> Result<(), StoreError> {
+    let report = check_with::<C>(db, snapshot_dir, false)?;
+    if report.problems.is_empty() {
+        return Ok(());
+    }
+    Err(StoreError::Invalid(format!(
+        "this data directory is damaged: {}. Its state cannot be trusted; remove the data \
+         directory and let the node rejoin (README: \"Replacing a damaged node\"); \
+         `roster check-data-dir` shows the details",
+        report.problems.join("; ")
+    )))
+}

@@ -1,0 +1,116 @@
+//! Snapshot build ∥ install ∥ reading the current snapshot, on a multi-thread runtime: no
+//! error, every file handed out is complete and intact, and the current snapshot never moves
+//! backwards.
+
+use std::sync::Arc;
+
+use openraft::storage::{RaftStateMachine, SnapshotMeta};
+use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, RaftSnapshotBuilder};
+use roster::machine::RosterMachine;
+use roster_raft::TypeConfig;
+use roster_storage::StateMachineStore;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+type Sm = StateMachineStore<TypeConfig, RosterMachine>;
+
+fn open(dir: &std::path::Path) -> Sm {
+    let db = roster_storage::open(&dir.join("db")).unwrap();
+    let (machine, _handle) = RosterMachine::new();
+    StateMachineStore::open(db, machine, dir.join("snapshots")).unwrap()
+}
+
+fn blank(index: u64) -> Entry<TypeConfig> {
+    Entry { log_id: LogId::new(CommittedLeaderId::new(1, 1), index), payload: EntryPayload::Blank }
+}
+
+async fn read_all(mut f: tokio::fs::File) -> Vec<u8> {
+    let mut out = Vec::new();
+    f.read_to_end(&mut out).await.unwrap();
+    out
+}
+
+#[test]
+fn build_install_and_read_race_without_errors_or_going_backwards() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(4).enable_all().build().unwrap();
+    rt.block_on(async {
+        let src_dir = tempfile::tempdir().unwrap();
+        let dst_dir = tempfile::tempdir().unwrap();
+        let mut src = open(src_dir.path());
+        // Snapshots of the source at increasing log ids, to install on the target in order.
+        let mut shipped: Vec<(SnapshotMeta<u64, openraft::BasicNode>, Vec<u8>)> = Vec::new();
+        for round in 0..25u64 {
+            src.apply((round * 10 + 1..=round * 10 + 10).map(blank).collect::<Vec<_>>()).await.unwrap();
+            let snap = src.get_snapshot_builder().await.build_snapshot().await.unwrap();
+            let bytes = read_all(*snap.snapshot).await;
+            roster_storage::codec::stream::verify(&bytes[..]).expect("a built snapshot is intact");
+            shipped.push((snap.meta, bytes));
+        }
+
+        let dst = Arc::new(tokio::sync::Mutex::new(open(dst_dir.path())));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        // Builders run concurrently with everything (openraft runs them in their own task).
+        let mut builders = Vec::new();
+        for _ in 0..2 {
+            let mut b = dst.lock().await.get_snapshot_builder().await;
+            let stop = stop.clone();
+            builders.push(tokio::spawn(async move {
+                let mut built = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let s = b.build_snapshot().await.expect("build during installs");
+                    let bytes = read_all(*s.snapshot).await;
+                    roster_storage::codec::stream::verify(&bytes[..]).expect("a built snapshot is intact");
+                    built += 1;
+                }
+                built
+            }));
+        }
+        // A reader, as the leader's replication asks for the current snapshot.
+        let reader = {
+            let dst = dst.clone();
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let mut last: Option<LogId<u64>> = None;
+                let mut reads = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let cur = dst.lock().await.get_current_snapshot().await.expect("current snapshot");
+                    if let Some(s) = cur {
+                        assert!(s.meta.last_log_id >= last, "the current snapshot moved back from {last:?} to {:?}", s.meta.last_log_id);
+                        last = s.meta.last_log_id;
+                        let bytes = read_all(*s.snapshot).await;
+                        roster_storage::codec::stream::verify(&bytes[..]).expect("the current snapshot is intact");
+                        reads += 1;
+                    }
+                    tokio::task::yield_now().await;
+                }
+                reads
+            })
+        };
+        for (meta, bytes) in &shipped {
+            let mut sm = dst.lock().await;
+            // The receive path: openraft writes the chunks into the file the store handed out.
+            let mut file = sm.begin_receiving_snapshot().await.unwrap();
+            file.write_all(bytes).await.unwrap();
+            sm.install_snapshot(meta, file).await.expect("install during builds");
+            let (applied, _) = sm.applied_state().await.unwrap();
+            assert_eq!(applied, meta.last_log_id);
+            drop(sm);
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut built = 0;
+        for b in builders {
+            built += b.await.unwrap();
+        }
+        let reads = reader.await.unwrap();
+        assert!(built > 0 && reads > 0, "the race did not run: {built} builds, {reads} reads");
+        let last = dst.lock().await.get_current_snapshot().await.unwrap().unwrap();
+        assert_eq!(last.meta.last_log_id, shipped.last().unwrap().0.last_log_id);
+        // Only the current snapshot's file is left.
+        let snaps = std::fs::read_dir(dst_dir.path().join("snapshots"))
+            .unwrap()
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "snap"))
+            .count();
+        assert_eq!(snaps, 1, "pruning left {snaps} snapshot files");
+    });
+}
