@@ -373,13 +373,14 @@ async fn report_failure(State(agent): State<Agent>, headers: axum::http::HeaderM
     };
     let (from_cluster, newly) = {
         let mut inner = agent.inner.lock().expect("agent lock");
+        // The server's status in the deployed configuration, if the cluster configures the task.
         let in_cluster = inner
             .deployed
             .as_ref()
             .and_then(|d| d.tasks.get(&r.task))
-            .map(|t| t.servers.iter().any(|s| s.name == r.server));
+            .map(|t| t.servers.iter().find(|s| s.name == r.server).map(|s| s.status));
         let known = match in_cluster {
-            Some(found) => found,
+            Some(found) => found.is_some(),
             // One task never mixes sources: a task the cluster does not configure is local.
             None => inner.local.tasks.get(&r.task).is_some_and(|t| t.servers.iter().any(|s| s.name == r.server)),
         };
@@ -387,7 +388,8 @@ async fn report_failure(State(agent): State<Agent>, headers: axum::http::HeaderM
             return local_error(StatusCode::NOT_FOUND, format!("server {} is not in the configuration of task {}", r.server, r.task));
         }
         match inner.resolver.report_failure(&r.server, LOCAL_FAILED_MAX) {
-            Ok(newly) => (in_cluster == Some(true), newly),
+            // A server the cluster already excludes needs no report.
+            Ok(newly) => (in_cluster == Some(Some(ServerStatus::Enabled)), newly),
             Err(()) => return local_error(StatusCode::TOO_MANY_REQUESTS, format!("{LOCAL_FAILED_MAX} servers are already marked failed")),
         }
     };
