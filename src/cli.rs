@@ -68,6 +68,16 @@ impl ConnArgs {
             }
             None => None,
         };
+        // A token must never travel in plain text: with a CA or a token, every endpoint is
+        // reached over TLS, and an explicit `http://` endpoint is refused.
+        if ca_pem.is_some() || bearer.is_some() {
+            if let Some(plain) = self.endpoints.iter().find(|e| e.trim().to_ascii_lowercase().starts_with("http://")) {
+                anyhow::bail!(
+                    "endpoint {plain} is plain HTTP, but a CA or token is configured: the token would be sent \
+                     unencrypted. Give host:port (TLS is used) or https://..., or pass --insecure for a plain-HTTP cluster"
+                );
+            }
+        }
         Ok(Transport { ca_pem, bearer })
     }
 }

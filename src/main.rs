@@ -60,6 +60,10 @@ enum Cmd {
         /// Time a client has to send a request's headers (slow or idle connections are closed).
         #[arg(long, default_value_t = roster::server::HEADER_READ_TIMEOUT_MS_DEFAULT)]
         header_read_timeout_ms: u64,
+        /// Time a node being added (`cluster add-node`) has to catch up before it is made a
+        /// voter; a node that does not is removed again and never votes.
+        #[arg(long, default_value_t = roster_raft::node::LEARNER_CATCH_UP_MS)]
+        learner_catch_up_ms: u64,
         #[command(flatten)]
         security: SecurityArgs,
     },
@@ -201,6 +205,12 @@ async fn shutdown_signal() {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if matches!(cli.command, Cmd::Serve { .. } | Cmd::Agent(_) | Cmd::Dev(_) | Cmd::SecureInit { .. }) {
+        // Data directories and state files hold token hashes, the history and secrets: what
+        // these commands create is for their own user only.
+        // SAFETY: umask only changes the process's file-creation mask.
+        unsafe { libc::umask(0o077) };
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_env("ROSTER_LOG").unwrap_or_else(|_| "info,openraft=warn".into());
     match cli.command {
         Cmd::Serve {
@@ -216,6 +226,7 @@ async fn main() -> anyhow::Result<()> {
             probe_interval_ms,
             probe_hold_down_ms,
             header_read_timeout_ms,
+            learner_catch_up_ms,
             security,
         } => {
             tracing_subscriber::fmt().with_env_filter(filter).init();
@@ -232,6 +243,7 @@ async fn main() -> anyhow::Result<()> {
                 logs_kept_after_snapshot,
                 join,
                 header_read_timeout_ms,
+                learner_catch_up_ms,
                 probe: (recover_after_probes > 0).then_some(roster::prober::ProbeConfig {
                     healthy_probes: recover_after_probes,
                     interval_ms: probe_interval_ms,
@@ -251,6 +263,10 @@ async fn main() -> anyhow::Result<()> {
             let done = roster::tls::init(&dir, &hosts, force)?;
             println!("wrote a CA, a node certificate, a cluster secret and a token file to {}", done.dir.display());
             println!("start nodes with:   roster serve --secure-dir {} ...", done.dir.display());
+            println!(
+                "the CA's private key is in {} (not in the directory nodes read): keep it offline",
+                roster::tls::ca_key_path(&done.dir).display()
+            );
             println!("admin token (also in {}):", done.dir.join(roster::tls::ADMIN_TOKEN).display());
             println!("{}", done.admin_secret);
             Ok(())

@@ -46,6 +46,8 @@ pub struct ServeConfig {
     pub probe: Option<crate::prober::ProbeConfig>,
     /// Time a client has to send a request's headers.
     pub header_read_timeout_ms: u64,
+    /// Time a node being added has to catch up before it may become a voter.
+    pub learner_catch_up_ms: u64,
     /// TLS and authentication; `None` is the explicitly insecure mode (plain HTTP, no tokens).
     pub security: Option<Security>,
 }
@@ -100,6 +102,7 @@ impl ServeConfig {
             join: false,
             probe: None,
             header_read_timeout_ms: HEADER_READ_TIMEOUT_MS_DEFAULT,
+            learner_catch_up_ms: roster_raft::node::LEARNER_CATCH_UP_MS,
             security: None,
         }
     }
@@ -206,6 +209,9 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
     let (transport, cluster_secret, acceptor, file_tokens) = match &config.security {
         None => (Transport::insecure(), None, None, Vec::new()),
         Some(s) => {
+            for secret_file in [&s.tls_key, &s.cluster_secret, &s.tokens] {
+                crate::tls::check_private_file(secret_file)?;
+            }
             let ca = std::fs::read(&s.tls_ca).with_context(|| format!("reading the CA file {}", s.tls_ca.display()))?;
             let secret = crate::tls::read_secret(&s.cluster_secret)?;
             let transport = Transport { ca_pem: Some(Arc::new(ca)), bearer: Some(Arc::from(secret.as_str())) };
@@ -229,6 +235,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
             },
             transport: transport.clone(),
             cluster_secret: cluster_secret.clone(),
+            learner_catch_up_ms: config.learner_catch_up_ms,
         },
         machine,
     )

@@ -57,17 +57,72 @@ pub struct Initialized {
     pub admin_secret: String,
 }
 
-fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+/// Writes a file atomically with `mode`: a new temporary file next to it (created
+/// exclusively, never following a symlink), fsynced, then renamed over the name. A symlink
+/// planted at the name is replaced, never followed.
+fn write_file(path: &Path, contents: &str, mode: u32) -> anyhow::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
     let mut f = std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("writing {}", path.display()))?;
+        .create_new(true)
+        .mode(mode)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&tmp)
+        .with_context(|| format!("writing {}", tmp.display()))?;
     f.write_all(contents.as_bytes())?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    write_file(path, contents, 0o600)
+}
+
+/// Creates `dir` (mode 0700) or checks an existing one: a real directory (not a symlink),
+/// then tightens it to 0700.
+fn private_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    match std::fs::symlink_metadata(dir) {
+        Ok(m) => {
+            anyhow::ensure!(m.file_type().is_dir(), "{} is not a directory (a symlink?); refusing to use it", dir.display());
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .with_context(|| format!("making {} private", dir.display()))?;
+        }
+        Err(_) => std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("creating {}", dir.display()))?,
+    }
+    Ok(())
+}
+
+/// Where [`init`] keeps the CA's private key: next to the secure directory, not in it, so a
+/// node (which reads the secure directory) never holds the key that signs certificates. Move
+/// it offline once the nodes' certificates are made.
+pub fn ca_key_path(dir: &Path) -> PathBuf {
+    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "roster".into());
+    dir.with_file_name(format!("{name}-{CA_KEY}"))
+}
+
+/// Refuses a secret file that others may read or write, or that is not a regular file: a
+/// node must not run with a token file or key anyone on the machine could change or read.
+pub fn check_private_file(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    anyhow::ensure!(m.is_file(), "{} is not a regular file", path.display());
+    anyhow::ensure!(
+        m.mode() & 0o077 == 0,
+        "{} is readable or writable by others (mode {:o}); it holds secrets: run `chmod 600 {}`",
+        path.display(),
+        m.mode() & 0o777,
+        path.display()
+    );
     Ok(())
 }
 
@@ -75,7 +130,7 @@ fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
 /// loopback addresses), a cluster secret, a token file and an admin token. Refuses to
 /// overwrite an existing CA unless `force`.
 pub fn init(dir: &Path, hosts: &[String], force: bool) -> anyhow::Result<Initialized> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    private_dir(dir)?;
     anyhow::ensure!(
         force || !dir.join(CA_CERT).exists(),
         "{} already holds a CA; pass --force to replace everything in it",
@@ -101,9 +156,11 @@ pub fn init(dir: &Path, hosts: &[String], force: bool) -> anyhow::Result<Initial
     let node_key = rcgen::KeyPair::generate()?;
     let node = node_params.signed_by(&node_key, &ca, &ca_key)?;
 
-    std::fs::write(dir.join(CA_CERT), ca.pem())?;
-    write_private(&dir.join(CA_KEY), &ca_key.serialize_pem())?;
-    std::fs::write(dir.join(NODE_CERT), node.pem())?;
+    write_file(&dir.join(CA_CERT), &ca.pem(), 0o644)?;
+    // An older layout kept the CA key inside the directory: move it out.
+    let _ = std::fs::remove_file(dir.join(CA_KEY));
+    write_private(&ca_key_path(dir), &ca_key.serialize_pem())?;
+    write_file(&dir.join(NODE_CERT), &node.pem(), 0o644)?;
     write_private(&dir.join(NODE_KEY), &node_key.serialize_pem())?;
     write_private(&dir.join(CLUSTER_SECRET), &format!("{}\n", crate::auth::new_secret()))?;
     let admin_secret = crate::auth::new_secret();
@@ -112,7 +169,7 @@ pub fn init(dir: &Path, hosts: &[String], force: bool) -> anyhow::Result<Initial
          # Add one with `roster token-new NAME ROLE [--agent ID]`; only hashes belong here.\n{}\n",
         crate::auth::token_file_line("admin", Role::Admin, None, &admin_secret)
     );
-    std::fs::write(dir.join(TOKENS), tokens)?;
+    write_private(&dir.join(TOKENS), &tokens)?;
     write_private(&dir.join(ADMIN_TOKEN), &format!("{admin_secret}\n"))?;
     Ok(Initialized { dir: dir.to_path_buf(), admin_secret })
 }

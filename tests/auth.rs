@@ -256,3 +256,99 @@ fn forged_raft_rpc_is_refused_and_plain_or_untrusted_connections_fail() {
         .unwrap();
     assert!(untrusting.get(format!("https://{}/healthz", node.addr)).send().is_err(), "an untrusted certificate was accepted");
 }
+
+/// Security (issue 18, item 5): with a CA or token configured, `roster ctl` and `roster agent`
+/// refuse a plain `http://` endpoint instead of sending the token in the clear; nothing even
+/// connects to it.
+#[test]
+fn clients_refuse_plain_http_endpoints_when_a_token_is_configured() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let (ok, _, err) = common::ctl(&endpoint, &["servers", "list"]);
+    assert!(!ok, "ctl talked to a plain-HTTP endpoint with a token");
+    assert!(err.contains("plain HTTP"), "unclear error: {err}");
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(common::roster_bin())
+        .args(["agent", "--id", "a9", "--endpoints", &endpoint, "--ca"])
+        .arg(common::secure().dir.join(roster::tls::CA_CERT))
+        .arg("--token-file")
+        .arg(common::secure().token_file("agent-file-a1"))
+        .arg("--state-dir")
+        .arg(dir.path())
+        .args(["--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the agent started against a plain-HTTP endpoint with a token");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("plain HTTP"), "{}", String::from_utf8_lossy(&out.stderr));
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(listener.accept().is_err(), "a client connected to the plain-HTTP endpoint");
+}
+
+/// Security (issue 18, item 6): `secure-init` makes a 0700 directory of 0600 secrets, never
+/// follows a planted symlink, keeps the CA key out of the directory nodes read; `serve`
+/// refuses a secret file others can read, and a node's data directory is its user's alone.
+#[test]
+fn secret_files_are_private_and_symlinks_are_not_followed() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let secure_dir = dir.path().join("secure");
+    std::fs::create_dir(&secure_dir).unwrap();
+    std::fs::set_permissions(&secure_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, "precious").unwrap();
+    std::os::unix::fs::symlink(&victim, secure_dir.join("tokens")).unwrap();
+    let out = std::process::Command::new(common::roster_bin()).arg("secure-init").arg(&secure_dir).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious", "secure-init wrote through a planted symlink");
+    let mode = |p: &std::path::Path| std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&secure_dir), 0o700);
+    for f in ["tokens", "cluster-secret", "node-key.pem", "admin.token"] {
+        assert!(std::fs::symlink_metadata(secure_dir.join(f)).unwrap().file_type().is_file(), "{f}");
+        assert_eq!(mode(&secure_dir.join(f)), 0o600, "{f}");
+    }
+    assert!(!secure_dir.join("ca-key.pem").exists(), "the CA key is in the directory nodes read");
+    assert!(roster::tls::ca_key_path(&secure_dir).exists());
+
+    // A world-readable token file is refused at start, with a clear error.
+    std::fs::set_permissions(secure_dir.join("tokens"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let addr = format!("127.0.0.1:{}", common::free_port());
+    let out = std::process::Command::new(common::roster_bin())
+        .args(["serve", "--listen", &addr, "--data-dir"])
+        .arg(dir.path().join("data"))
+        .arg("--secure-dir")
+        .arg(&secure_dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "a node started with a world-readable token file");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("chmod 600"), "{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::set_permissions(secure_dir.join("tokens"), std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    // The data directory and what RocksDB writes in it are private.
+    let mut node = std::process::Command::new(common::roster_bin())
+        .args(["serve", "--listen", &addr, "--data-dir"])
+        .arg(dir.path().join("data"))
+        .arg("--secure-dir")
+        .arg(&secure_dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = reqwest::blocking::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&std::fs::read(secure_dir.join("ca.pem")).unwrap()).unwrap())
+        .use_rustls_tls()
+        .timeout(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while client.get(format!("https://{addr}/readyz")).send().map(|r| !r.status().is_success()).unwrap_or(true) {
+        assert!(started.elapsed() < Duration::from_secs(30), "the node did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(mode(&dir.path().join("data")), 0o700);
+    for e in std::fs::read_dir(dir.path().join("data/db")).unwrap().flatten() {
+        assert_eq!(mode(&e.path()) & 0o077, 0, "{} is readable by others", e.path().display());
+    }
+    let _ = node.kill();
+    let _ = node.wait();
+}

@@ -226,3 +226,30 @@ fn concurrent_writes_are_batched_without_mixing_up_results() {
         "no two commands shared a Raft entry, so batching was not exercised"
     );
 }
+
+/// Security (issue 18, item 4): a node address is host:port only (no scheme: the cluster's own
+/// TLS transport is always used), and a node that does not catch up (here: nothing listens)
+/// is never made a voter; the membership is left as it was.
+#[test]
+fn add_node_takes_host_port_only_and_never_promotes_an_unreachable_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(dir.path(), 3, &["--learner-catch-up-ms", "2000"]);
+    let leader = cluster.wait_leader(Duration::from_secs(10));
+    let api = Api::new(cluster.node(leader));
+    let dead = format!("127.0.0.1:{}", common::free_port());
+    for addr in [format!("http://{dead}"), format!("{dead}/x"), "no-port".to_string(), "h:0".to_string()] {
+        let (s, v) = api.post("/v1/cluster/nodes", json!({"id": 4, "addr": addr}), &[]);
+        assert_eq!(s, 400, "{addr} was accepted: {v}");
+    }
+    let started = std::time::Instant::now();
+    let (s, v) = api.post("/v1/cluster/nodes", json!({"id": 4, "addr": dead}), &[]);
+    assert!((400..500).contains(&s), "an unreachable node was added: {s} {v}");
+    assert!(started.elapsed() < Duration::from_secs(30), "add-node took {:?}", started.elapsed());
+    let st = cluster.status(leader).unwrap();
+    let members = st["members"].as_array().unwrap();
+    assert_eq!(members.len(), 3, "the membership changed: {st}");
+    assert!(members.iter().all(|m| m["voter"] == true && m["id"] != 4), "{st}");
+    // The cluster still commits.
+    let r = write_any(&cluster.addrs, "/v1/commands", &json!({"changes": [{"add_server": {"name": "after", "host": "h", "port": 1}}]}), "after");
+    assert!(matches!(r, Some((200, _))), "{r:?}");
+}

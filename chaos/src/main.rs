@@ -18,7 +18,7 @@ struct Args {
     /// Cluster size (3 or 5 usually).
     #[arg(long, default_value_t = 3)]
     nodes: usize,
-    /// Fault kinds: all, none, or a list of kill,pause,partition,oneway,membership,restart,snapshot,failpoint.
+    /// Fault kinds: all, none, or a list of kill,pause,partition,oneway,membership,restart,snapshot,failpoint,snapshot-crash-loop.
     #[arg(long, default_value = "all")]
     faults: String,
     /// The roster binary (default: `roster` next to this executable's target dir, or $ROSTER_BIN).

@@ -36,6 +36,9 @@ pub struct NodeConfig {
     /// The credential peers must present on the Raft routes (`None`: unauthenticated, only
     /// in the explicitly insecure mode).
     pub cluster_secret: Option<String>,
+    /// A node being added must catch up to its membership entry within this long to become a
+    /// voter (`LEARNER_CATCH_UP_MS` by default).
+    pub learner_catch_up_ms: u64,
 }
 
 impl NodeConfig {
@@ -78,6 +81,8 @@ pub enum AdminRequest {
 pub const WRITE_TIMEOUT_MS: u64 = 10_000;
 /// Membership changes may wait this long for a new node to catch up.
 pub const ADMIN_TIMEOUT_MS: u64 = 120_000;
+/// A new learner must catch up to its membership entry within this long to become a voter.
+pub const LEARNER_CATCH_UP_MS: u64 = 60_000;
 /// Retry delays while no leader is known: doubling from the first to the ceiling.
 pub const RETRY_BACKOFF_FIRST_MS: u64 = 20;
 pub const RETRY_BACKOFF_MAX_MS: u64 = 500;
@@ -159,6 +164,7 @@ pub struct RaftNode {
     /// What peers must present on the Raft routes.
     pub(crate) cluster_secret: Option<Arc<str>>,
     batcher: mpsc::Sender<Pending>,
+    learner_catch_up_ms: u64,
 }
 
 impl RaftNode {
@@ -189,7 +195,16 @@ impl RaftNode {
         let (batcher, rx) = mpsc::channel(PROPOSAL_QUEUE_MAX);
         tokio::spawn(batch_loop(raft.clone(), rx));
         let cluster_secret = config.cluster_secret.as_deref().map(Arc::from);
-        Ok(Self { id: config.node_id, raft, store, http, transport: config.transport, cluster_secret, batcher })
+        Ok(Self {
+            id: config.node_id,
+            raft,
+            store,
+            http,
+            transport: config.transport,
+            cluster_secret,
+            batcher,
+            learner_catch_up_ms: config.learner_catch_up_ms,
+        })
     }
 
     /// Proposes one encoded command and waits until it is committed and applied; returns the
@@ -296,6 +311,31 @@ impl RaftNode {
         }
     }
 
+    /// Waits until the leader has replicated at least up to `index` to learner `id`.
+    async fn wait_caught_up(&self, id: NodeId, index: u64, within: Duration) -> Result<(), String> {
+        let mut metrics = self.raft.metrics();
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let matched = {
+                let m = metrics.borrow_and_update();
+                m.replication.as_ref().and_then(|r| r.get(&id).cloned()).flatten().map(|l| l.index)
+            };
+            if matched.is_some_and(|m| m >= index) {
+                return Ok(());
+            }
+            match tokio::time::timeout_at(deadline, metrics.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err("the Raft core stopped".into()),
+                Err(_) => {
+                    return Err(format!(
+                        "it did not catch up to log index {index} within {} s (replicated up to {matched:?}): is it running and reachable?",
+                        within.as_secs()
+                    ))
+                }
+            }
+        }
+    }
+
     /// Executes a membership change on this node, which must be the leader.
     pub async fn admin_local(&self, req: AdminRequest) -> Result<(), WriteError> {
         let map = |e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>| match e {
@@ -310,7 +350,18 @@ impl RaftNode {
                     return Err(WriteError::Rejected(format!("node {id} is already a voter")));
                 }
                 tracing::info!(id, %addr, "adding node as learner");
-                self.raft.add_learner(id, BasicNode::new(addr), true).await.map_err(map)?;
+                let added = self.raft.add_learner(id, BasicNode::new(addr), false).await.map_err(map)?;
+                // Promote only a learner that has caught up to its own membership entry: a
+                // node that is unreachable (or far behind) must never become a voter, or the
+                // cluster would lose fault tolerance to a member that cannot vote or ack.
+                if let Err(why) = self.wait_caught_up(id, added.log_id.index, Duration::from_millis(self.learner_catch_up_ms)).await {
+                    tracing::warn!(id, "not promoting node: {why}; removing the learner");
+                    let _ = self
+                        .raft
+                        .change_membership(openraft::ChangeMembers::RemoveNodes(BTreeSet::from([id])), false)
+                        .await;
+                    return Err(WriteError::Rejected(format!("node {id} was not made a voter: {why}")));
+                }
                 let mut next = voters;
                 next.insert(id);
                 tracing::info!(id, "promoting node to voter");

@@ -528,13 +528,36 @@ async fn add_node(axum::extract::State(ctx): axum::extract::State<Ctx>, meta: Wr
     if r.id == 0 {
         return Err(ApiError::bad_request("node ids start at 1"));
     }
-    if r.addr.parse::<std::net::SocketAddr>().is_err() && !r.addr.contains(':') {
-        return Err(ApiError::bad_request(format!("{:?} is not a host:port address", r.addr)));
+    if let Err(why) = check_host_port(&r.addr) {
+        return Err(ApiError::bad_request(format!("{:?} is not a host:port address: {why}", r.addr)));
     }
     ctx.node.admin(roster_raft::node::AdminRequest::AddNode { id: r.id, addr: r.addr.clone() }).await.map_err(write_error)?;
     let msg = format!("node {} ({}) joined the cluster", r.id, r.addr);
     events::record(&ctx, crate::domain::events::Level::Info, "node_joined", msg, meta.actor).await;
     Ok(Json(json!({"added": r.id})).into_response())
+}
+
+/// A node address is `host:port` and nothing else: no scheme (the cluster's own transport,
+/// TLS on a secure cluster, is always used, so the cluster secret never goes out in plain
+/// text), no path, no user info.
+fn check_host_port(addr: &str) -> Result<(), &'static str> {
+    if addr.contains("://") {
+        return Err("give host:port without a scheme; the cluster's transport is used");
+    }
+    if addr.contains(['/', '@', '?', '#', ' ']) {
+        return Err("no path, user or query belongs in a node address");
+    }
+    if addr.parse::<std::net::SocketAddr>().is_ok() {
+        return Ok(());
+    }
+    let (host, port) = addr.rsplit_once(':').ok_or("a port is needed")?;
+    if port.parse::<u16>().map_or(true, |p| p == 0) {
+        return Err("the port must be a number from 1 to 65535");
+    }
+    if host.is_empty() || !host.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.') {
+        return Err("the host must be a name or an address");
+    }
+    Ok(())
 }
 
 /// Removes a node (the leader included) from the membership.

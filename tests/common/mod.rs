@@ -50,6 +50,9 @@ pub fn secure() -> &'static Secure {
             tokens.insert(name.to_string(), secret);
         }
         std::fs::write(dir.join(roster::tls::TOKENS), file).unwrap();
+        // A node refuses a token file others can read.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.join(roster::tls::TOKENS), std::fs::Permissions::from_mode(0o600)).unwrap();
         let ca_pem = std::fs::read(dir.join(roster::tls::CA_CERT)).unwrap();
         Secure { dir, ca_pem, tokens }
     })
