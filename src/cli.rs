@@ -747,7 +747,23 @@ fn print(out: Output, v: &Value, headers: &[&str], row: impl Fn(&Value) -> Vec<S
     print_table(headers, &rows);
 }
 
+/// Text from the cluster, safe for a terminal: control, bidi-override and separator
+/// characters (records stored before they were refused) are shown as `\u{...}` escapes.
+pub fn terminal_safe(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if crate::domain::names::is_unsafe_text_char(c) {
+            out.push_str(&format!("\\u{{{:04X}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 pub fn print_table(headers: &[&str], rows: &[Vec<String>]) {
+    let rows: Vec<Vec<String>> = rows.iter().map(|r| r.iter().map(|c| terminal_safe(c)).collect()).collect();
+    let rows = &rows[..];
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
     for r in rows {
         for (i, c) in r.iter().enumerate() {

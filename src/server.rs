@@ -311,15 +311,45 @@ pub(crate) async fn serve_http(
             match tls {
                 None => serve_connection(TokioIo::new(stream), service, header_read_timeout, closing).await,
                 // The handshake gets the same time budget as a request's headers.
-                Some(acceptor) => match tokio::time::timeout(header_read_timeout, acceptor.accept(stream)).await {
+                Some(acceptor) => {
+                    if !starts_with_tls(&stream, header_read_timeout).await {
+                        answer_plain_http_on_tls(stream).await;
+                        return;
+                    }
+                    match tokio::time::timeout(header_read_timeout, acceptor.accept(stream)).await {
                     Ok(Ok(tls_stream)) => serve_connection(TokioIo::new(tls_stream), service, header_read_timeout, closing).await,
                     Ok(Err(e)) => tracing::debug!("TLS handshake failed: {e}"),
                     Err(_) => tracing::debug!("TLS handshake timed out"),
-                },
+                    }
+                }
             }
         });
     }
     let _ = closing_tx.send(true);
+}
+
+/// Whether the first byte a client sends opens a TLS handshake (a record of type 22). `false`
+/// for something else, such as a plain HTTP request; `true` when nothing arrives in time (the
+/// handshake's own timeout then closes the connection).
+async fn starts_with_tls(stream: &tokio::net::TcpStream, within: Duration) -> bool {
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(within, stream.peek(&mut first)).await {
+        Ok(Ok(1)) => first[0] == 0x16,
+        _ => true,
+    }
+}
+
+/// Answers a plain-HTTP request sent to the TLS port with a clear error instead of a TLS
+/// alert the client cannot show.
+async fn answer_plain_http_on_tls(mut stream: tokio::net::TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    let body = r#"{"error":{"code":"tls_required","message":"this node speaks HTTPS only: use https:// (and the cluster's CA)"}}"#;
+    let answer = format!(
+        "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(answer.as_bytes())).await;
+    let _ = stream.shutdown().await;
 }
 
 /// Serves one HTTP/1.1 connection until it ends or the node closes.

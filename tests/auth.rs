@@ -352,3 +352,49 @@ fn secret_files_are_private_and_symlinks_are_not_followed() {
     let _ = node.kill();
     let _ = node.wait();
 }
+
+/// Security (issue 18, items 8, 11, 12, 13): past states are for auditors; free text refuses
+/// bidi overrides and line separators; a server's scheme comes from a documented set; plain
+/// HTTP on the TLS port gets a clear error.
+#[test]
+fn low_severity_findings_are_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProcess::single(&dir.path().join("n"));
+    let api = Api::new(&node);
+    let (s, v) = api.post("/v1/commands", json!({"changes": [{"add_server": {"name": "rt1", "host": "h", "port": 1}}]}), &[]);
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = api.post("/v1/commands", json!({"changes": [{"add_server": {"name": "rt2", "host": "h", "port": 1}}]}), &[]);
+    assert_eq!(s, 200, "{v}");
+    // 8: a viewer reads the current state, not a past one; an auditor reads both.
+    let viewer = [("x-roster-actor", "viewer")];
+    assert_eq!(api.request(reqwest::Method::GET, "/v1/state", None, &viewer).0, 200);
+    assert_eq!(api.request(reqwest::Method::GET, "/v1/state?revision=1", None, &viewer).0, 403);
+    assert_eq!(api.request(reqwest::Method::GET, "/v1/state/digest?revision=1", None, &viewer).0, 403);
+    assert_eq!(api.request(reqwest::Method::GET, "/v1/state?revision=1", None, &[("x-roster-actor", "auditor")]).0, 200);
+    // 11: comments and descriptions with bidi overrides or line separators are refused.
+    let before = api.digest();
+    for comment in ["evil\u{202E}txt", "line\u{2028}break", "zero\u{200B}width"] {
+        let r = secure()
+            .admin(Duration::from_secs(10))
+            .post(node.url("/v1/commands"))
+            .header("x-roster-comment", reqwest::header::HeaderValue::from_bytes(comment.as_bytes()).unwrap())
+            .json(&json!({"changes": [{"add_server": {"name": "rt9", "host": "h", "port": 1}}]}))
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 400, "comment {comment:?}: {}", r.text().unwrap_or_default());
+        let (s, v) = api.post("/v1/changesets", json!({"description": comment}), &[]);
+        assert_eq!(s, 400, "description {comment:?}: {v}");
+    }
+    // 12: schemes outside the documented set are refused.
+    for scheme in ["javascript", "file", "data"] {
+        let (s, v) = api.post("/v1/commands", json!({"changes": [{"add_server": {"name": "rt9", "host": "h", "port": 1, "scheme": scheme}}]}), &[]);
+        assert_eq!(s, 400, "scheme {scheme}: {v}");
+    }
+    let (s, v) = api.post("/v1/commands", json!({"changes": [{"update_server": {"name": "rt1", "scheme": "javascript"}}]}), &[]);
+    assert_eq!(s, 400, "{v}");
+    assert_eq!(api.digest(), before, "a refused request changed the state");
+    // 13: plain HTTP on the TLS port gets a readable error.
+    let r = reqwest::blocking::Client::new().get(format!("http://{}/healthz", node.addr)).send().unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    assert!(r.text().unwrap().contains("tls_required"));
+}

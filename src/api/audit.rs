@@ -1,5 +1,7 @@
 //! Changesets ("Apply All Changes"), history, state at a revision, state digests and diffs.
 
+use std::time::Duration;
+
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -53,6 +55,9 @@ struct CreateChangesetRequest {
 async fn create_changeset(State(ctx): State<Ctx>, meta: WriteMeta, ApiJson(r): ApiJson<CreateChangesetRequest>) -> Result<Response, ApiError> {
     if r.description.len() > COMMENT_MAX_LEN {
         return Err(ApiError::bad_request(format!("description longer than {COMMENT_MAX_LEN} bytes")));
+    }
+    if r.description.chars().any(crate::domain::names::is_unsafe_text_char) {
+        return Err(ApiError::bad_request("description holds control, bidi-override or line-separator characters"));
     }
     let outcome = submit(&ctx, meta, CommandBody::CreateChangeset { description: r.description }).await?;
     Ok(outcome_response(outcome, StatusCode::CREATED))
@@ -250,6 +255,25 @@ struct RevisionQuery {
 }
 
 /// The state at `revision` (default: the latest applied).
+/// Past states rebuilt at once (each folds history from the nearest checkpoint); further
+/// requests wait, up to the request timeout, then get 503.
+pub const PAST_STATE_REPLAYS_MAX: usize = 2;
+static PAST_STATE_REPLAYS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(PAST_STATE_REPLAYS_MAX);
+
+/// Past states are audit data: a viewer (or an agent) sees only the current state.
+fn check_past_state_access(ctx: &Ctx, identity: Option<&crate::auth::Identity>, revision: Option<u64>) -> Result<(), ApiError> {
+    let head = ctx.machine.read().state.revision;
+    let past = revision.is_some_and(|r| r != head);
+    match identity {
+        Some(id) if past && !crate::auth::READ_AUDIT.contains(&id.role) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("{} has role {}; past states are for auditors, operators and admins", id.name, id.role),
+        )),
+        _ => Ok(()),
+    }
+}
+
 async fn state_at(ctx: &Ctx, revision: Option<u64>) -> Result<DomainState, ApiError> {
     let (head, live_state) = {
         let live = ctx.machine.read();
@@ -262,6 +286,10 @@ async fn state_at(ctx: &Ctx, revision: Option<u64>) -> Result<DomainState, ApiEr
     if revision > head {
         return Err(ApiError::not_found(format!("revision {revision} does not exist (latest is {head})")));
     }
+    let _replay = tokio::time::timeout(Duration::from_millis(super::REQUEST_TIMEOUT_MS), PAST_STATE_REPLAYS.acquire())
+        .await
+        .map_err(|_| ApiError::unavailable("too many past states are being rebuilt; retry shortly"))?
+        .map_err(|_| ApiError::unavailable("the node is stopping"))?;
     let store = ctx.node.store.clone();
     tokio::task::spawn_blocking(move || fold_stored(&store, revision))
         .await
@@ -282,16 +310,28 @@ fn state_json(s: &DomainState) -> serde_json::Value {
     })
 }
 
-async fn state(State(ctx): State<Ctx>, c: Consistency, ApiQuery(q): ApiQuery<RevisionQuery>) -> Result<Response, ApiError> {
+async fn state(
+    State(ctx): State<Ctx>,
+    identity: Option<axum::Extension<crate::auth::Identity>>,
+    c: Consistency,
+    ApiQuery(q): ApiQuery<RevisionQuery>,
+) -> Result<Response, ApiError> {
     let _ = &q.consistency;
     read_barrier(&ctx, c).await?;
+    check_past_state_access(&ctx, identity.as_deref(), q.revision)?;
     let s = state_at(&ctx, q.revision).await?;
     Ok(read_response(s.revision, &state_json(&s)))
 }
 
-async fn digest(State(ctx): State<Ctx>, c: Consistency, ApiQuery(q): ApiQuery<RevisionQuery>) -> Result<Response, ApiError> {
+async fn digest(
+    State(ctx): State<Ctx>,
+    identity: Option<axum::Extension<crate::auth::Identity>>,
+    c: Consistency,
+    ApiQuery(q): ApiQuery<RevisionQuery>,
+) -> Result<Response, ApiError> {
     let _ = &q.consistency;
     read_barrier(&ctx, c).await?;
+    check_past_state_access(&ctx, identity.as_deref(), q.revision)?;
     let s = state_at(&ctx, q.revision).await?;
     Ok(read_response(s.revision, &json!({"revision": s.revision, "digest": state_digest(&s).to_string()})))
 }

@@ -340,12 +340,14 @@ impl<S: Send + Sync> FromRequestParts<S> for WriteMeta {
             }
             None => claimed.unwrap_or_else(|| "anonymous".into()),
         };
-        if actor.is_empty() || actor.len() > ACTOR_MAX_LEN || actor.chars().any(char::is_control) {
+        if actor.is_empty() || actor.len() > ACTOR_MAX_LEN || actor.chars().any(crate::domain::names::is_unsafe_text_char) {
             return Err(ApiError::bad_request(format!("{HEADER_ACTOR} must be 1 to {ACTOR_MAX_LEN} printable characters")));
         }
         let comment = header_text(h, HEADER_COMMENT)?.unwrap_or_default();
-        if comment.len() > COMMENT_MAX_LEN || comment.chars().any(char::is_control) {
-            return Err(ApiError::bad_request(format!("{HEADER_COMMENT} must be at most {COMMENT_MAX_LEN} printable characters")));
+        if comment.len() > COMMENT_MAX_LEN || comment.chars().any(crate::domain::names::is_unsafe_text_char) {
+            return Err(ApiError::bad_request(format!(
+                "{HEADER_COMMENT} must be at most {COMMENT_MAX_LEN} printable characters, without control, bidi-override or line-separator characters"
+            )));
         }
         let expected_revision = match header_text(h, HEADER_EXPECTED_REVISION)? {
             None => None,

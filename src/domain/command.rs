@@ -245,10 +245,23 @@ fn list_events(state: &State, task: &TaskName, cluster: &ClusterName, servers: V
     events
 }
 
+fn check_scheme_allowed(scheme: &Scheme) -> Result<(), Rejection> {
+    if crate::domain::names::SCHEMES_ALLOWED.contains(&scheme.as_str()) {
+        return Ok(());
+    }
+    Err(Rejection::new(
+        RejectCode::Invalid,
+        format!("scheme {} is not allowed; use one of {}", scheme.as_str(), crate::domain::names::SCHEMES_ALLOWED.join(", ")),
+    ))
+}
+
 fn decide_one(state: &State, change: &Change, time_ms: u64) -> Result<Vec<Event>, Rejection> {
     use Change::*;
     let events = match change {
         AddServer { name, host, port, pool, scheme } => {
+            if let Some(sc) = scheme {
+                check_scheme_allowed(sc)?;
+            }
             if state.servers.contains_key(name) {
                 return Err(Rejection::new(RejectCode::AlreadyExists, format!("server {name} already exists")));
             }
@@ -283,6 +296,7 @@ fn decide_one(state: &State, change: &Change, time_ms: u64) -> Result<Vec<Event>
                 s.pool = None;
             }
             if let Some(sc) = scheme {
+                check_scheme_allowed(sc)?;
                 s.scheme = sc.clone();
             }
             vec![Event::ServerUpdated { server: s }]

@@ -144,6 +144,26 @@ fn check_scheme(kind: &'static str, value: &str) -> Result<(), NameError> {
     Ok(())
 }
 
+/// URL schemes a run-time server may have. Others (`javascript`, `file`, ...) are refused when
+/// a server is registered or updated: the URL is shown to operators and handed to clients.
+pub const SCHEMES_ALLOWED: &[&str] = &["http", "https", "tcp", "tls"];
+
+/// Whether `c` must not appear in free text (comments, descriptions, actors): control
+/// characters, and the Unicode format and separator characters that reorder or hide text
+/// on a terminal or page (bidi overrides and isolates, zero-width characters, line and
+/// paragraph separators, the byte order mark).
+pub fn is_unsafe_text_char(c: char) -> bool {
+    c.is_control()
+        || matches!(c,
+            '\u{00AD}' | '\u{061C}' | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{2028}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{FEFF}'
+            | '\u{FFF9}'..='\u{FFFB}')
+}
+
 name_type!(
     /// A host name or IP address literal.
     Host, "host", check_host);
