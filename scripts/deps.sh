@@ -9,9 +9,10 @@ if ! dpkg -s libclang-dev >/dev/null 2>&1; then
 fi
 # The chaos harness (chaos/) injects partitions and packet loss with nftables rules inside
 # network namespaces (ip netns, from iproute2).
-for pkg in nftables iproute2; do
+# The clock-skew test (tests/clock.rs) runs nodes under libfaketime (Debian's faketime).
+for pkg in nftables iproute2 faketime; do
   if ! dpkg -s "$pkg" >/dev/null 2>&1; then
-    echo "installing $pkg (used by the chaos harness for network faults)" >&2
+    echo "installing $pkg (used by the chaos harness and the clock-skew test)" >&2
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg" >/dev/null
   fi

@@ -331,6 +331,20 @@ impl Cluster {
         c
     }
 
+    /// Like [`Cluster::start`], with extra environment variables per node.
+    pub fn start_envs(dir: &Path, n: usize, extra: &[&str], envs: &[Vec<(String, String)>]) -> Self {
+        let addrs: Vec<String> = (0..n).map(|_| format!("127.0.0.1:{}", free_port())).collect();
+        let peers = addrs.iter().enumerate().map(|(i, a)| format!("{}={a}", i + 1)).collect::<Vec<_>>().join(",");
+        let mut c = Cluster { dir: dir.to_path_buf(), nodes: Vec::new(), addrs, peers, extra: extra.iter().map(|s| s.to_string()).collect() };
+        for i in 0..n {
+            let env: Vec<(&str, &str)> = envs.get(i).map(|e| e.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()).unwrap_or_default();
+            let node = NodeProcess::start_env(&dir.join(format!("node-{}", i + 1)), (i + 1) as u64, &c.addrs[i], &c.peers, extra, &env);
+            c.nodes.push(Some(node));
+        }
+        c.wait_leader(Duration::from_secs(30));
+        c
+    }
+
     fn spawn(&self, i: usize) -> NodeProcess {
         let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
         NodeProcess::start_with(&self.dir.join(format!("node-{}", i + 1)), (i + 1) as u64, &self.addrs[i], &self.peers, &extra)
