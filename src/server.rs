@@ -109,7 +109,7 @@ impl ServeConfig {
 }
 
 /// File descriptors kept aside from client connections (RocksDB files, peers, logs).
-pub const FDS_RESERVED_MIN: usize = 256;
+pub const FDS_RESERVED_MIN: usize = 64;
 
 /// The connection cap: `HTTP_CONNECTIONS_MAX`, or less if the process's file limit is lower
 /// (after raising the soft limit to the hard one), keeping `FDS_RESERVED_MIN` (or a quarter)
