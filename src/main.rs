@@ -64,6 +64,14 @@ enum Cmd {
         /// voter; a node that does not is removed again and never votes.
         #[arg(long, default_value_t = roster_raft::node::LEARNER_CATCH_UP_MS)]
         learner_catch_up_ms: u64,
+        /// Serve node-to-node traffic (Raft, forwarded writes) on this separate address, with
+        /// its own connection budget, so client load cannot starve consensus. Member addresses
+        /// (--peers, cluster add-node) are then peer addresses; --listen serves only clients.
+        #[arg(long)]
+        peer_listen: Option<std::net::SocketAddr>,
+        /// The peer address other nodes use (default: --peer-listen).
+        #[arg(long, requires = "peer_listen")]
+        peer_advertise: Option<String>,
         #[command(flatten)]
         security: SecurityArgs,
     },
@@ -227,6 +235,8 @@ async fn main() -> anyhow::Result<()> {
             probe_hold_down_ms,
             header_read_timeout_ms,
             learner_catch_up_ms,
+            peer_listen,
+            peer_advertise,
             security,
         } => {
             tracing_subscriber::fmt().with_env_filter(filter).init();
@@ -244,6 +254,8 @@ async fn main() -> anyhow::Result<()> {
                 join,
                 header_read_timeout_ms,
                 learner_catch_up_ms,
+                peer_listen,
+                peer_advertise,
                 probe: (recover_after_probes > 0).then_some(roster::prober::ProbeConfig {
                     healthy_probes: recover_after_probes,
                     interval_ms: probe_interval_ms,

@@ -18,6 +18,8 @@ use crate::machine::{MachineHandle, RosterMachine};
 
 /// Most HTTP connections one node serves at once (agents hold one each).
 pub const HTTP_CONNECTIONS_MAX: usize = 60_000;
+/// Most connections on the peer listener (`--peer-listen`): a few per peer suffice.
+pub const PEER_CONNECTIONS_MAX: usize = 256;
 /// Largest buffered request head or body chunk per connection.
 pub const HTTP_BUFFER_MAX_BYTES: usize = 64 * 1024;
 /// Default time a client has to send a request's headers.
@@ -50,6 +52,13 @@ pub struct ServeConfig {
     pub learner_catch_up_ms: u64,
     /// TLS and authentication; `None` is the explicitly insecure mode (plain HTTP, no tokens).
     pub security: Option<Security>,
+    /// A separate listener for node-to-node traffic (Raft, forwarded writes), with its own
+    /// connection budget, so client load on `listen` cannot starve consensus. With it, member
+    /// addresses (`--peers`, `cluster add-node`) are peer addresses and `listen` serves only
+    /// the client API.
+    pub peer_listen: Option<SocketAddr>,
+    /// The peer address other nodes use (default: `peer_listen`).
+    pub peer_advertise: Option<String>,
 }
 
 /// Files for TLS (API and node-to-node), API tokens and the cluster secret.
@@ -103,6 +112,8 @@ impl ServeConfig {
             probe: None,
             header_read_timeout_ms: HEADER_READ_TIMEOUT_MS_DEFAULT,
             learner_catch_up_ms: roster_raft::node::LEARNER_CATCH_UP_MS,
+            peer_listen: None,
+            peer_advertise: None,
             security: None,
         }
     }
@@ -148,11 +159,14 @@ pub fn parse_peers(spec: &str) -> anyhow::Result<BTreeMap<u64, String>> {
 /// A node started in this process.
 pub struct Running {
     pub addr: SocketAddr,
+    /// The peer listener's address, with `--peer-listen`.
+    pub peer_addr: Option<SocketAddr>,
     pub node: RaftNode,
     pub machine: MachineHandle,
     stop: tokio::sync::oneshot::Sender<()>,
     agents: crate::api::AgentTracker,
     server: tokio::task::JoinHandle<()>,
+    peer: Option<(tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>)>,
     leader_events: tokio::task::JoinHandle<()>,
     prober: Option<tokio::task::JoinHandle<()>>,
 }
@@ -164,6 +178,10 @@ impl Running {
         self.agents.close_watches();
         let _ = self.stop.send(());
         let _ = self.server.await;
+        if let Some((stop, task)) = self.peer {
+            let _ = stop.send(());
+            let _ = task.await;
+        }
         self.leader_events.abort();
         if let Some(p) = &self.prober {
             p.abort();
@@ -191,7 +209,16 @@ impl Running {
 pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
     let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
-    let advertise = config.advertise.clone().unwrap_or_else(|| addr.to_string());
+    let peer_listener = match config.peer_listen {
+        Some(p) => Some(TcpListener::bind(p).await.with_context(|| format!("binding the peer listener {p}"))?),
+        None => None,
+    };
+    let peer_addr = peer_listener.as_ref().map(|l| l.local_addr()).transpose()?;
+    // The address in the membership: where peers reach this node's Raft routes.
+    let advertise = match peer_addr {
+        Some(p) => config.peer_advertise.clone().unwrap_or_else(|| p.to_string()),
+        None => config.advertise.clone().unwrap_or_else(|| addr.to_string()),
+    };
     let mut members = config.peers.clone();
     if config.join {
         anyhow::ensure!(members.is_empty(), "--join and --peers exclude each other");
@@ -254,16 +281,27 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         transport,
         peer_http,
     };
-    let router = api::router(ctx.clone());
+    // With a peer listener, the client port serves no Raft routes at all.
+    let router = api::router(ctx.clone(), peer_listener.is_none());
+    let peer_router = peer_listener.as_ref().map(|_| api::router(ctx.clone(), true));
     let leader_events = tokio::spawn(record_leader_changes(ctx.clone()));
     let agents = ctx.agents.clone();
     let prober = config.probe.map(|p| tokio::spawn(crate::prober::run(ctx, p)));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let header_read_timeout = Duration::from_millis(config.header_read_timeout_ms);
-    let connections_max = connection_cap();
-    tracing::info!(connections_max, "serving HTTP");
+    let peer_budget = if peer_listener.is_some() { PEER_CONNECTIONS_MAX } else { 0 };
+    let connections_max = connection_cap().saturating_sub(peer_budget).max(16);
+    tracing::info!(connections_max, peer_listen = ?peer_addr, "serving HTTP");
+    let peer = match (peer_listener, peer_router) {
+        (Some(l), Some(r)) => {
+            let (peer_stop, peer_stopped) = tokio::sync::oneshot::channel::<()>();
+            let task = tokio::spawn(serve_http(l, r, acceptor.clone(), header_read_timeout, PEER_CONNECTIONS_MAX, peer_stopped));
+            Some((peer_stop, task))
+        }
+        _ => None,
+    };
     let server = tokio::spawn(serve_http(listener, router, acceptor, header_read_timeout, connections_max, stopped));
-    Ok(Running { addr, node, machine: handle, stop, agents, server, leader_events, prober })
+    Ok(Running { addr, peer_addr, node, machine: handle, stop, agents, server, peer, leader_events, prober })
 }
 
 /// Serves HTTP/1.1 until `stopped`, then lets in-flight requests finish.

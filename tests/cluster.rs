@@ -253,3 +253,104 @@ fn add_node_takes_host_port_only_and_never_promotes_an_unreachable_node() {
     let r = write_any(&cluster.addrs, "/v1/commands", &json!({"changes": [{"add_server": {"name": "after", "host": "h", "port": 1}}]}), "after");
     assert!(matches!(r, Some((200, _))), "{r:?}");
 }
+
+/// Security (issue 18, item 7): with `--peer-listen`, node-to-node traffic has its own
+/// listener and connection budget. A flood that takes every client connection of a follower
+/// (its file limit is 512, so its client cap is a few hundred) does not cut it off from its
+/// peers: a fresh peer connection is still answered, and the follower keeps applying writes.
+/// (With one listener, the fresh connection is refused like every other.)
+#[test]
+fn a_client_connection_flood_does_not_cut_a_node_off_from_its_peers() {
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let api: Vec<String> = (0..3).map(|_| format!("127.0.0.1:{}", common::free_port())).collect();
+    let peer: Vec<String> = (0..3).map(|_| format!("127.0.0.1:{}", common::free_port())).collect();
+    let peers = peer.iter().enumerate().map(|(i, a)| format!("{}={a}", i + 1)).collect::<Vec<_>>().join(",");
+    let spawn = |i: usize| {
+        let log = std::fs::File::create(dir.path().join(format!("node-{}.log", i + 1))).unwrap();
+        let mut cmd = Command::new("prlimit");
+        cmd.arg("--nofile=512:512").arg("--").arg(common::roster_bin());
+        cmd.args(["serve", "--node-id", &(i + 1).to_string(), "--listen", &api[i], "--peer-listen", &peer[i], "--peers", &peers]);
+        cmd.arg("--data-dir").arg(dir.path().join(format!("node-{}", i + 1)));
+        cmd.arg("--secure-dir").arg(&common::secure().dir);
+        // Flood connections hold their slot for the whole test.
+        cmd.args(["--header-read-timeout-ms", "60000"]);
+        cmd.stdout(Stdio::from(log.try_clone().unwrap())).stderr(Stdio::from(log));
+        cmd.spawn().unwrap()
+    };
+    struct Kill(Vec<std::process::Child>);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            for c in &mut self.0 {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+    let _nodes = Kill((0..3).map(spawn).collect());
+    let admin = common::secure().admin(Duration::from_secs(2));
+    let status = |i: usize| -> Option<Value> { admin.get(format!("{}/v1/cluster", common::base(&api[i]))).send().ok()?.json().ok() };
+    let started = Instant::now();
+    let leader = loop {
+        if let Some(l) = status(0).and_then(|v| v["leader"].as_u64()) {
+            break (l - 1) as usize;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "no leader");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // Member addresses are the peer addresses; the client port serves no Raft routes.
+    let st = status(leader).unwrap();
+    assert!(st["members"].as_array().unwrap().iter().all(|m| peer.contains(&m["addr"].as_str().unwrap().to_string())), "{st}");
+    let r = reqwest::blocking::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&common::secure().ca_pem).unwrap())
+        .use_rustls_tls()
+        .build()
+        .unwrap()
+        .post(format!("{}/raft/vote", common::base(&api[leader])))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404, "the client port serves a Raft route");
+
+    let flooded = (leader + 1) % 3;
+    let write = |tag: &str| {
+        let eps: Vec<String> = api.clone();
+        let r = write_any(&eps, "/v1/commands", &json!({"changes": [{"add_server": {"name": tag, "host": "h", "port": 1}}]}), tag);
+        assert!(matches!(r, Some((200, _))), "{tag}: {r:?}");
+        r.unwrap().1["committed"]["revision"].as_u64().unwrap()
+    };
+    write("before");
+    // Flood the follower's client port until it refuses connections (bounded: 600).
+    let mut flood = Vec::new();
+    for _ in 0..600 {
+        match std::net::TcpStream::connect(&api[flooded]) {
+            Ok(s) => flood.push(s),
+            Err(_) => break,
+        }
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    // A peer opening a fresh connection to the flooded node is still answered (here with an
+    // error for an empty vote request; the point is that it gets an answer at all).
+    let secret = std::fs::read_to_string(common::secure().dir.join(roster::tls::CLUSTER_SECRET)).unwrap();
+    let fresh = reqwest::blocking::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&common::secure().ca_pem).unwrap())
+        .use_rustls_tls()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let answer = fresh.post(format!("{}/raft/vote", common::base(&peer[flooded]))).bearer_auth(secret.trim()).send();
+    assert!(answer.is_ok(), "a fresh peer connection to the flooded node got no answer: {answer:?}");
+    let rev = write("after");
+    // The flooded follower applies it: it is still fed by the new leader (read through the
+    // peer port, which the flood does not touch).
+    let started = Instant::now();
+    loop {
+        let r = admin.get(format!("{}/v1/state/digest?consistency=local", common::base(&peer[flooded]))).send();
+        if r.ok().and_then(|r| r.json::<Value>().ok()).and_then(|v| v["revision"].as_u64()).is_some_and(|r| r >= rev) {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "the flooded follower fell behind: its peers cannot reach it");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    eprintln!("{} flood connections held on node {}; it kept up through its peer listener", flood.len(), flooded + 1);
+    drop(flood);
+}

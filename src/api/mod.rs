@@ -159,7 +159,9 @@ pub fn route_rules() -> Vec<(Method, &'static str, Access)> {
 }
 
 /// The node's whole HTTP surface.
-pub fn router(ctx: Ctx) -> Router {
+/// With `peer_routes`, the Raft routes (append, vote, snapshot, forwarding) are served too;
+/// a node with a separate peer listener serves them only there.
+pub fn router(ctx: Ctx, peer_routes: bool) -> Router {
     let mut by_path: BTreeMap<&'static str, MethodRouter<Ctx>> = BTreeMap::new();
     let body_budget = std::sync::Arc::new(tokio::sync::Semaphore::new(BODY_BUFFER_TOTAL_MAX_BYTES));
     for spec in route_table() {
@@ -192,7 +194,11 @@ pub fn router(ctx: Ctx) -> Router {
         // Outermost: a declared body above the limit is refused before routing.
         .layer(axum::middleware::from_fn(refuse_oversized_body))
         .with_state(ctx.clone());
-    api.merge(roster_raft::service::router(ctx.node.clone()))
+    if peer_routes {
+        api.merge(roster_raft::service::router(ctx.node.clone()))
+    } else {
+        api
+    }
 }
 
 fn now_ms() -> u64 {
