@@ -152,6 +152,10 @@ impl MachineHandle {
 /// The application plugged into the storage crate's state machine.
 pub struct RosterMachine {
     shared: Arc<Shared>,
+    /// Agents whose configuration the applied-but-not-yet-written batch may change.
+    pending_agents: BTreeSet<AgentId>,
+    /// The newest revision of that batch, published once it is written.
+    pending_revision: Option<u64>,
 }
 
 impl RosterMachine {
@@ -162,7 +166,7 @@ impl RosterMachine {
             revision_tx,
             projection: Mutex::new(Projection::default()),
         });
-        (Self { shared: shared.clone() }, MachineHandle { shared })
+        (Self { shared: shared.clone(), pending_agents: BTreeSet::new(), pending_revision: None }, MachineHandle { shared })
     }
 }
 
@@ -225,6 +229,19 @@ impl Application<TypeConfig> for RosterMachine {
         Ok(())
     }
 
+    /// The batch is written: wake the agents whose configuration changed and publish the new
+    /// revision, so a watcher woken at revision N can always read history N.
+    fn applied(&mut self) {
+        let agents = std::mem::take(&mut self.pending_agents);
+        if !agents.is_empty() {
+            let live = self.shared.live.read().expect("state machine lock poisoned");
+            self.shared.projection.lock().expect("projection lock poisoned").update(&live.state, &agents);
+        }
+        if let Some(revision) = self.pending_revision.take() {
+            self.shared.revision_tx.send_replace(revision);
+        }
+    }
+
     fn apply(&mut self, log_id: &LogId<u64>, data: &Proposal, txn: &mut Txn<'_>) -> Reply {
         let results = data
             .commands
@@ -272,10 +289,9 @@ impl RosterMachine {
         let mut agents = BTreeSet::new();
         let outcome = execute(&mut live, log_id, position, &cmd, txn, &mut agents);
         let revision = live.state.revision;
-        if !agents.is_empty() {
-            self.shared.projection.lock().expect("projection lock poisoned").update(&live.state, &agents);
-        }
         drop(live);
+        // Agents are woken in `applied`, once the batch holding this revision is written.
+        self.pending_agents.append(&mut agents);
 
         if let Outcome::Rejected(r) = &outcome {
             let rec = RejectionRecord {
@@ -301,7 +317,7 @@ impl RosterMachine {
             }
         }
         if matches!(outcome, Outcome::Committed { .. }) {
-            self.shared.revision_tx.send_replace(revision);
+            self.pending_revision = Some(revision);
         }
         outcome
     }
@@ -492,4 +508,57 @@ fn commit(
         txn.put_checkpoint(revision, &codec::encode(&cp));
     }
     Outcome::Committed { revision }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Change, ClusterName, ServerName, TaskName};
+
+    fn proposal(changes: Vec<Change>) -> Proposal {
+        let cmd = Command {
+            actor: "test".into(),
+            time_ms: 1,
+            comment: String::new(),
+            expected_revision: None,
+            idempotency_key: None,
+            body: CommandBody::Apply { changes },
+        };
+        Proposal { commands: vec![codec::encode(&cmd)] }
+    }
+
+    /// Apply, then wake: neither the published revision nor an agent's waker moves while the
+    /// batch is only staged; both move once it is written (`applied`).
+    #[test]
+    fn watchers_are_woken_only_after_the_batch_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::new(roster_storage::open(&dir.path().join("db")).unwrap());
+        let (mut machine, handle) = RosterMachine::new();
+        machine.load(&store).unwrap();
+        let a1 = AgentId::new("a1").unwrap();
+        let (eu, rt1, billing) = (ClusterName::new("eu").unwrap(), ServerName::new("rt1").unwrap(), TaskName::new("billing").unwrap());
+        let mut revision = handle.subscribe();
+        let agent = handle.subscribe_agent(&a1);
+        let log_id = LogId::new(openraft::CommittedLeaderId::new(1, 1), 1);
+        let mut txn = store.offline_txn();
+        machine.apply(
+            &log_id,
+            &proposal(vec![
+                Change::RegisterAgent { id: a1.clone() },
+                Change::AddServer { name: rt1.clone(), host: crate::domain::Host::new("h").unwrap(), port: 80, pool: None, scheme: None },
+                Change::CreateCluster { name: eu.clone() },
+                Change::AddAgentToCluster { cluster: eu.clone(), agent: a1.clone() },
+                Change::SetServers { task: billing, cluster: eu, servers: vec![rt1] },
+            ]),
+            &mut txn,
+        );
+        assert!(!revision.has_changed().unwrap(), "the revision was published before its batch was written");
+        assert!(!agent.has_changed().unwrap(), "an agent was woken before the batch was written");
+        let membership = openraft::StoredMembership::default();
+        store.offline_commit::<TypeConfig>(txn, &Some(log_id), &membership).unwrap();
+        machine.applied();
+        assert!(revision.has_changed().unwrap() && *revision.borrow_and_update() == 1);
+        assert!(agent.has_changed().unwrap(), "the agent was not woken after the batch was written");
+        assert!(store.history_get(1).unwrap().is_some());
+    }
 }

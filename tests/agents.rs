@@ -371,3 +371,48 @@ fn failure_reports_are_limited_to_the_agents_own_configuration() {
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(api.digest().0, after, "a report about an already failed server made a revision");
 }
+
+/// Apply, then wake: an agent woken with revision N can read history N on the same node at
+/// once (agents are woken only after the batch holding the revision is written).
+#[test]
+fn a_watcher_woken_at_a_revision_can_read_its_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(&dir.path().join("c"), 3, &[]);
+    apply(
+        &cluster,
+        json!([
+            {"register_agent": {"id": "a1"}},
+            {"add_server": {"name": "rt1", "host": "10.0.0.1", "port": 80}},
+            {"create_cluster": {"name": "eu"}},
+            {"add_agent_to_cluster": {"cluster": "eu", "agent": "a1"}},
+            {"set_servers": {"task": "billing", "cluster": "eu", "servers": ["rt1"]}}
+        ]),
+    );
+    let node = cluster.addrs[(cluster.wait_leader(Duration::from_secs(10)) + 1) % 3].clone();
+    let agent = common::secure().client(Some(common::secure().token("agent-file-a1")), Duration::from_secs(30));
+    let admin = common::secure().admin(Duration::from_secs(10));
+    let writes = 40;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for i in 0..writes {
+                apply(&cluster, json!([{"set_load_balancing": {"task": "billing", "cluster": "eu", "enabled": i % 2 == 0}}]));
+            }
+        });
+        let mut after = 0u64;
+        let mut woken = 0;
+        let started = Instant::now();
+        while woken < writes && started.elapsed() < Duration::from_secs(60) {
+            let r = agent.get(format!("{}/v1/agents/a1/config?after={after}&wait_ms=5000", common::base(&node))).send().unwrap();
+            if r.status().as_u16() != 200 {
+                continue;
+            }
+            let v: Value = r.json().unwrap();
+            let n = v["revision"].as_u64().unwrap();
+            let h = admin.get(format!("{}/v1/history/{n}?consistency=local", common::base(&node))).send().unwrap();
+            assert_eq!(h.status().as_u16(), 200, "woken at revision {n}, but history {n} is not readable on that node");
+            after = n;
+            woken += 1;
+        }
+        assert!(woken > 0, "the watcher was never woken");
+    });
+}

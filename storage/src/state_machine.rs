@@ -80,6 +80,11 @@ pub trait Application<C: RaftTypeConfig>: Send + Sync + 'static {
     /// # Correctness
     /// Must be a deterministic function of the durable state, `log_id` and `data`.
     fn apply(&mut self, log_id: &LogId<C::NodeId>, data: &C::D, txn: &mut Txn<'_>) -> C::R;
+
+    /// Called once the batch of the last `apply` calls is written to RocksDB: what the
+    /// application publishes to readers and watchers (new revisions, woken agents) belongs
+    /// here, so nobody is told of a revision whose records cannot be read yet.
+    fn applied(&mut self) {}
 }
 
 /// Read access to the application's column families. Cheap to clone and safe to use from any
@@ -500,6 +505,7 @@ where
         crate::failpoint::hit("apply_before");
         self.store.db.write(batch).map_err(sm_write::<C>)?;
         crate::failpoint::hit("apply_after");
+        self.app.applied();
         self.applied = applied;
         self.membership = membership;
         crate::metrics::APPLY_SECONDS.observe(started.elapsed());
