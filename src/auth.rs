@@ -12,10 +12,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use axum::extract::{FromRequestParts, RawPathParams, Request};
-use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
 
-use crate::api::ApiError;
 use crate::domain::tokens::{hash_secret, Role, TokenName, TokenRecord};
 use crate::domain::AgentId;
 use crate::machine::MachineHandle;
@@ -141,24 +138,34 @@ enum Principal {
     User(Identity),
 }
 
-fn unauthenticated(message: &str) -> Response {
-    let mut resp = ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", message).into_response();
-    resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"roster\""));
-    resp
+/// Why a request is refused before its handler runs. The API turns it into its JSON error
+/// (401 with a `WWW-Authenticate` challenge, 403, or 400); this module knows nothing of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Denied {
+    /// No token, or one that is unknown or revoked (401).
+    Unauthenticated(String),
+    /// A known caller whose role may not use the route (403).
+    Forbidden(String),
+    /// The credentials themselves are malformed, e.g. given twice (400).
+    Malformed(String),
 }
 
-fn forbidden(message: String) -> Response {
-    ApiError::new(StatusCode::FORBIDDEN, "forbidden", message).into_response()
+fn unauthenticated(message: &str) -> Denied {
+    Denied::Unauthenticated(message.to_string())
+}
+
+fn forbidden(message: String) -> Denied {
+    Denied::Forbidden(message)
 }
 
 /// The access check run before a route's handler (installed by `api::router`): the request
 /// to pass on, with the caller's [`Identity`] attached, or the 401/403 answer.
-pub async fn authorize(auth: &Auth, access: Access, req: Request) -> Result<Request, Response> {
+pub async fn authorize(auth: &Auth, access: Access, req: Request) -> Result<Request, Denied> {
     if !auth.inner.enabled || access == Access::Open || (access == Access::Metrics && auth.inner.metrics_public) {
         return Ok(req);
     }
     if req.headers().get_all(axum::http::header::AUTHORIZATION).iter().nth(1).is_some() {
-        return Err(ApiError::bad_request("the request carries more than one Authorization header").into_response());
+        return Err(Denied::Malformed("the request carries more than one Authorization header".into()));
     }
     let Some(secret) = roster_raft::transport::bearer(req.headers()) else {
         return Err(unauthenticated("this route needs a bearer token (Authorization: Bearer ...)"));

@@ -11,6 +11,7 @@ pub mod audit;
 pub mod auth;
 pub mod bench;
 pub mod cli;
+pub mod commands;
 pub mod dev;
 pub mod domain;
 pub mod machine;

@@ -10,7 +10,17 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use roster_storage::metrics::{Histogram, APPLY_SECONDS, LOG_APPEND_SECONDS};
 
-use crate::api::Ctx;
+use crate::machine::MachineHandle;
+use roster_raft::RaftNode;
+
+/// What `/metrics` reads: the node, its state machine and the request histograms (extracted
+/// from the API's state, so this module does not depend on the API).
+#[derive(Clone)]
+pub struct MetricsState {
+    pub node: RaftNode,
+    pub machine: MachineHandle,
+    pub http: HttpMetrics,
+}
 
 /// Status classes of the request histograms.
 const CLASSES: [&str; 4] = ["2xx", "3xx", "4xx", "5xx"];
@@ -52,7 +62,7 @@ fn gauge(out: &mut String, name: &str, help: &str, value: impl std::fmt::Display
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
 }
 
-pub async fn render(State(ctx): State<Ctx>) -> Response {
+pub async fn render(State(ctx): State<MetricsState>) -> Response {
     let mut out = String::with_capacity(8192);
     let m = ctx.node.raft.metrics().borrow().clone();
     gauge(&mut out, "roster_raft_term", "Current Raft term.", m.current_term);
@@ -86,7 +96,7 @@ pub async fn render(State(ctx): State<Ctx>) -> Response {
         h.render(&mut out, name, "");
     }
     let _ = writeln!(out, "# HELP roster_http_request_seconds HTTP requests by method, route and status class.\n# TYPE roster_http_request_seconds histogram");
-    let routes = ctx.http_metrics.routes.lock().expect("metrics lock").clone();
+    let routes = ctx.http.routes.lock().expect("metrics lock").clone();
     // Routes are registered up front; only those that served requests are shown.
     for ((method, route, class), h) in routes.into_iter().filter(|(_, h)| h.count() > 0) {
         h.render(&mut out, "roster_http_request_seconds", &format!("method=\"{method}\",route=\"{route}\",status=\"{class}\""));

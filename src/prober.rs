@@ -12,7 +12,9 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use crate::api::{submit, Ctx, WriteMeta};
+use crate::commands::{submit, WriteMeta};
+use crate::machine::MachineHandle;
+use roster_raft::RaftNode;
 use crate::domain::{Change, CommandBody, ServerName, ServerStatus};
 
 /// Recoveries within this window count as flapping.
@@ -47,20 +49,20 @@ pub fn required_streak(base: u32, recent_recoveries: usize) -> u32 {
 }
 
 /// Runs until the task is dropped.
-pub async fn run(ctx: Ctx, cfg: ProbeConfig) {
+pub async fn run(node: RaftNode, machine: MachineHandle, cfg: ProbeConfig) {
     let interval = Duration::from_millis(cfg.interval_ms.max(10));
     let probe_timeout = Duration::from_millis((cfg.interval_ms / 2).clamp(10, PROBE_TIMEOUT_MAX_MS));
     let mut tracks: BTreeMap<ServerName, Track> = BTreeMap::new();
     let mut recoveries: BTreeMap<ServerName, VecDeque<Instant>> = BTreeMap::new();
     loop {
         tokio::time::sleep(interval).await;
-        let is_leader = ctx.node.raft.metrics().borrow().current_leader == Some(ctx.node.id);
+        let is_leader = node.raft.metrics().borrow().current_leader == Some(node.id);
         if !is_leader {
             tracks.clear();
             continue;
         }
         let failed: Vec<(ServerName, String)> = {
-            let live = ctx.machine.read();
+            let live = machine.read();
             live.state
                 .servers
                 .values()
@@ -84,19 +86,19 @@ pub async fn run(ctx: Ctx, cfg: ProbeConfig) {
             let held = track.failed_since.is_some_and(|t| now.duration_since(t) >= Duration::from_millis(cfg.hold_down_ms));
             if track.streak >= needed && held {
                 let meta = WriteMeta {
-                    actor: format!("prober:node{}", ctx.node.id),
+                    actor: format!("prober:node{}", node.id),
                     comment: format!("recovered after {} consecutive healthy probes", track.streak),
                     expected_revision: None,
                     idempotency_key: None,
                 };
                 let change = Change::EnableServer { name: name.clone() };
-                match submit(&ctx, meta, CommandBody::Apply { changes: vec![change] }).await {
+                match submit(&node, meta, CommandBody::Apply { changes: vec![change] }).await {
                     Ok(_) => {
                         tracing::info!(server = %name, "re-enabled after healthy probes");
                         recent.push_back(now);
                         tracks.remove(&name);
                     }
-                    Err(e) => tracing::warn!(server = %name, "could not re-enable: {}", e.message),
+                    Err(e) => tracing::warn!(server = %name, "could not re-enable: {e}"),
                 }
             }
         }

@@ -286,7 +286,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
     let peer_router = peer_listener.as_ref().map(|_| api::router(ctx.clone(), true));
     let leader_events = tokio::spawn(record_leader_changes(ctx.clone()));
     let agents = ctx.agents.clone();
-    let prober = config.probe.map(|p| tokio::spawn(crate::prober::run(ctx, p)));
+    let prober = config.probe.map(|p| tokio::spawn(crate::prober::run(ctx.node.clone(), ctx.machine.clone(), p)));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let header_read_timeout = Duration::from_millis(config.header_read_timeout_ms);
     let peer_budget = if peer_listener.is_some() { PEER_CONNECTIONS_MAX } else { 0 };
@@ -431,7 +431,7 @@ async fn record_leader_changes(ctx: Ctx) {
         if leader == Some(ctx.node.id) && recorded_term != Some(term) {
             recorded_term = Some(term);
             let msg = format!("node {} became the leader in term {term}", ctx.node.id);
-            api::events::record(&ctx, crate::domain::events::Level::Info, "leader_elected", msg, format!("node:{}", ctx.node.id)).await;
+            crate::commands::record_event(&ctx.node, crate::domain::events::Level::Info, "leader_elected", msg, format!("node:{}", ctx.node.id)).await;
         }
         if metrics.changed().await.is_err() {
             return;

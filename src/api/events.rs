@@ -70,10 +70,8 @@ async fn put_settings(State(ctx): State<Ctx>, meta: WriteMeta, ApiJson(settings)
     Ok(axum::response::IntoResponse::into_response(axum::Json(settings)))
 }
 
-/// Records an operational event through Raft, logging (not failing) when it cannot.
+/// Records an operational event through the command gateway, logging (not failing) when it
+/// cannot.
 pub async fn record(ctx: &Ctx, level: Level, kind: &str, message: String, actor: String) {
-    let meta = WriteMeta { actor, comment: String::new(), expected_revision: None, idempotency_key: None };
-    if let Err(e) = submit(ctx, meta, CommandBody::RecordEvent { level, kind: kind.into(), message }).await {
-        tracing::warn!(kind, "could not record event: {}", e.message);
-    }
+    crate::commands::record_event(&ctx.node, level, kind, message, actor).await;
 }

@@ -22,14 +22,13 @@ use axum::http::Method;
 use axum::routing::{MethodFilter, MethodRouter};
 use axum::{Json, Router};
 use roster_raft::{RaftNode, Transport, WriteError};
-use roster_storage::codec;
 use serde::Serialize;
 use serde_json::json;
 
 pub use agents::AgentTracker;
 pub use error::{ApiError, ApiJson, ApiPath, ApiQuery};
 
-use crate::domain::{Command, CommandBody, Outcome, ACTOR_MAX_LEN, COMMENT_MAX_LEN, IDEMPOTENCY_KEY_MAX_LEN};
+use crate::domain::{CommandBody, Outcome, ACTOR_MAX_LEN, COMMENT_MAX_LEN, IDEMPOTENCY_KEY_MAX_LEN};
 use crate::auth::{Access, Auth, Identity};
 use crate::machine::MachineHandle;
 
@@ -67,6 +66,12 @@ pub struct Ctx {
     pub transport: Transport,
     /// Pooled client for calls to peers, built from `transport`.
     pub peer_http: reqwest::Client,
+}
+
+impl axum::extract::FromRef<Ctx> for crate::metrics::MetricsState {
+    fn from_ref(ctx: &Ctx) -> Self {
+        Self { node: ctx.node.clone(), machine: ctx.machine.clone(), http: ctx.http_metrics.clone() }
+    }
 }
 
 /// One route of the API with the access rule it is declared with.
@@ -136,10 +141,24 @@ async fn guard_route(axum::extract::State(g): axum::extract::State<RouteGuard>, 
                 Err(resp) => resp,
             }
         }
-        Err(resp) => early_answer(flags, body, resp).await,
+        Err(denied) => early_answer(flags, body, denied_response(denied)).await,
     };
     g.metrics.observe(started, resp.status());
     resp
+}
+
+/// The answer to a request the access check refused.
+fn denied_response(denied: crate::auth::Denied) -> Response {
+    use crate::auth::Denied;
+    match denied {
+        Denied::Unauthenticated(m) => {
+            let mut resp = ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", m).into_response();
+            resp.headers_mut().insert(axum::http::header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"roster\""));
+            resp
+        }
+        Denied::Forbidden(m) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", m).into_response(),
+        Denied::Malformed(m) => ApiError::bad_request(m).into_response(),
+    }
 }
 
 fn method_name(m: &Method) -> &'static str {
@@ -305,14 +324,9 @@ async fn early_answer(body_flags: (bool, bool), body: axum::body::Body, resp: Re
     }
 }
 
-/// Who, why and under which preconditions a write is made, from request headers.
-#[derive(Clone, Debug, Default)]
-pub struct WriteMeta {
-    pub actor: String,
-    pub comment: String,
-    pub expected_revision: Option<u64>,
-    pub idempotency_key: Option<String>,
-}
+/// Who, why and under which preconditions a write is made: read from request headers here,
+/// defined by the command gateway.
+pub use crate::commands::WriteMeta;
 
 fn header_text(headers: &HeaderMap, name: &str) -> Result<Option<String>, ApiError> {
     if headers.get_all(name).iter().nth(1).is_some() {
@@ -392,24 +406,19 @@ pub fn write_error(e: WriteError) -> ApiError {
     }
 }
 
-/// Proposes a command through Raft and returns its outcome; a rejection becomes an error.
+/// Submits through the command gateway; its errors become API errors.
 pub async fn submit(ctx: &Ctx, meta: WriteMeta, body: CommandBody) -> Result<Outcome, ApiError> {
-    let cmd = Command {
-        actor: meta.actor,
-        time_ms: now_ms(),
-        comment: meta.comment,
-        expected_revision: meta.expected_revision,
-        idempotency_key: meta.idempotency_key,
-        body,
-    };
-    let reply = tokio::time::timeout(Duration::from_millis(REQUEST_TIMEOUT_MS), ctx.node.write(codec::encode(&cmd)))
-        .await
-        .map_err(|_| ApiError::unavailable("the write was not committed in time; its outcome is unknown"))?
-        .map_err(write_error)?;
-    let outcome: Outcome = codec::decode(&reply).map_err(|e| ApiError::internal(format!("undecodable reply: {e}")))?;
-    match outcome {
-        Outcome::Rejected(r) => Err(r.into()),
-        ok => Ok(ok),
+    crate::commands::submit(&ctx.node, meta, body).await.map_err(submit_error)
+}
+
+/// The API's answer for a gateway error.
+pub fn submit_error(e: crate::commands::SubmitError) -> ApiError {
+    use crate::commands::SubmitError;
+    match e {
+        SubmitError::Rejected(r) => r.into(),
+        SubmitError::Write(w) => write_error(w),
+        SubmitError::TimedOut => ApiError::unavailable(e.to_string()),
+        SubmitError::Reply(m) => ApiError::internal(format!("undecodable reply: {m}")),
     }
 }
 

@@ -1,0 +1,77 @@
+//! The command gateway: the one way a write enters Roster. The HTTP API, the prober and the
+//! node's own background tasks (leader events) all submit commands here; the API only maps
+//! [`SubmitError`] to HTTP answers. Below the API: this module knows nothing of HTTP.
+//!
+//! A command is stamped here with the accepting node's wall-clock time (a hint, see the
+//! README's auditing section) and proposed through Raft; its outcome comes back decoded.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use roster_raft::{RaftNode, WriteError};
+use roster_storage::codec;
+
+use crate::domain::events::Level;
+use crate::domain::{Command, CommandBody, Outcome, Rejection};
+
+/// A write that has not committed within this long is reported as of unknown outcome (the
+/// caller retries with its idempotency key).
+pub const SUBMIT_TIMEOUT_MS: u64 = 10_000;
+
+/// Who, why and under which preconditions a write is made.
+#[derive(Clone, Debug, Default)]
+pub struct WriteMeta {
+    pub actor: String,
+    pub comment: String,
+    pub expected_revision: Option<u64>,
+    pub idempotency_key: Option<String>,
+}
+
+/// Why a submitted command did not produce an accepted outcome. Callers branch on these.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    /// The state machine refused the command (validation, conflict, limit).
+    #[error("{}", .0.message)]
+    Rejected(Rejection),
+    /// Raft could not commit it (no leader, no quorum) or its outcome is unknown.
+    #[error(transparent)]
+    Write(#[from] WriteError),
+    /// Not committed within [`SUBMIT_TIMEOUT_MS`]: it may still be applied.
+    #[error("the write was not committed in time; its outcome is unknown")]
+    TimedOut,
+    /// The reply could not be decoded (a programmer error between versions).
+    #[error("undecodable reply: {0}")]
+    Reply(String),
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// Proposes a command through Raft (forwarded to the leader from any node) and returns its
+/// outcome; a rejection is an error.
+pub async fn submit(node: &RaftNode, meta: WriteMeta, body: CommandBody) -> Result<Outcome, SubmitError> {
+    let cmd = Command {
+        actor: meta.actor,
+        time_ms: now_ms(),
+        comment: meta.comment,
+        expected_revision: meta.expected_revision,
+        idempotency_key: meta.idempotency_key,
+        body,
+    };
+    let reply = tokio::time::timeout(Duration::from_millis(SUBMIT_TIMEOUT_MS), node.write(codec::encode(&cmd)))
+        .await
+        .map_err(|_| SubmitError::TimedOut)??;
+    match codec::decode::<Outcome>(&reply).map_err(|e| SubmitError::Reply(e.to_string()))? {
+        Outcome::Rejected(r) => Err(SubmitError::Rejected(r)),
+        ok => Ok(ok),
+    }
+}
+
+/// Records an operational event through Raft, logging (not failing) when it cannot: an event
+/// that cannot be recorded must never fail the operation it describes.
+pub async fn record_event(node: &RaftNode, level: Level, kind: &str, message: String, actor: String) {
+    let meta = WriteMeta { actor, ..WriteMeta::default() };
+    if let Err(e) = submit(node, meta, CommandBody::RecordEvent { level, kind: kind.into(), message }).await {
+        tracing::warn!(kind, "could not record event: {e}");
+    }
+}
