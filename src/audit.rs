@@ -93,11 +93,9 @@ pub fn replay_file(path: &Path, to: Option<u64>) -> anyhow::Result<(State, Hash)
 /// Folds a stopped node's stored history from revision 1, checking every link.
 pub fn replay_data_dir(dir: &Path) -> anyhow::Result<(State, Hash)> {
     let db = roster_storage::open(&dir.join("db")).context("opening the node's database (is the node stopped?)")?;
-    let store = roster_storage::StateStore::new(db);
+    let reader = crate::reader::Reader::new(roster_storage::StateStore::new(db));
     let mut replayer = Replayer::new(State::default(), Hash::default());
-    store.history_scan(1, |_, bytes| {
-        let record: HistoryRecord =
-            roster_storage::codec::decode(bytes).map_err(|e| roster_storage::StoreError::Invalid(e.to_string()))?;
+    reader.records(1, |record| {
         replayer.push(&record).map_err(|e| roster_storage::StoreError::Invalid(e.to_string()))?;
         Ok(true)
     })?;

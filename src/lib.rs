@@ -18,5 +18,6 @@ pub mod machine;
 pub mod metrics;
 pub mod prober;
 pub mod projection;
+pub mod reader;
 pub mod server;
 pub mod tls;

@@ -184,11 +184,10 @@ pub fn fold_stored(store: &StateStore, upto: u64) -> Result<(State, Hash), Store
         None => Replayer::new(State::default(), Hash::default()),
     };
     let from = replayer.state.revision + 1;
-    store.history_scan(from, |revision, bytes| {
-        if revision > upto {
+    crate::reader::Reader::new(store.clone()).records(from, |record| {
+        if record.body.revision > upto {
             return Ok(false);
         }
-        let record: HistoryRecord = codec::decode(bytes).map_err(corrupt)?;
         replayer.push(&record).map_err(corrupt)?;
         Ok(true)
     })?;

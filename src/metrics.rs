@@ -18,6 +18,7 @@ use roster_raft::RaftNode;
 #[derive(Clone)]
 pub struct MetricsState {
     pub node: RaftNode,
+    pub reader: crate::reader::Reader,
     pub machine: MachineHandle,
     pub http: HttpMetrics,
 }
@@ -82,7 +83,7 @@ pub async fn render(State(ctx): State<MetricsState>) -> Response {
     }
     let revision = ctx.machine.read().state.revision;
     gauge(&mut out, "roster_history_revisions", "Revisions in the history.", revision);
-    gauge(&mut out, "roster_history_bytes", "Approximate bytes of the stored history.", ctx.node.store.history_bytes());
+    gauge(&mut out, "roster_history_bytes", "Approximate bytes of the stored history.", ctx.reader.history_bytes());
     let batches = roster_raft::node::BATCHES.load(std::sync::atomic::Ordering::Relaxed);
     let commands = roster_raft::node::BATCH_COMMANDS.load(std::sync::atomic::Ordering::Relaxed);
     let _ = writeln!(out, "# HELP roster_proposal_batches_total Raft entries proposed by this node.\n# TYPE roster_proposal_batches_total counter\nroster_proposal_batches_total {batches}");

@@ -273,6 +273,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
     };
     let peer_http = roster_raft::network::peer_client(&transport)?;
     let ctx = Ctx {
+        reader: crate::reader::Reader::new(node.store.clone()),
         node: node.clone(),
         machine: handle.clone(),
         http_metrics: Default::default(),

@@ -5,7 +5,6 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use roster_storage::codec;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -154,15 +153,9 @@ struct HistoryQuery {
     since_ms: Option<u64>,
     until_ms: Option<u64>,
     limit: Option<usize>,
-    consistency: Option<String>,
-}
-
-fn decode_record(bytes: &[u8]) -> Result<HistoryRecord, ApiError> {
-    codec::decode(bytes).map_err(|e| ApiError::internal(format!("corrupt history record: {e}")))
 }
 
 async fn history(State(ctx): State<Ctx>, c: Consistency, ApiQuery(q): ApiQuery<HistoryQuery>) -> Result<Response, ApiError> {
-    let _ = &q.consistency; // handled by the Consistency extractor
     let entity = match &q.entity {
         None => None,
         Some(e) => {
@@ -178,12 +171,13 @@ async fn history(State(ctx): State<Ctx>, c: Consistency, ApiQuery(q): ApiQuery<H
     let head = ctx.machine.read().state.revision;
     let from = q.from.unwrap_or(1).max(1);
     let to = q.to.unwrap_or(head).min(head);
-    let store = ctx.node.store.clone();
+    let reader = ctx.reader.clone();
     let scan = tokio::task::spawn_blocking(move || {
         let mut out = Vec::new();
         let mut next = None;
         let mut scanned = 0u64;
-        store.history_scan(from, |revision, bytes| {
+        reader.records(from, |rec| {
+            let revision = rec.body.revision;
             if revision > to {
                 return Ok(false);
             }
@@ -192,7 +186,6 @@ async fn history(State(ctx): State<Ctx>, c: Consistency, ApiQuery(q): ApiQuery<H
                 next = Some(revision);
                 return Ok(false);
             }
-            let rec: HistoryRecord = codec::decode(bytes).map_err(|e| roster_storage::StoreError::Invalid(e.to_string()))?;
             let b = &rec.body;
             let keep = q.actor.as_ref().is_none_or(|a| &b.actor == a)
                 && q.since_ms.is_none_or(|t| b.time_ms >= t)
@@ -216,32 +209,25 @@ async fn history(State(ctx): State<Ctx>, c: Consistency, ApiQuery(q): ApiQuery<H
 async fn history_one(State(ctx): State<Ctx>, c: Consistency, ApiPath(revision): ApiPath<u64>) -> Result<Response, ApiError> {
     read_barrier(&ctx, c).await?;
     let head = ctx.machine.read().state.revision;
-    let bytes = ctx
-        .node
-        .store
-        .history_get(revision)
+    let record = ctx
+        .reader
+        .record(revision)
         .map_err(|e| ApiError::internal(e.to_string()))?
         .filter(|_| revision <= head)
         .ok_or_else(|| ApiError::not_found(format!("revision {revision} does not exist (latest is {head})")))?;
-    Ok(read_response(head, &decode_record(&bytes)?.to_json()))
+    Ok(read_response(head, &record.to_json()))
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct LimitQuery {
     limit: Option<usize>,
-    consistency: Option<String>,
 }
 
 async fn rejections(State(ctx): State<Ctx>, c: Consistency, ApiQuery(q): ApiQuery<LimitQuery>) -> Result<Response, ApiError> {
-    let _ = &q.consistency;
     read_barrier(&ctx, c).await?;
     let limit = q.limit.unwrap_or(100).clamp(1, HISTORY_PAGE_MAX);
-    let raw = ctx.node.store.rejections_recent(limit).map_err(|e| ApiError::internal(e.to_string()))?;
-    let list: Vec<RejectionRecord> = raw
-        .iter()
-        .map(|b| codec::decode(b).map_err(|e| ApiError::internal(e.to_string())))
-        .collect::<Result<_, _>>()?;
+    let list: Vec<RejectionRecord> = ctx.reader.rejections(limit).map_err(|e| ApiError::internal(e.to_string()))?;
     Ok(read_response(ctx.machine.read().state.revision, &list))
 }
 
@@ -251,7 +237,6 @@ async fn rejections(State(ctx): State<Ctx>, c: Consistency, ApiQuery(q): ApiQuer
 #[serde(deny_unknown_fields)]
 struct RevisionQuery {
     revision: Option<u64>,
-    consistency: Option<String>,
 }
 
 /// The state at `revision` (default: the latest applied).
@@ -290,8 +275,8 @@ async fn state_at(ctx: &Ctx, revision: Option<u64>) -> Result<DomainState, ApiEr
         .await
         .map_err(|_| ApiError::unavailable("too many past states are being rebuilt; retry shortly"))?
         .map_err(|_| ApiError::unavailable("the node is stopping"))?;
-    let store = ctx.node.store.clone();
-    tokio::task::spawn_blocking(move || fold_stored(&store, revision))
+    let reader = ctx.reader.clone();
+    tokio::task::spawn_blocking(move || fold_stored(reader.store(), revision))
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?
         .map(|(s, _)| s)
@@ -316,7 +301,6 @@ async fn state(
     c: Consistency,
     ApiQuery(q): ApiQuery<RevisionQuery>,
 ) -> Result<Response, ApiError> {
-    let _ = &q.consistency;
     read_barrier(&ctx, c).await?;
     check_past_state_access(&ctx, identity.as_deref(), q.revision)?;
     let s = state_at(&ctx, q.revision).await?;
@@ -329,7 +313,6 @@ async fn digest(
     c: Consistency,
     ApiQuery(q): ApiQuery<RevisionQuery>,
 ) -> Result<Response, ApiError> {
-    let _ = &q.consistency;
     read_barrier(&ctx, c).await?;
     check_past_state_access(&ctx, identity.as_deref(), q.revision)?;
     let s = state_at(&ctx, q.revision).await?;
@@ -341,11 +324,9 @@ async fn digest(
 struct DiffQuery {
     from: u64,
     to: Option<u64>,
-    consistency: Option<String>,
 }
 
 async fn diff_route(State(ctx): State<Ctx>, c: Consistency, ApiQuery(q): ApiQuery<DiffQuery>) -> Result<Response, ApiError> {
-    let _ = &q.consistency;
     read_barrier(&ctx, c).await?;
     let a = state_at(&ctx, Some(q.from)).await?;
     let b = state_at(&ctx, q.to).await?;
@@ -360,25 +341,22 @@ pub const EXPORT_CHANNEL_CHUNKS: usize = 4;
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ExportQuery {
-    consistency: Option<String>,
 }
 
 /// The whole history as JSON lines, one record (with its hashes) per line, streamed in
 /// bounded memory. The `X-Roster-Revision` header names the last revision included.
-async fn export(State(ctx): State<Ctx>, c: Consistency, ApiQuery(q): ApiQuery<ExportQuery>) -> Result<Response, ApiError> {
-    let _ = &q.consistency;
+async fn export(State(ctx): State<Ctx>, c: Consistency, ApiQuery(_): ApiQuery<ExportQuery>) -> Result<Response, ApiError> {
     read_barrier(&ctx, c).await?;
     let head = ctx.machine.read().state.revision;
-    let store = ctx.node.store.clone();
+    let reader = ctx.reader.clone();
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(EXPORT_CHANNEL_CHUNKS);
     tokio::task::spawn_blocking(move || {
         let mut chunk = Vec::new();
         let mut n = 0;
-        let result = store.history_scan(1, |revision, bytes| {
-            if revision > head {
+        let result = reader.records(1, |rec| {
+            if rec.body.revision > head {
                 return Ok(false);
             }
-            let rec: HistoryRecord = codec::decode(bytes).map_err(|e| roster_storage::StoreError::Invalid(e.to_string()))?;
             serde_json::to_writer(&mut chunk, &rec.to_json()).map_err(|e| roster_storage::StoreError::Invalid(e.to_string()))?;
             chunk.push(b'\n');
             n += 1;

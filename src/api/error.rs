@@ -101,10 +101,24 @@ impl From<PathRejection> for ApiError {
 #[from_request(via(axum::Json), rejection(ApiError))]
 pub struct ApiJson<T>(pub T);
 
-/// `axum::extract::Query` with JSON errors.
-#[derive(FromRequestParts)]
-#[from_request(via(axum::extract::Query), rejection(ApiError))]
+/// `axum::extract::Query` with JSON errors. The `consistency` parameter, which every read
+/// route takes, is parsed by its own extractor (`api::Consistency`) and left out here, so
+/// route query types need not declare it.
 pub struct ApiQuery<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, ApiError> {
+        let query = parts.uri.query().unwrap_or("");
+        let kept: Vec<&str> = query.split('&').filter(|p| !p.is_empty() && !p.starts_with("consistency=")).collect();
+        let uri: axum::http::Uri = format!("/?{}", kept.join("&"))
+            .parse()
+            .map_err(|_| ApiError::bad_request("the query string is not valid"))?;
+        let axum::extract::Query(v) = axum::extract::Query::<T>::try_from_uri(&uri)?;
+        Ok(Self(v))
+    }
+}
 
 /// `axum::extract::Path` with JSON errors.
 #[derive(FromRequestParts)]

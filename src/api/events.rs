@@ -2,14 +2,13 @@
 
 use axum::extract::State;
 use axum::response::Response;
-use roster_storage::codec;
 use serde::Deserialize;
 
 use super::{route, RouteSpec};
 use crate::auth::Access::Roles;
 use crate::auth::{ADMIN, READ_AUDIT};
 use super::{read_barrier, read_response, submit, ApiError, ApiJson, ApiQuery, Consistency, Ctx, WriteMeta};
-use crate::domain::events::{EventSettings, Level, LogEvent};
+use crate::domain::events::{EventSettings, Level};
 use crate::domain::CommandBody;
 
 /// Most events returned by one request.
@@ -32,26 +31,16 @@ struct EventsQuery {
     kind: Option<String>,
     since_ms: Option<u64>,
     limit: Option<usize>,
-    consistency: Option<String>,
 }
 
 async fn list(State(ctx): State<Ctx>, c: Consistency, ApiQuery(q): ApiQuery<EventsQuery>) -> Result<Response, ApiError> {
-    let _ = &q.consistency;
     read_barrier(&ctx, c).await?;
     let limit = q.limit.unwrap_or(100).clamp(1, EVENTS_PAGE_MAX);
-    let store = ctx.node.store.clone();
+    let reader = ctx.reader.clone();
     let events = tokio::task::spawn_blocking(move || {
-        let raw = store.events_recent(limit, |bytes| match codec::decode::<LogEvent>(bytes) {
-            Ok(e) => {
-                q.level.is_none_or(|l| e.level >= l)
-                    && q.kind.as_ref().is_none_or(|k| &e.kind == k)
-                    && q.since_ms.is_none_or(|t| e.time_ms >= t)
-            }
-            Err(_) => true,
-        })?;
-        raw.into_iter()
-            .map(|(_, b)| codec::decode::<LogEvent>(&b).map_err(|e| roster_storage::StoreError::Invalid(e.to_string())))
-            .collect::<Result<Vec<_>, _>>()
+        reader.events(limit, |e| {
+            q.level.is_none_or(|l| e.level >= l) && q.kind.as_ref().is_none_or(|k| &e.kind == k) && q.since_ms.is_none_or(|t| e.time_ms >= t)
+        })
     })
     .await
     .map_err(|e| ApiError::internal(e.to_string()))?

@@ -58,6 +58,8 @@ pub const HEADER_REVISION: &str = "x-roster-revision";
 #[derive(Clone)]
 pub struct Ctx {
     pub node: RaftNode,
+    /// Typed reads of the stored history, rejections and events (never `node.store`).
+    pub reader: crate::reader::Reader,
     pub machine: MachineHandle,
     pub http_metrics: crate::metrics::HttpMetrics,
     pub agents: agents::AgentTracker,
@@ -70,7 +72,7 @@ pub struct Ctx {
 
 impl axum::extract::FromRef<Ctx> for crate::metrics::MetricsState {
     fn from_ref(ctx: &Ctx) -> Self {
-        Self { node: ctx.node.clone(), machine: ctx.machine.clone(), http: ctx.http_metrics.clone() }
+        Self { node: ctx.node.clone(), reader: ctx.reader.clone(), machine: ctx.machine.clone(), http: ctx.http_metrics.clone() }
     }
 }
 

@@ -1,0 +1,68 @@
+//! The typed reader: every read of what the state machine stores, decoded once, here. The
+//! API, the audit tools and the state machine's own fold read the history, rejections and
+//! events through it; nothing else decodes stored records.
+
+use roster_storage::{codec, StateStore, StoreError};
+
+use crate::domain::events::LogEvent;
+use crate::domain::HistoryRecord;
+use crate::machine::RejectionRecord;
+
+/// Typed read access to a node's stored history, rejections and operational events. Cheap to
+/// clone; reads are concurrent and never block the state machine.
+#[derive(Clone)]
+pub struct Reader {
+    store: StateStore,
+}
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Invalid(format!("corrupt {what}: {e}"))
+}
+
+impl Reader {
+    pub fn new(store: StateStore) -> Self {
+        Self { store }
+    }
+
+    /// The raw store, for the state machine's fold (checkpoints) and maintenance.
+    pub fn store(&self) -> &StateStore {
+        &self.store
+    }
+
+    /// The record of `revision`, if it is stored.
+    pub fn record(&self, revision: u64) -> Result<Option<HistoryRecord>, StoreError> {
+        self.store.history_get(revision)?.map(|b| codec::decode(&b).map_err(|e| corrupt("history record", e))).transpose()
+    }
+
+    /// Visits records from `from` upward, in revision order, until `visit` returns false.
+    pub fn records(
+        &self,
+        from: u64,
+        mut visit: impl FnMut(HistoryRecord) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
+        self.store.history_scan(from, |_, bytes| {
+            let record: HistoryRecord = codec::decode(bytes).map_err(|e| corrupt("history record", e))?;
+            visit(record)
+        })
+    }
+
+    /// The most recent rejections, newest first, at most `limit`.
+    pub fn rejections(&self, limit: usize) -> Result<Vec<RejectionRecord>, StoreError> {
+        self.store
+            .rejections_recent(limit)?
+            .iter()
+            .map(|b| codec::decode(b).map_err(|e| corrupt("rejection", e)))
+            .collect()
+    }
+
+    /// The newest operational events `keep` accepts, newest first, at most `limit`.
+    pub fn events(&self, limit: usize, keep: impl Fn(&LogEvent) -> bool) -> Result<Vec<LogEvent>, StoreError> {
+        let raw = self.store.events_recent(limit, |bytes| codec::decode::<LogEvent>(bytes).map_or(true, |e| keep(&e)))?;
+        raw.into_iter().map(|(_, b)| codec::decode(&b).map_err(|e| corrupt("event", e))).collect()
+    }
+
+    /// Approximate bytes of the stored history.
+    pub fn history_bytes(&self) -> u64 {
+        self.store.history_bytes()
+    }
+}
