@@ -62,7 +62,7 @@ pub fn project(state: &State, agent: &AgentId) -> AgentConfig {
 
 fn digest(config: &AgentConfig) -> Hash {
     let mut h = Sha256::new();
-    h.update(roster_storage::codec::encode(&(&config.clusters, &config.tasks)));
+    h.update(roster_codec::encode(&(&config.clusters, &config.tasks)));
     Hash(h.finalize().into())
 }
 

@@ -85,7 +85,7 @@ impl HistoryRecord {
         let mut h = Sha256::new();
         h.update(HASH_DOMAIN);
         h.update(prev_hash.0);
-        h.update(roster_storage::codec::encode(body));
+        h.update(roster_codec::encode(body));
         Hash(h.finalize().into())
     }
 
@@ -128,7 +128,7 @@ impl HistoryRecord {
 pub fn state_digest(state: &State) -> Hash {
     let mut h = Sha256::new();
     h.update(b"roster-state-v1");
-    h.update(roster_storage::codec::encode(state));
+    h.update(roster_codec::encode(state));
     Hash(h.finalize().into())
 }
 

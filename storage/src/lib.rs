@@ -15,7 +15,8 @@
 //! plugs in through the [`Application`] trait and sees only bytes and log ids. Every value it
 //! persists goes through [`codec`].
 
-pub mod codec;
+/// The versioned record codec (the `roster-codec` crate), re-exported for storage users.
+pub use roster_codec as codec;
 pub mod db;
 pub mod failpoint;
 pub mod log_store;
