@@ -613,7 +613,18 @@ impl<'a> Injector<'a> {
             return Ok(());
         };
         rec.targets.push(f.to_string());
-        let last = self.cluster.status(f).await.and_then(|v| v["last_log_index"].as_u64()).unwrap_or(0);
+        // A follower that was just restarted (the crash loop kills it again right after a
+        // start) answers once it is up: wait for it (bounded), so the compaction below is
+        // measured against its real log and the install really happens.
+        let mut last = None;
+        let asked = Instant::now();
+        while last.is_none() && asked.elapsed() < Duration::from_secs(20) {
+            last = self.cluster.status(f).await.and_then(|v| v["last_log_index"].as_u64());
+            if last.is_none() {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        let last = last.unwrap_or(0);
         let partitioned = self.net.can_filter;
         if partitioned {
             let others: Vec<u64> = self.cluster.member_ids().into_iter().filter(|m| *m != f).collect();
