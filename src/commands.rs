@@ -7,7 +7,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use roster_raft::{RaftNode, WriteError};
+use roster_raft::{RaftNode, ProposeError};
 use roster_storage::codec;
 
 use crate::domain::events::Level;
@@ -34,7 +34,7 @@ pub enum SubmitError {
     Rejected(Rejection),
     /// Raft could not commit it (no leader, no quorum) or its outcome is unknown.
     #[error(transparent)]
-    Write(#[from] WriteError),
+    Write(#[from] ProposeError),
     /// Not committed within [`SUBMIT_TIMEOUT_MS`]: it may still be applied.
     #[error("the write was not committed in time; its outcome is unknown")]
     TimedOut,

@@ -16,7 +16,7 @@ use crate::domain::command::check_expected;
 use crate::domain::events::{self, EventSettings, Level, LogEvent, EVENT_MESSAGE_MAX_LEN, EVENT_RETENTION_MAX};
 use crate::domain::tokens::{TokenName, TokenRecord, TOKENS_MAX};
 use crate::domain::AgentId;
-use crate::projection::{self, Projection};
+use crate::projection::{self, AgentWakers};
 use crate::domain::{
     decide, Change, Command, CommandBody, Hash, HistoryRecord, Outcome, RecordBody, RejectCode,
     Rejection, Replayer, State, OPEN_CHANGESETS_MAX, CHANGES_PER_COMMAND_MAX,
@@ -113,7 +113,7 @@ struct Shared {
     live: RwLock<Live>,
     revision_tx: watch::Sender<u64>,
     /// Per-agent change tracking; updated under the `live` write lock.
-    projection: Mutex<Projection>,
+    projection: Mutex<AgentWakers>,
 }
 
 /// Read access to the live state from the API, cheap to clone.
@@ -164,7 +164,7 @@ impl RosterMachine {
         let shared = Arc::new(Shared {
             live: RwLock::new(Live::default()),
             revision_tx,
-            projection: Mutex::new(Projection::default()),
+            projection: Mutex::new(AgentWakers::default()),
         });
         (Self { shared: shared.clone(), pending_agents: BTreeSet::new(), pending_revision: None }, MachineHandle { shared })
     }

@@ -125,13 +125,13 @@ struct Entry {
 
 /// Per-agent change tracking on this node.
 #[derive(Default)]
-pub struct Projection {
+pub struct AgentWakers {
     agents: HashMap<AgentId, Entry>,
     /// Agents woken by the last update (for observability and tests).
     pub last_woken: usize,
 }
 
-impl Projection {
+impl AgentWakers {
     /// Rebuilds the tracking from a state (start-up, snapshot install): every agent's
     /// configuration is considered changed at `state.revision`, which is never older than what
     /// an agent may have seen from this node.

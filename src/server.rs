@@ -26,7 +26,7 @@ pub const HTTP_BUFFER_MAX_BYTES: usize = 64 * 1024;
 pub const HEADER_READ_TIMEOUT_MS_DEFAULT: u64 = 10_000;
 
 /// How long [`Running::stop`] waits for the database to close.
-pub const DB_CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DB_CLOSE_TIMEOUT_MS: u64 = 10_000;
 
 /// What `roster serve` needs.
 #[derive(Clone, Debug)]
@@ -195,12 +195,12 @@ impl Running {
         drop(self.node);
         // Raft's storage tasks release their handles shortly after shutdown returns; the
         // data dir can be reopened only once every handle is gone.
-        let deadline = std::time::Instant::now() + DB_CLOSE_TIMEOUT;
+        let deadline = std::time::Instant::now() + Duration::from_millis(DB_CLOSE_TIMEOUT_MS);
         while !closed.is_closed() && std::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         if !closed.is_closed() {
-            tracing::warn!("the database was still open {DB_CLOSE_TIMEOUT:?} after shutdown");
+            tracing::warn!("the database was still open {DB_CLOSE_TIMEOUT_MS} ms after shutdown");
         }
     }
 }

@@ -10,6 +10,6 @@ pub mod service;
 pub mod transport;
 pub mod types;
 
-pub use node::{NodeConfig, RaftNode, WriteError};
+pub use node::{NodeConfig, RaftNode, ProposeError};
 pub use transport::Transport;
 pub use types::{Proposal, Reply, TypeConfig};

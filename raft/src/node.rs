@@ -56,7 +56,7 @@ impl NodeConfig {
 
 /// Why a write was not committed. Callers branch on these.
 #[derive(Debug, Clone, thiserror::Error, Serialize, Deserialize)]
-pub enum WriteError {
+pub enum ProposeError {
     #[error("this node is not the leader (leader: {leader:?})")]
     NotLeader { leader: Option<(NodeId, String)> },
     #[error("the cluster cannot commit right now: {0}")]
@@ -104,7 +104,7 @@ pub static COMMIT_SECONDS: roster_storage::metrics::Histogram = roster_storage::
 pub static BATCHES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 pub static BATCH_COMMANDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
-type Pending = (Vec<u8>, oneshot::Sender<Result<Vec<u8>, WriteError>>);
+type Pending = (Vec<u8>, oneshot::Sender<Result<Vec<u8>, ProposeError>>);
 
 /// Gathers concurrent commands into batches, one Raft entry each. openraft 0.9 appends and
 /// fsyncs each client write on its own, so batching here is what lets many writers share one
@@ -141,8 +141,8 @@ async fn batch_loop(raft: Raft, mut rx: mpsc::Receiver<Pending>) {
                 Ok(resp) => panic!("state machine answered {} of {n} commands", resp.data.results.len()),
                 Err(e) => {
                     let err = match e {
-                        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => WriteError::NotLeader { leader: leader_of(&f) },
-                        other => WriteError::Unavailable(other.to_string()),
+                        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => ProposeError::NotLeader { leader: leader_of(&f) },
+                        other => ProposeError::Unavailable(other.to_string()),
                     };
                     for w in waiters {
                         let _ = w.send(Err(err.clone()));
@@ -210,27 +210,27 @@ impl RaftNode {
     /// Proposes one encoded command and waits until it is committed and applied; returns the
     /// state machine's encoded answer. On a follower the command is forwarded to the leader;
     /// while no leader is known it retries with backoff until [`WRITE_TIMEOUT_MS`].
-    pub async fn write(&self, proposal: Vec<u8>) -> Result<Vec<u8>, WriteError> {
+    pub async fn write(&self, proposal: Vec<u8>) -> Result<Vec<u8>, ProposeError> {
         let deadline = Instant::now() + Duration::from_millis(WRITE_TIMEOUT_MS);
         let mut backoff = RETRY_BACKOFF_FIRST_MS;
         loop {
             let leader = match self.write_local(proposal.clone()).await {
-                Err(WriteError::NotLeader { leader }) => leader,
+                Err(ProposeError::NotLeader { leader }) => leader,
                 other => return other,
             };
             if let Some((id, addr)) = leader.filter(|(id, _)| *id != self.id) {
-                match self.call_leader::<Result<Vec<u8>, WriteError>>(&addr, ROUTE_FORWARD, &proposal, deadline).await {
+                match self.call_leader::<Result<Vec<u8>, ProposeError>>(&addr, ROUTE_FORWARD, &proposal, deadline).await {
                     Ok(Ok(reply)) => return Ok(reply),
                     // The leader changed under us: go around again.
-                    Ok(Err(WriteError::NotLeader { .. })) | Err(CallError::NotSent(_)) => {
+                    Ok(Err(ProposeError::NotLeader { .. })) | Err(CallError::NotSent(_)) => {
                         tracing::debug!(leader = id, "forwarding failed before delivery; retrying");
                     }
                     Ok(Err(e)) => return Err(e),
-                    Err(CallError::Lost(e)) => return Err(WriteError::Indeterminate(e)),
+                    Err(CallError::Lost(e)) => return Err(ProposeError::Indeterminate(e)),
                 }
             }
             if Instant::now() + Duration::from_millis(backoff) >= deadline {
-                return Err(WriteError::Unavailable("no leader could commit the write in time".into()));
+                return Err(ProposeError::Unavailable("no leader could commit the write in time".into()));
             }
             tokio::time::sleep(Duration::from_millis(backoff)).await;
             backoff = (backoff * 2).min(RETRY_BACKOFF_MAX_MS);
@@ -239,36 +239,36 @@ impl RaftNode {
 
     /// Proposes on this node only (the leader side of forwarding), batched with concurrent
     /// commands.
-    pub async fn write_local(&self, command: Vec<u8>) -> Result<Vec<u8>, WriteError> {
+    pub async fn write_local(&self, command: Vec<u8>) -> Result<Vec<u8>, ProposeError> {
         let (tx, rx) = oneshot::channel();
         self.batcher
             .send((command, tx))
             .await
-            .map_err(|_| WriteError::Unavailable("the node is shutting down".into()))?;
-        rx.await.map_err(|_| WriteError::Unavailable("the node is shutting down".into()))?
+            .map_err(|_| ProposeError::Unavailable("the node is shutting down".into()))?;
+        rx.await.map_err(|_| ProposeError::Unavailable("the node is shutting down".into()))?
     }
 
     /// Waits until this node has applied everything committed before the call (ReadIndex):
     /// the leader confirms its leadership with a quorum and names the commit point; a
     /// follower asks the leader for it and waits until it has applied that far.
-    pub async fn linearizable_barrier(&self) -> Result<(), WriteError> {
+    pub async fn linearizable_barrier(&self) -> Result<(), ProposeError> {
         let deadline = Instant::now() + Duration::from_millis(WRITE_TIMEOUT_MS);
         let mut backoff = RETRY_BACKOFF_FIRST_MS;
         loop {
             let leader = match self.read_index_local().await {
                 Ok(index) => return self.wait_applied(index, deadline).await,
-                Err(WriteError::NotLeader { leader }) => leader,
+                Err(ProposeError::NotLeader { leader }) => leader,
                 Err(e) => return Err(e),
             };
             if let Some((_, addr)) = leader.filter(|(id, _)| *id != self.id) {
-                match self.call_leader::<Result<Option<u64>, WriteError>>(&addr, ROUTE_READ_INDEX, &(), deadline).await {
+                match self.call_leader::<Result<Option<u64>, ProposeError>>(&addr, ROUTE_READ_INDEX, &(), deadline).await {
                     Ok(Ok(index)) => return self.wait_applied(index, deadline).await,
-                    Ok(Err(WriteError::NotLeader { .. })) | Err(_) => {}
+                    Ok(Err(ProposeError::NotLeader { .. })) | Err(_) => {}
                     Ok(Err(e)) => return Err(e),
                 }
             }
             if Instant::now() + Duration::from_millis(backoff) >= deadline {
-                return Err(WriteError::Unavailable("no leader confirmed a read index in time".into()));
+                return Err(ProposeError::Unavailable("no leader confirmed a read index in time".into()));
             }
             tokio::time::sleep(Duration::from_millis(backoff)).await;
             backoff = (backoff * 2).min(RETRY_BACKOFF_MAX_MS);
@@ -276,35 +276,35 @@ impl RaftNode {
     }
 
     /// The leader side of a read index: confirms leadership and returns the index to wait for.
-    pub async fn read_index_local(&self) -> Result<Option<u64>, WriteError> {
+    pub async fn read_index_local(&self) -> Result<Option<u64>, ProposeError> {
         match self.raft.get_read_log_id().await {
             Ok((read_log_id, _applied)) => Ok(read_log_id.map(|l| l.index)),
             Err(RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(f))) => {
-                Err(WriteError::NotLeader { leader: leader_of(&f) })
+                Err(ProposeError::NotLeader { leader: leader_of(&f) })
             }
-            Err(e) => Err(WriteError::Unavailable(e.to_string())),
+            Err(e) => Err(ProposeError::Unavailable(e.to_string())),
         }
     }
 
-    async fn wait_applied(&self, index: Option<u64>, deadline: Instant) -> Result<(), WriteError> {
+    async fn wait_applied(&self, index: Option<u64>, deadline: Instant) -> Result<(), ProposeError> {
         let timeout = deadline.saturating_duration_since(Instant::now());
         self.raft
             .wait(Some(timeout))
             .applied_index_at_least(index, "linearizable read")
             .await
             .map(|_| ())
-            .map_err(|e| WriteError::Unavailable(format!("not caught up for a linearizable read: {e}")))
+            .map_err(|e| ProposeError::Unavailable(format!("not caught up for a linearizable read: {e}")))
     }
 
     /// Runs a membership change on the leader (forwarding if needed).
-    pub async fn admin(&self, req: AdminRequest) -> Result<(), WriteError> {
+    pub async fn admin(&self, req: AdminRequest) -> Result<(), ProposeError> {
         let deadline = Instant::now() + Duration::from_millis(ADMIN_TIMEOUT_MS);
         match self.admin_local(req.clone()).await {
-            Err(WriteError::NotLeader { leader: Some((id, addr)) }) if id != self.id => {
-                match self.call_leader::<Result<(), WriteError>>(&addr, ROUTE_ADMIN, &req, deadline).await {
+            Err(ProposeError::NotLeader { leader: Some((id, addr)) }) if id != self.id => {
+                match self.call_leader::<Result<(), ProposeError>>(&addr, ROUTE_ADMIN, &req, deadline).await {
                     Ok(r) => r,
-                    Err(CallError::NotSent(e)) => Err(WriteError::Unavailable(e)),
-                    Err(CallError::Lost(e)) => Err(WriteError::Indeterminate(e)),
+                    Err(CallError::NotSent(e)) => Err(ProposeError::Unavailable(e)),
+                    Err(CallError::Lost(e)) => Err(ProposeError::Indeterminate(e)),
                 }
             }
             other => other,
@@ -337,17 +337,17 @@ impl RaftNode {
     }
 
     /// Executes a membership change on this node, which must be the leader.
-    pub async fn admin_local(&self, req: AdminRequest) -> Result<(), WriteError> {
+    pub async fn admin_local(&self, req: AdminRequest) -> Result<(), ProposeError> {
         let map = |e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>| match e {
-            RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => WriteError::NotLeader { leader: leader_of(&f) },
-            RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => WriteError::Rejected(c.to_string()),
-            other => WriteError::Unavailable(other.to_string()),
+            RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => ProposeError::NotLeader { leader: leader_of(&f) },
+            RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => ProposeError::Rejected(c.to_string()),
+            other => ProposeError::Unavailable(other.to_string()),
         };
         let voters: BTreeSet<NodeId> = self.raft.metrics().borrow().membership_config.membership().voter_ids().collect();
         match req {
             AdminRequest::AddNode { id, addr } => {
                 if voters.contains(&id) {
-                    return Err(WriteError::Rejected(format!("node {id} is already a voter")));
+                    return Err(ProposeError::Rejected(format!("node {id} is already a voter")));
                 }
                 tracing::info!(id, %addr, "adding node as learner");
                 let added = self.raft.add_learner(id, BasicNode::new(addr), false).await.map_err(map)?;
@@ -360,7 +360,7 @@ impl RaftNode {
                         .raft
                         .change_membership(openraft::ChangeMembers::RemoveNodes(BTreeSet::from([id])), false)
                         .await;
-                    return Err(WriteError::Rejected(format!("node {id} was not made a voter: {why}")));
+                    return Err(ProposeError::Rejected(format!("node {id} was not made a voter: {why}")));
                 }
                 let mut next = voters;
                 next.insert(id);
@@ -371,12 +371,12 @@ impl RaftNode {
             AdminRequest::RemoveNode { id } => {
                 let known = self.raft.metrics().borrow().membership_config.membership().get_node(&id).is_some();
                 if !known {
-                    return Err(WriteError::Rejected(format!("node {id} is not a member")));
+                    return Err(ProposeError::Rejected(format!("node {id} is not a member")));
                 }
                 let mut next = voters.clone();
                 next.remove(&id);
                 if next.is_empty() {
-                    return Err(WriteError::Rejected("cannot remove the last voter".into()));
+                    return Err(ProposeError::Rejected("cannot remove the last voter".into()));
                 }
                 tracing::info!(id, "removing node");
                 self.raft.change_membership(next, false).await.map_err(map)?;

@@ -21,7 +21,7 @@ use axum::response::{IntoResponse, Response};
 use axum::http::Method;
 use axum::routing::{MethodFilter, MethodRouter};
 use axum::{Json, Router};
-use roster_raft::{RaftNode, Transport, WriteError};
+use roster_raft::{RaftNode, Transport, ProposeError};
 use serde::Serialize;
 use serde_json::json;
 
@@ -392,19 +392,19 @@ impl<S: Send + Sync> FromRequestParts<S> for WriteMeta {
     }
 }
 
-pub fn write_error(e: WriteError) -> ApiError {
+pub fn write_error(e: ProposeError) -> ApiError {
     match e {
-        WriteError::NotLeader { leader } => ApiError::unavailable(match leader {
+        ProposeError::NotLeader { leader } => ApiError::unavailable(match leader {
             Some((id, addr)) => format!("this node is not the leader; node {id} at {addr} is"),
             None => "no leader is known; the cluster may be electing one".into(),
         }),
-        WriteError::Unavailable(m) => ApiError::unavailable(m),
-        WriteError::Indeterminate(m) => ApiError::new(
+        ProposeError::Unavailable(m) => ApiError::unavailable(m),
+        ProposeError::Indeterminate(m) => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "outcome_unknown",
             format!("the write may or may not have been applied; retry with the same Idempotency-Key: {m}"),
         ),
-        WriteError::Rejected(m) => ApiError::new(StatusCode::CONFLICT, "rejected", m),
+        ProposeError::Rejected(m) => ApiError::new(StatusCode::CONFLICT, "rejected", m),
     }
 }
 
