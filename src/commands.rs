@@ -43,7 +43,8 @@ pub enum SubmitError {
     Reply(String),
 }
 
-fn now_ms() -> u64 {
+/// The node's wall-clock time in ms, the time stamped into commands it accepts.
+pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 

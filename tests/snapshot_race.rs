@@ -114,3 +114,25 @@ fn build_install_and_read_race_without_errors_or_going_backwards() {
         assert_eq!(snaps, 1, "pruning left {snaps} snapshot files");
     });
 }
+
+/// A current snapshot whose file was damaged on disk is never sent: reading the current
+/// snapshot finds the damage and serves a fresh build from the state machine instead.
+#[test]
+fn a_damaged_current_snapshot_is_rebuilt_not_sent() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sm = open(dir.path());
+        sm.apply((1..=10).map(blank).collect::<Vec<_>>()).await.unwrap();
+        let built = sm.get_snapshot_builder().await.build_snapshot().await.unwrap();
+        let path = dir.path().join("snapshots").join(format!("{}.snap", built.meta.snapshot_id));
+        let mut bytes = std::fs::read(&path).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xFF; // the trailer's checksum no longer matches
+        std::fs::write(&path, bytes).unwrap();
+        let served = sm.get_current_snapshot().await.unwrap().expect("a snapshot");
+        assert_eq!(served.meta.last_log_id, built.meta.last_log_id);
+        assert_ne!(served.meta.snapshot_id, built.meta.snapshot_id, "the damaged file was served");
+        roster_storage::codec::stream::verify(&read_all(*served.snapshot).await[..]).expect("the served snapshot is intact");
+    });
+}

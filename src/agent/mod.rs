@@ -107,15 +107,6 @@ pub fn ensure_client_secret(state_dir: &Path) -> anyhow::Result<String> {
     }
 }
 
-/// Reads the client secret a local program presents to the agent.
-pub fn read_client_secret(state_dir: &Path) -> anyhow::Result<String> {
-    let path = state_dir.join(CLIENT_SECRET_FILE);
-    let s = std::fs::read_to_string(&path).with_context(|| {
-        format!("reading the agent's client secret {} (give the agent's --state-dir, or --secret-file)", path.display())
-    })?;
-    Ok(s.trim().to_string())
-}
-
 /// Whether a `Host` header names this machine's loopback interface. Anything else (a DNS
 /// rebinding page sends its own host name) is refused.
 fn loopback_host(host: &str) -> bool {

@@ -140,4 +140,17 @@ mod tests {
         r.on_new_config(enabled.servers.iter());
         assert_eq!(r.pick("t", &enabled).unwrap().name.as_str(), "rt1");
     }
+
+    #[test]
+    fn local_failure_marks_are_bounded_and_pruned() {
+        let mut r = Resolver::default();
+        let name = |n: &str| ServerName::new(n).unwrap();
+        assert_eq!(r.report_failure(&name("a"), 2), Ok(true));
+        assert_eq!(r.report_failure(&name("a"), 2), Ok(false), "a repeat is not a new mark");
+        assert_eq!(r.report_failure(&name("b"), 2), Ok(true));
+        assert_eq!(r.report_failure(&name("c"), 2), Err(()), "a mark past the bound is refused");
+        r.retain_failed(|s| s.as_str() != "a");
+        assert_eq!(r.locally_failed(), vec![&name("b")]);
+        assert_eq!(r.report_failure(&name("c"), 2), Ok(true), "room again after pruning");
+    }
 }

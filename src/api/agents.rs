@@ -391,3 +391,25 @@ async fn list_agents(State(ctx): State<Ctx>) -> Result<Response, ApiError> {
         .collect();
     Ok(read_response(state.revision, &json!({"revision": state.revision, "agents": agents, "unreachable_nodes": unreachable})))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failure_reports_are_rate_limited_and_deduplicated_per_agent() {
+        let t = AgentTracker::default();
+        let (a1, a2) = (AgentId::new("a1").unwrap(), AgentId::new("a2").unwrap());
+        let task = TaskName::new("billing").unwrap();
+        let server = |i: u32| ServerName::new(format!("rt{i}")).unwrap();
+        assert!(matches!(t.admit_report(&a1, &task, &server(0)), ReportAdmission::Admit));
+        assert!(matches!(t.admit_report(&a1, &task, &server(0)), ReportAdmission::Repeat), "a repeat within the window");
+        for i in 1..FAILURE_REPORTS_PER_AGENT_PER_MINUTE {
+            assert!(matches!(t.admit_report(&a1, &task, &server(i)), ReportAdmission::Admit), "report {i}");
+        }
+        let over = server(FAILURE_REPORTS_PER_AGENT_PER_MINUTE);
+        assert!(matches!(t.admit_report(&a1, &task, &over), ReportAdmission::RateLimited));
+        // Budgets are per agent.
+        assert!(matches!(t.admit_report(&a2, &task, &over), ReportAdmission::Admit));
+    }
+}

@@ -12,7 +12,7 @@ mod resources;
 mod tokens;
 
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, FromRequestParts};
 use axum::http::request::Parts;
@@ -220,10 +220,6 @@ pub fn router(ctx: Ctx, peer_routes: bool) -> Router {
     } else {
         api
     }
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 fn declared_length(headers: &HeaderMap) -> Option<u64> {

@@ -41,7 +41,7 @@ async fn create(State(ctx): State<Ctx>, meta: WriteMeta, ApiJson(r): ApiJson<Cre
         agent: r.agent,
         hash: hash_secret(&secret),
         created_by: meta.actor.clone(),
-        created_ms: super::now_ms(),
+        created_ms: crate::commands::now_ms(),
     };
     token.check().map_err(ApiError::bad_request)?;
     let (name, role, agent) = (token.name.clone(), token.role, token.agent.clone());
