@@ -24,11 +24,13 @@ pub const CF_REJECTIONS: &str = "rejections";
 pub const CF_CHECKPOINTS: &str = "checkpoints";
 /// The current Raft snapshot's meta.
 pub const CF_SNAPSHOT: &str = "snapshot";
-/// The operational event log, keyed by big-endian sequence number (plus a settings key).
+/// The operational event log, keyed by big-endian sequence number.
 pub const CF_EVENTS: &str = "events";
+/// The machine's replicated settings (API tokens, event settings), keyed by name.
+pub const CF_SETTINGS: &str = "settings";
 
 /// Every column family, in creation order.
-pub const ALL_CFS: [&str; 10] = [
+pub const ALL_CFS: [&str; 11] = [
     CF_LOGS,
     CF_RAFT_META,
     CF_SM_META,
@@ -39,7 +41,15 @@ pub const ALL_CFS: [&str; 10] = [
     CF_CHECKPOINTS,
     CF_SNAPSHOT,
     CF_EVENTS,
+    CF_SETTINGS,
 ];
+
+/// Settings were once kept in the events family under keys starting with '~'. Keys of this
+/// form found there (in an old data directory, or in a snapshot built by an older node) belong
+/// to the settings family under the name after the '~'.
+pub(crate) fn legacy_setting_name(events_key: &[u8]) -> Option<&[u8]> {
+    events_key.strip_prefix(b"~")
+}
 
 /// Errors of this crate's own (non-openraft) API.
 #[derive(Debug, thiserror::Error)]
@@ -64,7 +74,26 @@ pub fn open(dir: &Path) -> Result<Arc<DB>, StoreError> {
     // Point-in-time reads of the history must not be slowed by an unbounded memtable.
     opts.set_max_total_wal_size(256 << 20);
     let cfs = ALL_CFS.iter().map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
-    Ok(Arc::new(DB::open_cf_descriptors(&opts, dir, cfs)?))
+    let db = DB::open_cf_descriptors(&opts, dir, cfs)?;
+    move_legacy_settings(&db)?;
+    Ok(Arc::new(db))
+}
+
+/// Moves settings an older version kept in the events family to the settings family, in one
+/// synced batch (so a crash leaves either the old or the new layout, and the move is redone).
+fn move_legacy_settings(db: &DB) -> Result<(), StoreError> {
+    let events = cf(db, CF_EVENTS);
+    let mut batch = rocksdb::WriteBatch::default();
+    for item in db.iterator_cf(events, rocksdb::IteratorMode::From(b"~", rocksdb::Direction::Forward)) {
+        let (k, v) = item?;
+        let Some(name) = legacy_setting_name(&k) else { break };
+        batch.put_cf(cf(db, CF_SETTINGS), name, v);
+        batch.delete_cf(events, &k);
+    }
+    if !batch.is_empty() {
+        db.write_opt(batch, &sync_write())?;
+    }
+    Ok(())
 }
 
 /// Write options for every durable write: the WAL is fsynced before the write returns.
@@ -93,4 +122,27 @@ pub fn key_u64(key: &[u8]) -> Result<u64, StoreError> {
         .try_into()
         .map_err(|_| StoreError::Invalid(format!("key of {} bytes is not a u64", key.len())))?;
     Ok(u64::from_be_bytes(arr))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_kept_among_events_by_an_older_version_move_to_their_family() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = open(dir.path()).unwrap();
+            let events = cf(&db, CF_EVENTS);
+            db.put_cf(events, u64_key(7), b"event").unwrap();
+            db.put_cf(events, b"~tokens", b"token table").unwrap();
+            db.put_cf(events, b"~settings", b"event settings").unwrap();
+        }
+        let db = open(dir.path()).unwrap();
+        let settings = cf(&db, CF_SETTINGS);
+        assert_eq!(db.get_cf(settings, b"tokens").unwrap().as_deref(), Some(&b"token table"[..]));
+        assert_eq!(db.get_cf(settings, b"settings").unwrap().as_deref(), Some(&b"event settings"[..]));
+        let left: Vec<_> = db.iterator_cf(cf(&db, CF_EVENTS), rocksdb::IteratorMode::Start).map(|i| i.unwrap().0.into_vec()).collect();
+        assert_eq!(left, vec![u64_key(7).to_vec()], "only the event stays in the events family");
+    }
 }

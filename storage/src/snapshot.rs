@@ -38,7 +38,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::codec::{self, stream};
 use crate::db::{
-    cf, sync_write, u64_key, StoreError, CF_CHANGESETS, CF_CHECKPOINTS, CF_EVENTS, CF_HISTORY, CF_IDEMPOTENCY,
+    cf, legacy_setting_name, sync_write, u64_key, StoreError, CF_CHANGESETS, CF_CHECKPOINTS, CF_EVENTS, CF_HISTORY, CF_IDEMPOTENCY, CF_SETTINGS,
     CF_LOGS, CF_RAFT_META, CF_REJECTIONS, CF_SM_META, CF_SNAPSHOT,
 };
 use crate::failpoint;
@@ -56,7 +56,7 @@ pub(crate) const KEY_INSTALLING_INDEX: &[u8] = b"installing_index";
 pub(crate) const KEY_LAST_PURGED: &[u8] = b"last_purged";
 
 /// Column families replicated through snapshots.
-pub(crate) const SNAPSHOT_CFS: [&str; 5] = [CF_HISTORY, CF_IDEMPOTENCY, CF_CHANGESETS, CF_REJECTIONS, CF_EVENTS];
+pub(crate) const SNAPSHOT_CFS: [&str; 6] = [CF_HISTORY, CF_IDEMPOTENCY, CF_CHANGESETS, CF_REJECTIONS, CF_EVENTS, CF_SETTINGS];
 
 /// Largest write batch while installing a snapshot.
 const INSTALL_BATCH_BYTES: usize = 4 << 20;
@@ -327,7 +327,11 @@ fn install_named<C: RaftTypeConfig>(
         let Some(name) = SNAPSHOT_CFS.get(section as usize) else {
             return Err(StoreError::Invalid(format!("snapshot {} has unknown section {section}", path.display())));
         };
-        batch.put_cf(cf(db, name), k, v);
+        match (*name, legacy_setting_name(&k)) {
+            // A snapshot built by an older node keeps settings among the events.
+            (CF_EVENTS, Some(setting)) => batch.put_cf(cf(db, CF_SETTINGS), setting, v),
+            _ => batch.put_cf(cf(db, name), k, v),
+        }
         frames += 1;
         // Halfway through, the loaded part is written on its own, so there is always a
         // "partly loaded" state for the crash tests to reach.

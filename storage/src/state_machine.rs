@@ -41,12 +41,12 @@ use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch, DB};
 use crate::codec;
 use crate::db::{
     cf, key_u64, sync_write, u64_key, StoreError, CF_CHANGESETS, CF_CHECKPOINTS, CF_HISTORY,
-    CF_EVENTS, CF_IDEMPOTENCY, CF_REJECTIONS, CF_SM_META,
+    CF_EVENTS, CF_IDEMPOTENCY, CF_REJECTIONS, CF_SETTINGS, CF_SM_META,
 };
 
 use crate::snapshot::{self as snap, SnapshotDir, KEY_APPLIED, KEY_MEMBERSHIP};
 
-const KEY_EVENT_SETTINGS: &[u8] = b"~settings";
+const KEY_EVENT_SETTINGS: &[u8] = b"settings";
 
 /// The time index of idempotency outcomes: 0, the time (big-endian), then the key. Real keys
 /// never start with a 0 byte, so the index sorts before them all.
@@ -58,12 +58,9 @@ fn idempotency_index_key(time_ms: u64, key: &[u8]) -> Vec<u8> {
     k
 }
 
-/// Settings share the events family under keys starting with '~', which sort after every
-/// 8-byte event sequence number in use (so trimming events never touches them).
-fn setting_key(name: &str) -> Vec<u8> {
-    let mut k = b"~".to_vec();
-    k.extend_from_slice(name.as_bytes());
-    k
+/// Settings have a family of their own, keyed by name.
+fn setting_key(name: &str) -> &[u8] {
+    name.as_bytes()
 }
 /// Old rejections are trimmed when the log index is a multiple of this.
 pub const REJECTION_TRIM_EVERY: u64 = 1024;
@@ -206,9 +203,6 @@ impl StateStore {
         let mut out = Vec::new();
         for item in self.db.iterator_cf(cf(&self.db, CF_EVENTS), IteratorMode::End) {
             let (k, v) = item?;
-            if k.len() != 8 {
-                continue; // the settings key
-            }
             if keep(&v) {
                 out.push((key_u64(&k)?, v.into_vec()));
                 if out.len() >= limit {
@@ -234,11 +228,11 @@ impl StateStore {
 
     /// An application setting stored with [`Txn::put_setting`].
     pub fn setting(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.db.get_cf(cf(&self.db, CF_EVENTS), setting_key(name))?)
+        Ok(self.db.get_cf(cf(&self.db, CF_SETTINGS), setting_key(name))?)
     }
 
     pub fn event_settings(&self) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.db.get_cf(cf(&self.db, CF_EVENTS), KEY_EVENT_SETTINGS)?)
+        Ok(self.db.get_cf(cf(&self.db, CF_SETTINGS), KEY_EVENT_SETTINGS)?)
     }
 
     /// Removes all checkpoints (they are derived data).
@@ -366,11 +360,11 @@ impl<'a> Txn<'a> {
 
     /// Stores a small replicated application setting (kept in snapshots).
     pub fn put_setting(&mut self, name: &str, bytes: &[u8]) {
-        self.batch.put_cf(cf(&self.store.db, CF_EVENTS), setting_key(name), bytes);
+        self.batch.put_cf(cf(&self.store.db, CF_SETTINGS), setting_key(name), bytes);
     }
 
     pub fn put_event_settings(&mut self, bytes: &[u8]) {
-        self.batch.put_cf(cf(&self.store.db, CF_EVENTS), KEY_EVENT_SETTINGS, bytes);
+        self.batch.put_cf(cf(&self.store.db, CF_SETTINGS), KEY_EVENT_SETTINGS, bytes);
     }
 
     pub fn put_checkpoint(&mut self, revision: u64, bytes: &[u8]) {
