@@ -462,7 +462,7 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
             }
         }
         CtlCommand::Events { set_min_level: Some(level), set_retention, .. } => {
-            let body = json!({"min_level": level, "retention": set_retention.unwrap_or(crate::domain::events::EVENT_RETENTION_DEFAULT)});
+            let body = json!({"min_level": level, "retention": set_retention.unwrap_or(crate::domain::oplog::EVENT_RETENTION_DEFAULT)});
             let v = ok(client.send(M::PUT, "/v1/events/settings", Some(&body)).await?)?;
             show(out, v);
         }

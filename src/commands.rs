@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use roster_raft::{RaftNode, ProposeError};
 use roster_storage::codec;
 
-use crate::domain::events::Level;
+use crate::domain::oplog::Level;
 use crate::domain::{Command, CommandBody, Outcome, Rejection};
 
 /// A write that has not committed within this long is reported as of unknown outcome (the

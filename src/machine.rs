@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
 use crate::domain::command::check_expected;
-use crate::domain::events::{self, EventSettings, Level, LogEvent, EVENT_MESSAGE_MAX_LEN, EVENT_RETENTION_MAX};
+use crate::domain::oplog::{self, EventSettings, Level, OpEvent, EVENT_MESSAGE_MAX_LEN, EVENT_RETENTION_MAX};
 use crate::domain::tokens::{TokenName, TokenRecord, TOKENS_MAX};
 use crate::domain::AgentId;
 use crate::projection::{self, AgentWakers};
@@ -315,7 +315,7 @@ impl RosterMachine {
                 panic!("expiring idempotency outcomes: {e}");
             }
         }
-        if matches!(outcome, Outcome::Committed { .. }) {
+        if matches!(outcome, Outcome::RevisionSealed { .. }) {
             self.pending_revision = Some(revision);
         }
         outcome
@@ -328,7 +328,7 @@ fn record_event(live: &mut Live, txn: &mut Txn<'_>, level: Level, kind: &str, me
         return None;
     }
     let seq = live.event_seq;
-    let ev = LogEvent { seq, time_ms, level, kind: kind.to_string(), message, actor: actor.to_string(), revision: live.state.revision };
+    let ev = OpEvent { seq, time_ms, level, kind: kind.to_string(), message, actor: actor.to_string(), revision: live.state.revision };
     txn.put_event(seq, &codec::encode(&ev), live.event_settings.retention);
     live.event_seq += 1;
     Some(seq)
@@ -357,7 +357,7 @@ fn execute(
     let result = match &cmd.body {
         CommandBody::Apply { changes } => check_expected(&live.state, cmd.expected_revision)
             .and_then(|()| decide(&live.state, changes, cmd.time_ms))
-            .map(|events| commit(live, log_id, cmd, None, events, txn, agents)),
+            .map(|events| seal_revision(live, log_id, cmd, None, events, txn, agents)),
         CommandBody::CreateChangeset { description } => {
             if live.changesets.len() >= OPEN_CHANGESETS_MAX {
                 Err(Rejection::new(
@@ -401,7 +401,7 @@ fn execute(
                     .map(|events| {
                         txn.delete_changeset(id.as_bytes());
                         live.changesets.remove(id);
-                        commit(live, log_id, cmd, Some(id.clone()), events, txn, agents)
+                        seal_revision(live, log_id, cmd, Some(id.clone()), events, txn, agents)
                     })
             }
         },
@@ -471,7 +471,7 @@ fn execute(
 }
 
 /// Seals a new revision with `events`, folds it into the live state and stages its writes.
-fn commit(
+fn seal_revision(
     live: &mut Live,
     log_id: &LogId<u64>,
     cmd: &Command,
@@ -493,7 +493,7 @@ fn commit(
         idempotency_key: cmd.idempotency_key.clone(),
         events,
     };
-    let implied = events::implied_by(&body.events, body.changeset.as_deref(), revision);
+    let implied = oplog::implied_by(&body.events, body.changeset.as_deref(), revision);
     let record = HistoryRecord::seal(body, live.head);
     txn.put_history(revision, &codec::encode(&record));
     live.state.apply_record_events(revision, &record.body.events);
@@ -506,7 +506,7 @@ fn commit(
         let cp = CheckpointRef { state: &live.state, head: &live.head };
         txn.put_checkpoint(revision, &codec::encode(&cp));
     }
-    Outcome::Committed { revision }
+    Outcome::RevisionSealed { revision }
 }
 
 #[cfg(test)]

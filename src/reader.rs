@@ -4,7 +4,7 @@
 
 use roster_storage::{codec, StateStore, StoreError};
 
-use crate::domain::events::LogEvent;
+use crate::domain::oplog::OpEvent;
 use crate::domain::HistoryRecord;
 use crate::machine::RejectionRecord;
 
@@ -56,8 +56,8 @@ impl Reader {
     }
 
     /// The newest operational events `keep` accepts, newest first, at most `limit`.
-    pub fn events(&self, limit: usize, keep: impl Fn(&LogEvent) -> bool) -> Result<Vec<LogEvent>, StoreError> {
-        let raw = self.store.events_recent(limit, |bytes| codec::decode::<LogEvent>(bytes).map_or(true, |e| keep(&e)))?;
+    pub fn events(&self, limit: usize, keep: impl Fn(&OpEvent) -> bool) -> Result<Vec<OpEvent>, StoreError> {
+        let raw = self.store.events_recent(limit, |bytes| codec::decode::<OpEvent>(bytes).map_or(true, |e| keep(&e)))?;
         raw.into_iter().map(|(_, b)| codec::decode(&b).map_err(|e| corrupt("event", e))).collect()
     }
 

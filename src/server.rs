@@ -432,7 +432,7 @@ async fn record_leader_changes(ctx: Ctx) {
         if leader == Some(ctx.node.id) && recorded_term != Some(term) {
             recorded_term = Some(term);
             let msg = format!("node {} became the leader in term {term}", ctx.node.id);
-            crate::commands::record_event(&ctx.node, crate::domain::events::Level::Info, "leader_elected", msg, format!("node:{}", ctx.node.id)).await;
+            crate::commands::record_event(&ctx.node, crate::domain::oplog::Level::Info, "leader_elected", msg, format!("node:{}", ctx.node.id)).await;
         }
         if metrics.changed().await.is_err() {
             return;

@@ -135,7 +135,7 @@ async fn node(dir: &std::path::Path) -> Running {
     loop {
         let latest = running.node.store.events_recent(1, |_| true).unwrap();
         let recorded = latest.first().is_some_and(|(_, b)| {
-            let e: roster::domain::events::LogEvent = codec::decode(b).unwrap();
+            let e: roster::domain::oplog::OpEvent = codec::decode(b).unwrap();
             e.kind == "leader_elected" && e.message.ends_with(&wanted)
         });
         if recorded {
@@ -224,7 +224,7 @@ async fn run_commands(r: &Running, cmds: &[Command], keyed: &mut BTreeMap<String
                 assert_eq!(before.state, after.state, "a rejected command changed the state: {cmd:?}");
                 assert_eq!(before.changesets, after.changesets, "a rejected command changed changesets: {cmd:?}");
             }
-            Outcome::Committed { revision } => {
+            Outcome::RevisionSealed { revision } => {
                 assert_eq!(*revision, before.state.revision + 1, "revisions are dense");
                 assert_eq!(after.state.revision, *revision);
             }
@@ -245,7 +245,7 @@ proptest! {
             let dir = tempfile::tempdir().unwrap();
             let a = node(&dir.path().join("a")).await;
             let (cmds, outcomes) = run_generated(&a, &generated).await;
-            let committed = outcomes.iter().filter(|o| matches!(o, Outcome::Committed { .. })).count();
+            let committed = outcomes.iter().filter(|o| matches!(o, Outcome::RevisionSealed { .. })).count();
             eprintln!("{} commands: {committed} committed, {} rejected", cmds.len(),
                 outcomes.iter().filter(|o| matches!(o, Outcome::Rejected(_))).count());
 

@@ -309,7 +309,7 @@ async fn report_failure(State(ctx): State<Ctx>, ApiPath(id): ApiPath<String>, Ap
         }
     }
     let msg = format!("agent {id} could not use server {} for task {}", r.server, r.task);
-    super::events::record(&ctx, crate::domain::events::Level::Warning, "connection_failed", msg, format!("agent:{id}")).await;
+    super::events::record(&ctx, crate::domain::oplog::Level::Warning, "connection_failed", msg, format!("agent:{id}")).await;
     let meta = WriteMeta {
         actor: format!("agent:{id}"),
         comment: format!("connection failure reported for task {}", r.task),
@@ -318,7 +318,7 @@ async fn report_failure(State(ctx): State<Ctx>, ApiPath(id): ApiPath<String>, Ap
     };
     let change = Change::MarkServerFailed { name: r.server.clone() };
     match submit(&ctx, meta, CommandBody::Apply { changes: vec![change] }).await {
-        Ok(Outcome::Committed { revision }) => Ok(Json(json!({"marked_failed": true, "revision": revision})).into_response()),
+        Ok(Outcome::RevisionSealed { revision }) => Ok(Json(json!({"marked_failed": true, "revision": revision})).into_response()),
         Ok(other) => Ok(Json(json!({"marked_failed": false, "outcome": other})).into_response()),
         // Changed meanwhile (failed or disabled by someone else): nothing to do, but say why.
         Err(e) if e.status != StatusCode::SERVICE_UNAVAILABLE => {

@@ -8,7 +8,7 @@ use super::{route, RouteSpec};
 use crate::auth::Access::Roles;
 use crate::auth::{ADMIN, READ_AUDIT};
 use super::{read_barrier, read_response, submit, ApiError, ApiJson, ApiQuery, Consistency, Ctx, WriteMeta};
-use crate::domain::events::{EventSettings, Level};
+use crate::domain::oplog::{EventSettings, Level};
 use crate::domain::CommandBody;
 
 /// Most events returned by one request.

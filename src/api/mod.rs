@@ -548,7 +548,7 @@ async fn add_node(axum::extract::State(ctx): axum::extract::State<Ctx>, meta: Wr
     }
     ctx.node.admin(roster_raft::node::AdminRequest::AddNode { id: r.id, addr: r.addr.clone() }).await.map_err(write_error)?;
     let msg = format!("node {} ({}) joined the cluster", r.id, r.addr);
-    events::record(&ctx, crate::domain::events::Level::Info, "node_joined", msg, meta.actor).await;
+    events::record(&ctx, crate::domain::oplog::Level::Info, "node_joined", msg, meta.actor).await;
     Ok(Json(json!({"added": r.id})).into_response())
 }
 
@@ -578,6 +578,6 @@ fn check_host_port(addr: &str) -> Result<(), &'static str> {
 /// Removes a node (the leader included) from the membership.
 async fn remove_node(axum::extract::State(ctx): axum::extract::State<Ctx>, meta: WriteMeta, ApiPath(id): ApiPath<u64>) -> Result<Response, ApiError> {
     ctx.node.admin(roster_raft::node::AdminRequest::RemoveNode { id }).await.map_err(write_error)?;
-    events::record(&ctx, crate::domain::events::Level::Info, "node_left", format!("node {id} left the cluster"), meta.actor).await;
+    events::record(&ctx, crate::domain::oplog::Level::Info, "node_left", format!("node {id} left the cluster"), meta.actor).await;
     Ok(Json(json!({"removed": id})).into_response())
 }

@@ -85,9 +85,9 @@ pub enum CommandBody {
     ApplyChangeset { id: String },
     DiscardChangeset { id: String },
     /// Record an operational event (not a configuration change: no revision).
-    RecordEvent { level: super::events::Level, kind: String, message: String },
+    RecordEvent { level: super::oplog::Level, kind: String, message: String },
     /// Change which events are kept.
-    SetEventSettings { settings: super::events::EventSettings },
+    SetEventSettings { settings: super::oplog::EventSettings },
     /// Add an API token (only its hash travels); not a configuration change.
     CreateToken { token: super::tokens::TokenRecord },
     /// Remove an API token by name.
@@ -147,7 +147,8 @@ impl Rejection {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
-    Committed { revision: u64 },
+    /// The command became revision `revision` (a history record sealed onto the chain).
+    RevisionSealed { revision: u64 },
     ChangesetCreated { id: String },
     ChangesetUpdated { id: String, changes: u32 },
     ChangesetDiscarded { id: String },

@@ -6,7 +6,7 @@
 
 pub mod command;
 pub mod diff;
-pub mod events;
+pub mod oplog;
 pub mod history;
 pub mod model;
 pub mod names;

@@ -40,7 +40,7 @@ impl Default for EventSettings {
 
 /// One recorded event.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LogEvent {
+pub struct OpEvent {
     pub seq: u64,
     pub time_ms: u64,
     pub level: Level,
