@@ -4,6 +4,7 @@
 //! inside the [`Command`], stamped by the node that accepted it, so the same fold runs in the
 //! state machine, in offline replay and in tests.
 
+pub mod changeset;
 pub mod command;
 pub mod diff;
 pub mod oplog;
@@ -12,6 +13,7 @@ pub mod model;
 pub mod names;
 pub mod tokens;
 
+pub use changeset::Changeset;
 pub use command::{decide, Change, Command, CommandBody, MoveDirection, Outcome, RejectCode, Rejection};
 pub use history::{state_digest, ChainError, Hash, HistoryRecord, RecordBody, Replayer};
 pub use model::{Event, Server, ServerStatus, State, TaskConfig};

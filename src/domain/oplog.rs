@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::command::{RejectCode, Rejection};
 use super::model::{Event, ServerStatus};
 
 /// Event levels, ordered by severity.
@@ -21,6 +22,28 @@ pub const EVENT_RETENTION_DEFAULT: u64 = 10_000;
 pub const EVENT_RETENTION_MAX: u64 = 1_000_000;
 /// Longest event message.
 pub const EVENT_MESSAGE_MAX_LEN: usize = 1024;
+/// An event kind is 1 to this many of a-z and '_'.
+pub const EVENT_KIND_MAX_LEN: usize = 64;
+
+/// Whether an event with this kind and message may be recorded.
+pub fn check_event(kind: &str, message: &str) -> Result<(), Rejection> {
+    let valid_kind = !kind.is_empty() && kind.len() <= EVENT_KIND_MAX_LEN && kind.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
+    if !valid_kind {
+        return Err(Rejection::new(RejectCode::Invalid, format!("event kind must be 1 to {EVENT_KIND_MAX_LEN} of a-z and '_'")));
+    }
+    if message.len() > EVENT_MESSAGE_MAX_LEN {
+        return Err(Rejection::new(RejectCode::Invalid, format!("event message longer than {EVENT_MESSAGE_MAX_LEN} bytes")));
+    }
+    Ok(())
+}
+
+/// Whether these settings may be set.
+pub fn check_settings(settings: &EventSettings) -> Result<(), Rejection> {
+    if settings.retention == 0 || settings.retention > EVENT_RETENTION_MAX {
+        return Err(Rejection::new(RejectCode::Invalid, format!("retention must be 1 to {EVENT_RETENTION_MAX} events")));
+    }
+    Ok(())
+}
 
 /// Which events are kept and for how long.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

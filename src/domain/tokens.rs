@@ -1,9 +1,12 @@
 //! API tokens and roles. Only a token's SHA-256 hash is ever stored or replicated; the secret
 //! is shown once, when the token is created.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 pub use super::names::TokenName;
+use super::command::{RejectCode, Rejection};
 use super::AgentId;
 
 /// Most tokens created through the API (tokens from a node's file are not counted).
@@ -72,6 +75,30 @@ impl TokenRecord {
             (r, Some(_)) => Err(format!("only agent tokens name an agent, not {r} tokens")),
         }
     }
+}
+
+/// Whether `token` may join the cluster's `tokens`; `secret_in_use` says whether a token with
+/// the same secret hash already exists.
+pub fn check_create(tokens: &BTreeMap<TokenName, TokenRecord>, secret_in_use: bool, token: &TokenRecord) -> Result<(), Rejection> {
+    token.check().map_err(|m| Rejection::new(RejectCode::Invalid, m))?;
+    if tokens.contains_key(&token.name) {
+        return Err(Rejection::new(RejectCode::AlreadyExists, format!("token {} already exists", token.name)));
+    }
+    if secret_in_use {
+        return Err(Rejection::new(RejectCode::AlreadyExists, "a token with this secret already exists"));
+    }
+    if tokens.len() >= TOKENS_MAX {
+        return Err(Rejection::new(RejectCode::LimitExceeded, format!("at most {TOKENS_MAX} tokens")));
+    }
+    Ok(())
+}
+
+/// Whether the token `name` may be revoked.
+pub fn check_revoke(tokens: &BTreeMap<TokenName, TokenRecord>, name: &TokenName) -> Result<(), Rejection> {
+    if !tokens.contains_key(name) {
+        return Err(Rejection::new(RejectCode::NotFound, format!("token {name} does not exist")));
+    }
+    Ok(())
 }
 
 /// SHA-256 of a token secret.

@@ -2,25 +2,25 @@
 //! seals history records onto the hash chain and writes everything through the storage
 //! transaction. Shared read access for the API goes through [`MachineHandle`].
 
+mod execute;
+mod records;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
 use openraft::LogId;
 use roster_raft::{Proposal, Reply, TypeConfig};
 use roster_storage::{codec, Application, StateStore, StoreError, Txn};
-use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
-use crate::domain::command::check_expected;
-use crate::domain::oplog::{self, EventSettings, Level, OpEvent, EVENT_MESSAGE_MAX_LEN, EVENT_RETENTION_MAX};
-use crate::domain::tokens::{TokenName, TokenRecord, TOKENS_MAX};
-use crate::domain::AgentId;
-use crate::projection::{self, AgentWakers};
-use crate::domain::{
-    decide, Change, Command, CommandBody, Hash, HistoryRecord, Outcome, RecordBody, RejectCode,
-    Rejection, Replayer, State, OPEN_CHANGESETS_MAX, CHANGES_PER_COMMAND_MAX,
-};
+use crate::domain::oplog::EventSettings;
+use crate::domain::tokens::{TokenName, TokenRecord};
+use crate::domain::{AgentId, Command, Hash, Outcome, RejectCode, Rejection, State};
+use crate::projection::AgentWakers;
+
+pub use crate::domain::Changeset;
+pub use records::{fold_stored, RejectionRecord};
+use records::{corrupt, fingerprint, IdempotencyEntry};
 
 /// A checkpoint of the folded state is written every this many revisions, so a restart or a
 /// state-at-revision query folds at most this many records.
@@ -34,49 +34,6 @@ pub const IDEMPOTENCY_EXPIRE_EVERY_LOG_ENTRIES: u64 = 1024;
 pub const IDEMPOTENCY_EXPIRE_BATCH_MAX: usize = 10_000;
 /// Rejections are kept for this many Raft log entries.
 pub const REJECTIONS_KEEP_LOG_ENTRIES: u64 = 100_000;
-
-/// A staged set of changes ("Apply All Changes"), kept in the replicated state.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Changeset {
-    pub id: String,
-    pub description: String,
-    pub created_by: String,
-    pub created_ms: u64,
-    /// The revision when the changeset was created.
-    pub base_revision: u64,
-    pub changes: Vec<Change>,
-}
-
-/// A command that was rejected, kept for audit.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RejectionRecord {
-    pub log_index: u64,
-    pub time_ms: u64,
-    pub actor: String,
-    pub comment: String,
-    pub rejection: Rejection,
-}
-
-/// Stored per idempotency key: what the command was, and what it got.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-struct IdempotencyEntry {
-    fingerprint: Hash,
-    outcome: Outcome,
-}
-
-/// A persisted fold checkpoint.
-#[derive(Deserialize)]
-struct Checkpoint {
-    state: State,
-    head: Hash,
-}
-
-/// The same encoding as [`Checkpoint`], written without cloning the state.
-#[derive(Serialize)]
-struct CheckpointRef<'a> {
-    state: &'a State,
-    head: &'a Hash,
-}
 
 /// The live, applied state of this node.
 #[derive(Clone, Debug, Default)]
@@ -170,37 +127,6 @@ impl RosterMachine {
     }
 }
 
-fn corrupt(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Invalid(format!("history: {e}"))
-}
-
-/// Folds the stored history from its newest checkpoint at or before `upto` (inclusive).
-pub fn fold_stored(store: &StateStore, upto: u64) -> Result<(State, Hash), StoreError> {
-    let mut replayer = match store.checkpoint_at_or_before(upto)? {
-        Some((_, bytes)) => {
-            let cp: Checkpoint = codec::decode(&bytes).map_err(corrupt)?;
-            Replayer::new(cp.state, cp.head)
-        }
-        None => Replayer::new(State::default(), Hash::default()),
-    };
-    let from = replayer.state.revision + 1;
-    crate::reader::Reader::new(store.clone()).records(from, |record| {
-        if record.body.revision > upto {
-            return Ok(false);
-        }
-        replayer.push(&record).map_err(corrupt)?;
-        Ok(true)
-    })?;
-    Ok((replayer.state, replayer.head))
-}
-
-/// The fingerprint that tells a retry (same command) from a reuse of a key for another one.
-fn fingerprint(cmd: &Command) -> Hash {
-    let mut h = Sha256::new();
-    h.update(codec::encode(&(&cmd.actor, &cmd.expected_revision, &cmd.body)));
-    Hash(h.finalize().into())
-}
-
 impl Application<TypeConfig> for RosterMachine {
     fn load(&mut self, store: &StateStore) -> Result<(), StoreError> {
         let (state, head) = fold_stored(store, u64::MAX)?;
@@ -286,7 +212,7 @@ impl RosterMachine {
 
         let mut live = self.shared.live.write().expect("state machine lock poisoned");
         let mut agents = BTreeSet::new();
-        let outcome = execute(&mut live, log_id, position, &cmd, txn, &mut agents);
+        let outcome = execute::execute(&mut live, log_id, position, &cmd, txn, &mut agents);
         let revision = live.state.revision;
         drop(live);
         // Agents are woken in `applied`, once the batch holding this revision is written.
@@ -322,197 +248,10 @@ impl RosterMachine {
     }
 }
 
-/// Records an operational event if its level passes the settings; returns its sequence number.
-fn record_event(live: &mut Live, txn: &mut Txn<'_>, level: Level, kind: &str, message: String, actor: &str, time_ms: u64) -> Option<u64> {
-    if level < live.event_settings.min_level {
-        return None;
-    }
-    let seq = live.event_seq;
-    let ev = OpEvent { seq, time_ms, level, kind: kind.to_string(), message, actor: actor.to_string(), revision: live.state.revision };
-    txn.put_event(seq, &codec::encode(&ev), live.event_settings.retention);
-    live.event_seq += 1;
-    Some(seq)
-}
-
-/// A changeset's id: derived from the Raft entry that created it (and the command's position
-/// in that entry), so every node derives the same id.
-fn changeset_id(log_index: u64, position: usize) -> String {
-    if position == 0 {
-        format!("cs-{log_index}")
-    } else {
-        format!("cs-{log_index}-{position}")
-    }
-}
-
-/// Runs one command against the live state. Pure apart from the writes into `txn`.
-/// `agents` collects the agents whose configuration the command may have changed.
-fn execute(
-    live: &mut Live,
-    log_id: &LogId<u64>,
-    position: usize,
-    cmd: &Command,
-    txn: &mut Txn<'_>,
-    agents: &mut BTreeSet<AgentId>,
-) -> Outcome {
-    let result = match &cmd.body {
-        CommandBody::Apply { changes } => check_expected(&live.state, cmd.expected_revision)
-            .and_then(|()| decide(&live.state, changes, cmd.time_ms))
-            .map(|events| seal_revision(live, log_id, cmd, None, events, txn, agents)),
-        CommandBody::CreateChangeset { description } => {
-            if live.changesets.len() >= OPEN_CHANGESETS_MAX {
-                Err(Rejection::new(
-                    RejectCode::LimitExceeded,
-                    format!("{OPEN_CHANGESETS_MAX} changesets are already staged; apply or discard some"),
-                ))
-            } else {
-                let cs = Changeset {
-                    id: changeset_id(log_id.index, position),
-                    description: description.clone(),
-                    created_by: cmd.actor.clone(),
-                    created_ms: cmd.time_ms,
-                    base_revision: live.state.revision,
-                    changes: Vec::new(),
-                };
-                txn.put_changeset(cs.id.as_bytes(), &codec::encode(&cs));
-                let id = cs.id.clone();
-                live.changesets.insert(id.clone(), cs);
-                Ok(Outcome::ChangesetCreated { id })
-            }
-        }
-        CommandBody::AddToChangeset { id, changes } => match live.changesets.get_mut(id) {
-            None => Err(Rejection::new(RejectCode::NotFound, format!("changeset {id} does not exist"))),
-            Some(_) if changes.is_empty() => Err(Rejection::new(RejectCode::Invalid, "no changes given")),
-            Some(cs) if cs.changes.len() + changes.len() > CHANGES_PER_COMMAND_MAX => Err(Rejection::new(
-                RejectCode::LimitExceeded,
-                format!("a changeset holds at most {CHANGES_PER_COMMAND_MAX} changes"),
-            )),
-            Some(cs) => {
-                cs.changes.extend(changes.iter().cloned());
-                txn.put_changeset(id.as_bytes(), &codec::encode(&*cs));
-                Ok(Outcome::ChangesetUpdated { id: id.clone(), changes: cs.changes.len() as u32 })
-            }
-        },
-        CommandBody::ApplyChangeset { id } => match live.changesets.get(id) {
-            None => Err(Rejection::new(RejectCode::NotFound, format!("changeset {id} does not exist"))),
-            Some(cs) => {
-                let changes = cs.changes.clone();
-                check_expected(&live.state, cmd.expected_revision)
-                    .and_then(|()| decide(&live.state, &changes, cmd.time_ms))
-                    .map(|events| {
-                        txn.delete_changeset(id.as_bytes());
-                        live.changesets.remove(id);
-                        seal_revision(live, log_id, cmd, Some(id.clone()), events, txn, agents)
-                    })
-            }
-        },
-        CommandBody::DiscardChangeset { id } => match live.changesets.remove(id) {
-            None => Err(Rejection::new(RejectCode::NotFound, format!("changeset {id} does not exist"))),
-            Some(_) => {
-                txn.delete_changeset(id.as_bytes());
-                Ok(Outcome::ChangesetDiscarded { id: id.clone() })
-            }
-        },
-        CommandBody::RecordEvent { level, kind, message } => {
-            let valid_kind = !kind.is_empty() && kind.len() <= 64 && kind.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
-            if !valid_kind {
-                Err(Rejection::new(RejectCode::Invalid, "event kind must be 1 to 64 of a-z and '_'"))
-            } else if message.len() > EVENT_MESSAGE_MAX_LEN {
-                Err(Rejection::new(RejectCode::Invalid, format!("event message longer than {EVENT_MESSAGE_MAX_LEN} bytes")))
-            } else {
-                let seq = record_event(live, txn, *level, kind, message.clone(), &cmd.actor, cmd.time_ms);
-                Ok(Outcome::EventRecorded { seq })
-            }
-        }
-        CommandBody::SetEventSettings { settings } => {
-            if settings.retention == 0 || settings.retention > EVENT_RETENTION_MAX {
-                Err(Rejection::new(RejectCode::Invalid, format!("retention must be 1 to {EVENT_RETENTION_MAX} events")))
-            } else {
-                live.event_settings = *settings;
-                txn.put_event_settings(&codec::encode(settings));
-                if live.event_seq > settings.retention {
-                    txn.trim_events(live.event_seq - settings.retention);
-                }
-                Ok(Outcome::EventSettingsSet)
-            }
-        }
-        CommandBody::CreateToken { token } => {
-            if let Err(m) = token.check() {
-                Err(Rejection::new(RejectCode::Invalid, m))
-            } else if live.tokens.contains_key(&token.name) {
-                Err(Rejection::new(RejectCode::AlreadyExists, format!("token {} already exists", token.name)))
-            } else if live.token_hashes.contains_key(&token.hash) {
-                Err(Rejection::new(RejectCode::AlreadyExists, "a token with this secret already exists"))
-            } else if live.tokens.len() >= TOKENS_MAX {
-                Err(Rejection::new(RejectCode::LimitExceeded, format!("at most {TOKENS_MAX} tokens")))
-            } else {
-                let mut tokens = live.tokens.clone();
-                tokens.insert(token.name.clone(), token.clone());
-                txn.put_setting(SETTING_TOKENS, &codec::encode(&tokens));
-                live.set_tokens(tokens);
-                let msg = format!("token {} ({}) created", token.name, token.role);
-                record_event(live, txn, Level::Info, "token_created", msg, &cmd.actor, cmd.time_ms);
-                Ok(Outcome::TokenCreated { name: token.name.to_string() })
-            }
-        }
-        CommandBody::RevokeToken { name } => {
-            if !live.tokens.contains_key(name) {
-                Err(Rejection::new(RejectCode::NotFound, format!("token {name} does not exist")))
-            } else {
-                let mut tokens = live.tokens.clone();
-                tokens.remove(name);
-                txn.put_setting(SETTING_TOKENS, &codec::encode(&tokens));
-                live.set_tokens(tokens);
-                record_event(live, txn, Level::Info, "token_revoked", format!("token {name} revoked"), &cmd.actor, cmd.time_ms);
-                Ok(Outcome::TokenRevoked { name: name.to_string() })
-            }
-        }
-    };
-    result.unwrap_or_else(Outcome::Rejected)
-}
-
-/// Seals a new revision with `events`, folds it into the live state and stages its writes.
-fn seal_revision(
-    live: &mut Live,
-    log_id: &LogId<u64>,
-    cmd: &Command,
-    changeset: Option<String>,
-    events: Vec<crate::domain::Event>,
-    txn: &mut Txn<'_>,
-    agents: &mut BTreeSet<AgentId>,
-) -> Outcome {
-    let revision = live.state.revision + 1;
-    projection::candidates(&live.state, &events, agents);
-    let body = RecordBody {
-        revision,
-        log_term: log_id.leader_id.term,
-        log_index: log_id.index,
-        time_ms: cmd.time_ms,
-        actor: cmd.actor.clone(),
-        comment: cmd.comment.clone(),
-        changeset,
-        idempotency_key: cmd.idempotency_key.clone(),
-        events,
-    };
-    let implied = oplog::implied_by(&body.events, body.changeset.as_deref(), revision);
-    let record = HistoryRecord::seal(body, live.head);
-    txn.put_history(revision, &codec::encode(&record));
-    live.state.apply_record_events(revision, &record.body.events);
-    projection::candidates(&live.state, &record.body.events, agents);
-    live.head = record.hash;
-    for (level, kind, message) in implied {
-        record_event(live, txn, level, kind, message, &cmd.actor, cmd.time_ms);
-    }
-    if revision % CHECKPOINT_EVERY_REVISIONS == 0 {
-        let cp = CheckpointRef { state: &live.state, head: &live.head };
-        txn.put_checkpoint(revision, &codec::encode(&cp));
-    }
-    Outcome::RevisionSealed { revision }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Change, ClusterName, ServerName, TaskName};
+    use crate::domain::{Change, ClusterName, CommandBody, ServerName, TaskName};
 
     fn proposal(changes: Vec<Change>) -> Proposal {
         let cmd = Command {
