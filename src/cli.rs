@@ -144,7 +144,7 @@ pub enum CtlCommand {
         /// kind:name, e.g. server:rt1.
         #[arg(long)]
         entity: Option<String>,
-        #[arg(long, default_value_t = 100)]
+        #[arg(long, default_value_t = crate::api::PAGE_DEFAULT)]
         limit: usize,
     },
     /// Show the state (at a revision).
@@ -169,7 +169,7 @@ pub enum CtlCommand {
         level: Option<String>,
         #[arg(long)]
         kind: Option<String>,
-        #[arg(long, default_value_t = 100)]
+        #[arg(long, default_value_t = crate::api::PAGE_DEFAULT)]
         limit: usize,
         /// Change the settings instead: keep events at or above this level...
         #[arg(long)]

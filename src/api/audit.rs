@@ -18,6 +18,8 @@ use crate::machine::{fold_stored, RejectionRecord};
 
 /// Most history records returned by one `GET /v1/history`.
 pub const HISTORY_PAGE_MAX: usize = 1000;
+/// Longest decimal form of a u64 (a changeset id's numbers).
+const U64_DECIMAL_DIGITS_MAX: usize = 20;
 /// Most records `GET /v1/history` examines for one page when filters match few of them.
 pub const HISTORY_SCAN_MAX: u64 = 1_000_000;
 
@@ -77,7 +79,7 @@ async fn list_changesets(State(ctx): State<Ctx>, c: Consistency) -> Result<Respo
 }
 
 fn check_changeset_id(id: &str) -> Result<(), ApiError> {
-    let numeric = |n: &str| !n.is_empty() && n.len() <= 20 && n.bytes().all(|b| b.is_ascii_digit());
+    let numeric = |n: &str| !n.is_empty() && n.len() <= U64_DECIMAL_DIGITS_MAX && n.bytes().all(|b| b.is_ascii_digit());
     let ok = id.strip_prefix("cs-").is_some_and(|rest| match rest.split_once('-') {
         Some((a, b)) => numeric(a) && numeric(b),
         None => numeric(rest),
@@ -166,7 +168,7 @@ async fn history(State(ctx): State<Ctx>, c: Consistency, ApiQuery(q): ApiQuery<H
             Some((kind.to_string(), name.to_string()))
         }
     };
-    let limit = q.limit.unwrap_or(100).clamp(1, HISTORY_PAGE_MAX);
+    let limit = q.limit.unwrap_or(super::PAGE_DEFAULT).clamp(1, HISTORY_PAGE_MAX);
     read_barrier(&ctx, c).await?;
     let head = ctx.machine.read().state.revision;
     let from = q.from.unwrap_or(1).max(1);
@@ -226,7 +228,7 @@ struct LimitQuery {
 
 async fn rejections(State(ctx): State<Ctx>, c: Consistency, ApiQuery(q): ApiQuery<LimitQuery>) -> Result<Response, ApiError> {
     read_barrier(&ctx, c).await?;
-    let limit = q.limit.unwrap_or(100).clamp(1, HISTORY_PAGE_MAX);
+    let limit = q.limit.unwrap_or(super::PAGE_DEFAULT).clamp(1, HISTORY_PAGE_MAX);
     let list: Vec<RejectionRecord> = ctx.reader.rejections(limit).map_err(|e| ApiError::internal(e.to_string()))?;
     Ok(read_response(ctx.machine.read().state.revision, &list))
 }

@@ -35,7 +35,7 @@ struct EventsQuery {
 
 async fn list(State(ctx): State<Ctx>, c: Consistency, ApiQuery(q): ApiQuery<EventsQuery>) -> Result<Response, ApiError> {
     read_barrier(&ctx, c).await?;
-    let limit = q.limit.unwrap_or(100).clamp(1, EVENTS_PAGE_MAX);
+    let limit = q.limit.unwrap_or(super::PAGE_DEFAULT).clamp(1, EVENTS_PAGE_MAX);
     let reader = ctx.reader.clone();
     let events = tokio::task::spawn_blocking(move || {
         reader.events(limit, |e| {

@@ -34,6 +34,8 @@ use crate::machine::MachineHandle;
 
 /// Largest request body accepted by the public API.
 pub const BODY_MAX_BYTES: usize = 1 << 20;
+/// Items in a page of a list (history, events) when the request names no `limit`.
+pub const PAGE_DEFAULT: usize = 100;
 /// Once a request's head is accepted, its whole body must arrive within this long (408
 /// otherwise): a client trickling bytes cannot hold a buffer and a connection forever.
 pub const BODY_READ_TIMEOUT_MS: u64 = 10_000;

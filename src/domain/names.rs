@@ -26,22 +26,31 @@ pub const CHANGES_PER_COMMAND_MAX: usize = 1_000;
 /// Most changesets staged at once.
 pub const OPEN_CHANGESETS_MAX: usize = 1_000;
 
+/// An error echoes at most this many characters of a refused name.
+const NAME_ECHO_MAX_CHARS: usize = 80;
+
 /// Why a name was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid {kind} {value:?}: {reason}")]
 pub struct NameError {
     pub kind: &'static str,
     pub value: String,
-    pub reason: &'static str,
+    pub reason: String,
+}
+
+impl NameError {
+    fn new(kind: &'static str, value: &str, reason: &str) -> Self {
+        NameError { kind, value: value.chars().take(NAME_ECHO_MAX_CHARS).collect(), reason: reason.to_string() }
+    }
 }
 
 fn check_name(kind: &'static str, value: &str) -> Result<(), NameError> {
-    let err = |reason| NameError { kind, value: value.chars().take(80).collect(), reason };
+    let err = |reason: &str| NameError::new(kind, value, reason);
     if value.is_empty() {
         return Err(err("must not be empty"));
     }
     if value.len() > NAME_MAX_LEN {
-        return Err(err("longer than 64 characters"));
+        return Err(err(&format!("longer than {NAME_MAX_LEN} characters")));
     }
     let first = value.as_bytes()[0];
     if !first.is_ascii_alphanumeric() {
@@ -117,7 +126,7 @@ name_type!(
     PoolName, "pool name");
 
 fn check_host(kind: &'static str, value: &str) -> Result<(), NameError> {
-    let err = |reason| NameError { kind, value: value.chars().take(80).collect(), reason };
+    let err = |reason: &str| NameError::new(kind, value, reason);
     if value.is_empty() {
         return Err(err("must not be empty"));
     }
@@ -132,7 +141,7 @@ fn check_host(kind: &'static str, value: &str) -> Result<(), NameError> {
 }
 
 fn check_scheme(kind: &'static str, value: &str) -> Result<(), NameError> {
-    let err = |reason| NameError { kind, value: value.chars().take(80).collect(), reason };
+    let err = |reason: &str| NameError::new(kind, value, reason);
     if value.is_empty() || value.len() > 16 {
         return Err(err("must be 1 to 16 characters"));
     }
