@@ -103,40 +103,26 @@ pub fn replay_data_dir(dir: &Path) -> anyhow::Result<(State, Hash)> {
 }
 
 async fn export(conn: &crate::cli::ConnArgs, output: &Path) -> anyhow::Result<()> {
-    let transport = conn.transport()?;
-    let http = transport.client_builder()?.build()?;
-    let mut last_err = None;
-    for ep in &conn.endpoints {
-        let resp = match http.get(transport.url(ep, "/v1/history/export")).send().await {
-            Ok(r) if r.status().is_success() => r,
-            Ok(r) => {
-                last_err = Some(anyhow::anyhow!("{ep}: HTTP {}", r.status()));
-                continue;
-            }
-            Err(e) => {
-                last_err = Some(anyhow::anyhow!("{ep}: {e}"));
-                continue;
-            }
-        };
-        let head: u64 = resp.headers().get(crate::api::HEADER_REVISION).and_then(|v| v.to_str().ok()?.parse().ok()).unwrap_or(0);
-        let tmp = output.with_extension("partial");
-        let mut out = BufWriter::new(std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?);
-        let mut resp = resp;
-        let mut lines = 0u64;
-        let mut last_shown = 0u64;
-        while let Some(chunk) = resp.chunk().await.context("the export stream broke")? {
-            lines += chunk.iter().filter(|b| **b == b'\n').count() as u64;
-            out.write_all(&chunk)?;
-            if lines >= last_shown + 10_000 || lines == head {
-                eprint!("\rexported {lines}/{head} revisions ({:.0}%)", 100.0 * lines as f64 / head.max(1) as f64);
-                last_shown = lines;
-            }
+    // The export streams for as long as the history is long: no whole-request timeout.
+    let options = crate::cli::ClientOptions { request_timeout: None, connect_timeout: None };
+    let client = crate::cli::Client::with(conn.transport()?, conn.endpoints.clone(), options)?;
+    let (ep, mut resp) = client.get_first_ok("/v1/history/export").await?;
+    let head: u64 = resp.headers().get(crate::api::HEADER_REVISION).and_then(|v| v.to_str().ok()?.parse().ok()).unwrap_or(0);
+    let tmp = output.with_extension("partial");
+    let mut out = BufWriter::new(std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?);
+    let mut lines = 0u64;
+    let mut last_shown = 0u64;
+    while let Some(chunk) = resp.chunk().await.with_context(|| format!("the export stream from {ep} broke"))? {
+        lines += chunk.iter().filter(|b| **b == b'\n').count() as u64;
+        out.write_all(&chunk)?;
+        if lines >= last_shown + 10_000 || lines == head {
+            eprint!("\rexported {lines}/{head} revisions ({:.0}%)", 100.0 * lines as f64 / head.max(1) as f64);
+            last_shown = lines;
         }
-        out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-        anyhow::ensure!(lines == head, "the export stopped at {lines} of {head} revisions");
-        std::fs::rename(&tmp, output)?;
-        eprintln!("\rexported {lines} revisions to {}            ", output.display());
-        return Ok(());
     }
-    Err(last_err.unwrap_or_else(|| anyhow::anyhow!("no endpoint answered")))
+    out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    anyhow::ensure!(lines == head, "the export stopped at {lines} of {head} revisions");
+    std::fs::rename(&tmp, output)?;
+    eprintln!("\rexported {lines} revisions to {}            ", output.display());
+    Ok(())
 }

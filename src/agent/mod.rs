@@ -30,7 +30,6 @@ use serde_json::json;
 use crate::domain::{AgentId, ClusterName, ServerName, ServerStatus, TaskName};
 use crate::projection::{AgentConfig, AgentServer, AgentTask};
 use resolve::Resolver;
-use roster_raft::network::POOL_IDLE_TIMEOUT_MS;
 
 /// How long the agent asks a node to hold a watch.
 pub const WATCH_WAIT_MS: u64 = 25_000;
@@ -191,9 +190,8 @@ struct Agent {
     /// The bearer secret local programs present to report failures.
     client_secret: Arc<str>,
     state_dir: PathBuf,
-    endpoints: Vec<String>,
-    http: reqwest::Client,
-    transport: roster_raft::Transport,
+    /// The cluster's API, with the endpoints to fail over between.
+    client: Arc<crate::cli::Client>,
 }
 
 /// Writes `bytes` to `path` atomically: a temporary file, fsync, rename, fsync of the folder.
@@ -221,7 +219,7 @@ fn load_json<T: for<'de> Deserialize<'de>>(path: &Path) -> anyhow::Result<Option
 
 impl Agent {
     fn base(&self, ep: &str) -> String {
-        self.transport.url(ep, "")
+        self.client.url(ep, "")
     }
 
     /// Deploys a configuration received from the cluster through `endpoint`.
@@ -252,10 +250,11 @@ impl Agent {
         let mut idx = 0usize;
         let mut backoff = RETRY_FIRST_MS;
         loop {
-            let ep = self.endpoints[idx % self.endpoints.len()].clone();
+            let endpoints = self.client.endpoints();
+            let ep = endpoints[idx % endpoints.len()].clone();
             let after = self.inner.lock().expect("agent lock").deployed.as_ref().map(|c| c.revision).unwrap_or(0);
             let url = format!("{}/v1/agents/{id}/config?after={after}&wait_ms={WATCH_WAIT_MS}", self.base(&ep));
-            let result = self.http.get(&url).timeout(Duration::from_millis(WATCH_WAIT_MS + 10_000)).send().await;
+            let result = self.client.http().get(&url).timeout(Duration::from_millis(WATCH_WAIT_MS + 10_000)).send().await;
             let failure = match result {
                 Ok(r) if r.status() == StatusCode::NO_CONTENT => None,
                 Ok(r) if r.status().is_success() => match r.json::<AgentConfig>().await {
@@ -267,7 +266,7 @@ impl Agent {
                             Ok(()) => {
                                 tracing::info!(revision, endpoint = %ep, "deployed");
                                 let ack = format!("{}/v1/agents/{id}/ack", self.base(&ep));
-                                let _ = self.http.post(ack).json(&json!({"revision": revision})).send().await;
+                                let _ = self.client.http().post(ack).json(&json!({"revision": revision})).send().await;
                                 None
                             }
                             Err(e) => Some(format!("deploying: {e:#}")),
@@ -298,9 +297,9 @@ impl Agent {
     /// Reports a failed server to the cluster (first endpoint that answers).
     async fn report(&self, task: &TaskName, server: &ServerName) {
         let id = self.inner.lock().expect("agent lock").id.clone();
-        for ep in &self.endpoints {
+        for ep in self.client.endpoints() {
             let url = format!("{}/v1/agents/{id}/failures", self.base(ep));
-            if let Ok(r) = self.http.post(url).json(&json!({"task": task, "server": server})).send().await {
+            if let Ok(r) = self.client.http().post(url).json(&json!({"task": task, "server": server})).send().await {
                 if r.status().is_success() {
                     return;
                 }
@@ -416,13 +415,14 @@ pub async fn run(args: AgentArgs, shutdown: impl std::future::Future<Output = ()
         None => std::fs::read_to_string("/etc/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "agent".into()),
     };
     let id = AgentId::new(id)?;
-    anyhow::ensure!(!args.conn.endpoints.is_empty(), "no endpoints given");
     anyhow::ensure!(
         args.listen.ip().is_loopback(),
         "--listen {} is not a loopback address: the local endpoint is for programs on this machine",
         args.listen
     );
-    let transport = args.conn.transport()?;
+    // No whole-request timeout: the watch is a long poll that sets its own.
+    let options = crate::cli::ClientOptions { request_timeout: None, connect_timeout: Some(Duration::from_secs(2)) };
+    let client = Arc::new(crate::cli::Client::with(args.conn.transport()?, args.conn.endpoints.clone(), options)?);
     std::fs::create_dir_all(&args.state_dir).with_context(|| format!("creating {}", args.state_dir.display()))?;
     let client_secret = ensure_client_secret(&args.state_dir)?;
     let local_path = args.state_dir.join(LOCAL_FILE);
@@ -451,15 +451,7 @@ pub async fn run(args: AgentArgs, shutdown: impl std::future::Future<Output = ()
         })),
         client_secret: Arc::from(client_secret.as_str()),
         state_dir: args.state_dir.clone(),
-        endpoints: args.conn.endpoints.clone(),
-        http: transport
-            .client_builder()?
-            // Below every node's header read timeout, so a pooled connection is never reused
-            // just as the server closes it.
-            .pool_idle_timeout(Duration::from_millis(POOL_IDLE_TIMEOUT_MS))
-            .connect_timeout(Duration::from_secs(2))
-            .build()?,
-        transport,
+        client,
     };
     let router = Router::new()
         .route("/resolve/{task}", get(resolve))

@@ -1,0 +1,164 @@
+//! `roster bench agents`: simulated agents holding config watches on one node.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+use super::{free_port, tempfile_dir};
+
+/// Most simulated agents (each holds one connection; mind `ulimit -n`).
+pub const AGENTS_BENCH_MAX: usize = 50_000;
+
+fn rss_kb(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).context("no VmRSS")?;
+    Ok(line.split_whitespace().nth(1).context("bad VmRSS")?.parse()?)
+}
+
+async fn post_changes(http: &reqwest::Client, base: &str, changes: Vec<serde_json::Value>) -> anyhow::Result<u64> {
+    let r = http.post(format!("{base}/v1/commands")).json(&serde_json::json!({"changes": changes})).send().await?;
+    let status = r.status();
+    let v: serde_json::Value = r.json().await?;
+    anyhow::ensure!(status.is_success(), "setup failed: {v}");
+    v["committed"]["revision"].as_u64().context("no revision")
+}
+
+pub(super) async fn agents_bench(agents: usize, applies: usize, secure: bool) -> anyhow::Result<()> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    anyhow::ensure!((1..=AGENTS_BENCH_MAX).contains(&agents), "--agents must be 1..={AGENTS_BENCH_MAX}");
+    anyhow::ensure!((1..=100).contains(&applies), "--applies must be 1..=100");
+    let dir = tempfile_dir()?;
+    let port = free_port()?;
+    let addr = format!("127.0.0.1:{port}");
+    let secure_dir = dir.join("secure");
+    let transport = if secure {
+        let made = crate::tls::init(&secure_dir, &[], false)?;
+        roster_raft::Transport {
+            ca_pem: Some(Arc::new(std::fs::read(secure_dir.join(crate::tls::CA_CERT))?)),
+            // The simulated agents use the admin token, which may use every agent's routes.
+            bearer: Some(Arc::from(made.admin_secret.as_str())),
+        }
+    } else {
+        roster_raft::Transport::insecure()
+    };
+    let base = transport.url(&addr, "");
+    let mut node = tokio::process::Command::new(std::env::current_exe()?)
+        .args(["serve", "--listen", &addr, "--data-dir"])
+        .arg(dir.join("node"))
+        .args(if secure { vec!["--secure-dir".to_string(), secure_dir.display().to_string()] } else { vec!["--insecure".to_string()] })
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let pid = node.id().context("node pid")?;
+    let http = transport.client_builder()?.pool_max_idle_per_host(agents + 16).timeout(Duration::from_secs(120)).build()?;
+    let started = Instant::now();
+    while !http.get(format!("{base}/readyz")).send().await.map(|r| r.status().is_success()).unwrap_or(false) {
+        anyhow::ensure!(started.elapsed() < Duration::from_secs(30), "node not ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!("setting up {agents} agents in one agent cluster...");
+    let ids: Vec<String> = (0..agents).map(|i| format!("sim{i}")).collect();
+    post_changes(&http, &base, vec![
+        serde_json::json!({"add_server": {"name": "rt1", "host": "10.0.0.1", "port": 80}}),
+        serde_json::json!({"add_server": {"name": "rt2", "host": "10.0.0.2", "port": 80}}),
+        serde_json::json!({"create_cluster": {"name": "bench"}}),
+        serde_json::json!({"set_servers": {"task": "billing", "cluster": "bench", "servers": ["rt1", "rt2"]}}),
+    ]).await?;
+    for chunk in ids.chunks(crate::domain::CHANGES_PER_COMMAND_MAX / 2) {
+        let mut changes = Vec::new();
+        for id in chunk {
+            changes.push(serde_json::json!({"register_agent": {"id": id}}));
+            changes.push(serde_json::json!({"add_agent_to_cluster": {"cluster": "bench", "agent": id}}));
+        }
+        post_changes(&http, &base, changes).await?;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss_before = rss_kb(pid)?;
+
+    // Each simulated agent: watch, deploy (record), ack, repeat.
+    let acked: Arc<Vec<AtomicU64>> = Arc::new((0..agents).map(|_| AtomicU64::new(0)).collect());
+    let mut tasks = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
+        let (http, base, id, acked) = (http.clone(), base.clone(), id.clone(), acked.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut after = 0u64;
+            loop {
+                let url = format!("{base}/v1/agents/{id}/config?after={after}&wait_ms=60000");
+                match http.get(&url).send().await {
+                    Ok(r) if r.status() == reqwest::StatusCode::OK => {
+                        let Ok(v) = r.json::<serde_json::Value>().await else { continue };
+                        let rev = v["revision"].as_u64().unwrap_or(after);
+                        let ack = http.post(format!("{base}/v1/agents/{id}/ack")).json(&serde_json::json!({"revision": rev})).send().await;
+                        if ack.is_ok() {
+                            acked[i].store(rev, Ordering::Release);
+                        }
+                        after = rev;
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        }));
+    }
+    let wait_all = |target: u64, limit: Duration| {
+        let acked = acked.clone();
+        async move {
+            let t = Instant::now();
+            let mut done_at = vec![None; acked.len()];
+            while t.elapsed() < limit {
+                let mut all = true;
+                for (i, a) in acked.iter().enumerate() {
+                    if done_at[i].is_none() {
+                        if a.load(Ordering::Acquire) >= target {
+                            done_at[i] = Some(t.elapsed());
+                        } else {
+                            all = false;
+                        }
+                    }
+                }
+                if all {
+                    return Some(done_at.into_iter().map(|d| d.unwrap_or_default()).collect::<Vec<_>>());
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            None
+        }
+    };
+    let head: serde_json::Value = http.get(format!("{base}/v1/state/digest")).send().await?.json().await?;
+    let initial = head["revision"].as_u64().unwrap_or(0);
+    wait_all(initial, Duration::from_secs(120)).await.context("agents did not all deploy the initial configuration")?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss_connected = rss_kb(pid)?;
+    println!(
+        "{agents} agents connected: node RSS {} MB -> {} MB = {:.1} KB per agent connection",
+        rss_before / 1024,
+        rss_connected / 1024,
+        (rss_connected.saturating_sub(rss_before)) as f64 / agents as f64
+    );
+    let mut all_done = Vec::new();
+    for n in 0..applies {
+        let t0 = Instant::now();
+        let rev = post_changes(&http, &base, vec![serde_json::json!({"set_load_balancing": {"task": "billing", "cluster": "bench", "enabled": n % 2 == 0}})]).await?;
+        let times = wait_all(rev, Duration::from_secs(120)).await.context("not every agent acknowledged in 120 s")?;
+        let base_ms = t0.elapsed().as_secs_f64() * 1000.0 - times.iter().max().copied().unwrap_or_default().as_secs_f64() * 1000.0;
+        let mut ms: Vec<f64> = times.iter().map(|d| base_ms + d.as_secs_f64() * 1000.0).collect();
+        ms.sort_by(|a, b| a.total_cmp(b));
+        let p = |q: f64| ms[((ms.len() as f64 * q) as usize).min(ms.len() - 1)];
+        println!("apply {}: revision {rev}: acknowledged by all {agents} agents: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms", n + 1, p(0.5), p(0.99), p(1.0));
+        all_done.push(p(1.0));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    all_done.sort_by(|a, b| a.total_cmp(b));
+    println!("time to all {agents} acknowledged over {applies} applies: median {:.0} ms, max {:.0} ms", all_done[all_done.len() / 2], all_done[all_done.len() - 1]);
+    for t in tasks {
+        t.abort();
+    }
+    let _ = node.start_kill();
+    let _ = node.wait().await;
+    let _ = std::fs::remove_dir_all(dir);
+    Ok(())
+}
+

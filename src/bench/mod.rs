@@ -1,0 +1,146 @@
+//! `roster bench`: measured figures, never timed assertions.
+//!
+//! - `fold`: decode, hash-check and fold a generated history in memory (offline replay speed).
+//! - `restart`: generate a node data dir with a long history through the real state machine,
+//!   then start `roster serve` on it and time until it serves the last revision.
+//! - `write`: write throughput and latency through a running or a started 3-node cluster.
+//! - `agents`: deployment fan-out to simulated agents, and node memory per held watch.
+
+mod agents;
+mod fold;
+mod restart;
+mod write;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Subcommand;
+
+use crate::domain::{Change, ClusterName, Host, ServerName, TaskName};
+
+pub use agents::AGENTS_BENCH_MAX;
+pub use write::{WRITE_BENCH_CLIENTS_MAX, WRITE_BENCH_DURATION_MAX_SECS};
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCmd {
+    /// Offline replay speed: decode + verify + fold a generated history.
+    Fold {
+        #[arg(long, default_value_t = 1_000_000)]
+        revisions: u64,
+    },
+    /// Restart time of a node on a long history.
+    Restart {
+        #[arg(long, default_value_t = 1_000_000)]
+        revisions: u64,
+        /// Where to generate the node's data (default: a temporary folder).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Restarts to time.
+        #[arg(long, default_value_t = 3)]
+        runs: u32,
+    },
+    /// Write throughput and latency: concurrent clients sending single-change commands.
+    Write {
+        /// Concurrent clients (each sends one request at a time).
+        #[arg(long, default_value_t = 16)]
+        clients: usize,
+        /// Seconds to run.
+        #[arg(long, default_value_t = 10)]
+        duration_secs: u64,
+        /// Endpoints of a running cluster; without them a 3-node cluster is started on
+        /// loopback (separate processes, fsync on) for the run.
+        #[arg(long, value_delimiter = ',')]
+        endpoints: Vec<String>,
+        /// Send every request to the leader (`leader`) or spread clients over all nodes
+        /// (`all`, followers forward to the leader).
+        #[arg(long, default_value = "leader")]
+        target: String,
+        /// Run the benchmark's own cluster with TLS and tokens (the production setup) instead
+        /// of `--insecure`.
+        #[arg(long, conflicts_with = "endpoints")]
+        secure: bool,
+    },
+    /// Deployment fan-out: simulated agents (tasks in this process) hold config watches on one
+    /// node; times apply → all agents acknowledged, and the node's memory per agent.
+    Agents {
+        #[arg(long, default_value_t = 10_000)]
+        agents: usize,
+        /// Changes to apply and time.
+        #[arg(long, default_value_t = 5)]
+        applies: usize,
+        /// Run the node with TLS and tokens (agents connect over TLS) instead of `--insecure`.
+        #[arg(long)]
+        secure: bool,
+    },
+}
+
+const SERVERS: usize = 20;
+const CLUSTERS: usize = 5;
+const TASKS: usize = 50;
+
+fn server(i: usize) -> ServerName {
+    ServerName::new(format!("rt{i}")).expect("valid")
+}
+fn cluster(i: usize) -> ClusterName {
+    ClusterName::new(format!("c{i}")).expect("valid")
+}
+fn task(i: usize) -> TaskName {
+    TaskName::new(format!("task{i}")).expect("valid")
+}
+
+/// The changes of revision `revision` of a synthetic workload: revision 1 sets up servers,
+/// clusters and tasks; later ones are single changes that are always valid.
+pub fn synthetic_changes(revision: u64) -> Vec<Change> {
+    if revision == 1 {
+        let mut v: Vec<Change> = (0..SERVERS)
+            .map(|i| Change::AddServer {
+                name: server(i),
+                host: Host::new(format!("10.0.{}.{}", i / 250, i % 250 + 1)).expect("valid"),
+                port: 8080,
+                pool: None,
+                scheme: None,
+            })
+            .collect();
+        v.extend((0..CLUSTERS).map(|i| Change::CreateCluster { name: cluster(i) }));
+        v.extend((0..TASKS).map(|t| Change::SetServers {
+            task: task(t),
+            cluster: cluster(t % CLUSTERS),
+            servers: (0..4).map(|k| server((t + k) % SERVERS)).collect(),
+        }));
+        return v;
+    }
+    let r = revision as usize;
+    let t = r % TASKS;
+    let change = match r % 4 {
+        0 => Change::SetLoadBalancing { task: task(t), cluster: cluster(t % CLUSTERS), enabled: r % 8 == 0 },
+        1 => Change::DisableServer { name: server(r % SERVERS) },
+        2 => Change::EnableServer { name: server(r % SERVERS) },
+        _ => Change::SetServers {
+            task: task(t),
+            cluster: cluster(t % CLUSTERS),
+            servers: (0..4).map(|k| server((r + k) % SERVERS)).collect(),
+        },
+    };
+    vec![change]
+}
+
+pub async fn run(cmd: BenchCmd) -> anyhow::Result<()> {
+    match cmd {
+        BenchCmd::Fold { revisions } => tokio::task::spawn_blocking(move || fold::fold(revisions)).await?,
+        BenchCmd::Restart { revisions, data_dir, runs } => restart::restart(revisions, data_dir, runs).await,
+        BenchCmd::Write { clients, duration_secs, endpoints, target, secure } => {
+            write::write_bench(clients, Duration::from_secs(duration_secs), endpoints, &target, secure).await
+        }
+        BenchCmd::Agents { agents, applies, secure } => agents::agents_bench(agents, applies, secure).await,
+    }
+}
+
+fn tempfile_dir() -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("roster-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}

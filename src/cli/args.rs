@@ -1,0 +1,322 @@
+//! The flags of `roster ctl`, and the connection flags every client command shares.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Args, Subcommand, ValueEnum};
+
+use super::client::Transport;
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+/// Where the management nodes are and how to authenticate to them (ctl, agent, audit).
+#[derive(Args, Debug, Clone)]
+pub struct ConnArgs {
+    /// Management nodes to talk to (host:port or a full URL), tried in order.
+    #[arg(long, env = "ROSTER_ENDPOINTS", value_delimiter = ',', default_value = "127.0.0.1:7001")]
+    pub endpoints: Vec<String>,
+    /// CA certificate (PEM) the nodes' certificates are checked against; HTTPS is used when
+    /// it is set. Default: `roster-dev/secure/ca.pem` if that file exists.
+    #[arg(long, env = "ROSTER_CA")]
+    pub ca: Option<PathBuf>,
+    /// File holding the bearer token. Default: `roster-dev/secure/admin.token` if it exists.
+    #[arg(long, env = "ROSTER_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Talk plain HTTP without a token, even if the dev cluster's files exist.
+    #[arg(long)]
+    pub insecure: bool,
+}
+
+/// Where `roster dev` keeps its security files.
+pub const DEV_SECURE_DIR: &str = "roster-dev/secure";
+
+impl ConnArgs {
+    /// The transport these flags describe.
+    pub fn transport(&self) -> anyhow::Result<Transport> {
+        if self.insecure {
+            return Ok(Transport::insecure());
+        }
+        let dev = std::path::Path::new(DEV_SECURE_DIR);
+        let ca = self.ca.clone().or_else(|| Some(dev.join(crate::tls::CA_CERT)).filter(|p| p.exists()));
+        let token_file = self.token_file.clone().or_else(|| Some(dev.join(crate::tls::ADMIN_TOKEN)).filter(|p| p.exists()));
+        let ca_pem = match ca {
+            Some(p) => Some(Arc::new(std::fs::read(&p).with_context(|| format!("reading the CA file {}", p.display()))?)),
+            None => None,
+        };
+        let bearer = match token_file {
+            Some(p) => {
+                let t = std::fs::read_to_string(&p).with_context(|| format!("reading the token file {}", p.display()))?;
+                let t = t.trim();
+                anyhow::ensure!(!t.is_empty(), "the token file {} is empty", p.display());
+                Some(Arc::from(t))
+            }
+            None => None,
+        };
+        // A token must never travel in plain text: with a CA or a token, every endpoint is
+        // reached over TLS, and an explicit `http://` endpoint is refused.
+        if ca_pem.is_some() || bearer.is_some() {
+            if let Some(plain) = self.endpoints.iter().find(|e| e.trim().to_ascii_lowercase().starts_with("http://")) {
+                anyhow::bail!(
+                    "endpoint {plain} is plain HTTP, but a CA or token is configured: the token would be sent \
+                     unencrypted. Give host:port (TLS is used) or https://..., or pass --insecure for a plain-HTTP cluster"
+                );
+            }
+        }
+        Ok(Transport { ca_pem, bearer })
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct CtlArgs {
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+    /// Identity recorded as the actor of changes when the cluster runs without
+    /// authentication (default: $USER); with tokens the actor is the token's name.
+    #[arg(long, env = "ROSTER_ACTOR")]
+    pub actor: Option<String>,
+    /// Comment recorded with the revision.
+    #[arg(short = 'm', long)]
+    pub comment: Option<String>,
+    /// Refuse the write unless the cluster is at this revision.
+    #[arg(long)]
+    pub expected_revision: Option<u64>,
+    /// Idempotency key (default: a random one per invocation).
+    #[arg(long)]
+    pub idempotency_key: Option<String>,
+    /// Stage the change in this changeset instead of applying it.
+    #[arg(long)]
+    pub changeset: Option<String>,
+    /// Read the node's own applied state instead of a linearizable read.
+    #[arg(long)]
+    pub local: bool,
+    #[command(subcommand)]
+    pub command: CtlCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CtlCommand {
+    /// Run-time servers.
+    #[command(subcommand)]
+    Servers(ServersCmd),
+    /// Agent clusters and their members.
+    #[command(subcommand)]
+    Clusters(ClustersCmd),
+    /// Registered agents.
+    #[command(subcommand)]
+    Agents(AgentsCmd),
+    /// Tasks and their failover lists.
+    #[command(subcommand)]
+    Tasks(TasksCmd),
+    /// Staged changesets.
+    #[command(subcommand)]
+    Changesets(ChangesetsCmd),
+    /// Apply a staged changeset as one revision ("Apply All Changes").
+    Apply { id: String },
+    /// Show the revision history (or one revision).
+    History {
+        /// Show only this revision.
+        revision: Option<u64>,
+        #[arg(long)]
+        from: Option<u64>,
+        #[arg(long)]
+        to: Option<u64>,
+        #[arg(long)]
+        actor_filter: Option<String>,
+        /// kind:name, e.g. server:rt1.
+        #[arg(long)]
+        entity: Option<String>,
+        #[arg(long, default_value_t = crate::api::PAGE_DEFAULT)]
+        limit: usize,
+    },
+    /// Show the state (at a revision).
+    State {
+        #[arg(long)]
+        revision: Option<u64>,
+    },
+    /// Show what changed between two revisions.
+    Diff { from: u64, to: Option<u64> },
+    /// Cluster status.
+    #[command(subcommand)]
+    Cluster(ClusterCmd),
+    /// API tokens (admin).
+    #[command(subcommand)]
+    Tokens(TokensCmd),
+    /// Show who the cluster thinks you are (token name and role).
+    Whoami,
+    /// The operational event log (newest first).
+    Events {
+        /// Minimum level: info, warning or error.
+        #[arg(long)]
+        level: Option<String>,
+        #[arg(long)]
+        kind: Option<String>,
+        #[arg(long, default_value_t = crate::api::PAGE_DEFAULT)]
+        limit: usize,
+        /// Change the settings instead: keep events at or above this level...
+        #[arg(long)]
+        set_min_level: Option<String>,
+        /// ...and at most this many.
+        #[arg(long)]
+        set_retention: Option<u64>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ServersCmd {
+    List,
+    Get { name: String },
+    Add {
+        name: String,
+        #[arg(long)]
+        host: String,
+        #[arg(long)]
+        port: u16,
+        #[arg(long)]
+        pool: Option<String>,
+        #[arg(long)]
+        scheme: Option<String>,
+    },
+    Update {
+        name: String,
+        #[arg(long)]
+        host: Option<String>,
+        #[arg(long)]
+        port: Option<u16>,
+        #[arg(long)]
+        pool: Option<String>,
+        #[arg(long)]
+        clear_pool: bool,
+        #[arg(long)]
+        scheme: Option<String>,
+    },
+    Delete { name: String },
+    Enable { name: String },
+    Disable { name: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ClustersCmd {
+    List,
+    Get { name: String },
+    Create { name: String },
+    Delete { name: String },
+    AddAgent { cluster: String, agent: String },
+    RemoveAgent { cluster: String, agent: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AgentsCmd {
+    /// Agents with their clusters, deployed revision, last contact and lag.
+    List,
+    Register { id: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TasksCmd {
+    List,
+    Get { task: String },
+    Create { task: String },
+    Delete { task: String },
+    /// Replace the failover list (in order).
+    SetServers {
+        task: String,
+        #[arg(long)]
+        cluster: String,
+        servers: Vec<String>,
+    },
+    AddServer {
+        task: String,
+        #[arg(long)]
+        cluster: String,
+        server: String,
+        #[arg(long)]
+        position: Option<u32>,
+    },
+    RemoveServer {
+        task: String,
+        #[arg(long)]
+        cluster: String,
+        server: String,
+    },
+    /// Move a server up or down in the failover list.
+    Move {
+        task: String,
+        #[arg(long)]
+        cluster: String,
+        server: String,
+        #[arg(value_enum)]
+        direction: Dir,
+    },
+    /// Turn load balancing on or off.
+    LoadBalancing {
+        task: String,
+        #[arg(long)]
+        cluster: String,
+        #[arg(value_enum)]
+        state: OnOff,
+    },
+    DeleteConfig {
+        task: String,
+        #[arg(long)]
+        cluster: String,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Dir {
+    Up,
+    Down,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum OnOff {
+    On,
+    Off,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ChangesetsCmd {
+    List,
+    Show { id: String },
+    Create {
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// Add raw changes given as JSON (e.g. '{"create_cluster":{"name":"eu"}}').
+    Add { id: String, changes: Vec<String> },
+    Preview { id: String },
+    Discard { id: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokensCmd {
+    List,
+    /// Create a token; its secret is printed once.
+    Create {
+        name: String,
+        /// admin, operator, auditor, agent or viewer.
+        role: String,
+        /// For the agent role: the agent this token speaks for.
+        #[arg(long)]
+        agent: Option<String>,
+    },
+    Revoke { name: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ClusterCmd {
+    /// Members, roles, leader, term, indexes and follower lag.
+    Status,
+    /// Add a node: it joins as a learner, catches up, then becomes a voter.
+    AddNode { id: u64, addr: String },
+    /// Remove a node (the leader included).
+    RemoveNode { id: u64 },
+}

@@ -1,0 +1,145 @@
+//! The HTTP client of Roster's API shared by `ctl`, `agent`, `audit` and the benchmarks:
+//! the transport (TLS trust and bearer token) and the endpoint list with failover.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::args::ConnArgs;
+/// Client TLS settings live in `roster-raft`, whose Raft network client uses them too.
+pub use roster_raft::Transport;
+
+/// Per-request timeout of the CLI.
+pub const CTL_REQUEST_TIMEOUT_MS: u64 = 15_000;
+
+/// Talks to the API with endpoint failover.
+pub struct Client {
+    http: reqwest::Client,
+    transport: Transport,
+    endpoints: Vec<String>,
+    headers: Vec<(&'static str, String)>,
+}
+
+/// How a [`Client`]'s connections behave.
+#[derive(Clone, Copy, Debug)]
+pub struct ClientOptions {
+    /// Whole-request timeout; `None` for long polls that set their own per request.
+    pub request_timeout: Option<Duration>,
+    pub connect_timeout: Option<Duration>,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self { request_timeout: Some(Duration::from_millis(CTL_REQUEST_TIMEOUT_MS)), connect_timeout: None }
+    }
+}
+
+impl Client {
+    /// The client `roster ctl` and `roster audit` use: the flags' transport and endpoints.
+    pub fn new(conn: &ConnArgs) -> anyhow::Result<Self> {
+        Self::with(conn.transport()?, conn.endpoints.clone(), ClientOptions::default())
+    }
+
+    pub fn with(transport: Transport, endpoints: Vec<String>, options: ClientOptions) -> anyhow::Result<Self> {
+        anyhow::ensure!(!endpoints.is_empty(), "no endpoints given");
+        let mut builder = transport
+            .client_builder()?
+            // Below every node's header read timeout, so a pooled connection is never reused
+            // just as the server closes it.
+            .pool_idle_timeout(Duration::from_millis(roster_raft::network::POOL_IDLE_TIMEOUT_MS));
+        if let Some(t) = options.request_timeout {
+            builder = builder.timeout(t);
+        }
+        if let Some(t) = options.connect_timeout {
+            builder = builder.connect_timeout(t);
+        }
+        Ok(Self { http: builder.build()?, transport, endpoints, headers: Vec::new() })
+    }
+
+    /// The underlying HTTP client (TLS trust and bearer token already configured).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    pub fn endpoints(&self) -> &[String] {
+        &self.endpoints
+    }
+
+    /// The URL of `path` on `endpoint`, with the transport's scheme.
+    pub fn url(&self, endpoint: &str, path: &str) -> String {
+        self.transport.url(endpoint, path)
+    }
+
+    /// GETs `path` from the first endpoint that answers with success, for streamed answers.
+    /// Returns the endpoint and its response.
+    pub async fn get_first_ok(&self, path: &str) -> anyhow::Result<(String, reqwest::Response)> {
+        let mut last_err = None;
+        for ep in &self.endpoints {
+            match self.http.get(self.url(ep, path)).send().await {
+                Ok(r) if r.status().is_success() => return Ok((ep.clone(), r)),
+                Ok(r) => last_err = Some(anyhow::anyhow!("{ep}: HTTP {}", r.status())),
+                Err(e) => last_err = Some(anyhow::anyhow!("{ep}: {e}")),
+            }
+        }
+        Err(last_err.unwrap_or_else(|| anyhow::anyhow!("no endpoint answered")))
+    }
+
+    /// The client address of the current leader, as the first answering endpoint knows it.
+    pub async fn leader_addr(&self) -> anyhow::Result<String> {
+        for ep in &self.endpoints {
+            let Ok(r) = self.http.get(self.url(ep, "/v1/cluster")).send().await else { continue };
+            let Ok(v) = r.json::<Value>().await else { continue };
+            let Some(leader) = v["leader"].as_u64() else { continue };
+            if let Some(m) = v["members"].as_array().and_then(|a| a.iter().find(|m| m["id"].as_u64() == Some(leader))) {
+                return Ok(m["addr"].as_str().unwrap_or(ep).to_string());
+            }
+        }
+        anyhow::bail!("no leader found among {}", self.endpoints.join(","))
+    }
+
+    /// Whether requests carry a token (so the actor is the token's identity).
+    pub fn has_token(&self) -> bool {
+        self.transport.bearer.is_some()
+    }
+
+    pub fn header(mut self, name: &'static str, value: String) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
+    /// Sends a request to the first endpoint that answers; moves on after connection errors
+    /// and 503s. Returns the status and the JSON body.
+    pub async fn send(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> anyhow::Result<(u16, Value)> {
+        let mut last_err = None;
+        for ep in &self.endpoints {
+            let mut req = self.http.request(method.clone(), self.transport.url(ep, path));
+            for (k, v) in &self.headers {
+                req = req.header(*k, v);
+            }
+            if let Some(b) = body {
+                req = req.json(b);
+            }
+            match req.send().await {
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    let text = resp.text().await.unwrap_or_default();
+                    let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+                    if status == 503 {
+                        last_err = Some(anyhow::anyhow!("{ep}: {}", error_message(&value)));
+                        continue;
+                    }
+                    return Ok((status, value));
+                }
+                Err(e) => last_err = Some(anyhow::anyhow!("{ep}: {e}")),
+            }
+        }
+        Err(last_err.unwrap_or_else(|| anyhow::anyhow!("no endpoint answered")))
+    }
+}
+
+pub(super) fn error_message(v: &Value) -> String {
+    match v.pointer("/error/message").and_then(Value::as_str) {
+        Some(m) => format!("{} ({})", m, v.pointer("/error/code").and_then(Value::as_str).unwrap_or("error")),
+        None => v.to_string(),
+    }
+}

@@ -1,0 +1,308 @@
+//! Running one `roster ctl` invocation: flags to requests, changes and printed answers.
+
+use anyhow::{bail, Context};
+use serde_json::{json, Value};
+
+use super::args::*;
+use super::client::{error_message, Client};
+use super::output::*;
+use crate::domain::{AgentId, Change, ClusterName, Host, MoveDirection, PoolName, Scheme, ServerName, TaskName};
+
+fn random_key() -> String {
+    use rand::Rng;
+    let n: u128 = rand::thread_rng().gen();
+    format!("ctl-{n:032x}")
+}
+
+/// Runs one `roster ctl` invocation.
+pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
+    let mut client = Client::new(&args.conn)?;
+    if !client.has_token() {
+        let actor = args.actor.clone().or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "cli".into());
+        client = client.header(crate::api::HEADER_ACTOR, actor);
+    }
+    if let Some(c) = &args.comment {
+        client = client.header(crate::api::HEADER_COMMENT, c.clone());
+    }
+    if let Some(r) = args.expected_revision {
+        client = client.header(crate::api::HEADER_EXPECTED_REVISION, r.to_string());
+    }
+    let key = args.idempotency_key.clone().unwrap_or_else(random_key);
+    let client = client.header(crate::api::HEADER_IDEMPOTENCY_KEY, key);
+    let q = if args.local { "consistency=local" } else { "consistency=linearizable" };
+    let out = args.output;
+    let stage = args.changeset.clone();
+
+    use reqwest::Method as M;
+    let get = |path: String| {
+        let client = &client;
+        async move { client.send(M::GET, &path, None).await }
+    };
+    match args.command {
+        CtlCommand::Servers(ServersCmd::List) => {
+            let v = ok(get(format!("/v1/servers?{q}")).await?)?;
+            print(out, &v, &["name", "url", "status"], |s| {
+                vec![s["name"].to_string(), s["url"].to_string(), s["status"].to_string()]
+            });
+        }
+        CtlCommand::Servers(ServersCmd::Get { name }) => show(out, ok(get(format!("/v1/servers/{name}?{q}")).await?)?),
+        CtlCommand::Clusters(ClustersCmd::List) => {
+            let v = ok(get(format!("/v1/agent-clusters?{q}")).await?)?;
+            print(out, &v, &["name", "agents", "tasks"], |c| {
+                vec![c["name"].to_string(), join(&c["agents"]), join(&c["tasks"])]
+            });
+        }
+        CtlCommand::Clusters(ClustersCmd::Get { name }) => show(out, ok(get(format!("/v1/agent-clusters/{name}?{q}")).await?)?),
+        CtlCommand::Agents(AgentsCmd::List) => {
+            let v = ok(get("/v1/agents".into()).await?)?;
+            print(out, &v["agents"], &["id", "clusters", "deployed", "desired", "lag", "last_contact", "node"], |a| {
+                vec![
+                    plain(&a["id"]),
+                    join(&a["clusters"]),
+                    plain(&a["deployed_revision"]),
+                    plain(&a["desired_revision"]),
+                    plain(&a["lag"]),
+                    a["last_contact_ms"].as_u64().map(format_ms).unwrap_or_else(|| "never".into()),
+                    plain(&a["node"]),
+                ]
+            });
+            if let Some(u) = v["unreachable_nodes"].as_array().filter(|u| !u.is_empty()) {
+                eprintln!("note: nodes {} did not answer; their agents' contacts may be missing", join(&Value::Array(u.clone())));
+            }
+        }
+        CtlCommand::Events { set_min_level: Some(level), set_retention, .. } => {
+            let body = json!({"min_level": level, "retention": set_retention.unwrap_or(crate::domain::oplog::EVENT_RETENTION_DEFAULT)});
+            let v = ok(client.send(M::PUT, "/v1/events/settings", Some(&body)).await?)?;
+            show(out, v);
+        }
+        CtlCommand::Events { level, kind, limit, .. } => {
+            let mut path = format!("/v1/events?{q}&limit={limit}");
+            if let Some(l) = level {
+                path.push_str(&format!("&level={}", urlencode(&l)));
+            }
+            if let Some(k) = kind {
+                path.push_str(&format!("&kind={}", urlencode(&k)));
+            }
+            let v = ok(get(path).await?)?;
+            print(out, &v, &["seq", "time", "level", "kind", "message"], |e| {
+                vec![plain(&e["seq"]), e["time_ms"].as_u64().map(format_ms).unwrap_or_default(), plain(&e["level"]), plain(&e["kind"]), plain(&e["message"])]
+            });
+        }
+        CtlCommand::Tasks(TasksCmd::List) => {
+            let v = ok(get(format!("/v1/tasks?{q}")).await?)?;
+            print_configs(out, &v);
+        }
+        CtlCommand::Tasks(TasksCmd::Get { task }) => {
+            let v = ok(get(format!("/v1/tasks/{task}?{q}")).await?)?;
+            print_configs(out, &Value::Array(vec![v]));
+        }
+        CtlCommand::Changesets(ChangesetsCmd::List) => {
+            let v = ok(get(format!("/v1/changesets?{q}")).await?)?;
+            print(out, &v, &["id", "changes", "base_revision", "created_by", "description"], |c| {
+                ["id", "changes", "base_revision", "created_by", "description"].iter().map(|k| c[*k].to_string()).collect()
+            });
+        }
+        CtlCommand::Changesets(ChangesetsCmd::Show { id }) => show(out, ok(get(format!("/v1/changesets/{id}?{q}")).await?)?),
+        CtlCommand::Changesets(ChangesetsCmd::Create { description }) => {
+            let v = ok(client.send(M::POST, "/v1/changesets", Some(&json!({"description": description}))).await?)?;
+            report(out, &v);
+        }
+        CtlCommand::Changesets(ChangesetsCmd::Add { id, changes }) => {
+            let parsed: Vec<Change> = changes
+                .iter()
+                .map(|c| serde_json::from_str(c).with_context(|| format!("change {c:?} is not a valid change")))
+                .collect::<anyhow::Result<_>>()?;
+            let v = ok(client.send(M::POST, &format!("/v1/changesets/{id}/changes"), Some(&json!({"changes": parsed}))).await?)?;
+            report(out, &v);
+        }
+        CtlCommand::Changesets(ChangesetsCmd::Preview { id }) => {
+            let v = ok(get(format!("/v1/changesets/{id}/preview?{q}")).await?)?;
+            if out == Output::Json {
+                show(out, v);
+            } else if v["valid"] == json!(true) {
+                println!("changeset {id} applies cleanly on revision {}:", v["revision"]);
+                print_diff(&v["diff"]);
+            } else {
+                println!("changeset {id} would be rejected: {}", error_message(&v));
+            }
+        }
+        CtlCommand::Changesets(ChangesetsCmd::Discard { id }) => {
+            report(out, &ok(client.send(M::DELETE, &format!("/v1/changesets/{id}"), None).await?)?)
+        }
+        CtlCommand::Apply { id } => {
+            report(out, &ok(client.send(M::POST, &format!("/v1/changesets/{id}/apply"), None).await?)?)
+        }
+        CtlCommand::History { revision: Some(r), .. } => show(out, ok(get(format!("/v1/history/{r}?{q}")).await?)?),
+        CtlCommand::History { revision: None, from, to, actor_filter, entity, limit } => {
+            let mut path = format!("/v1/history?{q}&limit={limit}");
+            for (k, v) in [("from", from.map(|x| x.to_string())), ("to", to.map(|x| x.to_string())), ("actor", actor_filter), ("entity", entity)] {
+                if let Some(v) = v {
+                    path.push_str(&format!("&{k}={}", urlencode(&v)));
+                }
+            }
+            let v = ok(get(path).await?)?;
+            print(out, &v["records"], &["revision", "time", "actor", "comment", "events"], |r| {
+                let events: Vec<String> = r["events"]
+                    .as_array()
+                    .map(|a| a.iter().map(event_summary).collect())
+                    .unwrap_or_default();
+                let time = r["time_ms"].as_u64().map(format_ms).unwrap_or_default();
+                vec![r["revision"].to_string(), time, r["actor"].to_string(), r["comment"].to_string(), events.join("; ")]
+            });
+        }
+        CtlCommand::State { revision } => {
+            let path = match revision {
+                Some(r) => format!("/v1/state?{q}&revision={r}"),
+                None => format!("/v1/state?{q}"),
+            };
+            show(out, ok(get(path).await?)?)
+        }
+        CtlCommand::Diff { from, to } => {
+            let path = match to {
+                Some(t) => format!("/v1/diff?{q}&from={from}&to={t}"),
+                None => format!("/v1/diff?{q}&from={from}"),
+            };
+            let v = ok(get(path).await?)?;
+            if out == Output::Json {
+                show(out, v);
+            } else {
+                println!("changes from revision {} to {}:", v["from"], v["to"]);
+                print_diff(&v["changes"]);
+            }
+        }
+        CtlCommand::Cluster(ClusterCmd::Status) => {
+            let v = ok(get("/v1/cluster".into()).await?)?;
+            if out == Output::Json {
+                show(out, v);
+            } else {
+                println!("leader {}  term {}  revision {}", plain(&v["leader"]), v["term"], v["revision"]);
+                print(out, &v["members"], &["id", "addr", "role", "lag"], |m| {
+                    let id = m["id"].to_string();
+                    let role = if v["leader"] == m["id"] { "leader" } else if m["voter"] == json!(true) { "voter" } else { "learner" };
+                    vec![id.clone(), plain(&m["addr"]), role.into(), plain(&v["follower_lag"][&id])]
+                });
+            }
+        }
+        CtlCommand::Cluster(ClusterCmd::AddNode { id, addr }) => {
+            ok(client.send(M::POST, "/v1/cluster/nodes", Some(&json!({"id": id, "addr": addr}))).await?)?;
+            println!("node {id} added");
+        }
+        CtlCommand::Cluster(ClusterCmd::RemoveNode { id }) => {
+            ok(client.send(M::DELETE, &format!("/v1/cluster/nodes/{id}"), None).await?)?;
+            println!("node {id} removed");
+        }
+        CtlCommand::Tokens(TokensCmd::List) => {
+            let v = ok(get(format!("/v1/tokens?{q}")).await?)?;
+            print(out, &v, &["name", "role", "agent", "source", "created_by"], |t| {
+                vec![plain(&t["name"]), plain(&t["role"]), plain(&t["agent"]), plain(&t["source"]), plain(&t["created_by"])]
+            });
+        }
+        CtlCommand::Tokens(TokensCmd::Create { name, role, agent }) => {
+            let v = ok(client.send(M::POST, "/v1/tokens", Some(&json!({"name": name, "role": role, "agent": agent}))).await?)?;
+            if out == Output::Json {
+                show(out, v);
+            } else {
+                println!("token {} ({}) created; its secret, shown only now:", plain(&v["name"]), plain(&v["role"]));
+                println!("{}", plain(&v["token"]));
+            }
+        }
+        CtlCommand::Tokens(TokensCmd::Revoke { name }) => {
+            ok(client.send(M::DELETE, &format!("/v1/tokens/{name}"), None).await?)?;
+            println!("token {name} revoked");
+        }
+        CtlCommand::Whoami => {
+            let v = ok(get("/v1/whoami".into()).await?)?;
+            if out == Output::Json || v["name"].is_null() {
+                show(out, v);
+            } else {
+                println!("{} ({})", plain(&v["name"]), plain(&v["role"]));
+            }
+        }
+        other => {
+            let change = to_change(other)?;
+            let v = match &stage {
+                Some(id) => client.send(M::POST, &format!("/v1/changesets/{id}/changes"), Some(&json!({"changes": [change]}))).await?,
+                None => client.send(M::POST, "/v1/commands", Some(&json!({"changes": [change]}))).await?,
+            };
+            report(out, &ok(v)?);
+        }
+    }
+    Ok(())
+}
+
+/// The change a mutating subcommand stands for.
+fn to_change(cmd: CtlCommand) -> anyhow::Result<Change> {
+    let sn = |s: String| ServerName::new(s);
+    let cn = |s: String| ClusterName::new(s);
+    let tn = |s: String| TaskName::new(s);
+    Ok(match cmd {
+        CtlCommand::Servers(ServersCmd::Add { name, host, port, pool, scheme }) => Change::AddServer {
+            name: sn(name)?,
+            host: Host::new(host)?,
+            port,
+            pool: pool.map(PoolName::new).transpose()?,
+            scheme: scheme.map(Scheme::new).transpose()?,
+        },
+        CtlCommand::Servers(ServersCmd::Update { name, host, port, pool, clear_pool, scheme }) => Change::UpdateServer {
+            name: sn(name)?,
+            host: host.map(Host::new).transpose()?,
+            port,
+            pool: pool.map(PoolName::new).transpose()?,
+            clear_pool,
+            scheme: scheme.map(Scheme::new).transpose()?,
+        },
+        CtlCommand::Servers(ServersCmd::Delete { name }) => Change::DeleteServer { name: sn(name)? },
+        CtlCommand::Servers(ServersCmd::Enable { name }) => Change::EnableServer { name: sn(name)? },
+        CtlCommand::Servers(ServersCmd::Disable { name }) => Change::DisableServer { name: sn(name)? },
+        CtlCommand::Clusters(ClustersCmd::Create { name }) => Change::CreateCluster { name: cn(name)? },
+        CtlCommand::Clusters(ClustersCmd::Delete { name }) => Change::DeleteCluster { name: cn(name)? },
+        CtlCommand::Clusters(ClustersCmd::AddAgent { cluster, agent }) => {
+            Change::AddAgentToCluster { cluster: cn(cluster)?, agent: AgentId::new(agent)? }
+        }
+        CtlCommand::Clusters(ClustersCmd::RemoveAgent { cluster, agent }) => {
+            Change::RemoveAgentFromCluster { cluster: cn(cluster)?, agent: AgentId::new(agent)? }
+        }
+        CtlCommand::Agents(AgentsCmd::Register { id }) => Change::RegisterAgent { id: AgentId::new(id)? },
+        CtlCommand::Tasks(TasksCmd::Create { task }) => Change::CreateTask { name: tn(task)? },
+        CtlCommand::Tasks(TasksCmd::Delete { task }) => Change::DeleteTask { name: tn(task)? },
+        CtlCommand::Tasks(TasksCmd::SetServers { task, cluster, servers }) => Change::SetServers {
+            task: tn(task)?,
+            cluster: cn(cluster)?,
+            servers: servers.into_iter().map(sn).collect::<Result<_, _>>()?,
+        },
+        CtlCommand::Tasks(TasksCmd::AddServer { task, cluster, server, position }) => {
+            Change::AddServerToList { task: tn(task)?, cluster: cn(cluster)?, server: sn(server)?, position }
+        }
+        CtlCommand::Tasks(TasksCmd::RemoveServer { task, cluster, server }) => {
+            Change::RemoveServerFromList { task: tn(task)?, cluster: cn(cluster)?, server: sn(server)? }
+        }
+        CtlCommand::Tasks(TasksCmd::Move { task, cluster, server, direction }) => Change::MoveServer {
+            task: tn(task)?,
+            cluster: cn(cluster)?,
+            server: sn(server)?,
+            direction: match direction {
+                Dir::Up => MoveDirection::Up,
+                Dir::Down => MoveDirection::Down,
+            },
+        },
+        CtlCommand::Tasks(TasksCmd::LoadBalancing { task, cluster, state }) => {
+            Change::SetLoadBalancing { task: tn(task)?, cluster: cn(cluster)?, enabled: matches!(state, OnOff::On) }
+        }
+        CtlCommand::Tasks(TasksCmd::DeleteConfig { task, cluster }) => Change::DeleteTaskConfig { task: tn(task)?, cluster: cn(cluster)? },
+        other => bail!("{other:?} is not a change"),
+    })
+}
+
+fn ok((status, v): (u16, Value)) -> anyhow::Result<Value> {
+    if (200..300).contains(&status) {
+        Ok(v)
+    } else {
+        bail!("{} (HTTP {status})", error_message(&v))
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || b"-_.~:".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}

@@ -1,0 +1,15 @@
+//! `roster ctl`: the administrators' command line over the HTTP API.
+//!
+//! Every mutation becomes one domain [`Change`]; it is applied at once (`POST /v1/commands`)
+//! or, with `--changeset ID`, staged in that changeset. Writes carry a generated idempotency
+//! key, so failing over to another endpoint after an unknown outcome never applies twice.
+
+pub mod args;
+pub mod client;
+mod commands;
+mod output;
+
+pub use args::{ConnArgs, CtlArgs, Output, DEV_SECURE_DIR};
+pub use client::{Client, ClientOptions, Transport, CTL_REQUEST_TIMEOUT_MS};
+pub use commands::run;
+pub use output::{format_ms, print_table, terminal_safe};

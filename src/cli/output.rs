@@ -1,0 +1,172 @@
+//! Printing answers of the API: tables, JSON, outcomes of writes, diffs and times.
+
+use serde_json::Value;
+
+use super::args::Output;
+
+pub(super) fn plain(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    }
+}
+
+pub(super) fn join(v: &Value) -> String {
+    v.as_array().map(|a| a.iter().map(plain).collect::<Vec<_>>().join(",")).unwrap_or_default()
+}
+
+pub(super) fn show(out: Output, v: Value) {
+    let _ = out;
+    println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+}
+
+/// Prints the outcome of a write.
+pub(super) fn report(out: Output, v: &Value) {
+    if out == Output::Json {
+        println!("{v}");
+        return;
+    }
+    if let Some(r) = v.pointer("/committed/revision") {
+        println!("committed revision {r}");
+    } else if let Some(id) = v.pointer("/changeset_created/id") {
+        println!("created changeset {}", plain(id));
+    } else if let Some(u) = v.get("changeset_updated") {
+        println!("staged in changeset {} ({} changes)", plain(&u["id"]), u["changes"]);
+    } else if let Some(id) = v.pointer("/changeset_discarded/id") {
+        println!("discarded changeset {}", plain(id));
+    } else {
+        println!("{v}");
+    }
+}
+
+/// Prints rows of a JSON array as a table (or the JSON itself).
+pub(super) fn print(out: Output, v: &Value, headers: &[&str], row: impl Fn(&Value) -> Vec<String>) {
+    if out == Output::Json {
+        println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+        return;
+    }
+    let rows: Vec<Vec<String>> = v
+        .as_array()
+        .map(|a| a.iter().map(|x| row(x).into_iter().map(|c| c.trim_matches('"').to_string()).collect()).collect())
+        .unwrap_or_default();
+    print_table(headers, &rows);
+}
+
+/// Text from the cluster, safe for a terminal: control, bidi-override and separator
+/// characters (records stored before they were refused) are shown as `\u{...}` escapes.
+pub fn terminal_safe(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if crate::domain::names::is_unsafe_text_char(c) {
+            out.push_str(&format!("\\u{{{:04X}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+pub fn print_table(headers: &[&str], rows: &[Vec<String>]) {
+    let rows: Vec<Vec<String>> = rows.iter().map(|r| r.iter().map(|c| terminal_safe(c)).collect()).collect();
+    let rows = &rows[..];
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let parts: Vec<String> = cells.iter().enumerate().map(|(i, c)| format!("{:<w$}", c, w = widths[i])).collect();
+        println!("{}", parts.join("  ").trim_end());
+    };
+    line(headers.iter().map(|h| h.to_uppercase()).collect());
+    for r in rows {
+        line(r.clone());
+    }
+}
+
+pub(super) fn print_configs(out: Output, tasks: &Value) {
+    if out == Output::Json {
+        println!("{}", serde_json::to_string_pretty(tasks).unwrap_or_default());
+        return;
+    }
+    let mut rows = Vec::new();
+    for t in tasks.as_array().into_iter().flatten() {
+        let configs = t["configs"].as_array().cloned().unwrap_or_default();
+        if configs.is_empty() {
+            rows.push(vec![plain(&t["name"]), "-".into(), "-".into(), "-".into()]);
+        }
+        for c in configs {
+            let servers: Vec<String> = c["servers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|s| format!("{}({})", plain(&s["name"]), plain(&s["status"])))
+                .collect();
+            rows.push(vec![plain(&t["name"]), plain(&c["cluster"]), plain(&c["load_balancing"]), servers.join(" > ")]);
+        }
+    }
+    print_table(&["task", "cluster", "load_balancing", "failover order"], &rows);
+}
+
+pub(super) fn event_summary(e: &Value) -> String {
+    match e.as_object().and_then(|o| o.iter().next()) {
+        Some((kind, body)) => {
+            let fields: Vec<String> = body
+                .as_object()
+                .map(|o| o.iter().filter(|(k, _)| *k != "server").map(|(k, v)| format!("{k}={}", plain(v))).collect())
+                .unwrap_or_default();
+            let server = body.get("server").and_then(|s| s.get("name")).map(|n| format!("server={}", plain(n)));
+            format!("{kind}({})", server.into_iter().chain(fields).collect::<Vec<_>>().join(" "))
+        }
+        None => e.to_string(),
+    }
+}
+
+pub(super) fn print_diff(changes: &Value) {
+    let list = changes.as_array().cloned().unwrap_or_default();
+    if list.is_empty() {
+        println!("  (no changes)");
+    }
+    for c in list {
+        let sign = match c["kind"].as_str() {
+            Some("added") => "+",
+            Some("removed") => "-",
+            _ => "~",
+        };
+        let detail = match c["kind"].as_str() {
+            Some("added") => plain(&c["after"]),
+            Some("removed") => plain(&c["before"]),
+            _ => format!("{} -> {}", plain(&c["before"]), plain(&c["after"])),
+        };
+        println!("  {sign} {} {}: {}", plain(&c["entity"]), plain(&c["key"]), detail);
+    }
+}
+
+/// Milliseconds since the Unix epoch as `YYYY-MM-DDTHH:MM:SSZ` (UTC).
+pub fn format_ms(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn formats_utc_times() {
+        assert_eq!(super::format_ms(0), "1970-01-01T00:00:00Z");
+        assert_eq!(super::format_ms(951_782_400_000), "2000-02-29T00:00:00Z");
+        assert_eq!(super::format_ms(1_795_634_281_876), "2026-11-25T19:18:01Z");
+    }
+}
