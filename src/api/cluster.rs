@@ -1,0 +1,108 @@
+//! Cluster membership routes: status of the members, adding and removing nodes.
+
+use axum::http::Method;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use super::*;
+use crate::auth::{Access, ADMIN, READ_CONFIG};
+
+pub(super) fn routes() -> Vec<RouteSpec> {
+    vec![
+        route(Method::GET, "/v1/cluster", Access::Roles(READ_CONFIG), cluster),
+        route(Method::POST, "/v1/cluster/nodes", Access::Roles(ADMIN), add_node),
+        route(Method::DELETE, "/v1/cluster/nodes/{id}", Access::Roles(ADMIN), remove_node),
+    ]
+}
+
+
+async fn cluster(axum::extract::State(ctx): axum::extract::State<Ctx>) -> Response {
+    let m = ctx.node.raft.metrics().borrow().clone();
+    let members: Vec<_> = m
+        .membership_config
+        .membership()
+        .nodes()
+        .map(|(id, node)| {
+            let voter = m.membership_config.membership().voter_ids().any(|v| v == *id);
+            json!({"id": id, "addr": node.addr, "voter": voter})
+        })
+        .collect();
+    let lag: serde_json::Map<String, serde_json::Value> = m
+        .replication
+        .as_ref()
+        .map(|r| {
+            let last = m.last_log_index.unwrap_or(0);
+            r.iter()
+                .map(|(id, matched)| (id.to_string(), json!(last.saturating_sub(matched.map(|l| l.index).unwrap_or(0)))))
+                .collect()
+        })
+        .unwrap_or_default();
+    let revision = ctx.machine.read().state.revision;
+    Json(json!({
+        "node_id": m.id,
+        "state": format!("{:?}", m.state),
+        "leader": m.current_leader,
+        "term": m.current_term,
+        "last_log_index": m.last_log_index,
+        "applied_index": m.last_applied.map(|l| l.index),
+        "snapshot_index": m.snapshot.map(|l| l.index),
+        "purged_index": m.purged.map(|l| l.index),
+        "revision": revision,
+        "members": members,
+        "follower_lag": lag,
+    }))
+    .into_response()
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddNodeRequest {
+    id: u64,
+    addr: String,
+}
+
+/// Adds a node: it joins as a learner, catches up, then becomes a voter.
+async fn add_node(axum::extract::State(ctx): axum::extract::State<Ctx>, meta: WriteMeta, ApiJson(r): ApiJson<AddNodeRequest>) -> Result<Response, ApiError> {
+    if r.id == 0 {
+        return Err(ApiError::bad_request("node ids start at 1"));
+    }
+    if let Err(why) = check_host_port(&r.addr) {
+        return Err(ApiError::bad_request(format!("{:?} is not a host:port address: {why}", r.addr)));
+    }
+    ctx.node.admin(roster_raft::node::AdminRequest::AddNode { id: r.id, addr: r.addr.clone() }).await.map_err(write_error)?;
+    let msg = format!("node {} ({}) joined the cluster", r.id, r.addr);
+    events::record(&ctx, crate::domain::oplog::Level::Info, "node_joined", msg, meta.actor).await;
+    Ok(Json(json!({"added": r.id})).into_response())
+}
+
+/// A node address is `host:port` and nothing else: no scheme (the cluster's own transport,
+/// TLS on a secure cluster, is always used, so the cluster secret never goes out in plain
+/// text), no path, no user info.
+fn check_host_port(addr: &str) -> Result<(), &'static str> {
+    if addr.contains("://") {
+        return Err("give host:port without a scheme; the cluster's transport is used");
+    }
+    if addr.contains(['/', '@', '?', '#', ' ']) {
+        return Err("no path, user or query belongs in a node address");
+    }
+    if addr.parse::<std::net::SocketAddr>().is_ok() {
+        return Ok(());
+    }
+    let (host, port) = addr.rsplit_once(':').ok_or("a port is needed")?;
+    if port.parse::<u16>().map_or(true, |p| p == 0) {
+        return Err("the port must be a number from 1 to 65535");
+    }
+    if host.is_empty() || !host.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.') {
+        return Err("the host must be a name or an address");
+    }
+    Ok(())
+}
+
+/// Removes a node (the leader included) from the membership.
+async fn remove_node(axum::extract::State(ctx): axum::extract::State<Ctx>, meta: WriteMeta, ApiPath(id): ApiPath<u64>) -> Result<Response, ApiError> {
+    ctx.node.admin(roster_raft::node::AdminRequest::RemoveNode { id }).await.map_err(write_error)?;
+    events::record(&ctx, crate::domain::oplog::Level::Info, "node_left", format!("node {id} left the cluster"), meta.actor).await;
+    Ok(Json(json!({"removed": id})).into_response())
+}
+
