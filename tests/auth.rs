@@ -325,15 +325,11 @@ fn secret_files_are_private_and_symlinks_are_not_followed() {
     std::fs::set_permissions(secure_dir.join("tokens"), std::fs::Permissions::from_mode(0o600)).unwrap();
 
     // The data directory and what RocksDB writes in it are private.
-    let mut node = std::process::Command::new(common::roster_bin())
-        .args(["serve", "--listen", &addr, "--data-dir"])
-        .arg(dir.path().join("data"))
-        .arg("--secure-dir")
-        .arg(&secure_dir)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let args: Vec<std::ffi::OsString> = vec![
+        "serve".into(), "--listen".into(), addr.clone().into(),
+        "--data-dir".into(), dir.path().join("data").into(), "--secure-dir".into(), secure_dir.clone().into(),
+    ];
+    let mut node = common::spawn_roster(&args, &[], &dir.path().join("node.log"));
     let client = reqwest::blocking::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(&std::fs::read(secure_dir.join("ca.pem")).unwrap()).unwrap())
         .use_rustls_tls()
