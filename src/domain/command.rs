@@ -148,6 +148,8 @@ impl Rejection {
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// The command became revision `revision` (a history record sealed onto the chain).
+    /// Its wire name stays `committed`, as API clients know it.
+    #[serde(rename = "committed")]
     RevisionSealed { revision: u64 },
     ChangesetCreated { id: String },
     ChangesetUpdated { id: String, changes: u32 },
@@ -459,4 +461,16 @@ fn decide_one(state: &State, change: &Change, time_ms: u64) -> Result<Vec<Event>
         }
     };
     Ok(events)
+}
+
+#[cfg(test)]
+mod wire_tests {
+    use super::*;
+
+    #[test]
+    fn outcomes_keep_their_wire_names() {
+        let json = |o: Outcome| serde_json::to_value(o).unwrap();
+        assert_eq!(json(Outcome::RevisionSealed { revision: 7 }), serde_json::json!({"committed": {"revision": 7}}));
+        assert_eq!(json(Outcome::ChangesetCreated { id: "cs-1".into() }), serde_json::json!({"changeset_created": {"id": "cs-1"}}));
+    }
 }
