@@ -16,6 +16,7 @@ use axum::extract::{FromRequestParts, RawPathParams, Request};
 use crate::domain::tokens::{hash_secret, Role, TokenName, TokenRecord};
 use crate::domain::AgentId;
 use crate::machine::MachineHandle;
+use crate::session::{Session, SessionKey};
 
 /// The rule a route is declared with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,6 +78,8 @@ struct AuthInner {
     cluster_secret: Option<String>,
     file_tokens: HashMap<[u8; 32], TokenRecord>,
     machine: MachineHandle,
+    /// Signs console sessions and CSRF tokens.
+    session_key: SessionKey,
 }
 
 impl Auth {
@@ -89,6 +92,7 @@ impl Auth {
                 cluster_secret: None,
                 file_tokens: HashMap::new(),
                 machine,
+                session_key: SessionKey::random(),
             }),
         }
     }
@@ -96,7 +100,14 @@ impl Auth {
     pub fn enabled(machine: MachineHandle, file_tokens: Vec<TokenRecord>, cluster_secret: String, metrics_public: bool) -> Self {
         let file_tokens = file_tokens.into_iter().map(|t| (t.hash, t)).collect();
         Self {
-            inner: Arc::new(AuthInner { enabled: true, metrics_public, cluster_secret: Some(cluster_secret), file_tokens, machine }),
+            inner: Arc::new(AuthInner {
+                enabled: true,
+                metrics_public,
+                session_key: SessionKey::from_cluster_secret(&cluster_secret),
+                cluster_secret: Some(cluster_secret),
+                file_tokens,
+                machine,
+            }),
         }
     }
 
@@ -114,6 +125,31 @@ impl Auth {
         let mut v: Vec<_> = self.inner.file_tokens.values().cloned().collect();
         v.sort_by(|a, b| a.name.cmp(&b.name));
         v
+    }
+
+    /// The key console sessions and CSRF tokens are signed with.
+    pub fn session_key(&self) -> &SessionKey {
+        &self.inner.session_key
+    }
+
+    /// The token a secret belongs to (console sign-in): its identity and its secret's hash.
+    pub fn user_for_secret(&self, secret: &str) -> Option<(Identity, [u8; 32])> {
+        let hash = hash_secret(secret);
+        match self.resolve(secret)? {
+            Principal::User(id) => Some((id, hash)),
+            Principal::Peer => None,
+        }
+    }
+
+    /// The identity a console session stands for, while its token exists with the same secret.
+    pub fn user_for_session(&self, session: &Session) -> Option<Identity> {
+        let identity = |t: &TokenRecord| Identity { name: t.name.to_string(), role: t.role, agent: t.agent.clone() };
+        if let Some(t) = self.inner.file_tokens.values().find(|t| t.name.as_str() == session.name && session.matches(&t.hash)) {
+            return Some(identity(t));
+        }
+        let live = self.inner.machine.read();
+        let t = live.tokens.values().find(|t| t.name.as_str() == session.name && session.matches(&t.hash))?;
+        Some(identity(t))
     }
 
     /// Who presents `secret`: another node, a token's identity, or nobody known.

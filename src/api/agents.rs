@@ -335,6 +335,13 @@ async fn contacts(State(ctx): State<Ctx>) -> Response {
 
 /// Every registered agent with its deployment status, merged from all reachable nodes.
 async fn list_agents(State(ctx): State<Ctx>) -> Result<Response, ApiError> {
+    let (revision, agents, unreachable) = agent_rows(&ctx).await;
+    Ok(read_response(revision, &json!({"revision": revision, "agents": agents, "unreachable_nodes": unreachable})))
+}
+
+/// Every registered agent with its deployment status merged from all nodes: the revision,
+/// one JSON row per agent, and the nodes that did not answer.
+pub async fn agent_rows(ctx: &Ctx) -> (u64, Vec<serde_json::Value>, Vec<String>) {
     let mut merged: HashMap<String, Contact> = ctx.agents.snapshot().into_iter().map(|(k, v)| (k.to_string(), v)).collect();
     let peers: Vec<String> = {
         let m = ctx.node.raft.metrics().borrow().clone();
@@ -389,7 +396,7 @@ async fn list_agents(State(ctx): State<Ctx>) -> Result<Response, ApiError> {
             })
         })
         .collect();
-    Ok(read_response(state.revision, &json!({"revision": state.revision, "agents": agents, "unreachable_nodes": unreachable})))
+    (state.revision, agents, unreachable)
 }
 
 #[cfg(test)]

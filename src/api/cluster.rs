@@ -18,6 +18,11 @@ pub(super) fn routes() -> Vec<RouteSpec> {
 
 
 async fn cluster(axum::extract::State(ctx): axum::extract::State<Ctx>) -> Response {
+    Json(cluster_status(&ctx)).into_response()
+}
+
+/// This node's view of the cluster: members, roles, leader, term, indexes, follower lag.
+pub fn cluster_status(ctx: &Ctx) -> serde_json::Value {
     let m = ctx.node.raft.metrics().borrow().clone();
     let members: Vec<_> = m
         .membership_config
@@ -39,7 +44,7 @@ async fn cluster(axum::extract::State(ctx): axum::extract::State<Ctx>) -> Respon
         })
         .unwrap_or_default();
     let revision = ctx.machine.read().state.revision;
-    Json(json!({
+    json!({
         "node_id": m.id,
         "state": format!("{:?}", m.state),
         "leader": m.current_leader,
@@ -51,8 +56,7 @@ async fn cluster(axum::extract::State(ctx): axum::extract::State<Ctx>) -> Respon
         "revision": revision,
         "members": members,
         "follower_lag": lag,
-    }))
-    .into_response()
+    })
 }
 
 #[derive(serde::Deserialize)]

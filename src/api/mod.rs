@@ -111,6 +111,8 @@ pub fn route_rules() -> Vec<(Method, &'static str, Access)> {
     route_table().into_iter().map(|r| (r.method, r.path, r.access)).collect()
 }
 
+pub use agents::agent_rows;
+pub use cluster::cluster_status;
 pub use read::{read_barrier, read_response, Consistency};
 pub use router::router;
 pub use write::{outcome_response, submit, submit_error, write_error, WriteMeta};

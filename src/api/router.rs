@@ -110,7 +110,9 @@ pub fn router(ctx: Ctx, peer_routes: bool) -> Router {
         })
         // Outermost: a declared body above the limit is refused before routing.
         .layer(axum::middleware::from_fn(refuse_oversized_body))
-        .with_state(ctx.clone());
+        .with_state(ctx.clone())
+        // The web console: its own session check, CSRF tokens and security headers.
+        .merge(crate::console::router(ctx.clone()));
     if peer_routes {
         api.merge(roster_raft::service::router(ctx.node.clone()))
     } else {

@@ -1,0 +1,51 @@
+// Roster console: the only script the pages load (the CSP allows no inline script).
+// 1. The register and edit forms show the server URL built from their fields as you type.
+// 2. A page marked live reloads when the cluster's revision moves past the one it shows,
+//    waiting on a long poll (/ui/wait) rather than asking again and again.
+"use strict";
+
+function previewUrl(form) {
+  const out = form.querySelector("#url-preview");
+  if (!out) return;
+  const field = (name) => (form.elements[name] ? form.elements[name].value.trim() : "");
+  const scheme = field("scheme") || "http";
+  const host = field("host") || "…";
+  const port = field("port") || "…";
+  const pool = field("pool");
+  out.textContent = `${scheme}://${host}:${port}/` + (pool ? `?pool=${pool}` : "");
+}
+
+function watchRevision() {
+  const body = document.body;
+  if (body.dataset.live !== "1") return;
+  const shown = Number(body.dataset.revision || "0");
+  let failures = 0;
+  const poll = () => {
+    fetch(`/ui/wait?after=${shown}`, { credentials: "same-origin" })
+      .then((r) => (r.ok ? r.json() : Promise.reject(r.status)))
+      .then((answer) => {
+        failures = 0;
+        // Never reload over a form the operator is filling in.
+        const typing = document.activeElement && ["INPUT", "SELECT"].includes(document.activeElement.tagName);
+        if (answer.revision > shown && !typing) {
+          window.location.reload();
+        } else {
+          poll();
+        }
+      })
+      .catch(() => {
+        failures += 1;
+        setTimeout(poll, Math.min(30000, 1000 * 2 ** failures));
+      });
+  };
+  poll();
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  document.querySelectorAll("form").forEach((form) => {
+    if (!form.querySelector("#url-preview")) return;
+    form.addEventListener("input", () => previewUrl(form));
+    previewUrl(form);
+  });
+  watchRevision();
+});
