@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests: real `roster` processes on loopback ports.
 #![allow(dead_code, unused_imports)]
 mod agent;
+pub mod browser;
 mod cluster;
 mod node;
 mod secure;

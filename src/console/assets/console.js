@@ -15,6 +15,12 @@ function previewUrl(form) {
   out.textContent = `${scheme}://${host}:${port}/` + (pool ? `?pool=${pool}` : "");
 }
 
+// Set once the page is being left (a form posted, a link followed): a live reload must not
+// replace the page the operator asked for.
+let leaving = false;
+document.addEventListener("submit", () => { leaving = true; });
+window.addEventListener("beforeunload", () => { leaving = true; });
+
 function watchRevision() {
   const body = document.body;
   if (body.dataset.live !== "1") return;
@@ -27,6 +33,7 @@ function watchRevision() {
         failures = 0;
         // Never reload over a form the operator is filling in.
         const typing = document.activeElement && ["INPUT", "SELECT"].includes(document.activeElement.tagName);
+        if (leaving) return;
         if (answer.revision > shown && !typing) {
           window.location.reload();
         } else {

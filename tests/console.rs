@@ -1,0 +1,169 @@
+//! The web console in a real browser: headless Chromium over WebDriver against a 3-node
+//! secure cluster and an agent, doing the operator's whole workflow. Screenshots of every
+//! page are written to `<target>/tmp/console-screenshots/`.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::browser::Browser;
+use common::{secure, AgentProcess, Api, Cluster};
+use serde_json::Value;
+
+fn shots_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots")
+}
+
+fn sign_in(b: &Browser, addr: &str, token: &str) {
+    b.delete_cookies();
+    b.goto(&format!("https://{addr}/ui/servers"));
+    assert!(b.url().ends_with("/ui/login"), "an anonymous visit goes to the sign-in page, not {}", b.url());
+    b.type_into("#token", token);
+    b.submit("#sign-in");
+    assert!(b.url().contains("/ui/servers"), "signed in: {}", b.url());
+}
+
+/// Posts a form to the console outside the browser with the given session cookie.
+fn post_form(addr: &str, cookie: &str, path: &str, form: &str) -> (u16, String) {
+    let client = secure().client(None, Duration::from_secs(10));
+    let r = client
+        .post(format!("https://{addr}{path}"))
+        .header("cookie", format!("roster_session={cookie}"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form.to_string())
+        .send()
+        .unwrap();
+    (r.status().as_u16(), r.text().unwrap_or_default())
+}
+
+fn csrf_of(source: &str) -> String {
+    let at = source.find("name=\"_csrf\" value=\"").expect("a page with a form") + "name=\"_csrf\" value=\"".len();
+    source[at..at + 32].to_string()
+}
+
+fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !ok() {
+        assert!(started.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn an_operator_configures_failover_in_the_browser() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::start(&dir.path().join("c"), 3, &[]);
+    let leader = cluster.wait_leader(Duration::from_secs(30));
+    let agent = AgentProcess::start("pc1", &cluster.endpoints(), &dir.path().join("pc1"));
+    let addr = cluster.addrs[leader].clone();
+    wait_until("the agent's registration", Duration::from_secs(20), || {
+        Api::at(&addr).get("/v1/agents")["agents"].as_array().is_some_and(|a| a.iter().any(|x| x["id"] == "pc1"))
+    });
+    assert_eq!(agent.resolve("billing").0, 404, "no configuration yet");
+
+    let b = Browser::start(&shots_dir());
+    b.goto(&format!("https://{addr}/ui/servers"));
+    b.screenshot("01-sign-in");
+    sign_in(&b, &addr, secure().token("ops"));
+
+    // Register three servers (staged).
+    for (name, host) in [("rt1", "10.0.0.1"), ("rt2", "10.0.0.2"), ("rt3", "10.0.0.3")] {
+        b.type_into("#register input[name=name]", name);
+        b.type_into("#register input[name=host]", host);
+        assert_eq!(b.text("#url-preview"), format!("http://{host}:8080/"), "the URL is built live from the fields");
+        b.submit("#register button[type=submit]");
+        assert!(b.text(".flash").contains("staged"), "{}", b.source());
+    }
+    assert!(b.text("#pending-bar").contains("3 pending changes"), "{}", b.text("#pending-bar"));
+    // A name that is not a name is refused in place, and shown as text.
+    b.type_into("#register input[name=name]", "<script>x</script>");
+    b.type_into("#register input[name=host]", "10.0.0.9");
+    b.submit("#register button[type=submit]");
+    assert!(b.text("#error").contains("<script>x</script>"), "the refused name is shown as text");
+    assert!(b.source().contains("&lt;script&gt;x&lt;/script&gt;"), "and escaped in the markup");
+    assert_eq!(b.find_all("tr[data-server]").len(), 3);
+    b.screenshot("02-servers-staged");
+
+    // An agent cluster with the agent in it.
+    b.goto(&format!("https://{addr}/ui/clusters"));
+    b.type_into("#create-cluster input[name=cluster]", "floor1");
+    b.submit("#create-cluster button");
+    b.type_into("section[data-cluster=floor1] input[name=agent]", "pc1");
+    b.submit("section[data-cluster=floor1] input[name=agent] ~ button");
+    assert!(b.text("section[data-cluster=floor1]").contains("pc1"), "{}", b.text("main"));
+    b.screenshot("03-clusters");
+
+    // The task's failover list: add the three servers, move rt2 up, turn load balancing on.
+    b.goto(&format!("https://{addr}/ui/tasks?task=billing&cluster=floor1"));
+    for s in ["rt1", "rt2", "rt3"] {
+        b.click(&format!("//form[@id='add-server']//option[text()='{s}']"));
+        b.submit("#add-server button");
+    }
+    b.submit("li[data-server=rt2] form:nth-of-type(1) button");
+    b.click("#load-balancing input[name=enabled]");
+    b.submit("#load-balancing button");
+    assert_eq!(b.texts("#failover li .server"), ["rt2", "rt1", "rt3"]);
+    b.screenshot("04-task-configuration");
+
+    // Preview, then Apply All Changes with a comment that must stay text.
+    b.submit("#pending-bar a[href='/ui/changes']");
+    assert!(b.text("#reach").contains("1 agent"), "{}", b.text("#reach"));
+    b.screenshot("05-preview");
+    b.type_into("#comment", "floor 1 goes live <script>alert(1)</script>");
+    b.submit("#apply-all");
+    assert!(b.text(".flash").contains("applied as revision"), "{}", b.text("main"));
+    assert!(b.source().contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "the comment is escaped in the history");
+    b.screenshot("06-history");
+    let head = Api::at(&addr).get("/v1/cluster")["revision"].as_u64().unwrap();
+    agent.wait_revision(head, Duration::from_secs(20));
+    let (status, answer) = agent.resolve("billing");
+    assert_eq!(status, 200, "{answer}");
+    let config = Api::at(&addr).get("/v1/tasks/billing/configs/floor1");
+    let order: Vec<&str> = config["servers"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(order, ["rt2", "rt1", "rt3"], "{config}");
+    assert_eq!(config["load_balancing"], true, "{config}");
+
+    // The leader stops; the operator keeps working through another node with the same session.
+    cluster.nodes[leader].as_mut().unwrap().kill();
+    let other = (0..3).find(|i| *i != leader).unwrap();
+    let addr2 = cluster.addrs[other].clone();
+    wait_until("a new leader", Duration::from_secs(30), || cluster.status(other).is_some_and(|s| s["leader"].as_u64().is_some_and(|l| l != leader as u64 + 1)));
+    b.goto(&format!("https://{addr2}/ui/servers"));
+    assert!(b.url().contains("/ui/servers"), "the session holds on another node: {}", b.url());
+    b.submit("tr[data-server=rt3] button.urgent");
+    assert!(b.text(".flash").contains("applied as revision"), "{}", b.text("main"));
+    assert!(b.text("tr[data-server=rt3]").contains("Disabled"), "{}", b.text("tr[data-server=rt3]"));
+    b.screenshot("07-servers-after-failover");
+
+    // CSRF: the operator's own session, without the form's token or with another's.
+    let ops_cookie = b.cookie("roster_session");
+    let (s, body) = post_form(&addr2, &ops_cookie, "/ui/servers", "action=disable&name=rt1");
+    assert_eq!(s, 403, "a post without a CSRF token: {body}");
+    let (s, _) = post_form(&addr2, &ops_cookie, "/ui/servers", "action=disable&name=rt1&_csrf=00000000000000000000000000000000");
+    assert_eq!(s, 403, "a post with a wrong CSRF token");
+
+    for page in ["events", "cluster", "history"] {
+        b.goto(&format!("https://{addr2}/ui/{page}"));
+        b.screenshot(&format!("08-{page}"));
+    }
+
+    // A viewer sees no edit controls, and the server refuses a forged post anyway.
+    sign_in(&b, &addr2, secure().token("viewer"));
+    assert!(b.find_all("#register").is_empty() && b.find_all("tr[data-server] button").is_empty(), "no edit buttons for a viewer");
+    b.goto(&format!("https://{addr2}/ui/tasks?task=billing&cluster=floor1"));
+    assert!(b.find_all("#failover button").is_empty() && b.find_all("#add-server").is_empty());
+    b.screenshot("09-viewer");
+    let viewer_cookie = b.cookie("roster_session");
+    let csrf = csrf_of(&b.source());
+    let (s, body) = post_form(&addr2, &viewer_cookie, "/ui/servers", &format!("action=disable&name=rt1&_csrf={csrf}"));
+    assert_eq!(s, 403, "a viewer's forged post: {body}");
+    let rt1: Value = Api::at(&addr2).get("/v1/servers/rt1");
+    assert_eq!(rt1["status"], "enabled", "nothing changed: {rt1}");
+
+    // Signing out ends the session.
+    b.submit("nav .who button");
+    assert!(b.url().ends_with("/ui/login"));
+    let (s, _) = post_form(&addr2, "not-a-session", "/ui/servers", "action=disable&name=rt1");
+    assert_eq!(s, 401);
+    eprintln!("console screenshots: {}", shots_dir().display());
+}
