@@ -1,19 +1,20 @@
 #!/usr/bin/env bash
-# Installs the system packages Roster's build needs on a fresh Debian machine (idempotent).
-# RocksDB's Rust bindings are generated with bindgen, which needs libclang.
+# Installs the system packages Roster's build and tests need on a fresh Debian machine
+# (idempotent; uses sudo when not run as root):
+#   libclang-dev       RocksDB's Rust bindings are generated with bindgen, which needs libclang
+#   nftables iproute2  the chaos harness injects partitions and loss inside network namespaces
+#   faketime           the clock-skew test (tests/clock.rs) runs nodes under libfaketime
+#   chromium chromium-driver  the web console's browser test (tests/console.rs)
 set -euo pipefail
-if ! dpkg -s libclang-dev >/dev/null 2>&1; then
-  echo "installing libclang-dev (needed to build RocksDB's bindings)" >&2
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libclang-dev >/dev/null
-fi
-# The chaos harness (chaos/) injects partitions and packet loss with nftables rules inside
-# network namespaces (ip netns, from iproute2).
-# The clock-skew test (tests/clock.rs) runs nodes under libfaketime (Debian's faketime).
-for pkg in nftables iproute2 faketime; do
-  if ! dpkg -s "$pkg" >/dev/null 2>&1; then
-    echo "installing $pkg (used by the chaos harness and the clock-skew test)" >&2
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg" >/dev/null
-  fi
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+missing=()
+for pkg in libclang-dev nftables iproute2 faketime chromium chromium-driver; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "installing ${missing[*]}" >&2
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi

@@ -60,6 +60,24 @@ pub fn project(state: &State, agent: &AgentId) -> AgentConfig {
     AgentConfig { agent: agent.clone(), revision: state.revision, clusters, tasks }
 }
 
+/// Each agent's clusters in name order, as [`project`] lists them (agents in no cluster are
+/// absent). One pass over the clusters, for listing many agents without projecting each.
+pub fn clusters_by_agent(state: &State) -> BTreeMap<AgentId, Vec<ClusterName>> {
+    let mut out: BTreeMap<AgentId, Vec<ClusterName>> = BTreeMap::new();
+    for (name, cluster) in &state.clusters {
+        for agent in &cluster.agents {
+            out.entry(agent.clone()).or_default().push(name.clone());
+        }
+    }
+    out
+}
+
+/// How many tasks an agent in `clusters` has: those with a configuration for any of them
+/// (the size of [`project`]'s `tasks`).
+pub fn task_count(state: &State, clusters: &[ClusterName]) -> usize {
+    state.tasks.values().filter(|t| clusters.iter().any(|c| t.configs.contains_key(c))).count()
+}
+
 fn digest(config: &AgentConfig) -> Hash {
     let mut h = Sha256::new();
     h.update(roster_codec::encode(&(&config.clusters, &config.tasks)));
@@ -175,5 +193,43 @@ impl AgentWakers {
             .or_insert_with(|| Entry { digest: Hash::default(), changed: watch::channel(0).0 })
             .changed
             .subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{decide, Change, Host, ServerName, TaskName};
+
+    #[test]
+    fn cluster_lists_and_task_counts_match_the_projection() {
+        let s = |n: &str| ServerName::new(n).unwrap();
+        let c = |n: &str| ClusterName::new(n).unwrap();
+        let a = |n: &str| AgentId::new(n).unwrap();
+        let mut changes = vec![Change::AddServer { name: s("rt1"), host: Host::new("10.0.0.1").unwrap(), port: 80, pool: None, scheme: None }];
+        for cl in ["eu", "us", "asia"] {
+            changes.push(Change::CreateCluster { name: c(cl) });
+        }
+        for (agent, cls) in [("a1", &["eu"][..]), ("a2", &["eu", "us"]), ("a3", &[]), ("a4", &["asia"])] {
+            changes.push(Change::RegisterAgent { id: a(agent) });
+            for cl in cls {
+                changes.push(Change::AddAgentToCluster { cluster: c(cl), agent: a(agent) });
+            }
+        }
+        for (task, cls) in [("billing", &["eu", "us"][..]), ("orders", &["us"]), ("hr", &["asia", "eu"])] {
+            for cl in cls {
+                changes.push(Change::SetServers { task: TaskName::new(task).unwrap(), cluster: c(cl), servers: vec![s("rt1")] });
+            }
+        }
+        let mut state = State::default();
+        let events = decide(&state, &changes, 0).unwrap();
+        state.apply_record_events(1, &events);
+        let by_agent = clusters_by_agent(&state);
+        for agent in ["a1", "a2", "a3", "a4"] {
+            let projected = project(&state, &a(agent));
+            let clusters = by_agent.get(&a(agent)).cloned().unwrap_or_default();
+            assert_eq!(clusters, projected.clusters, "{agent}");
+            assert_eq!(task_count(&state, &clusters), projected.tasks.len(), "{agent}");
+        }
     }
 }

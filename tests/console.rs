@@ -160,7 +160,21 @@ fn an_operator_configures_failover_in_the_browser() {
     let rt1: Value = Api::at(&addr2).get("/v1/servers/rt1");
     assert_eq!(rt1["status"], "enabled", "nothing changed: {rt1}");
 
+    // Revoking the token ends its sessions on every node.
+    let api = Api::at(&addr2);
+    let (s, v) = api.post("/v1/tokens", serde_json::json!({"name": "temp-ops", "role": "operator"}), &[]);
+    assert_eq!(s, 201, "{v}");
+    sign_in(&b, &addr2, v["token"].as_str().unwrap());
+    let (s, v) = api.request(reqwest::Method::DELETE, "/v1/tokens/temp-ops", None, &[]);
+    assert_eq!(s, 200, "{v}");
+    let third = (0..3).find(|i| *i != leader && *i != other).unwrap();
+    wait_until("the revocation on every node", Duration::from_secs(10), || {
+        b.goto(&format!("https://{}/ui/servers", cluster.addrs[third]));
+        b.url().ends_with("/ui/login")
+    });
+
     // Signing out ends the session.
+    sign_in(&b, &addr2, secure().token("viewer"));
     b.submit("nav .who button");
     assert!(b.url().ends_with("/ui/login"));
     let (s, _) = post_form(&addr2, "not-a-session", "/ui/servers", "action=disable&name=rt1");

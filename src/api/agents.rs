@@ -373,11 +373,16 @@ pub async fn agent_rows(ctx: &Ctx) -> (u64, Vec<serde_json::Value>, Vec<String>)
     }
     let live = ctx.machine.read();
     let state = &live.state;
+    // Agents share few distinct cluster sets: count each set's tasks once.
+    let clusters_of = crate::projection::clusters_by_agent(state);
+    let mut tasks_of: HashMap<&[crate::domain::ClusterName], usize> = HashMap::new();
+    let none = Vec::new();
     let agents: Vec<_> = state
         .agents
         .values()
         .map(|a| {
-            let config = project(state, &a.id);
+            let clusters = clusters_of.get(&a.id).unwrap_or(&none);
+            let tasks = *tasks_of.entry(clusters.as_slice()).or_insert_with(|| crate::projection::task_count(state, clusters));
             let c = merged.get(a.id.as_str()).cloned().unwrap_or_default();
             // Lag: how many revisions the agent's deployed configuration is behind, counted
             // only when the configuration it should have differs from what it deployed.
@@ -386,8 +391,8 @@ pub async fn agent_rows(ctx: &Ctx) -> (u64, Vec<serde_json::Value>, Vec<String>)
             json!({
                 "id": a.id,
                 "registered_ms": a.registered_ms,
-                "clusters": config.clusters,
-                "tasks": config.tasks.len(),
+                "clusters": clusters,
+                "tasks": tasks,
                 "deployed_revision": c.deployed_revision,
                 "desired_revision": desired,
                 "last_contact_ms": if c.last_contact_ms == 0 { None } else { Some(c.last_contact_ms) },

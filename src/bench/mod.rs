@@ -5,8 +5,10 @@
 //!   then start `roster serve` on it and time until it serves the last revision.
 //! - `write`: write throughput and latency through a running or a started 3-node cluster.
 //! - `agents`: deployment fan-out to simulated agents, and node memory per held watch.
+//! - `console`: console page render times on a large configuration.
 
 mod agents;
+mod console;
 mod fold;
 mod restart;
 mod write;
@@ -72,6 +74,21 @@ pub enum BenchCmd {
         #[arg(long)]
         secure: bool,
     },
+    /// Console page render times on a node holding a large configuration.
+    Console {
+        #[arg(long, default_value_t = 1_000)]
+        servers: usize,
+        #[arg(long, default_value_t = 1_000)]
+        tasks: usize,
+        /// Agent clusters; every task has a configuration for each (tasks x clusters).
+        #[arg(long, default_value_t = 10)]
+        clusters: usize,
+        #[arg(long, default_value_t = 10_000)]
+        agents: usize,
+        /// Requests per page.
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
+    },
 }
 
 const SERVERS: usize = 20;
@@ -132,6 +149,7 @@ pub async fn run(cmd: BenchCmd) -> anyhow::Result<()> {
             write::write_bench(clients, Duration::from_secs(duration_secs), endpoints, &target, secure).await
         }
         BenchCmd::Agents { agents, applies, secure } => agents::agents_bench(agents, applies, secure).await,
+        BenchCmd::Console { servers, tasks, clusters, agents, runs } => console::console_bench(servers, tasks, clusters, agents, runs).await,
     }
 }
 

@@ -18,6 +18,10 @@ use crate::session::{SESSION_COOKIE, SESSION_TTL_MS};
 
 /// The pre-session cookie the sign-in form's CSRF token is bound to.
 const LOGIN_COOKIE: &str = "roster_login";
+/// Members listed per agent cluster card.
+const MEMBERS_SHOWN: usize = 50;
+/// Tags listed in one cell (failover lists using a server, entities a revision changed).
+const TAGS_SHOWN: usize = 8;
 
 #[derive(Deserialize, Default)]
 pub struct Msg {
@@ -192,7 +196,9 @@ pub async fn servers(State(ctx): Cx, viewer: Viewer, Query(m): Query<Msg>) -> Re
                             td.mono { (s.url()) }
                             td { (status_badge(s.status)) }
                             td {
-                                @for (t, c) in lists_using(&state, name) { span.tag { (t) " / " (c) } " " }
+                                @let lists = lists_using(&state, name);
+                                @for (t, c) in lists.iter().take(TAGS_SHOWN) { span.tag { (t) " / " (c) } " " }
+                                @if lists.len() > TAGS_SHOWN { "and " (lists.len() - TAGS_SHOWN) " more" }
                             }
                             @if viewer.can_edit() {
                                 td.actions {
@@ -372,7 +378,8 @@ pub async fn clusters(State(ctx): Cx, viewer: Viewer, Query(f): Query<AgentFilte
             section.card data-cluster=(name) {
                 h2 { (name) }
                 @if cluster.agents.is_empty() { p.empty { "No members." } }
-                ul { @for a in &cluster.agents {
+                @if cluster.agents.len() > MEMBERS_SHOWN { p.note { (cluster.agents.len()) " members; the first " (MEMBERS_SHOWN) " are shown (filter the agents below)." } }
+                ul { @for a in cluster.agents.iter().take(MEMBERS_SHOWN) {
                     li { (a) " "
                         @if viewer.can_edit() { (action_button(&viewer, "remove_member", &[("cluster", name.as_str()), ("agent", a.as_str())], "Remove", "")) }
                     }
@@ -700,7 +707,8 @@ pub async fn history(State(ctx): Cx, viewer: Viewer, Query(q): Query<HistoryQuer
                 thead { tr { th { "Revision" } th { "Time" } th { "Actor" } th { "Comment" } th { "Changeset" } th { "Changed" } } }
                 tbody { @for (rev, time, who, comment, cs, entities) in &rows {
                     tr { td { a href=(format!("/ui/history/{rev}")) { (rev) } } td { (crate::cli::format_ms(*time)) } td { (who) } td.comment { (comment) }
-                         td { (cs.clone().unwrap_or_default()) } td { @for e in entities { span.tag { (e) } " " } } }
+                         td { (cs.clone().unwrap_or_default()) }
+                         td { @for e in entities.iter().take(TAGS_SHOWN) { span.tag { (e) } " " } @if entities.len() > TAGS_SHOWN { "and " (entities.len() - TAGS_SHOWN) " more" } } }
                 } }
             }
         }
