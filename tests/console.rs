@@ -115,6 +115,27 @@ fn an_operator_configures_failover_in_the_browser() {
     assert!(b.source().contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "the comment is escaped in the history");
     b.screenshot("06-history");
     let head = Api::at(&addr).get("/v1/cluster")["revision"].as_u64().unwrap();
+
+    // History: a revision, its diff with the one before, and the state at it.
+    b.submit("#history tbody tr:first-child a");
+    b.submit("//a[text()='Diff with the previous revision']");
+    assert!(b.text("#diff").contains("billing/floor1"), "{}", b.text("main"));
+    b.screenshot("06-diff");
+    b.goto(&format!("https://{addr}/ui/state"));
+    assert!(b.text("main").contains("rt2 → rt1 → rt3"), "{}", b.text("main"));
+
+    // A stale preview: someone else applies first; Apply All Changes is refused, not merged.
+    b.goto(&format!("https://{addr}/ui/servers"));
+    b.submit("tr[data-server=rt1] form:nth-of-type(1) button");
+    b.submit("#pending-bar a[href='/ui/changes']");
+    let (s, v) = Api::at(&addr).post("/v1/commands", serde_json::json!({"changes": [{"add_server": {"name": "rt9", "host": "10.0.0.9", "port": 80}}]}), &[]);
+    assert_eq!(s, 200, "{v}");
+    b.submit("#apply-all");
+    assert!(b.text("#error").contains("someone else applied changes since you previewed"), "{}", b.text("main"));
+    b.screenshot("06-stale-preview");
+    b.submit("#pending-bar form button");
+    assert!(b.text("#pending-bar").contains("No pending changes"), "discarded: {}", b.text("#pending-bar"));
+
     agent.wait_revision(head, Duration::from_secs(20));
     let (status, answer) = agent.resolve("billing");
     assert_eq!(status, 200, "{answer}");
@@ -173,8 +194,21 @@ fn an_operator_configures_failover_in_the_browser() {
         b.url().ends_with("/ui/login")
     });
 
+    // An admin manages tokens (the secret is shown once) and nodes.
+    sign_in(&b, &addr2, secure().token("admin"));
+    b.goto(&format!("https://{addr2}/ui/tokens"));
+    b.type_into("#create-token input[name=name]", "ui-made");
+    b.click("//form[@id='create-token']//option[text()='viewer']");
+    b.submit("#create-token button");
+    let made = b.text("#new-secret");
+    assert!(made.starts_with("rst_"), "{}", b.text("main"));
+    b.screenshot("10-tokens");
+    b.goto(&format!("https://{addr2}/ui/cluster"));
+    assert!(!b.find_all("#add-node").is_empty() && !b.find_all("#remove-node").is_empty(), "node forms for an admin");
+    sign_in(&b, &addr2, &made);
+    assert!(b.text("nav .who").contains("ui-made (viewer)"), "{}", b.text("nav"));
+
     // Signing out ends the session.
-    sign_in(&b, &addr2, secure().token("viewer"));
     b.submit("nav .who button");
     assert!(b.url().ends_with("/ui/login"));
     let (s, _) = post_form(&addr2, "not-a-session", "/ui/servers", "action=disable&name=rt1");

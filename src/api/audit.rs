@@ -261,7 +261,9 @@ fn check_past_state_access(ctx: &Ctx, identity: Option<&crate::auth::Identity>, 
     }
 }
 
-async fn state_at(ctx: &Ctx, revision: Option<u64>) -> Result<DomainState, ApiError> {
+/// The state at `revision` (the live one when `None` or the head), rebuilt from the stored
+/// history for a past revision, at most [`PAST_STATE_REPLAYS_MAX`] at a time.
+pub async fn state_at(ctx: &Ctx, revision: Option<u64>) -> Result<DomainState, ApiError> {
     let (head, live_state) = {
         let live = ctx.machine.read();
         (live.state.revision, revision.is_none_or(|r| r == live.state.revision).then(|| live.state.clone()))

@@ -68,6 +68,13 @@ struct AddNodeRequest {
 
 /// Adds a node: it joins as a learner, catches up, then becomes a voter.
 async fn add_node(axum::extract::State(ctx): axum::extract::State<Ctx>, meta: WriteMeta, ApiJson(r): ApiJson<AddNodeRequest>) -> Result<Response, ApiError> {
+    add_node_as(&ctx, r.id, r.addr, meta.actor).await?;
+    Ok(Json(json!({"added": r.id})).into_response())
+}
+
+/// Adds node `id` at `addr` (checked to be host:port) and records who did it.
+pub async fn add_node_as(ctx: &Ctx, id: u64, addr: String, actor: String) -> Result<(), ApiError> {
+    let r = AddNodeRequest { id, addr };
     if r.id == 0 {
         return Err(ApiError::bad_request("node ids start at 1"));
     }
@@ -76,8 +83,8 @@ async fn add_node(axum::extract::State(ctx): axum::extract::State<Ctx>, meta: Wr
     }
     ctx.node.admin(roster_raft::node::AdminRequest::AddNode { id: r.id, addr: r.addr.clone() }).await.map_err(write_error)?;
     let msg = format!("node {} ({}) joined the cluster", r.id, r.addr);
-    events::record(&ctx, crate::domain::oplog::Level::Info, "node_joined", msg, meta.actor).await;
-    Ok(Json(json!({"added": r.id})).into_response())
+    events::record(ctx, crate::domain::oplog::Level::Info, "node_joined", msg, actor).await;
+    Ok(())
 }
 
 /// A node address is `host:port` and nothing else: no scheme (the cluster's own transport,
@@ -105,8 +112,14 @@ fn check_host_port(addr: &str) -> Result<(), &'static str> {
 
 /// Removes a node (the leader included) from the membership.
 async fn remove_node(axum::extract::State(ctx): axum::extract::State<Ctx>, meta: WriteMeta, ApiPath(id): ApiPath<u64>) -> Result<Response, ApiError> {
-    ctx.node.admin(roster_raft::node::AdminRequest::RemoveNode { id }).await.map_err(write_error)?;
-    events::record(&ctx, crate::domain::oplog::Level::Info, "node_left", format!("node {id} left the cluster"), meta.actor).await;
+    remove_node_as(&ctx, id, meta.actor).await?;
     Ok(Json(json!({"removed": id})).into_response())
+}
+
+/// Removes node `id` (the leader included) and records who did it.
+pub async fn remove_node_as(ctx: &Ctx, id: u64, actor: String) -> Result<(), ApiError> {
+    ctx.node.admin(roster_raft::node::AdminRequest::RemoveNode { id }).await.map_err(write_error)?;
+    events::record(ctx, crate::domain::oplog::Level::Info, "node_left", format!("node {id} left the cluster"), actor).await;
+    Ok(())
 }
 

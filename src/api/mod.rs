@@ -112,7 +112,8 @@ pub fn route_rules() -> Vec<(Method, &'static str, Access)> {
 }
 
 pub use agents::agent_rows;
-pub use cluster::cluster_status;
+pub use audit::state_at;
+pub use cluster::{add_node_as, cluster_status, remove_node_as};
 pub use read::{read_barrier, read_response, Consistency};
 pub use router::router;
 pub use write::{outcome_response, submit, submit_error, write_error, WriteMeta};

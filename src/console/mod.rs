@@ -58,7 +58,10 @@ pub fn router(ctx: Ctx) -> Router {
         .route("/ui/history", get(pages::history))
         .route("/ui/history/{revision}", get(pages::revision_page))
         .route("/ui/events", get(pages::events))
-        .route("/ui/cluster", get(pages::cluster))
+        .route("/ui/diff", get(pages::diff_page))
+        .route("/ui/state", get(pages::state_page))
+        .route("/ui/tokens", get(pages::tokens).post(pages::tokens_post))
+        .route("/ui/cluster", get(pages::cluster).post(pages::cluster_post))
         .layer(axum::middleware::from_fn(security_headers))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(FORM_BODY_MAX_BYTES))
         .with_state(ctx)
@@ -302,6 +305,9 @@ fn nav(viewer: &Viewer) -> Vec<(&'static str, &'static str)> {
         v.push(("/ui/events", "Events"));
     }
     v.push(("/ui/cluster", "Cluster"));
+    if viewer.is_admin() {
+        v.push(("/ui/tokens", "Tokens"));
+    }
     v
 }
 

@@ -702,6 +702,11 @@ pub async fn history(State(ctx): Cx, viewer: Viewer, Query(q): Query<HistoryQuer
             input name="entity" value=(entity) placeholder="kind:name, e.g. server:rt1";
             button type="submit" { "Filter" }
         }
+        form.inline method="get" action="/ui/diff" {
+            input name="from" type="number" min="0" placeholder="from revision" required;
+            input name="to" type="number" min="0" placeholder="to revision" required;
+            button type="submit" { "Compare" }
+        }
         @if rows.is_empty() { p.empty { "No revisions match." } } @else {
             table id="history" {
                 thead { tr { th { "Revision" } th { "Time" } th { "Actor" } th { "Comment" } th { "Changeset" } th { "Changed" } } }
@@ -742,7 +747,10 @@ pub async fn revision_page(State(ctx): Cx, viewer: Viewer, Path(revision): Path<
         }
         h2 { "Events" }
         ol { @for e in &record.body.events { li.mono { (serde_json::to_string(e).unwrap_or_default()) } } }
-        p { a href=(format!("/v1/state?revision={revision}")) { "State at this revision (JSON)" } }
+        p {
+            a.button href=(format!("/ui/diff?from={}&to={revision}", revision.saturating_sub(1))) { "Diff with the previous revision" } " "
+            a.button href=(format!("/ui/state?revision={revision}")) { "State at this revision" }
+        }
     };
     page.render(None, None, content)
 }
@@ -791,7 +799,7 @@ pub async fn events(State(ctx): Cx, viewer: Viewer, Query(q): Query<EventQuery>)
     page.render(None, None, content)
 }
 
-pub async fn cluster(State(ctx): Cx, viewer: Viewer) -> Response {
+pub async fn cluster(State(ctx): Cx, viewer: Viewer, Query(m): Query<Msg>) -> Response {
     let status = crate::api::cluster_status(&ctx);
     let revision = status["revision"].as_u64().unwrap_or(0);
     let lag: BTreeMap<String, serde_json::Value> =
@@ -817,9 +825,229 @@ pub async fn cluster(State(ctx): Cx, viewer: Viewer) -> Response {
             } }
         }
         @if viewer.is_admin() {
-            p.note { "Add or remove nodes with " span.mono { "roster ctl cluster add-node|remove-node" } " (admin)." }
+            h2 { "Add a node" }
+            p.note { "The node joins as a learner, catches up, then votes. Start it first with the same cluster secret." }
+            form.inline id="add-node" method="post" {
+                (csrf_field(&viewer))
+                input type="hidden" name="action" value="add";
+                input name="id" type="number" min="1" placeholder="node id" required;
+                input name="addr" placeholder="host:port" required;
+                button type="submit" { "Add node" }
+            }
+            h2 { "Remove a node" }
+            form.inline id="remove-node" method="post" {
+                (csrf_field(&viewer))
+                input type="hidden" name="action" value="remove";
+                input name="id" type="number" min="1" placeholder="node id" required;
+                button.danger type="submit" { "Remove node" }
+            }
         }
     };
     let page = Page { ctx: &ctx, viewer: &viewer, title: "Cluster", active: "/ui/cluster", revision, live: true };
+    page.render(m.msg.as_deref(), m.err.as_deref(), content)
+}
+
+#[derive(Deserialize, Default)]
+pub struct DiffQuery {
+    from: Option<u64>,
+    to: Option<u64>,
+}
+
+/// What changed between two revisions (audit roles).
+pub async fn diff_page(State(ctx): Cx, viewer: Viewer, Query(q): Query<DiffQuery>) -> Response {
+    if let Err(r) = audit_only(&viewer) {
+        return r;
+    }
+    if let Err(r) = barrier(&ctx).await {
+        return r;
+    }
+    let head = ctx.machine.read().state.revision;
+    let to = q.to.unwrap_or(head);
+    let from = q.from.unwrap_or(to.saturating_sub(1));
+    let page = Page { ctx: &ctx, viewer: &viewer, title: "Diff", active: "/ui/history", revision: head, live: false };
+    let states = match (crate::api::state_at(&ctx, Some(from)).await, crate::api::state_at(&ctx, Some(to)).await) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(e), _) | (_, Err(e)) => return page.render(None, Some(&e.message), html! { a href="/ui/history" { "Back to the history" } }),
+    };
+    let diff = crate::domain::diff::diff(&states.0, &states.1);
+    let content = html! {
+        form.inline method="get" {
+            label { "From" input name="from" type="number" min="0" value=(from); }
+            label { "To" input name="to" type="number" min="0" value=(to); }
+            button type="submit" { "Compare" }
+        }
+        @if diff.is_empty() { p.empty { "No differences between revision " (from) " and revision " (to) "." } } @else {
+            table id="diff" {
+                thead { tr { th { "Change" } th { "Entity" } th { "Key" } th { "Before" } th { "After" } } }
+                tbody { @for d in diff.iter().take(CONSOLE_PAGE_ROWS * 5) {
+                    tr { td { (d.kind) } td { (d.entity) } td { (d.key) }
+                         td.mono { (d.before.as_ref().map(|v| v.to_string()).unwrap_or_default()) }
+                         td.mono { (d.after.as_ref().map(|v| v.to_string()).unwrap_or_default()) } }
+                } }
+            }
+        }
+    };
     page.render(None, None, content)
+}
+
+#[derive(Deserialize, Default)]
+pub struct StateQuery {
+    revision: Option<u64>,
+}
+
+/// The whole configuration at a revision (audit roles).
+pub async fn state_page(State(ctx): Cx, viewer: Viewer, Query(q): Query<StateQuery>) -> Response {
+    if let Err(r) = audit_only(&viewer) {
+        return r;
+    }
+    if let Err(r) = barrier(&ctx).await {
+        return r;
+    }
+    let head = ctx.machine.read().state.revision;
+    let page = Page { ctx: &ctx, viewer: &viewer, title: "State", active: "/ui/history", revision: head, live: false };
+    let state = match crate::api::state_at(&ctx, q.revision).await {
+        Ok(s) => s,
+        Err(e) => return page.render(None, Some(&e.message), html! {}),
+    };
+    let content = html! {
+        p { "The configuration at revision " strong { (state.revision) } ", digest " span.mono { (crate::domain::state_digest(&state)) } "." }
+        h2 { "Servers (" (state.servers.len()) ")" }
+        table { tbody { @for s in state.servers.values().take(CONSOLE_PAGE_ROWS) { tr { td { (s.name) } td.mono { (s.url()) } td { (status_badge(s.status)) } } } } }
+        h2 { "Agent clusters (" (state.clusters.len()) ")" }
+        table { tbody { @for (n, c) in state.clusters.iter().take(CONSOLE_PAGE_ROWS) { tr { td { (n) } td { (c.agents.len()) " agents" } } } } }
+        h2 { "Task configurations" }
+        table { tbody { @for (t, task) in state.tasks.iter().take(CONSOLE_PAGE_ROWS) { @for (c, cfg) in &task.configs {
+            tr { td { (t) " / " (c) } td { (cfg.servers.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" → ")) } td { @if cfg.load_balancing { "load balancing" } } }
+        } } } }
+    };
+    page.render(None, None, content)
+}
+
+fn admin_only(viewer: &Viewer) -> Result<(), Response> {
+    if viewer.is_admin() {
+        Ok(())
+    } else {
+        Err(refusal(StatusCode::FORBIDDEN, &format!("{} has role {}; tokens and nodes are for admins", viewer.identity.name, viewer.identity.role)))
+    }
+}
+
+fn tokens_content(ctx: &Ctx, viewer: &Viewer, created: Option<(&str, &str)>) -> Markup {
+    let live = ctx.machine.read();
+    let file = ctx.auth.file_tokens();
+    html! {
+        @if let Some((name, secret)) = created {
+            div.flash id="new-token" {
+                p { "Token " strong { (name) } " created. Its secret is shown only now; the cluster keeps only its hash:" }
+                p.mono id="new-secret" { (secret) }
+            }
+        }
+        table id="tokens" {
+            thead { tr { th { "Name" } th { "Role" } th { "Agent" } th { "Created by" } th { "Source" } th {} } }
+            tbody {
+                @for t in &file { tr { td { (t.name) } td { (t.role) } td { (t.agent.as_ref().map(|a| a.as_str()).unwrap_or("")) } td { (t.created_by) } td { "token file" } td {} } }
+                @for t in live.tokens.values() { tr data-token=(t.name) {
+                    td { (t.name) } td { (t.role) } td { (t.agent.as_ref().map(|a| a.as_str()).unwrap_or("")) } td { (t.created_by) } td { "API" }
+                    td { (action_button(viewer, "revoke", &[("name", t.name.as_str())], "Revoke", "danger")) }
+                } }
+            }
+        }
+        h2 { "Create a token" }
+        form.grid id="create-token" method="post" {
+            (csrf_field(viewer))
+            input type="hidden" name="action" value="create";
+            label { "Name" input name="name" required; }
+            label { "Role" select name="role" { @for r in Role::ALL { option { (r) } } } }
+            label { "Agent (agent role only)" input name="agent"; }
+            button.primary type="submit" { "Create" }
+        }
+    }
+}
+
+/// API tokens (admins): list, create (the secret shown once), revoke. Tokens are not
+/// configuration: these changes apply at once and are never staged.
+pub async fn tokens(State(ctx): Cx, viewer: Viewer, Query(m): Query<Msg>) -> Response {
+    if let Err(r) = admin_only(&viewer) {
+        return r;
+    }
+    if let Err(r) = barrier(&ctx).await {
+        return r;
+    }
+    let revision = ctx.machine.read().state.revision;
+    let page = Page { ctx: &ctx, viewer: &viewer, title: "Tokens", active: "/ui/tokens", revision, live: false };
+    page.render(m.msg.as_deref(), m.err.as_deref(), tokens_content(&ctx, &viewer, None))
+}
+
+pub async fn tokens_post(State(ctx): Cx, viewer: Viewer, body: Bytes) -> Response {
+    if let Err(r) = admin_only(&viewer) {
+        return r;
+    }
+    let f = match checked_form(&viewer, &ctx, &body) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let meta = |comment: &str| WriteMeta {
+        actor: viewer.identity.name.clone(),
+        comment: comment.into(),
+        expected_revision: None,
+        idempotency_key: Some(format!("ui-{:032x}", rand::random::<u128>())),
+    };
+    match f.get("action") {
+        "revoke" => {
+            let result = match crate::domain::tokens::TokenName::new(f.get("name")) {
+                Err(e) => Err(e.to_string()),
+                Ok(name) => commands::submit(&ctx.node, meta(""), CommandBody::RevokeToken { name: name.clone() })
+                    .await
+                    .map(|_| format!("token {name} revoked"))
+                    .map_err(submit_message),
+            };
+            back("/ui/tokens", result)
+        }
+        "create" => {
+            let revision = ctx.machine.read().state.revision;
+            let page = Page { ctx: &ctx, viewer: &viewer, title: "Tokens", active: "/ui/tokens", revision, live: false };
+            let made = (|| {
+                let name = parse("name", crate::domain::tokens::TokenName::new(f.get("name")))?;
+                let role = Role::parse(f.get("role")).ok_or_else(|| format!("unknown role {:?}", f.get("role")))?;
+                let agent = (!f.get("agent").is_empty()).then(|| crate::domain::AgentId::new(f.get("agent"))).transpose().map_err(|e| format!("agent: {e}"))?;
+                if ctx.auth.file_token_named(&name) {
+                    return Err(format!("token {name} exists in this node's token file"));
+                }
+                let secret = crate::auth::new_secret();
+                let hash = crate::domain::tokens::hash_secret(&secret);
+                let token = crate::domain::tokens::TokenRecord { name, role, agent, hash, created_by: viewer.identity.name.clone(), created_ms: commands::now_ms() };
+                token.check()?;
+                Ok((token, secret))
+            })();
+            let (token, secret) = match made {
+                Ok(m) => m,
+                Err(e) => return page.render(None, Some(&e), tokens_content(&ctx, &viewer, None)),
+            };
+            let name = token.name.to_string();
+            match commands::submit(&ctx.node, meta(""), CommandBody::CreateToken { token }).await {
+                Ok(_) => page.render(None, None, tokens_content(&ctx, &viewer, Some((&name, &secret)))),
+                Err(e) => page.render(None, Some(&submit_message(e)), tokens_content(&ctx, &viewer, None)),
+            }
+        }
+        other => back("/ui/tokens", Err(format!("unknown action {other:?}"))),
+    }
+}
+
+/// Adds or removes a management node (admins); applied at once.
+pub async fn cluster_post(State(ctx): Cx, viewer: Viewer, body: Bytes) -> Response {
+    if let Err(r) = admin_only(&viewer) {
+        return r;
+    }
+    let f = match checked_form(&viewer, &ctx, &body) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let actor = viewer.identity.name.clone();
+    let id = f.get("id").parse::<u64>().map_err(|_| format!("node id {:?} is not a number", f.get("id")));
+    let result = match (f.get("action"), id) {
+        (_, Err(e)) => Err(e),
+        ("add", Ok(id)) => crate::api::add_node_as(&ctx, id, f.get("addr").to_string(), actor).await.map(|()| format!("node {id} added")).map_err(|e| e.message),
+        ("remove", Ok(id)) => crate::api::remove_node_as(&ctx, id, actor).await.map(|()| format!("node {id} removed")).map_err(|e| e.message),
+        (other, _) => Err(format!("unknown action {other:?}")),
+    };
+    back("/ui/cluster", result)
 }
