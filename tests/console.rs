@@ -196,6 +196,12 @@ fn an_operator_configures_failover_in_the_browser() {
 
     // An admin manages tokens (the secret is shown once) and nodes.
     sign_in(&b, &addr2, secure().token("admin"));
+    // The events page follows the event log without a reload by hand (token events are not
+    // revisions, so this is the event wake-up, not the revision one).
+    b.goto(&format!("https://{addr2}/ui/events"));
+    let (s, v) = Api::at(&addr2).post("/v1/tokens", serde_json::json!({"name": "live-check", "role": "viewer"}), &[]);
+    assert_eq!(s, 201, "{v}");
+    wait_until("the events page to show the new event", Duration::from_secs(15), || b.source().contains("token live-check (viewer) created"));
     b.goto(&format!("https://{addr2}/ui/tokens"));
     b.type_into("#create-token input[name=name]", "ui-made");
     b.click("//form[@id='create-token']//option[text()='viewer']");

@@ -320,6 +320,8 @@ pub struct Page<'a> {
     /// The revision the page shows; with `live`, the page reloads when it moves.
     pub revision: u64,
     pub live: bool,
+    /// Live also on new operational events (the events page).
+    pub watch_events: bool,
 }
 
 impl Page<'_> {
@@ -336,7 +338,8 @@ impl Page<'_> {
                     link rel="stylesheet" href="/ui/assets/console.css";
                     script src="/ui/assets/console.js" defer {}
                 }
-                body data-revision=(self.revision) data-live=(if self.live { "1" } else { "0" }) {
+                body data-revision=(self.revision) data-live=(if self.live { "1" } else { "0" })
+                    data-events=[self.watch_events.then(|| self.ctx.machine.read().event_seq)] {
                     @if self.viewer.insecure {
                         div.banner.insecure { "Insecure mode: no sign-in, no TLS. Anyone who can reach this node can change the configuration." }
                     }

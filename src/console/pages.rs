@@ -125,22 +125,29 @@ pub async fn logout(State(ctx): Cx, viewer: Viewer, body: Bytes) -> Response {
 #[derive(Deserialize)]
 pub struct WaitQuery {
     after: u64,
+    /// With it, an event recorded past this sequence number answers too (the events page).
+    events_after: Option<u64>,
 }
 
-/// Long poll behind live pages: answers once the revision is past `after` (or after
-/// [`LIVE_WAIT_MS`] with the same revision), so an open page costs no request while idle.
+/// Long poll behind live pages: answers once the revision is past `after` (or an event is
+/// past `events_after`), or after [`LIVE_WAIT_MS`] with nothing new, so an open page costs
+/// no request while idle.
 pub async fn wait(State(ctx): Cx, _viewer: Viewer, Query(q): Query<WaitQuery>) -> Response {
-    let mut rx = ctx.machine.subscribe();
+    let mut revisions = ctx.machine.subscribe();
+    let mut events = ctx.machine.subscribe_events();
     let deadline = tokio::time::sleep(Duration::from_millis(LIVE_WAIT_MS));
     tokio::pin!(deadline);
     loop {
-        let now = *rx.borrow_and_update();
-        if now > q.after {
-            return Json(serde_json::json!({"revision": now})).into_response();
+        let revision = *revisions.borrow_and_update();
+        let seq = *events.borrow_and_update();
+        let answer = Json(serde_json::json!({"revision": revision, "events": seq}));
+        if revision > q.after || q.events_after.is_some_and(|e| seq > e) {
+            return answer.into_response();
         }
         tokio::select! {
-            _ = &mut deadline => return Json(serde_json::json!({"revision": now})).into_response(),
-            changed = rx.changed() => if changed.is_err() { return StatusCode::SERVICE_UNAVAILABLE.into_response() },
+            _ = &mut deadline => return answer.into_response(),
+            changed = revisions.changed() => if changed.is_err() { return StatusCode::SERVICE_UNAVAILABLE.into_response() },
+            changed = events.changed() => if changed.is_err() { return StatusCode::SERVICE_UNAVAILABLE.into_response() },
         }
     }
 }
@@ -235,7 +242,7 @@ pub async fn servers(State(ctx): Cx, viewer: Viewer, Query(m): Query<Msg>) -> Re
             }
         }
     };
-    let page = Page { ctx: &ctx, viewer: &viewer, title: "Servers", active: "/ui/servers", revision: current.revision, live: true };
+    let page = Page { ctx: &ctx, viewer: &viewer, title: "Servers", active: "/ui/servers", revision: current.revision, live: true, watch_events: false };
     page.render(m.msg.as_deref(), m.err.as_deref(), content)
 }
 
@@ -313,7 +320,7 @@ pub async fn server_page(State(ctx): Cx, viewer: Viewer, Path(name): Path<String
     let (state, _) = staged_view(&ctx, pending.as_ref());
     let revision = ctx.machine.read().state.revision;
     let server = ServerName::new(name.as_str()).ok().and_then(|n| state.servers.get(&n).cloned());
-    let page = Page { ctx: &ctx, viewer: &viewer, title: "Server", active: "/ui/servers", revision, live: false };
+    let page = Page { ctx: &ctx, viewer: &viewer, title: "Server", active: "/ui/servers", revision, live: false, watch_events: false };
     let Some(s) = server else {
         return page.render(None, Some(&format!("no server named {name:?}")), html! { a href="/ui/servers" { "Back to servers" } });
     };
@@ -429,7 +436,7 @@ pub async fn clusters(State(ctx): Cx, viewer: Viewer, Query(f): Query<AgentFilte
             }
         }
     };
-    let page = Page { ctx: &ctx, viewer: &viewer, title: "Agent clusters", active: "/ui/clusters", revision, live: true };
+    let page = Page { ctx: &ctx, viewer: &viewer, title: "Agent clusters", active: "/ui/clusters", revision, live: true, watch_events: false };
     page.render(f.msg.as_deref(), f.err.as_deref(), content)
 }
 
@@ -542,7 +549,7 @@ pub async fn tasks(State(ctx): Cx, viewer: Viewer, Query(q): Query<TaskQuery>) -
             }
         }
     };
-    let page = Page { ctx: &ctx, viewer: &viewer, title: "Task configurations", active: "/ui/tasks", revision: current.revision, live: true };
+    let page = Page { ctx: &ctx, viewer: &viewer, title: "Task configurations", active: "/ui/tasks", revision: current.revision, live: true, watch_events: false };
     let _ = back_to;
     page.render(q.msg.as_deref(), q.err.as_deref(), content)
 }
@@ -579,7 +586,7 @@ pub async fn changes(State(ctx): Cx, viewer: Viewer, Query(m): Query<Msg>) -> Re
     }
     let pending = pending_changeset(&ctx, &viewer);
     let current = ctx.machine.read().state.clone();
-    let page = Page { ctx: &ctx, viewer: &viewer, title: "Pending changes", active: "", revision: current.revision, live: false };
+    let page = Page { ctx: &ctx, viewer: &viewer, title: "Pending changes", active: "", revision: current.revision, live: false, watch_events: false };
     let Some(cs) = pending.filter(|cs| !cs.changes.is_empty()) else {
         return page.render(m.msg.as_deref(), m.err.as_deref(), html! { p.empty { "No pending changes." } });
     };
@@ -691,7 +698,7 @@ pub async fn history(State(ctx): Cx, viewer: Viewer, Query(q): Query<HistoryQuer
         }
         Ok(true)
     });
-    let page = Page { ctx: &ctx, viewer: &viewer, title: "History", active: "/ui/history", revision: head, live: true };
+    let page = Page { ctx: &ctx, viewer: &viewer, title: "History", active: "/ui/history", revision: head, live: true, watch_events: false };
     if let Err(e) = read {
         return page.render(None, Some(&format!("reading the history: {e}")), html! {});
     }
@@ -730,7 +737,7 @@ pub async fn revision_page(State(ctx): Cx, viewer: Viewer, Path(revision): Path<
         return r;
     }
     let head = ctx.machine.read().state.revision;
-    let page = Page { ctx: &ctx, viewer: &viewer, title: "Revision", active: "/ui/history", revision: head, live: false };
+    let page = Page { ctx: &ctx, viewer: &viewer, title: "Revision", active: "/ui/history", revision: head, live: false, watch_events: false };
     let record = match ctx.reader.record(revision) {
         Ok(Some(r)) => r,
         Ok(None) => return page.render(None, Some(&format!("there is no revision {revision}")), html! {}),
@@ -773,7 +780,7 @@ pub async fn events(State(ctx): Cx, viewer: Viewer, Query(q): Query<EventQuery>)
         _ => Level::Info,
     };
     let head = ctx.machine.read().state.revision;
-    let page = Page { ctx: &ctx, viewer: &viewer, title: "Events", active: "/ui/events", revision: head, live: true };
+    let page = Page { ctx: &ctx, viewer: &viewer, title: "Events", active: "/ui/events", revision: head, live: true, watch_events: true };
     let list = match ctx.reader.events(CONSOLE_PAGE_ROWS, |e| e.level >= min) {
         Ok(l) => l,
         Err(e) => return page.render(None, Some(&format!("reading events: {e}")), html! {}),
@@ -843,7 +850,7 @@ pub async fn cluster(State(ctx): Cx, viewer: Viewer, Query(m): Query<Msg>) -> Re
             }
         }
     };
-    let page = Page { ctx: &ctx, viewer: &viewer, title: "Cluster", active: "/ui/cluster", revision, live: true };
+    let page = Page { ctx: &ctx, viewer: &viewer, title: "Cluster", active: "/ui/cluster", revision, live: true, watch_events: false };
     page.render(m.msg.as_deref(), m.err.as_deref(), content)
 }
 
@@ -864,7 +871,7 @@ pub async fn diff_page(State(ctx): Cx, viewer: Viewer, Query(q): Query<DiffQuery
     let head = ctx.machine.read().state.revision;
     let to = q.to.unwrap_or(head);
     let from = q.from.unwrap_or(to.saturating_sub(1));
-    let page = Page { ctx: &ctx, viewer: &viewer, title: "Diff", active: "/ui/history", revision: head, live: false };
+    let page = Page { ctx: &ctx, viewer: &viewer, title: "Diff", active: "/ui/history", revision: head, live: false, watch_events: false };
     let states = match (crate::api::state_at(&ctx, Some(from)).await, crate::api::state_at(&ctx, Some(to)).await) {
         (Ok(a), Ok(b)) => (a, b),
         (Err(e), _) | (_, Err(e)) => return page.render(None, Some(&e.message), html! { a href="/ui/history" { "Back to the history" } }),
@@ -904,7 +911,7 @@ pub async fn state_page(State(ctx): Cx, viewer: Viewer, Query(q): Query<StateQue
         return r;
     }
     let head = ctx.machine.read().state.revision;
-    let page = Page { ctx: &ctx, viewer: &viewer, title: "State", active: "/ui/history", revision: head, live: false };
+    let page = Page { ctx: &ctx, viewer: &viewer, title: "State", active: "/ui/history", revision: head, live: false, watch_events: false };
     let state = match crate::api::state_at(&ctx, q.revision).await {
         Ok(s) => s,
         Err(e) => return page.render(None, Some(&e.message), html! {}),
@@ -973,7 +980,7 @@ pub async fn tokens(State(ctx): Cx, viewer: Viewer, Query(m): Query<Msg>) -> Res
         return r;
     }
     let revision = ctx.machine.read().state.revision;
-    let page = Page { ctx: &ctx, viewer: &viewer, title: "Tokens", active: "/ui/tokens", revision, live: false };
+    let page = Page { ctx: &ctx, viewer: &viewer, title: "Tokens", active: "/ui/tokens", revision, live: false, watch_events: false };
     page.render(m.msg.as_deref(), m.err.as_deref(), tokens_content(&ctx, &viewer, None))
 }
 
@@ -1004,7 +1011,7 @@ pub async fn tokens_post(State(ctx): Cx, viewer: Viewer, body: Bytes) -> Respons
         }
         "create" => {
             let revision = ctx.machine.read().state.revision;
-            let page = Page { ctx: &ctx, viewer: &viewer, title: "Tokens", active: "/ui/tokens", revision, live: false };
+            let page = Page { ctx: &ctx, viewer: &viewer, title: "Tokens", active: "/ui/tokens", revision, live: false, watch_events: false };
             let made = (|| {
                 let name = parse("name", crate::domain::tokens::TokenName::new(f.get("name")))?;
                 let role = Role::parse(f.get("role")).ok_or_else(|| format!("unknown role {:?}", f.get("role")))?;

@@ -69,6 +69,8 @@ const SETTING_TOKENS: &str = "tokens";
 struct Shared {
     live: RwLock<Live>,
     revision_tx: watch::Sender<u64>,
+    /// The next operational event's sequence number (moves when an event is recorded).
+    events_tx: watch::Sender<u64>,
     /// Per-agent change tracking; updated under the `live` write lock.
     projection: Mutex<AgentWakers>,
 }
@@ -88,6 +90,11 @@ impl MachineHandle {
     /// Notified with the revision after every applied revision.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.shared.revision_tx.subscribe()
+    }
+
+    /// Notified with the next operational event's sequence number whenever events are recorded.
+    pub fn subscribe_events(&self) -> watch::Receiver<u64> {
+        self.shared.events_tx.subscribe()
     }
 
     /// Notified with the revision at which `agent`'s configuration last changed.
@@ -118,9 +125,11 @@ pub struct RosterMachine {
 impl RosterMachine {
     pub fn new() -> (Self, MachineHandle) {
         let (revision_tx, _) = watch::channel(0);
+        let (events_tx, _) = watch::channel(0);
         let shared = Arc::new(Shared {
             live: RwLock::new(Live::default()),
             revision_tx,
+            events_tx,
             projection: Mutex::new(AgentWakers::default()),
         });
         (Self { shared: shared.clone(), pending_agents: BTreeSet::new(), pending_revision: None }, MachineHandle { shared })
@@ -151,6 +160,7 @@ impl Application<TypeConfig> for RosterMachine {
         live.set_tokens(tokens);
         drop(live);
         self.shared.revision_tx.send_replace(revision);
+        self.shared.events_tx.send_replace(event_seq);
         Ok(())
     }
 
@@ -165,6 +175,8 @@ impl Application<TypeConfig> for RosterMachine {
         if let Some(revision) = self.pending_revision.take() {
             self.shared.revision_tx.send_replace(revision);
         }
+        let event_seq = self.shared.live.read().expect("state machine lock poisoned").event_seq;
+        self.shared.events_tx.send_if_modified(|seq| std::mem::replace(seq, event_seq) != event_seq);
     }
 
     fn apply(&mut self, log_id: &LogId<u64>, data: &Proposal, txn: &mut Txn<'_>) -> Reply {

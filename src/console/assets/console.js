@@ -1,6 +1,7 @@
 // Roster console: the only script the pages load (the CSP allows no inline script).
 // 1. The register and edit forms show the server URL built from their fields as you type.
-// 2. A page marked live reloads when the cluster's revision moves past the one it shows,
+// 2. A page marked live reloads when the cluster's revision (or, on the events page, the
+//    event log) moves past the one it shows,
 //    waiting on a long poll (/ui/wait) rather than asking again and again.
 "use strict";
 
@@ -25,16 +26,19 @@ function watchRevision() {
   const body = document.body;
   if (body.dataset.live !== "1") return;
   const shown = Number(body.dataset.revision || "0");
+  const events = body.dataset.events;
   let failures = 0;
   const poll = () => {
-    fetch(`/ui/wait?after=${shown}`, { credentials: "same-origin" })
+    const query = events === undefined ? `after=${shown}` : `after=${shown}&events_after=${events}`;
+    fetch(`/ui/wait?${query}`, { credentials: "same-origin" })
       .then((r) => (r.ok ? r.json() : Promise.reject(r.status)))
       .then((answer) => {
         failures = 0;
         // Never reload over a form the operator is filling in.
         const typing = document.activeElement && ["INPUT", "SELECT"].includes(document.activeElement.tagName);
         if (leaving) return;
-        if (answer.revision > shown && !typing) {
+        const moved = answer.revision > shown || (events !== undefined && answer.events > Number(events));
+        if (moved && !typing) {
           window.location.reload();
         } else {
           poll();
