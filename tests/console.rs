@@ -116,6 +116,15 @@ fn an_operator_configures_failover_in_the_browser() {
     b.screenshot("06-history");
     let head = Api::at(&addr).get("/v1/cluster")["revision"].as_u64().unwrap();
 
+    // History filters: by actor, by entity, by time (UTC), and a time that is not one.
+    b.goto(&format!("https://{addr}/ui/history?actor=ops&entity=task:billing"));
+    assert_eq!(b.find_all("#history tbody tr").len(), 1, "{}", b.text("main"));
+    b.goto(&format!("https://{addr}/ui/history?since=2000-01-01&until=2000-01-02"));
+    assert!(b.text("main").contains("No revisions match"), "{}", b.text("main"));
+    b.goto(&format!("https://{addr}/ui/history?since=yesterday"));
+    assert!(b.text("#error").contains("is not a UTC time"), "{}", b.text("main"));
+    b.goto(&format!("https://{addr}/ui/history"));
+
     // History: a revision, its diff with the one before, and the state at it.
     b.submit("#history tbody tr:first-child a");
     b.submit("//a[text()='Diff with the previous revision']");

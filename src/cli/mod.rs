@@ -12,4 +12,4 @@ mod output;
 pub use args::{ConnArgs, CtlArgs, Output, DEV_SECURE_DIR};
 pub use client::{Client, ClientOptions, Transport, CTL_REQUEST_TIMEOUT_MS};
 pub use commands::run;
-pub use output::{format_ms, print_table, terminal_safe};
+pub use output::{format_ms, parse_utc_ms, print_table, terminal_safe};

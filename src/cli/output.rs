@@ -161,6 +161,29 @@ pub fn format_ms(ms: u64) -> String {
     format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
+/// Parses a UTC time `YYYY-MM-DD`, `YYYY-MM-DDTHH:MM` or `YYYY-MM-DDTHH:MM:SS` (an optional
+/// trailing `Z`) into milliseconds since 1970; the inverse of [`format_ms`].
+pub fn parse_utc_ms(text: &str) -> Option<u64> {
+    let text = text.trim().trim_end_matches('Z');
+    let (date, time) = text.split_once(['T', ' ']).unwrap_or((text, "00:00"));
+    let mut d = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
+    let (year, month, day) = (d.next()??, d.next()??, d.next()??);
+    let mut t = time.splitn(3, ':').map(|p| p.parse::<i64>().ok());
+    let (hour, minute, second) = (t.next()??, t.next()??, t.next().unwrap_or(Some(0))?);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 59 || year < 1970 {
+        return None;
+    }
+    // Days since 1970-01-01 from a civil date (Howard Hinnant's algorithm, inverted).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = if month > 2 { month - 3 } else { month + 9 };
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    u64::try_from(((days * 86_400) + hour * 3600 + minute * 60 + second) * 1000).ok()
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -168,5 +191,13 @@ mod tests {
         assert_eq!(super::format_ms(0), "1970-01-01T00:00:00Z");
         assert_eq!(super::format_ms(951_782_400_000), "2000-02-29T00:00:00Z");
         assert_eq!(super::format_ms(1_795_634_281_876), "2026-11-25T19:18:01Z");
+        for ms in [0, 951_782_400_000, 1_795_634_281_000] {
+            assert_eq!(super::parse_utc_ms(&super::format_ms(ms)), Some(ms));
+        }
+        assert_eq!(super::parse_utc_ms("2026-11-25"), Some(1_795_564_800_000));
+        assert_eq!(super::parse_utc_ms("2026-11-25T19:18"), Some(1_795_634_280_000));
+        for bad in ["", "2026-13-01", "yesterday", "2026-11-25T25:00"] {
+            assert_eq!(super::parse_utc_ms(bad), None, "{bad}");
+        }
     }
 }

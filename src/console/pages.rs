@@ -662,6 +662,9 @@ pub struct HistoryQuery {
     before: Option<u64>,
     actor: Option<String>,
     entity: Option<String>,
+    /// UTC times (`YYYY-MM-DD` or `YYYY-MM-DDTHH:MM`) bounding the revisions shown.
+    since: Option<String>,
+    until: Option<String>,
     msg: Option<String>,
     err: Option<String>,
 }
@@ -686,13 +689,29 @@ pub async fn history(State(ctx): Cx, viewer: Viewer, Query(q): Query<HistoryQuer
     let from = before.saturating_sub(CONSOLE_PAGE_ROWS as u64).max(1);
     let actor = q.actor.clone().unwrap_or_default();
     let entity = q.entity.clone().unwrap_or_default();
+    let since = q.since.clone().unwrap_or_default();
+    let until = q.until.clone().unwrap_or_default();
+    let bound = |text: &str, what: &str| -> Result<Option<u64>, String> {
+        if text.trim().is_empty() {
+            return Ok(None);
+        }
+        crate::cli::parse_utc_ms(text).map(Some).ok_or_else(|| format!("{what} {text:?} is not a UTC time like 2026-11-25 or 2026-11-25T19:30"))
+    };
+    let (since_ms, until_ms) = match (bound(&since, "since"), bound(&until, "until")) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(e), _) | (_, Err(e)) => {
+            let page = Page { ctx: &ctx, viewer: &viewer, title: "History", active: "/ui/history", revision: head, live: false, watch_events: false };
+            return page.render(None, Some(&e), html! { a href="/ui/history" { "Back to the history" } });
+        }
+    };
     let mut rows = Vec::new();
     let read = ctx.reader.records(from, |r| {
         if r.body.revision >= before {
             return Ok(false);
         }
         let entities: Vec<String> = r.body.events.iter().flat_map(|e| e.entities()).map(|(k, n)| format!("{k}:{n}")).collect::<BTreeSet<_>>().into_iter().collect();
-        let keep = (actor.is_empty() || r.body.actor == actor) && (entity.is_empty() || entities.iter().any(|e| e == &entity));
+        let in_time = since_ms.is_none_or(|t| r.body.time_ms >= t) && until_ms.is_none_or(|t| r.body.time_ms <= t);
+        let keep = in_time && (actor.is_empty() || r.body.actor == actor) && (entity.is_empty() || entities.iter().any(|e| e == &entity));
         if keep {
             rows.push((r.body.revision, r.body.time_ms, r.body.actor.clone(), r.body.comment.clone(), r.body.changeset.clone(), entities));
         }
@@ -707,6 +726,8 @@ pub async fn history(State(ctx): Cx, viewer: Viewer, Query(q): Query<HistoryQuer
         form.inline method="get" {
             input name="actor" value=(actor) placeholder="actor";
             input name="entity" value=(entity) placeholder="kind:name, e.g. server:rt1";
+            input name="since" value=(since) placeholder="since (UTC) 2026-11-25";
+            input name="until" value=(until) placeholder="until (UTC) 2026-11-25T19:30";
             button type="submit" { "Filter" }
         }
         form.inline method="get" action="/ui/diff" {
@@ -724,7 +745,9 @@ pub async fn history(State(ctx): Cx, viewer: Viewer, Query(q): Query<HistoryQuer
                 } }
             }
         }
-        @if from > 1 { a.button href=(format!("/ui/history?before={from}&actor={}&entity={}", urlencode(&actor), urlencode(&entity))) { "Older" } }
+        @if from > 1 {
+            a.button href=(format!("/ui/history?before={from}&actor={}&entity={}&since={}&until={}", urlencode(&actor), urlencode(&entity), urlencode(&since), urlencode(&until))) { "Older" }
+        }
     };
     page.render(q.msg.as_deref(), q.err.as_deref(), content)
 }
