@@ -230,3 +230,68 @@ fn an_operator_configures_failover_in_the_browser() {
     assert_eq!(s, 401);
     eprintln!("console screenshots: {}", shots_dir().display());
 }
+
+#[test]
+fn the_console_refuses_what_it_should_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = common::NodeProcess::single(&dir.path().join("n"));
+    let client = reqwest::blocking::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&secure().ca_pem).unwrap())
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let url = |p: &str| format!("https://{}{p}", node.addr);
+
+    // Without a session: pages send to sign-in, posts are refused; every answer is framed out.
+    let r = client.get(url("/ui/servers")).send().unwrap();
+    assert_eq!(r.status().as_u16(), 303);
+    assert_eq!(r.headers()["location"], "/ui/login");
+    let csp = r.headers()["content-security-policy"].to_str().unwrap().to_string();
+    assert!(csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert_eq!(r.headers()["x-frame-options"], "DENY");
+    let r = client.post(url("/ui/servers")).body("action=disable&name=rt1").send().unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+
+    // Sign-in needs the form's CSRF token bound to its pre-session cookie, and a valid token.
+    let r = client.post(url("/ui/login")).form(&[("token", secure().token("ops"))]).send().unwrap();
+    assert_eq!(r.status().as_u16(), 403, "a sign-in post without the form's CSRF token");
+    let page = client.get(url("/ui/login")).send().unwrap();
+    let cookie = page.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+    assert!(page.headers()["set-cookie"].to_str().unwrap().contains("SameSite=Strict"));
+    let csrf = csrf_of(&page.text().unwrap());
+    let r = client.post(url("/ui/login")).header("cookie", &cookie).form(&[("_csrf", csrf.as_str()), ("token", "rst_not-a-token")]).send().unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    assert!(r.text().unwrap().contains("not valid"));
+    let r = client.post(url("/ui/login")).header("cookie", &cookie).form(&[("_csrf", csrf.as_str()), ("token", secure().token("agent-file-a1"))]).send().unwrap();
+    assert_eq!(r.status().as_u16(), 403, "agent tokens do not sign in");
+    let r = client.post(url("/ui/login")).header("cookie", &cookie).form(&[("_csrf", csrf.as_str()), ("token", secure().token("ops"))]).send().unwrap();
+    assert_eq!(r.status().as_u16(), 303);
+    let set = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    for attr in ["HttpOnly", "Secure", "SameSite=Strict", "Max-Age=28800", "Path=/ui"] {
+        assert!(set.contains(attr), "the session cookie lacks {attr}: {set}");
+    }
+    let session = set.split(';').next().unwrap().trim_start_matches("roster_session=").to_string();
+
+    // A forged session (its payload edited) is no session.
+    let forged = format!("A{}", &session[1..]);
+    assert_eq!(post_form(&node.addr, &forged, "/ui/servers", "action=disable&name=rt1").0, 401);
+
+    // A form larger than the console takes is refused before it is read.
+    let big = format!("action=register&name={}", "x".repeat(100 * 1024));
+    assert_eq!(post_form(&node.addr, &session, "/ui/servers", &big).0, 413);
+
+    // Bad input in a well-formed form: a clear error, in place, and nothing staged.
+    let page = client.get(url("/ui/servers")).header("cookie", format!("roster_session={session}")).send().unwrap().text().unwrap();
+    let csrf = csrf_of(&page);
+    let (s, body) = post_form(&node.addr, &session, "/ui/servers", &format!("_csrf={csrf}&action=register&name=rt1&host=10.0.0.1&port=99999"));
+    assert_eq!(s, 200, "back on the page (the client follows the redirect)");
+    assert!(body.contains("id=\"error\"") && body.contains("is not 1..65535"), "{body}");
+    let changesets = Api::new(&node).get("/v1/changesets");
+    assert!(changesets.as_array().is_none_or(|a| a.iter().all(|c| c["changes"].as_array().is_none_or(|x| x.is_empty()))), "{changesets}");
+    let (s, body) = post_form(&node.addr, &session, "/ui/servers", &format!("_csrf={csrf}&action=explode&name=rt1"));
+    assert_eq!(s, 200);
+    assert!(body.contains("unknown action"), "an unknown action is answered with an error message: {body}");
+}
