@@ -223,6 +223,38 @@ fn an_operator_configures_failover_in_the_browser() {
     sign_in(&b, &addr2, &made);
     assert!(b.text("nav .who").contains("ui-made (viewer)"), "{}", b.text("nav"));
 
+    // The agents table follows deployments: open it on the node the agent talks to, change
+    // the agent's configuration elsewhere, and the page shows the acknowledged revision.
+    let agent_node = agent.status()["endpoint"].as_str().unwrap().to_string();
+    sign_in(&b, &agent_node, secure().token("admin"));
+    b.goto(&format!("https://{agent_node}/ui/clusters"));
+    // The long poll behind it answers on the acknowledgement itself, not only on revisions.
+    let session = b.cookie("roster_session");
+    let poll = |query: &str| -> Value {
+        let client = secure().client(None, Duration::from_secs(40));
+        let r = client.get(format!("https://{agent_node}/ui/wait?{query}")).header("cookie", format!("roster_session={session}")).send().unwrap();
+        r.json().unwrap()
+    };
+    let now = poll("after=0");
+    let (head, acks) = (now["revision"].as_u64().unwrap(), now["acks"].as_u64().unwrap());
+    let waiter = std::thread::scope(|scope| {
+        let waiting = scope.spawn(|| {
+            let started = Instant::now();
+            // Past the next revision: only an acknowledgement can answer early.
+            (poll(&format!("after={}&acks_after={acks}", head + 1)), started.elapsed())
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        let (s, v) = Api::at(&agent_node).post("/v1/commands", serde_json::json!({"changes": [{"move_server": {"task": "billing", "cluster": "floor1", "server": "rt1", "direction": "up"}}]}), &[]);
+        assert_eq!(s, 200, "{v}");
+        (v["committed"]["revision"].as_u64().unwrap(), waiting.join().unwrap())
+    });
+    let (moved, (answer, waited)) = waiter;
+    assert!(answer["acks"].as_u64().unwrap() > acks && waited < Duration::from_secs(20), "no early answer on the ack: {answer} after {waited:?}");
+    agent.wait_revision(moved, Duration::from_secs(20));
+    wait_until("the agents page to show the acknowledged revision", Duration::from_secs(15), || {
+        b.source().contains(&format!("<tr data-agent=\"pc1\"><td>pc1</td><td>floor1</td><td class=\"deployed\">{moved}</td>"))
+    });
+
     // Signing out ends the session.
     b.submit("nav .who button");
     assert!(b.url().ends_with("/ui/login"));

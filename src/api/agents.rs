@@ -77,6 +77,8 @@ pub struct AgentTracker {
     watches: Arc<tokio::sync::Semaphore>,
     /// Set when the node stops: held watches end at once (the agents reconnect elsewhere).
     closing: Arc<tokio::sync::watch::Sender<bool>>,
+    /// Counts acknowledged deployments seen by this node (the console's agents page follows it).
+    acks: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl Default for AgentTracker {
@@ -86,6 +88,7 @@ impl Default for AgentTracker {
             reports: Default::default(),
             watches: Arc::new(tokio::sync::Semaphore::new(WATCHES_PER_NODE_MAX)),
             closing: Arc::new(tokio::sync::watch::channel(false).0),
+            acks: Arc::new(tokio::sync::watch::channel(0).0),
         }
     }
 }
@@ -103,8 +106,17 @@ impl AgentTracker {
         c.last_contact_ms = now;
         c.node = node;
         if let Some(r) = deployed {
-            c.deployed_revision = c.deployed_revision.max(r);
+            if r > c.deployed_revision {
+                c.deployed_revision = r;
+                self.acks.send_modify(|n| *n += 1);
+            }
         }
+    }
+
+    /// Notified with a count that moves whenever an agent talking to this node acknowledges a
+    /// newer deployment.
+    pub fn subscribe_acks(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.acks.subscribe()
     }
 
     /// Rate limit and de-duplication of failure reports, per agent (wall clock, this node).

@@ -120,9 +120,9 @@ impl Viewer {
     }
 }
 
-fn cookie<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
-    parts
-        .headers
+/// The value of cookie `name` in a request's headers.
+pub fn cookie<'a>(headers: &'a axum::http::HeaderMap, name: &str) -> Option<&'a str> {
+    headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
@@ -142,7 +142,7 @@ impl FromRequestParts<Ctx> for Viewer {
             let payload = "insecure".to_string();
             return Ok(Viewer { identity, csrf: key.csrf(&payload), csrf_payload: payload, insecure: true });
         }
-        let session = cookie(parts, SESSION_COOKIE).and_then(|c| key.open(c, commands::now_ms()));
+        let session = cookie(&parts.headers, SESSION_COOKIE).and_then(|c| key.open(c, commands::now_ms()));
         let identity = session.as_ref().and_then(|s| ctx.auth.user_for_session(s));
         match (session, identity) {
             (Some(s), Some(identity)) if identity.role != Role::Agent => {
@@ -324,6 +324,8 @@ pub struct Page<'a> {
     pub live: bool,
     /// Live also on new operational events (the events page).
     pub watch_events: bool,
+    /// Live also on deployments acknowledged to this node (the agents page).
+    pub watch_acks: bool,
 }
 
 impl Page<'_> {
@@ -341,7 +343,8 @@ impl Page<'_> {
                     script src="/ui/assets/console.js" defer {}
                 }
                 body data-revision=(self.revision) data-live=(if self.live { "1" } else { "0" })
-                    data-events=[self.watch_events.then(|| self.ctx.machine.read().event_seq)] {
+                    data-events=[self.watch_events.then(|| self.ctx.machine.read().event_seq)]
+                    data-acks=[self.watch_acks.then(|| *self.ctx.agents.subscribe_acks().borrow())] {
                     @if self.viewer.insecure {
                         div.banner.insecure { "Insecure mode: no sign-in, no TLS. Anyone who can reach this node can change the configuration." }
                     }

@@ -84,15 +84,7 @@ pub async fn login(State(ctx): Cx, headers: HeaderMap, body: Bytes) -> Response 
         return Redirect::to("/ui/servers").into_response();
     }
     let fields = serde_urlencoded_pairs(&body);
-    let nonce = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|c| c.trim().split_once('='))
-        .find(|(k, _)| *k == LOGIN_COOKIE)
-        .map(|(_, v)| v.to_string())
-        .unwrap_or_default();
+    let nonce = cookie(&headers, LOGIN_COOKIE).unwrap_or_default().to_string();
     let key = ctx.auth.session_key();
     let payload = format!("login|{nonce}");
     if nonce.is_empty() || !key.csrf_ok(&payload, fields.get("_csrf").map(String::as_str).unwrap_or("")) {
@@ -127,6 +119,8 @@ pub struct WaitQuery {
     after: u64,
     /// With it, an event recorded past this sequence number answers too (the events page).
     events_after: Option<u64>,
+    /// With it, an agent acknowledging a deployment on this node answers too (the agents page).
+    acks_after: Option<u64>,
 }
 
 /// Long poll behind live pages: answers once the revision is past `after` (or an event is
@@ -135,19 +129,22 @@ pub struct WaitQuery {
 pub async fn wait(State(ctx): Cx, _viewer: Viewer, Query(q): Query<WaitQuery>) -> Response {
     let mut revisions = ctx.machine.subscribe();
     let mut events = ctx.machine.subscribe_events();
+    let mut acks = ctx.agents.subscribe_acks();
     let deadline = tokio::time::sleep(Duration::from_millis(LIVE_WAIT_MS));
     tokio::pin!(deadline);
     loop {
         let revision = *revisions.borrow_and_update();
         let seq = *events.borrow_and_update();
-        let answer = Json(serde_json::json!({"revision": revision, "events": seq}));
-        if revision > q.after || q.events_after.is_some_and(|e| seq > e) {
+        let acked = *acks.borrow_and_update();
+        let answer = Json(serde_json::json!({"revision": revision, "events": seq, "acks": acked}));
+        if revision > q.after || q.events_after.is_some_and(|e| seq > e) || q.acks_after.is_some_and(|a| acked > a) {
             return answer.into_response();
         }
         tokio::select! {
             _ = &mut deadline => return answer.into_response(),
             changed = revisions.changed() => if changed.is_err() { return StatusCode::SERVICE_UNAVAILABLE.into_response() },
             changed = events.changed() => if changed.is_err() { return StatusCode::SERVICE_UNAVAILABLE.into_response() },
+            changed = acks.changed() => if changed.is_err() { return StatusCode::SERVICE_UNAVAILABLE.into_response() },
         }
     }
 }
@@ -242,7 +239,7 @@ pub async fn servers(State(ctx): Cx, viewer: Viewer, Query(m): Query<Msg>) -> Re
             }
         }
     };
-    let page = Page { ctx: &ctx, viewer: &viewer, title: "Servers", active: "/ui/servers", revision: current.revision, live: true, watch_events: false };
+    let page = Page { ctx: &ctx, viewer: &viewer, title: "Servers", active: "/ui/servers", revision: current.revision, live: true, watch_events: false, watch_acks: false };
     page.render(m.msg.as_deref(), m.err.as_deref(), content)
 }
 
@@ -320,7 +317,7 @@ pub async fn server_page(State(ctx): Cx, viewer: Viewer, Path(name): Path<String
     let (state, _) = staged_view(&ctx, pending.as_ref());
     let revision = ctx.machine.read().state.revision;
     let server = ServerName::new(name.as_str()).ok().and_then(|n| state.servers.get(&n).cloned());
-    let page = Page { ctx: &ctx, viewer: &viewer, title: "Server", active: "/ui/servers", revision, live: false, watch_events: false };
+    let page = Page { ctx: &ctx, viewer: &viewer, title: "Server", active: "/ui/servers", revision, live: false, watch_events: false, watch_acks: false };
     let Some(s) = server else {
         return page.render(None, Some(&format!("no server named {name:?}")), html! { a href="/ui/servers" { "Back to servers" } });
     };
@@ -423,10 +420,10 @@ pub async fn clusters(State(ctx): Cx, viewer: Viewer, Query(f): Query<AgentFilte
             table id="agents" {
                 thead { tr { th { "Agent" } th { "Clusters" } th { "Deployed" } th { "Desired" } th { "Lag" } th { "Last contact" } th { "Node" } } }
                 tbody { @for r in rows.iter().take(CONSOLE_PAGE_ROWS) {
-                    tr {
+                    tr data-agent=(r["id"].as_str().unwrap_or("")) {
                         td { (r["id"].as_str().unwrap_or("")) }
                         td { (r["clusters"].as_array().map(|a| a.iter().filter_map(|c| c.as_str()).collect::<Vec<_>>().join(", ")).unwrap_or_default()) }
-                        td { (r["deployed_revision"]) }
+                        td.deployed { (r["deployed_revision"]) }
                         td { (r["desired_revision"]) }
                         td { (r["lag"]) }
                         td { (r["last_contact_ms"].as_u64().map(crate::cli::format_ms).unwrap_or_else(|| "never".into())) }
@@ -436,7 +433,7 @@ pub async fn clusters(State(ctx): Cx, viewer: Viewer, Query(f): Query<AgentFilte
             }
         }
     };
-    let page = Page { ctx: &ctx, viewer: &viewer, title: "Agent clusters", active: "/ui/clusters", revision, live: true, watch_events: false };
+    let page = Page { ctx: &ctx, viewer: &viewer, title: "Agent clusters", active: "/ui/clusters", revision, live: true, watch_events: false, watch_acks: true };
     page.render(f.msg.as_deref(), f.err.as_deref(), content)
 }
 
@@ -549,7 +546,7 @@ pub async fn tasks(State(ctx): Cx, viewer: Viewer, Query(q): Query<TaskQuery>) -
             }
         }
     };
-    let page = Page { ctx: &ctx, viewer: &viewer, title: "Task configurations", active: "/ui/tasks", revision: current.revision, live: true, watch_events: false };
+    let page = Page { ctx: &ctx, viewer: &viewer, title: "Task configurations", active: "/ui/tasks", revision: current.revision, live: true, watch_events: false, watch_acks: false };
     let _ = back_to;
     page.render(q.msg.as_deref(), q.err.as_deref(), content)
 }
@@ -576,6 +573,21 @@ pub async fn tasks_post(State(ctx): Cx, viewer: Viewer, body: Bytes) -> Response
     stage_or_apply(&ctx, &viewer, &f, change, &back_to).await
 }
 
+/// Differences between two configurations as a table (at most a few pages of rows).
+fn diff_table(diff: &[crate::domain::diff::DiffEntry]) -> Markup {
+    html! {
+        table id="diff" {
+            thead { tr { th { "Change" } th { "Entity" } th { "Key" } th { "Before" } th { "After" } } }
+            tbody { @for d in diff.iter().take(CONSOLE_PAGE_ROWS * 5) {
+                tr { td { (d.kind) } td { (d.entity) } td { (d.key) }
+                     td.mono { (d.before.as_ref().map(|v| v.to_string()).unwrap_or_default()) }
+                     td.mono { (d.after.as_ref().map(|v| v.to_string()).unwrap_or_default()) } }
+            } }
+        }
+        @if diff.len() > CONSOLE_PAGE_ROWS * 5 { p.note { "The first " (CONSOLE_PAGE_ROWS * 5) " of " (diff.len()) " differences are shown." } }
+    }
+}
+
 fn change_summary(c: &Change) -> String {
     serde_json::to_string(c).unwrap_or_default()
 }
@@ -586,7 +598,7 @@ pub async fn changes(State(ctx): Cx, viewer: Viewer, Query(m): Query<Msg>) -> Re
     }
     let pending = pending_changeset(&ctx, &viewer);
     let current = ctx.machine.read().state.clone();
-    let page = Page { ctx: &ctx, viewer: &viewer, title: "Pending changes", active: "", revision: current.revision, live: false, watch_events: false };
+    let page = Page { ctx: &ctx, viewer: &viewer, title: "Pending changes", active: "", revision: current.revision, live: false, watch_events: false, watch_acks: false };
     let Some(cs) = pending.filter(|cs| !cs.changes.is_empty()) else {
         return page.render(m.msg.as_deref(), m.err.as_deref(), html! { p.empty { "No pending changes." } });
     };
@@ -610,14 +622,7 @@ pub async fn changes(State(ctx): Cx, viewer: Viewer, Query(m): Query<Msg>) -> Re
                 .collect();
             html! {
                 p id="reach" { "Applying reaches " strong { (reached.len()) } " agent" @if reached.len() != 1 { "s" } "." }
-                table id="diff" {
-                    thead { tr { th { "Change" } th { "Entity" } th { "Key" } th { "Before" } th { "After" } } }
-                    tbody { @for d in &diff {
-                        tr { td { (d.kind) } td { (d.entity) } td { (d.key) }
-                             td.mono { (d.before.as_ref().map(|v| v.to_string()).unwrap_or_default()) }
-                             td.mono { (d.after.as_ref().map(|v| v.to_string()).unwrap_or_default()) } }
-                    } }
-                }
+                (diff_table(&diff))
                 details { summary { (cs.changes.len()) " staged change(s)" } ol { @for c in &cs.changes { li.mono { (change_summary(c)) } } } }
                 form.grid id="apply" method="post" {
                     (csrf_field(&viewer))
@@ -669,6 +674,12 @@ pub struct HistoryQuery {
     err: Option<String>,
 }
 
+/// An audit page's preconditions: an audit role, then the read barrier.
+async fn audit_read(ctx: &Ctx, viewer: &Viewer) -> Result<(), Response> {
+    audit_only(viewer)?;
+    barrier(ctx).await
+}
+
 fn audit_only(viewer: &Viewer) -> Result<(), Response> {
     if viewer.can_audit() {
         Ok(())
@@ -678,10 +689,7 @@ fn audit_only(viewer: &Viewer) -> Result<(), Response> {
 }
 
 pub async fn history(State(ctx): Cx, viewer: Viewer, Query(q): Query<HistoryQuery>) -> Response {
-    if let Err(r) = audit_only(&viewer).and(Ok(())) {
-        return r;
-    }
-    if let Err(r) = barrier(&ctx).await {
+    if let Err(r) = audit_read(&ctx, &viewer).await {
         return r;
     }
     let head = ctx.machine.read().state.revision;
@@ -700,7 +708,7 @@ pub async fn history(State(ctx): Cx, viewer: Viewer, Query(q): Query<HistoryQuer
     let (since_ms, until_ms) = match (bound(&since, "since"), bound(&until, "until")) {
         (Ok(a), Ok(b)) => (a, b),
         (Err(e), _) | (_, Err(e)) => {
-            let page = Page { ctx: &ctx, viewer: &viewer, title: "History", active: "/ui/history", revision: head, live: false, watch_events: false };
+            let page = Page { ctx: &ctx, viewer: &viewer, title: "History", active: "/ui/history", revision: head, live: false, watch_events: false, watch_acks: false };
             return page.render(None, Some(&e), html! { a href="/ui/history" { "Back to the history" } });
         }
     };
@@ -717,7 +725,7 @@ pub async fn history(State(ctx): Cx, viewer: Viewer, Query(q): Query<HistoryQuer
         }
         Ok(true)
     });
-    let page = Page { ctx: &ctx, viewer: &viewer, title: "History", active: "/ui/history", revision: head, live: true, watch_events: false };
+    let page = Page { ctx: &ctx, viewer: &viewer, title: "History", active: "/ui/history", revision: head, live: true, watch_events: false, watch_acks: false };
     if let Err(e) = read {
         return page.render(None, Some(&format!("reading the history: {e}")), html! {});
     }
@@ -753,14 +761,11 @@ pub async fn history(State(ctx): Cx, viewer: Viewer, Query(q): Query<HistoryQuer
 }
 
 pub async fn revision_page(State(ctx): Cx, viewer: Viewer, Path(revision): Path<u64>) -> Response {
-    if let Err(r) = audit_only(&viewer) {
-        return r;
-    }
-    if let Err(r) = barrier(&ctx).await {
+    if let Err(r) = audit_read(&ctx, &viewer).await {
         return r;
     }
     let head = ctx.machine.read().state.revision;
-    let page = Page { ctx: &ctx, viewer: &viewer, title: "Revision", active: "/ui/history", revision: head, live: false, watch_events: false };
+    let page = Page { ctx: &ctx, viewer: &viewer, title: "Revision", active: "/ui/history", revision: head, live: false, watch_events: false, watch_acks: false };
     let record = match ctx.reader.record(revision) {
         Ok(Some(r)) => r,
         Ok(None) => return page.render(None, Some(&format!("there is no revision {revision}")), html! {}),
@@ -791,10 +796,7 @@ pub struct EventQuery {
 }
 
 pub async fn events(State(ctx): Cx, viewer: Viewer, Query(q): Query<EventQuery>) -> Response {
-    if let Err(r) = audit_only(&viewer) {
-        return r;
-    }
-    if let Err(r) = barrier(&ctx).await {
+    if let Err(r) = audit_read(&ctx, &viewer).await {
         return r;
     }
     let min = match q.level.as_deref() {
@@ -803,7 +805,7 @@ pub async fn events(State(ctx): Cx, viewer: Viewer, Query(q): Query<EventQuery>)
         _ => Level::Info,
     };
     let head = ctx.machine.read().state.revision;
-    let page = Page { ctx: &ctx, viewer: &viewer, title: "Events", active: "/ui/events", revision: head, live: true, watch_events: true };
+    let page = Page { ctx: &ctx, viewer: &viewer, title: "Events", active: "/ui/events", revision: head, live: true, watch_events: true, watch_acks: false };
     let list = match ctx.reader.events(CONSOLE_PAGE_ROWS, |e| e.level >= min) {
         Ok(l) => l,
         Err(e) => return page.render(None, Some(&format!("reading events: {e}")), html! {}),
@@ -873,7 +875,7 @@ pub async fn cluster(State(ctx): Cx, viewer: Viewer, Query(m): Query<Msg>) -> Re
             }
         }
     };
-    let page = Page { ctx: &ctx, viewer: &viewer, title: "Cluster", active: "/ui/cluster", revision, live: true, watch_events: false };
+    let page = Page { ctx: &ctx, viewer: &viewer, title: "Cluster", active: "/ui/cluster", revision, live: true, watch_events: false, watch_acks: false };
     page.render(m.msg.as_deref(), m.err.as_deref(), content)
 }
 
@@ -885,16 +887,13 @@ pub struct DiffQuery {
 
 /// What changed between two revisions (audit roles).
 pub async fn diff_page(State(ctx): Cx, viewer: Viewer, Query(q): Query<DiffQuery>) -> Response {
-    if let Err(r) = audit_only(&viewer) {
-        return r;
-    }
-    if let Err(r) = barrier(&ctx).await {
+    if let Err(r) = audit_read(&ctx, &viewer).await {
         return r;
     }
     let head = ctx.machine.read().state.revision;
     let to = q.to.unwrap_or(head);
     let from = q.from.unwrap_or(to.saturating_sub(1));
-    let page = Page { ctx: &ctx, viewer: &viewer, title: "Diff", active: "/ui/history", revision: head, live: false, watch_events: false };
+    let page = Page { ctx: &ctx, viewer: &viewer, title: "Diff", active: "/ui/history", revision: head, live: false, watch_events: false, watch_acks: false };
     let states = match (crate::api::state_at(&ctx, Some(from)).await, crate::api::state_at(&ctx, Some(to)).await) {
         (Ok(a), Ok(b)) => (a, b),
         (Err(e), _) | (_, Err(e)) => return page.render(None, Some(&e.message), html! { a href="/ui/history" { "Back to the history" } }),
@@ -907,14 +906,7 @@ pub async fn diff_page(State(ctx): Cx, viewer: Viewer, Query(q): Query<DiffQuery
             button type="submit" { "Compare" }
         }
         @if diff.is_empty() { p.empty { "No differences between revision " (from) " and revision " (to) "." } } @else {
-            table id="diff" {
-                thead { tr { th { "Change" } th { "Entity" } th { "Key" } th { "Before" } th { "After" } } }
-                tbody { @for d in diff.iter().take(CONSOLE_PAGE_ROWS * 5) {
-                    tr { td { (d.kind) } td { (d.entity) } td { (d.key) }
-                         td.mono { (d.before.as_ref().map(|v| v.to_string()).unwrap_or_default()) }
-                         td.mono { (d.after.as_ref().map(|v| v.to_string()).unwrap_or_default()) } }
-                } }
-            }
+            (diff_table(&diff))
         }
     };
     page.render(None, None, content)
@@ -927,14 +919,11 @@ pub struct StateQuery {
 
 /// The whole configuration at a revision (audit roles).
 pub async fn state_page(State(ctx): Cx, viewer: Viewer, Query(q): Query<StateQuery>) -> Response {
-    if let Err(r) = audit_only(&viewer) {
-        return r;
-    }
-    if let Err(r) = barrier(&ctx).await {
+    if let Err(r) = audit_read(&ctx, &viewer).await {
         return r;
     }
     let head = ctx.machine.read().state.revision;
-    let page = Page { ctx: &ctx, viewer: &viewer, title: "State", active: "/ui/history", revision: head, live: false, watch_events: false };
+    let page = Page { ctx: &ctx, viewer: &viewer, title: "State", active: "/ui/history", revision: head, live: false, watch_events: false, watch_acks: false };
     let state = match crate::api::state_at(&ctx, q.revision).await {
         Ok(s) => s,
         Err(e) => return page.render(None, Some(&e.message), html! {}),
@@ -1003,7 +992,7 @@ pub async fn tokens(State(ctx): Cx, viewer: Viewer, Query(m): Query<Msg>) -> Res
         return r;
     }
     let revision = ctx.machine.read().state.revision;
-    let page = Page { ctx: &ctx, viewer: &viewer, title: "Tokens", active: "/ui/tokens", revision, live: false, watch_events: false };
+    let page = Page { ctx: &ctx, viewer: &viewer, title: "Tokens", active: "/ui/tokens", revision, live: false, watch_events: false, watch_acks: false };
     page.render(m.msg.as_deref(), m.err.as_deref(), tokens_content(&ctx, &viewer, None))
 }
 
@@ -1034,7 +1023,7 @@ pub async fn tokens_post(State(ctx): Cx, viewer: Viewer, body: Bytes) -> Respons
         }
         "create" => {
             let revision = ctx.machine.read().state.revision;
-            let page = Page { ctx: &ctx, viewer: &viewer, title: "Tokens", active: "/ui/tokens", revision, live: false, watch_events: false };
+            let page = Page { ctx: &ctx, viewer: &viewer, title: "Tokens", active: "/ui/tokens", revision, live: false, watch_events: false, watch_acks: false };
             let made = (|| {
                 let name = parse("name", crate::domain::tokens::TokenName::new(f.get("name")))?;
                 let role = Role::parse(f.get("role")).ok_or_else(|| format!("unknown role {:?}", f.get("role")))?;

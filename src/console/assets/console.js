@@ -1,7 +1,8 @@
 // Roster console: the only script the pages load (the CSP allows no inline script).
 // 1. The register and edit forms show the server URL built from their fields as you type.
 // 2. A page marked live reloads when the cluster's revision (or, on the events page, the
-//    event log) moves past the one it shows,
+//    event log, or on the agents page a deployment acknowledged to this node) moves past the
+//    one it shows,
 //    waiting on a long poll (/ui/wait) rather than asking again and again.
 "use strict";
 
@@ -27,9 +28,12 @@ function watchRevision() {
   if (body.dataset.live !== "1") return;
   const shown = Number(body.dataset.revision || "0");
   const events = body.dataset.events;
+  const acks = body.dataset.acks;
   let failures = 0;
   const poll = () => {
-    const query = events === undefined ? `after=${shown}` : `after=${shown}&events_after=${events}`;
+    let query = `after=${shown}`;
+    if (events !== undefined) query += `&events_after=${events}`;
+    if (acks !== undefined) query += `&acks_after=${acks}`;
     fetch(`/ui/wait?${query}`, { credentials: "same-origin" })
       .then((r) => (r.ok ? r.json() : Promise.reject(r.status)))
       .then((answer) => {
@@ -37,7 +41,9 @@ function watchRevision() {
         // Never reload over a form the operator is filling in.
         const typing = document.activeElement && ["INPUT", "SELECT"].includes(document.activeElement.tagName);
         if (leaving) return;
-        const moved = answer.revision > shown || (events !== undefined && answer.events > Number(events));
+        const moved = answer.revision > shown
+          || (events !== undefined && answer.events > Number(events))
+          || (acks !== undefined && answer.acks > Number(acks));
         if (moved && !typing) {
           window.location.reload();
         } else {
