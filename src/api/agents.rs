@@ -347,13 +347,14 @@ async fn contacts(State(ctx): State<Ctx>) -> Response {
 
 /// Every registered agent with its deployment status, merged from all reachable nodes.
 async fn list_agents(State(ctx): State<Ctx>) -> Result<Response, ApiError> {
-    let (revision, agents, unreachable) = agent_rows(&ctx).await;
+    let (revision, agents, unreachable) = agent_rows(&ctx, |_| true, usize::MAX).await;
     Ok(read_response(revision, &json!({"revision": revision, "agents": agents, "unreachable_nodes": unreachable})))
 }
 
-/// Every registered agent with its deployment status merged from all nodes: the revision,
-/// one JSON row per agent, and the nodes that did not answer.
-pub async fn agent_rows(ctx: &Ctx) -> (u64, Vec<serde_json::Value>, Vec<String>) {
+/// Registered agents (those `keep` accepts, at most `limit`) with their deployment status
+/// merged from all nodes: the revision, one JSON row per agent, and the nodes that did not
+/// answer.
+pub async fn agent_rows(ctx: &Ctx, keep: impl Fn(&AgentId) -> bool, limit: usize) -> (u64, Vec<serde_json::Value>, Vec<String>) {
     let mut merged: HashMap<String, Contact> = ctx.agents.snapshot().into_iter().map(|(k, v)| (k.to_string(), v)).collect();
     let peers: Vec<String> = {
         let m = ctx.node.raft.metrics().borrow().clone();
@@ -392,6 +393,8 @@ pub async fn agent_rows(ctx: &Ctx) -> (u64, Vec<serde_json::Value>, Vec<String>)
     let agents: Vec<_> = state
         .agents
         .values()
+        .filter(|a| keep(&a.id))
+        .take(limit)
         .map(|a| {
             let clusters = clusters_of.get(&a.id).unwrap_or(&none);
             let tasks = *tasks_of.entry(clusters.as_slice()).or_insert_with(|| crate::projection::task_count(state, clusters));

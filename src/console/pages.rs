@@ -149,6 +149,16 @@ pub async fn wait(State(ctx): Cx, _viewer: Viewer, Query(q): Query<WaitQuery>) -
     }
 }
 
+/// The committed configuration next to a staged view: the view itself when nothing is
+/// staged (no second copy of a large state).
+fn current_beside<'a>(ctx: &Ctx, staged: &'a Config, pending: Option<&Changeset>) -> std::borrow::Cow<'a, Config> {
+    if pending.is_some_and(|cs| !cs.changes.is_empty()) {
+        std::borrow::Cow::Owned(ctx.machine.read().state.clone())
+    } else {
+        std::borrow::Cow::Borrowed(staged)
+    }
+}
+
 fn status_badge(status: ServerStatus) -> Markup {
     let (class, label) = match status {
         ServerStatus::Enabled => ("badge enabled", "Enabled"),
@@ -159,6 +169,20 @@ fn status_badge(status: ServerStatus) -> Markup {
 }
 
 /// `(task, cluster)` pairs whose failover list names `server`.
+/// Every server's failover lists, in one pass over the configurations (the servers page lists
+/// many servers; asking [`lists_using`] for each would pass over them all each time).
+fn lists_by_server(state: &Config) -> BTreeMap<&ServerName, Vec<(&TaskName, &ClusterName)>> {
+    let mut out: BTreeMap<&ServerName, Vec<(&TaskName, &ClusterName)>> = BTreeMap::new();
+    for (t, task) in &state.tasks {
+        for (c, config) in &task.configs {
+            for s in &config.servers {
+                out.entry(s).or_default().push((t, c));
+            }
+        }
+    }
+    out
+}
+
 fn lists_using(state: &Config, server: &ServerName) -> Vec<(TaskName, ClusterName)> {
     state
         .tasks
@@ -184,7 +208,8 @@ pub async fn servers(State(ctx): Cx, viewer: Viewer, Query(m): Query<Msg>) -> Re
     }
     let pending = pending_changeset(&ctx, &viewer);
     let (state, stale) = staged_view(&ctx, pending.as_ref());
-    let current = ctx.machine.read().state.clone();
+    let current = current_beside(&ctx, &state, pending.as_ref());
+    let lists_of = lists_by_server(&state);
     let content = html! {
         @if let Some(s) = &stale { p.error { (s) } }
         @if state.servers.is_empty() {
@@ -200,7 +225,7 @@ pub async fn servers(State(ctx): Cx, viewer: Viewer, Query(m): Query<Msg>) -> Re
                             td.mono { (s.url()) }
                             td { (status_badge(s.status)) }
                             td {
-                                @let lists = lists_using(&state, name);
+                                @let lists = lists_of.get(name).map(Vec::as_slice).unwrap_or(&[]);
                                 @for (t, c) in lists.iter().take(TAGS_SHOWN) { span.tag { (t) " / " (c) } " " }
                                 @if lists.len() > TAGS_SHOWN { "and " (lists.len() - TAGS_SHOWN) " more" }
                             }
@@ -371,9 +396,9 @@ pub async fn clusters(State(ctx): Cx, viewer: Viewer, Query(f): Query<AgentFilte
     }
     let pending = pending_changeset(&ctx, &viewer);
     let (state, stale) = staged_view(&ctx, pending.as_ref());
-    let (revision, rows, unreachable) = crate::api::agent_rows(&ctx).await;
     let filter = f.q.clone().unwrap_or_default();
-    let rows: Vec<_> = rows.into_iter().filter(|r| filter.is_empty() || r["id"].as_str().unwrap_or("").contains(filter.as_str())).collect();
+    let (revision, rows, unreachable) =
+        crate::api::agent_rows(&ctx, |id| filter.is_empty() || id.as_str().contains(filter.as_str()), CONSOLE_PAGE_ROWS).await;
     let agent_ids: Vec<String> = state.agents.keys().map(|a| a.to_string()).collect();
     let content = html! {
         @if let Some(s) = &stale { p.error { (s) } }
@@ -470,7 +495,7 @@ pub async fn tasks(State(ctx): Cx, viewer: Viewer, Query(q): Query<TaskQuery>) -
     }
     let pending = pending_changeset(&ctx, &viewer);
     let (state, stale) = staged_view(&ctx, pending.as_ref());
-    let current = ctx.machine.read().state.clone();
+    let current = current_beside(&ctx, &state, pending.as_ref());
     let task = q.task.clone().filter(|t| !t.is_empty());
     let cluster = q.cluster.clone().filter(|c| !c.is_empty());
     let selected = match (&task, &cluster) {
