@@ -148,6 +148,20 @@ fn closing(mut resp: Response) -> Response {
 }
 
 /// Refuses a declared body above [`BODY_MAX_BYTES`] from the head, before routing.
+/// Refuses a request whose declared body is above `limit` (a route with a smaller limit than
+/// the API's, like the console's forms). A body the API could take is drained briefly first,
+/// so an honest client reads the 413 rather than a broken connection.
+pub async fn refuse_body_above(limit: usize, req: axum::extract::Request) -> Result<axum::extract::Request, Response> {
+    match declared_length(req.headers()) {
+        Some(n) if n > BODY_MAX_BYTES as u64 => Err(closing(too_large())),
+        Some(n) if n > limit as u64 => {
+            let (parts, body) = req.into_parts();
+            Err(early_answer(body_flags(&parts.headers), body, closing(too_large())).await)
+        }
+        _ => Ok(req),
+    }
+}
+
 async fn refuse_oversized_body(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
     if declared_length(req.headers()).is_some_and(|n| n > BODY_MAX_BYTES as u64) {
         return closing(too_large());

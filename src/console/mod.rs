@@ -64,6 +64,12 @@ pub fn router(ctx: Ctx) -> Router {
         .route("/ui/cluster", get(pages::cluster).post(pages::cluster_post))
         .layer(axum::middleware::from_fn(security_headers))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(FORM_BODY_MAX_BYTES))
+        .layer(axum::middleware::from_fn(|req: axum::extract::Request, next: axum::middleware::Next| async move {
+            match crate::api::refuse_body_above(FORM_BODY_MAX_BYTES, req).await {
+                Ok(req) => next.run(req).await,
+                Err(refused) => refused,
+            }
+        }))
         // A form must arrive as promptly as an API body: a trickling client holds nothing long.
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(std::time::Duration::from_millis(crate::api::BODY_READ_TIMEOUT_MS)))
         .with_state(ctx)
