@@ -55,6 +55,17 @@ fn setup(cluster: &Cluster, eu: &[&str], us: &[&str]) -> u64 {
     apply(cluster, Value::Array(changes))
 }
 
+/// A 3-node cluster with agent a1 in cluster eu, after the agent deployed the setup; returns
+/// the agent's status at that point too.
+fn one_agent_in_eu(dir: &std::path::Path) -> (Cluster, AgentProcess, Value) {
+    let cluster = Cluster::start(&dir.join("c"), 3, &[]);
+    let a1 = AgentProcess::start("a1", &cluster.endpoints(), &dir.join("a1"));
+    wait_registered(&cluster, &["a1"]);
+    let rev = setup(&cluster, &["a1"], &[]);
+    let st = a1.wait_revision(rev, Duration::from_secs(20));
+    (cluster, a1, st)
+}
+
 #[test]
 fn a_change_deploys_to_the_affected_agents_only() {
     let dir = tempfile::tempdir().unwrap();
@@ -100,11 +111,7 @@ fn a_change_deploys_to_the_affected_agents_only() {
 #[test]
 fn an_agent_moves_to_another_node_when_its_node_dies() {
     let dir = tempfile::tempdir().unwrap();
-    let mut cluster = Cluster::start(&dir.path().join("c"), 3, &[]);
-    let a1 = AgentProcess::start("a1", &cluster.endpoints(), &dir.path().join("a1"));
-    wait_registered(&cluster, &["a1"]);
-    let rev = setup(&cluster, &["a1"], &[]);
-    let st = a1.wait_revision(rev, Duration::from_secs(20));
+    let (mut cluster, a1, st) = one_agent_in_eu(dir.path());
     let watched = st["endpoint"].as_str().unwrap().to_string();
     let idx = cluster.addrs.iter().position(|a| *a == watched).unwrap();
     cluster.nodes[idx].as_mut().unwrap().kill();
@@ -207,11 +214,7 @@ fn a_reported_failure_marks_the_server_failed_on_every_agent() {
 #[test]
 fn the_event_log_records_operations_with_levels_and_retention() {
     let dir = tempfile::tempdir().unwrap();
-    let cluster = Cluster::start(&dir.path().join("c"), 3, &[]);
-    let a1 = AgentProcess::start("a1", &cluster.endpoints(), &dir.path().join("a1"));
-    wait_registered(&cluster, &["a1"]);
-    let rev = setup(&cluster, &["a1"], &[]);
-    a1.wait_revision(rev, Duration::from_secs(20));
+    let (cluster, a1, _) = one_agent_in_eu(dir.path());
     a1.report_failure("billing", "rt1");
     let api = Api::new(cluster.node(1));
     let started = Instant::now();
@@ -315,12 +318,8 @@ fn stopping_a_node_ends_held_watches() {
 #[test]
 fn failure_reports_are_limited_to_the_agents_own_configuration() {
     let dir = tempfile::tempdir().unwrap();
-    let cluster = Cluster::start(&dir.path().join("c"), 3, &[]);
-    let a1 = AgentProcess::start("a1", &cluster.endpoints(), &dir.path().join("a1"));
-    wait_registered(&cluster, &["a1"]);
     // a1 is in eu: billing eu = [rt1, rt2]; rt3 serves billing only in us.
-    let rev = setup(&cluster, &["a1"], &[]);
-    a1.wait_revision(rev, Duration::from_secs(20));
+    let (cluster, a1, _) = one_agent_in_eu(dir.path());
     let api = Api::new(cluster.node(0));
     let before = api.digest();
     let events_before = api.get("/v1/events?limit=1000").as_array().unwrap().len();

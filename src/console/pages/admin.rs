@@ -14,7 +14,7 @@ pub async fn cluster(State(ctx): Cx, viewer: Viewer, Query(m): Query<Msg>) -> Re
             dt { "Term" } dd { (status["term"]) }
             dt { "Last log index" } dd { (status["last_log_index"]) }
             dt { "Applied index" } dd { (status["applied_index"]) }
-            dt { "Snapshot index" } dd { (status["snapshot_index"]) }
+            dt { "Snapshot index" } dd { (status["snapshot_index"].as_u64().map_or_else(|| "none yet".to_string(), |i| i.to_string())) }
         }
         table id="members" {
             thead { tr { th { "Node" } th { "Address" } th { "Role" } th { "Lag (entries)" } } }
@@ -97,10 +97,7 @@ pub async fn tokens(State(ctx): Cx, viewer: Viewer, Query(m): Query<Msg>) -> Res
 }
 
 pub async fn tokens_post(State(ctx): Cx, viewer: Viewer, body: Bytes) -> Response {
-    if let Err(r) = admin_only(&viewer) {
-        return r;
-    }
-    let f = match checked_form(&viewer, &ctx, &body) {
+    let f = match admin_form(&ctx, &viewer, &body) {
         Ok(f) => f,
         Err(r) => return r,
     };
@@ -153,10 +150,7 @@ pub async fn tokens_post(State(ctx): Cx, viewer: Viewer, body: Bytes) -> Respons
 
 /// Adds or removes a management node (admins); applied at once.
 pub async fn cluster_post(State(ctx): Cx, viewer: Viewer, body: Bytes) -> Response {
-    if let Err(r) = admin_only(&viewer) {
-        return r;
-    }
-    let f = match checked_form(&viewer, &ctx, &body) {
+    let f = match admin_form(&ctx, &viewer, &body) {
         Ok(f) => f,
         Err(r) => return r,
     };

@@ -6,11 +6,10 @@ use super::*;
 const MEMBERS_SHOWN: usize = 50;
 
 pub async fn servers(State(ctx): Cx, viewer: Viewer, Query(m): Query<Msg>) -> Response {
-    if let Err(r) = barrier(&ctx).await {
-        return r;
-    }
-    let pending = pending_changeset(&ctx, &viewer);
-    let (state, stale) = staged_view(&ctx, pending.as_ref());
+    let Staged { pending, state, stale } = match staged_read(&ctx, &viewer).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
     let current = current_beside(&ctx, &state, pending.as_ref());
     let lists_of = lists_by_server(&state);
     let content = html! {
@@ -115,11 +114,10 @@ pub struct ServerQuery {
 }
 
 pub async fn server_page(State(ctx): Cx, viewer: Viewer, Path(name): Path<String>, Query(q): Query<ServerQuery>) -> Response {
-    if let Err(r) = barrier(&ctx).await {
-        return r;
-    }
-    let pending = pending_changeset(&ctx, &viewer);
-    let (state, _) = staged_view(&ctx, pending.as_ref());
+    let Staged { state, .. } = match staged_read(&ctx, &viewer).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
     let revision = ctx.machine.read().state.revision;
     let server = ServerName::new(name.as_str()).ok().and_then(|n| state.servers.get(&n).cloned());
     let page = Page { ctx: &ctx, viewer: &viewer, title: "Server", active: "/ui/servers", revision, live: false, watch_events: false, watch_acks: false };
@@ -171,11 +169,11 @@ pub struct AgentFilter {
 }
 
 pub async fn clusters(State(ctx): Cx, viewer: Viewer, Query(f): Query<AgentFilter>) -> Response {
-    if let Err(r) = barrier(&ctx).await {
-        return r;
-    }
-    let pending = pending_changeset(&ctx, &viewer);
-    let (state, stale) = staged_view(&ctx, pending.as_ref());
+    let Staged { pending, state, stale } = match staged_read(&ctx, &viewer).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let current = current_beside(&ctx, &state, pending.as_ref());
     let filter = f.q.clone().unwrap_or_default();
     let (revision, rows, unreachable) =
         crate::api::agent_rows(&ctx, |id| filter.is_empty() || id.as_str().contains(filter.as_str()), CONSOLE_PAGE_ROWS).await;
@@ -185,7 +183,7 @@ pub async fn clusters(State(ctx): Cx, viewer: Viewer, Query(f): Query<AgentFilte
         @if state.clusters.is_empty() { p.empty { "No agent clusters yet." } }
         @for (name, cluster) in &state.clusters {
             section.card data-cluster=(name) {
-                h2 { (name) }
+                h2 { (name) @if current.clusters.get(name) != Some(cluster) { " " span.tag { "staged" } } }
                 @if cluster.agents.is_empty() { p.empty { "No members." } }
                 @if cluster.agents.len() > MEMBERS_SHOWN { p.note { (cluster.agents.len()) " members; the first " (MEMBERS_SHOWN) " are shown (filter the agents below)." } }
                 ul { @for a in cluster.agents.iter().take(MEMBERS_SHOWN) {
@@ -270,11 +268,10 @@ pub struct TaskQuery {
 }
 
 pub async fn tasks(State(ctx): Cx, viewer: Viewer, Query(q): Query<TaskQuery>) -> Response {
-    if let Err(r) = barrier(&ctx).await {
-        return r;
-    }
-    let pending = pending_changeset(&ctx, &viewer);
-    let (state, stale) = staged_view(&ctx, pending.as_ref());
+    let Staged { pending, state, stale } = match staged_read(&ctx, &viewer).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
     let current = current_beside(&ctx, &state, pending.as_ref());
     let task = q.task.clone().filter(|t| !t.is_empty());
     let cluster = q.cluster.clone().filter(|c| !c.is_empty());

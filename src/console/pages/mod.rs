@@ -107,6 +107,28 @@ async fn stage_or_apply(ctx: &Ctx, viewer: &Viewer, f: &Form, change: Result<Cha
     back(back_to, result)
 }
 
+/// What a configuration page shows: the viewer's pending changeset, the configuration with it
+/// applied, and why it no longer applies (when it does not).
+struct Staged {
+    pending: Option<Changeset>,
+    state: Config,
+    stale: Option<String>,
+}
+
+/// A configuration page's reads: the read barrier, then the staged view.
+async fn staged_read(ctx: &Ctx, viewer: &Viewer) -> Result<Staged, Response> {
+    barrier(ctx).await?;
+    let pending = pending_changeset(ctx, viewer);
+    let (state, stale) = staged_view(ctx, pending.as_ref());
+    Ok(Staged { pending, state, stale })
+}
+
+/// An admin's posted form: the role, then the CSRF token.
+fn admin_form(ctx: &Ctx, viewer: &Viewer, body: &Bytes) -> Result<Form, Response> {
+    admin_only(viewer)?;
+    checked_form(viewer, ctx, body)
+}
+
 async fn edit_form(ctx: &Ctx, viewer: &Viewer, body: &Bytes) -> Result<Form, Response> {
     if !viewer.can_edit() {
         return Err(refusal(StatusCode::FORBIDDEN, &format!("{} has role {}, which may not change the configuration", viewer.identity.name, viewer.identity.role)));
