@@ -327,3 +327,18 @@ fn the_console_refuses_what_it_should_and_says_why() {
     assert_eq!(s, 200);
     assert!(body.contains("unknown action"), "an unknown action is answered with an error message: {body}");
 }
+
+#[test]
+fn an_insecure_node_serves_the_console_without_sign_in_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = format!("127.0.0.1:{}", common::free_port());
+    let node = common::NodeProcess::start_with(&dir.path().join("n"), 1, &addr, "", &["--insecure"]);
+    node.wait_ready(Duration::from_secs(30));
+    let page = reqwest::blocking::get(format!("http://{addr}/ui/servers")).unwrap();
+    assert_eq!(page.status().as_u16(), 200, "no sign-in on an insecure node");
+    let body = page.text().unwrap();
+    assert!(body.contains("Insecure mode"), "the banner says so: {body}");
+    // Forms still carry CSRF tokens: a post without one changes nothing.
+    let r = reqwest::blocking::Client::new().post(format!("http://{addr}/ui/servers")).body("action=register&name=rt1&host=h&port=1").send().unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+}
