@@ -5,7 +5,8 @@
 use roster_storage::{codec, StateStore, StoreError};
 
 use crate::domain::oplog::OpEvent;
-use crate::domain::HistoryRecord;
+use crate::domain::merkle::{Tree, TreeError};
+use crate::domain::{Hash, HistoryRecord};
 use crate::machine::RejectionRecord;
 
 /// Typed read access to a node's stored history, rejections and operational events. Cheap to
@@ -44,6 +45,29 @@ impl Reader {
             let record: HistoryRecord = codec::decode(bytes).map_err(|e| corrupt("history record", e))?;
             visit(record)
         })
+    }
+
+    /// The stored Merkle tree node `(level, index)`.
+    pub fn tree_node(&self, level: u8, index: u64) -> Result<Option<Hash>, String> {
+        match self.store.tree_node(level, index).map_err(|e| e.to_string())? {
+            None => Ok(None),
+            Some(b) => Ok(Some(Hash(b.as_slice().try_into().map_err(|_| format!("corrupt tree node {level}/{index}: {} bytes", b.len()))?))),
+        }
+    }
+
+    /// The root of the history's Merkle tree at `size` revisions.
+    pub fn tree_root(&self, size: u64) -> Result<Hash, TreeError> {
+        Tree::new(|l, i| self.tree_node(l, i)).root(size)
+    }
+
+    /// The audit path of revision `index + 1` in the tree of `size` revisions.
+    pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, TreeError> {
+        Tree::new(|l, i| self.tree_node(l, i)).inclusion_proof(index, size)
+    }
+
+    /// The proof that the tree of `first` revisions is a prefix of the tree of `second`.
+    pub fn consistency_proof(&self, first: u64, second: u64) -> Result<Vec<Hash>, TreeError> {
+        Tree::new(|l, i| self.tree_node(l, i)).consistency_proof(first, second)
     }
 
     /// The most recent rejections, newest first, at most `limit`.

@@ -1,7 +1,9 @@
 //! History records and their hash chain.
 //!
-//! Each record's hash covers the previous record's hash and the record's own encoded body, so
-//! editing, dropping or reordering any record breaks every later link.
+//! Each record's hash covers the previous record's hash and the record's own content, so
+//! editing, dropping or reordering any record breaks every later link. The hashed bytes are
+//! canonical JSON, specified in `docs/history-format.md`, so programs that are not Roster can
+//! check them; a record's hash is also its leaf hash in the Merkle tree ([`super::merkle`]).
 
 use std::fmt;
 
@@ -72,7 +74,14 @@ pub struct HistoryRecord {
     pub hash: Hash,
 }
 
-const HASH_DOMAIN: &[u8] = b"roster-history-v1";
+/// The record format this build writes (`docs/history-format.md`).
+pub const HISTORY_FORMAT: u64 = 2;
+
+/// The domain of format-1 hashes, kept to recognise and upgrade an old history.
+const HASH_DOMAIN_V1: &[u8] = b"roster-history-v1";
+
+/// The RFC 9162 leaf prefix: a record's hash is its Merkle leaf hash.
+const LEAF_PREFIX: u8 = 0x00;
 
 impl HistoryRecord {
     /// Seals `body` onto the chain after `prev_hash`.
@@ -81,9 +90,27 @@ impl HistoryRecord {
         Self { body, prev_hash, hash }
     }
 
+    /// The record bytes: the canonical JSON (RFC 8785) of the record without its `hash`.
+    pub fn record_bytes(body: &RecordBody, prev_hash: &Hash) -> Vec<u8> {
+        let mut v = serde_json::to_value(body).expect("record bodies are JSON-encodable");
+        let o = v.as_object_mut().expect("a record body is a JSON object");
+        o.insert("prev_hash".into(), prev_hash.to_string().into());
+        o.insert("format".into(), HISTORY_FORMAT.into());
+        super::canonical::to_vec(&v).expect("record bodies hold integers only")
+    }
+
+    /// `SHA-256(0x00 || record bytes)`: the chain hash and the Merkle leaf hash.
     pub fn compute_hash(body: &RecordBody, prev_hash: &Hash) -> Hash {
         let mut h = Sha256::new();
-        h.update(HASH_DOMAIN);
+        h.update([LEAF_PREFIX]);
+        h.update(Self::record_bytes(body, prev_hash));
+        Hash(h.finalize().into())
+    }
+
+    /// The format-1 hash (a binary encoding only this code can reproduce), for upgrades.
+    pub fn compute_hash_v1(body: &RecordBody, prev_hash: &Hash) -> Hash {
+        let mut h = Sha256::new();
+        h.update(HASH_DOMAIN_V1);
         h.update(prev_hash.0);
         h.update(roster_codec::encode(body));
         Hash(h.finalize().into())
@@ -94,19 +121,31 @@ impl HistoryRecord {
         Self::compute_hash(&self.body, &self.prev_hash) == self.hash
     }
 
-    /// The record as one flat JSON object: the body's fields plus `prev_hash` and `hash`.
+    /// The record as one flat JSON object: the body's fields plus `format`, `prev_hash` and
+    /// `hash`.
     pub fn to_json(&self) -> serde_json::Value {
         let mut v = serde_json::to_value(&self.body).expect("record bodies are JSON-encodable");
         if let Some(o) = v.as_object_mut() {
+            o.insert("format".into(), HISTORY_FORMAT.into());
             o.insert("prev_hash".into(), self.prev_hash.to_string().into());
             o.insert("hash".into(), self.hash.to_string().into());
         }
         v
     }
 
-    /// Parses the flat JSON form written by [`HistoryRecord::to_json`].
+    /// Parses the flat JSON form written by [`HistoryRecord::to_json`]. A record of another
+    /// format is refused: its hash cannot be checked.
     pub fn from_json(mut v: serde_json::Value) -> Result<Self, String> {
         let obj = v.as_object_mut().ok_or("a record must be a JSON object")?;
+        match obj.remove("format") {
+            Some(f) if f.as_u64() == Some(HISTORY_FORMAT) => {}
+            Some(f) => return Err(format!("unknown record format {f} (this build knows format {HISTORY_FORMAT})")),
+            None => {
+                return Err(format!(
+                    "the record has no format member: it was exported before format {HISTORY_FORMAT}; export it again from an upgraded cluster"
+                ))
+            }
+        }
         let mut take_hash = |key: &str| -> Result<Hash, String> {
             let s = obj.remove(key).ok_or_else(|| format!("missing {key}"))?;
             serde_json::from_value(s).map_err(|e| format!("{key}: {e}"))

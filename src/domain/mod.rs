@@ -4,17 +4,20 @@
 //! inside the [`Command`], stamped by the node that accepted it, so the same fold runs in the
 //! state machine, in offline replay and in tests.
 
+pub mod canonical;
 pub mod changeset;
+pub mod checkpoint;
 pub mod command;
 pub mod diff;
 pub mod oplog;
 pub mod history;
+pub mod merkle;
 pub mod model;
 pub mod names;
 pub mod tokens;
 
 pub use changeset::Changeset;
 pub use command::{decide, Change, Command, CommandBody, MoveDirection, Outcome, RejectCode, Rejection};
-pub use history::{state_digest, ChainError, Hash, HistoryRecord, RecordBody, Replayer};
+pub use history::{state_digest, HISTORY_FORMAT, ChainError, Hash, HistoryRecord, RecordBody, Replayer};
 pub use model::{Event, Server, ServerStatus, State, TaskConfig};
 pub use names::*;

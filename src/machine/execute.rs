@@ -144,6 +144,10 @@ fn seal_revision(
     let implied = oplog::implied_by(&body.events, body.changeset.as_deref(), revision);
     let record = HistoryRecord::seal(body, live.head);
     txn.put_history(revision, &codec::encode(&record));
+    debug_assert_eq!(live.tree.size() + 1, revision, "the history tree lags the history");
+    for (level, index, hash) in live.tree.push(record.hash) {
+        txn.put_tree_node(level, index, &hash.0);
+    }
     live.state.apply_record_events(revision, &record.body.events);
     projection::candidates(&live.state, &record.body.events, agents);
     live.head = record.hash;

@@ -4,6 +4,7 @@
 
 mod execute;
 mod records;
+pub mod upgrade;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
@@ -13,6 +14,7 @@ use roster_raft::{Proposal, Reply, TypeConfig};
 use roster_storage::{codec, Application, StateStore, StoreError, Txn};
 use tokio::sync::watch;
 
+use crate::domain::merkle::Frontier;
 use crate::domain::oplog::EventSettings;
 use crate::domain::tokens::{TokenName, TokenRecord};
 use crate::domain::{AgentId, Command, Hash, Outcome, RejectCode, Rejection, State};
@@ -41,6 +43,8 @@ pub struct Live {
     pub state: State,
     /// Hash of the last history record (all zeros before the first).
     pub head: Hash,
+    /// The right edge of the history's Merkle tree (its size is the revision).
+    pub tree: Frontier,
     pub changesets: BTreeMap<String, Changeset>,
     /// Sequence number of the next operational event.
     pub event_seq: u64,
@@ -138,7 +142,9 @@ impl RosterMachine {
 
 impl Application<TypeConfig> for RosterMachine {
     fn load(&mut self, store: &StateStore) -> Result<(), StoreError> {
+        upgrade::upgrade_history(store)?;
         let (state, head) = fold_stored(store, u64::MAX)?;
+        let tree = upgrade::catch_up_tree(store, state.revision)?;
         let mut changesets = BTreeMap::new();
         for (_, bytes) in store.changesets()? {
             let cs: Changeset = codec::decode(&bytes).map_err(corrupt)?;
@@ -156,7 +162,7 @@ impl Application<TypeConfig> for RosterMachine {
         let revision = state.revision;
         let mut live = self.shared.live.write().expect("state machine lock poisoned");
         self.shared.projection.lock().expect("projection lock poisoned").rebuild(&state);
-        *live = Live { state, head, changesets, event_seq, event_settings, ..Live::default() };
+        *live = Live { state, head, tree, changesets, event_seq, event_settings, ..Live::default() };
         live.set_tokens(tokens);
         drop(live);
         self.shared.revision_tx.send_replace(revision);

@@ -29,8 +29,12 @@ pub const CF_EVENTS: &str = "events";
 /// The machine's replicated settings (API tokens, event settings), keyed by name.
 pub const CF_SETTINGS: &str = "settings";
 
+/// The Merkle tree over the history: one hash per complete subtree, keyed by the level byte
+/// then the big-endian index. Written with the history, carried in snapshots.
+pub const CF_TREE: &str = "tree";
+
 /// Every column family, in creation order.
-pub const ALL_CFS: [&str; 11] = [
+pub const ALL_CFS: [&str; 12] = [
     CF_LOGS,
     CF_RAFT_META,
     CF_SM_META,
@@ -42,6 +46,7 @@ pub const ALL_CFS: [&str; 11] = [
     CF_SNAPSHOT,
     CF_EVENTS,
     CF_SETTINGS,
+    CF_TREE,
 ];
 
 /// Settings were once kept in the events family under keys starting with '~'. Keys of this

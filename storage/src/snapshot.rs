@@ -39,7 +39,7 @@ use serde::{Deserialize, Serialize};
 use crate::codec::{self, stream};
 use crate::db::{
     cf, legacy_setting_name, sync_write, u64_key, StoreError, CF_CHANGESETS, CF_CHECKPOINTS, CF_EVENTS, CF_HISTORY, CF_IDEMPOTENCY, CF_SETTINGS,
-    CF_LOGS, CF_RAFT_META, CF_REJECTIONS, CF_SM_META, CF_SNAPSHOT,
+    CF_LOGS, CF_RAFT_META, CF_REJECTIONS, CF_SM_META, CF_SNAPSHOT, CF_TREE,
 };
 use crate::failpoint;
 
@@ -56,7 +56,8 @@ pub(crate) const KEY_INSTALLING_INDEX: &[u8] = b"installing_index";
 pub(crate) const KEY_LAST_PURGED: &[u8] = b"last_purged";
 
 /// Column families replicated through snapshots.
-pub(crate) const SNAPSHOT_CFS: [&str; 6] = [CF_HISTORY, CF_IDEMPOTENCY, CF_CHANGESETS, CF_REJECTIONS, CF_EVENTS, CF_SETTINGS];
+/// A section's number is its position here, so new families go at the end.
+pub(crate) const SNAPSHOT_CFS: [&str; 7] = [CF_HISTORY, CF_IDEMPOTENCY, CF_CHANGESETS, CF_REJECTIONS, CF_EVENTS, CF_SETTINGS, CF_TREE];
 
 /// Largest write batch while installing a snapshot.
 const INSTALL_BATCH_BYTES: usize = 4 << 20;

@@ -11,7 +11,7 @@ use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch, DB};
 use crate::codec;
 use crate::db::{
     cf, key_u64, sync_write, u64_key, StoreError, CF_CHANGESETS, CF_CHECKPOINTS, CF_HISTORY,
-    CF_EVENTS, CF_IDEMPOTENCY, CF_REJECTIONS, CF_SETTINGS, CF_SM_META,
+    CF_EVENTS, CF_IDEMPOTENCY, CF_REJECTIONS, CF_SETTINGS, CF_SM_META, CF_TREE,
 };
 use crate::snapshot::{KEY_APPLIED, KEY_MEMBERSHIP};
 
@@ -26,6 +26,14 @@ fn idempotency_index_key(time_ms: u64, key: &[u8]) -> Vec<u8> {
     k.push(0);
     k.extend_from_slice(&time_ms.to_be_bytes());
     k.extend_from_slice(key);
+    k
+}
+
+/// A tree node's key: the level, then the big-endian index, so each level is in index order.
+fn tree_key(level: u8, index: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = level;
+    k[1..].copy_from_slice(&index.to_be_bytes());
     k
 }
 
@@ -106,6 +114,41 @@ impl StateStore {
                 break;
             }
         }
+        Ok(())
+    }
+
+    /// The stored tree node `(level, index)` (see `roster::domain::merkle`).
+    pub fn tree_node(&self, level: u8, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.db.get_cf(cf(&self.db, CF_TREE), tree_key(level, index))?)
+    }
+
+    /// How many leaves the stored tree has (one past the highest level-0 index).
+    pub fn tree_size(&self) -> Result<u64, StoreError> {
+        let end = tree_key(0, u64::MAX);
+        let mut it = self.db.iterator_cf(cf(&self.db, CF_TREE), IteratorMode::From(&end, Direction::Reverse));
+        match it.next() {
+            Some(item) => {
+                let (k, _) = item?;
+                Ok(if k.first() == Some(&0) { key_u64(&k[1..])? + 1 } else { 0 })
+            }
+            None => Ok(0),
+        }
+    }
+
+    /// Rewrites history records and tree nodes outside of an apply, in one synced batch
+    /// (upgrading the hash format, rebuilding the tree). `clear_tree` first drops every node.
+    pub fn rewrite_derived(&self, records: &[(u64, Vec<u8>)], nodes: &[(u8, u64, [u8; 32])], clear_tree: bool) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        if clear_tree {
+            batch.delete_range_cf(cf(&self.db, CF_TREE), &[][..], &[0xFFu8; 16][..]);
+        }
+        for (revision, bytes) in records {
+            batch.put_cf(cf(&self.db, CF_HISTORY), u64_key(*revision), bytes);
+        }
+        for (level, index, hash) in nodes {
+            batch.put_cf(cf(&self.db, CF_TREE), tree_key(*level, *index), hash);
+        }
+        self.db.write_opt(batch, &sync_write())?;
         Ok(())
     }
 
@@ -247,6 +290,11 @@ impl<'a> Txn<'a> {
     pub fn put_history(&mut self, revision: u64, record: &[u8]) {
         let h = cf(&self.store.db, CF_HISTORY);
         self.batch.put_cf(h, u64_key(revision), record);
+    }
+
+    /// Stores a completed tree node (in the same batch as the record that completed it).
+    pub fn put_tree_node(&mut self, level: u8, index: u64, hash: &[u8; 32]) {
+        self.batch.put_cf(cf(&self.store.db, CF_TREE), tree_key(level, index), hash);
     }
 
     pub fn idempotency_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
