@@ -72,6 +72,10 @@ enum Cmd {
         /// The peer address other nodes use (default: --peer-listen).
         #[arg(long, requires = "peer_listen")]
         peer_advertise: Option<String>,
+        /// The history signing key that signs checkpoints (`GET /v1/history/checkpoint`).
+        /// Default: `history-key` in --secure-dir when that file exists.
+        #[arg(long)]
+        history_key: Option<PathBuf>,
         #[command(flatten)]
         security: SecurityArgs,
     },
@@ -109,6 +113,19 @@ enum Cmd {
         #[arg(long, value_delimiter = ',')]
         hosts: Vec<String>,
         /// Replace an existing CA and everything else in the directory.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Make a history signing key in DIR (`history-key`, and `history-key.vkey` for auditors),
+    /// for a secure directory made before `secure-init` made one.
+    #[command(name = "history-key-new")]
+    HistoryKeyNew {
+        dir: PathBuf,
+        /// The key's name, which is also the checkpoints' origin line (no spaces, no '+').
+        #[arg(long)]
+        name: Option<String>,
+        /// Replace an existing key (checkpoints signed with it can then no longer be checked
+        /// with the new verifier key).
         #[arg(long)]
         force: bool,
     },
@@ -237,16 +254,21 @@ async fn main() -> anyhow::Result<()> {
             learner_catch_up_ms,
             peer_listen,
             peer_advertise,
+            history_key,
             security,
         } => {
             tracing_subscriber::fmt().with_env_filter(filter).init();
             anyhow::ensure!(snapshot_every_logs > 0, "--snapshot-every-logs must be at least 1");
+            let history_key = history_key.or_else(|| {
+                security.secure_dir.as_ref().map(|d| d.join(roster::tls::HISTORY_KEY)).filter(|p| p.exists())
+            });
             let security = security.resolve()?;
             if security.is_none() {
                 tracing::warn!("--insecure: plain HTTP and no authentication; anyone who reaches {listen} can change the configuration");
             }
             let config = ServeConfig {
                 security,
+                history_key,
                 advertise,
                 peers: parse_peers(&peers)?,
                 snapshot_every_logs,
@@ -281,6 +303,14 @@ async fn main() -> anyhow::Result<()> {
             );
             println!("admin token (also in {}):", done.dir.join(roster::tls::ADMIN_TOKEN).display());
             println!("{}", done.admin_secret);
+            println!("history verifier key for auditors (also in {}):", done.dir.join(roster::tls::HISTORY_VKEY).display());
+            println!("{}", done.history_vkey);
+            Ok(())
+        }
+        Cmd::HistoryKeyNew { dir, name, force } => {
+            let vkey = roster::tls::init_history_key(&dir, name.as_deref(), force)?;
+            println!("wrote {} and {}", dir.join(roster::tls::HISTORY_KEY).display(), dir.join(roster::tls::HISTORY_VKEY).display());
+            println!("history verifier key for auditors:\n{vkey}");
             Ok(())
         }
         Cmd::TokenNew { name, role, agent } => {

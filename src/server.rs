@@ -52,6 +52,8 @@ pub struct ServeConfig {
     pub learner_catch_up_ms: u64,
     /// TLS and authentication; `None` is the explicitly insecure mode (plain HTTP, no tokens).
     pub security: Option<Security>,
+    /// The history signing key file (checkpoints are unsigned without one).
+    pub history_key: Option<PathBuf>,
     /// A separate listener for node-to-node traffic (Raft, forwarded writes), with its own
     /// connection budget, so client load on `listen` cannot starve consensus. With it, member
     /// addresses (`--peers`, `cluster add-node`) are peer addresses and `listen` serves only
@@ -115,6 +117,7 @@ impl ServeConfig {
             peer_listen: None,
             peer_advertise: None,
             security: None,
+            history_key: None,
         }
     }
 }
@@ -248,6 +251,13 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
             (transport, Some(secret), Some(acceptor), tokens)
         }
     };
+    let history_key = match &config.history_key {
+        Some(path) => Some(Arc::new(crate::tls::read_history_key(path)?)),
+        None => {
+            tracing::warn!("no history key (--history-key, or history-key in --secure-dir): checkpoints are served unsigned; make one with `roster history-key-new DIR`");
+            None
+        }
+    };
     let (machine, handle) = RosterMachine::new();
     let node = RaftNode::start(
         NodeConfig {
@@ -281,6 +291,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         auth,
         transport,
         peer_http,
+        history_key,
     };
     // With a peer listener, the client port serves no Raft routes at all.
     let router = api::router(ctx.clone(), peer_listener.is_none());

@@ -16,6 +16,10 @@ pub const NODE_KEY: &str = "node-key.pem";
 pub const CLUSTER_SECRET: &str = "cluster-secret";
 pub const TOKENS: &str = "tokens";
 pub const ADMIN_TOKEN: &str = "admin.token";
+/// The cluster's history signing key (`PRIVATE+KEY+...`, see `docs/history-format.md`).
+pub const HISTORY_KEY: &str = "history-key";
+/// Its verifier key, for auditors.
+pub const HISTORY_VKEY: &str = "history-key.vkey";
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
@@ -55,6 +59,8 @@ pub fn read_secret(path: &Path) -> anyhow::Result<String> {
 pub struct Initialized {
     pub dir: PathBuf,
     pub admin_secret: String,
+    /// The verifier key of the new history signing key.
+    pub history_vkey: crate::domain::checkpoint::VerifierKey,
 }
 
 /// Writes a file atomically with `mode`: a new temporary file next to it (created
@@ -126,6 +132,33 @@ pub fn check_private_file(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Writes a new history signing key named `name` (default `roster-history/<random hex>`) to
+/// `dir/history-key`, and its verifier key to `dir/history-key.vkey`. Refuses to replace an
+/// existing key unless `force`: checkpoints signed with it could no longer be checked.
+pub fn init_history_key(dir: &Path, name: Option<&str>, force: bool) -> anyhow::Result<crate::domain::checkpoint::VerifierKey> {
+    use rand::RngCore;
+    private_dir(dir)?;
+    let path = dir.join(HISTORY_KEY);
+    anyhow::ensure!(force || !path.exists(), "{} already exists; pass --force to replace it", path.display());
+    let mut id = [0u8; 8];
+    rand::rngs::OsRng.fill_bytes(&mut id);
+    let name = name.map(str::to_string).unwrap_or_else(|| format!("roster-history/{}", hex::encode(id)));
+    let mut seed = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut seed);
+    let key = crate::domain::checkpoint::HistoryKey::from_seed(&name, seed)?;
+    write_private(&path, &format!("{}\n", key.private_text()))?;
+    let vkey = key.verifier();
+    write_file(&dir.join(HISTORY_VKEY), &format!("{vkey}\n"), 0o644)?;
+    Ok(vkey)
+}
+
+/// Reads a history signing key file (private to its owner, like every secret).
+pub fn read_history_key(path: &Path) -> anyhow::Result<crate::domain::checkpoint::HistoryKey> {
+    check_private_file(path)?;
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading the history key {}", path.display()))?;
+    crate::domain::checkpoint::HistoryKey::parse(&text).with_context(|| format!("the history key {}", path.display()))
+}
+
 /// Creates `dir` with a new CA, a node certificate for `hosts` (plus localhost and the
 /// loopback addresses), a cluster secret, a token file and an admin token. Refuses to
 /// overwrite an existing CA unless `force`.
@@ -171,5 +204,6 @@ pub fn init(dir: &Path, hosts: &[String], force: bool) -> anyhow::Result<Initial
     );
     write_private(&dir.join(TOKENS), &tokens)?;
     write_private(&dir.join(ADMIN_TOKEN), &format!("{admin_secret}\n"))?;
-    Ok(Initialized { dir: dir.to_path_buf(), admin_secret })
+    let history_vkey = init_history_key(dir, None, true)?;
+    Ok(Initialized { dir: dir.to_path_buf(), admin_secret, history_vkey })
 }

@@ -209,6 +209,7 @@ async fn history(State(ctx): State<Ctx>, c: Consistency, ApiQuery(q): ApiQuery<H
 }
 
 async fn history_one(State(ctx): State<Ctx>, c: Consistency, ApiPath(revision): ApiPath<u64>) -> Result<Response, ApiError> {
+    // Also the record an inclusion proof is checked with: its bytes give its leaf hash.
     read_barrier(&ctx, c).await?;
     let head = ctx.machine.read().state.revision;
     let record = ctx
@@ -345,19 +346,42 @@ pub const EXPORT_CHANNEL_CHUNKS: usize = 4;
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ExportQuery {
+    /// Start at this revision: a continuation export (`docs/history-format.md` section 7).
+    from: Option<u64>,
 }
 
-/// The whole history as JSON lines, one record (with its hashes) per line, streamed in
-/// bounded memory. The `X-Roster-Revision` header names the last revision included.
-async fn export(State(ctx): State<Ctx>, c: Consistency, ApiQuery(_): ApiQuery<ExportQuery>) -> Result<Response, ApiError> {
+/// The header line of a continuation export from revision `from` (> 1): the hash of revision
+/// `from - 1` and its audit path in the tree of that size, which anchor the records that follow
+/// to a checkpoint of size `from - 1`.
+fn continuation_header(reader: &crate::reader::Reader, from: u64) -> Result<Vec<u8>, ApiError> {
+    let size = from - 1;
+    let last = reader.record(size).map_err(|e| ApiError::internal(e.to_string()))?.ok_or_else(|| ApiError::internal(format!("revision {size} is not stored")))?;
+    let path = reader.inclusion_proof(size - 1, size).map_err(|e| ApiError::internal(e.to_string()))?;
+    let path: Vec<String> = path.iter().map(crate::domain::Hash::to_string).collect();
+    let mut line = serde_json::to_vec(&json!({"continues": {"tree_size": size, "last_hash": last.hash.to_string(), "audit_path": path}}))
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    line.push(b'\n');
+    Ok(line)
+}
+
+/// The history as JSON lines, one record (with its hashes) per line, streamed in bounded
+/// memory; from `?from=R`, a continuation export whose first line anchors it to the tree of
+/// `R - 1` revisions. The `X-Roster-Revision` header names the last revision included.
+async fn export(State(ctx): State<Ctx>, c: Consistency, ApiQuery(q): ApiQuery<ExportQuery>) -> Result<Response, ApiError> {
     read_barrier(&ctx, c).await?;
     let head = ctx.machine.read().state.revision;
+    let from = q.from.unwrap_or(1);
+    if from == 0 || from > head + 1 {
+        return Err(ApiError::bad_request(format!("from must be between 1 and {} (one past the latest revision), not {from}", head + 1)));
+    }
+    super::tree::written(&ctx, head).await?;
     let reader = ctx.reader.clone();
+    let header = if from > 1 { continuation_header(&reader, from)? } else { Vec::new() };
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(EXPORT_CHANNEL_CHUNKS);
     tokio::task::spawn_blocking(move || {
-        let mut chunk = Vec::new();
+        let mut chunk = header;
         let mut n = 0;
-        let result = reader.records(1, |rec| {
+        let result = reader.records(from, |rec| {
             if rec.body.revision > head {
                 return Ok(false);
             }

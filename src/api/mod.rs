@@ -13,6 +13,7 @@ mod read;
 mod resources;
 mod router;
 mod tokens;
+mod tree;
 mod write;
 
 use axum::http::Method;
@@ -63,6 +64,8 @@ pub struct Ctx {
     pub transport: Transport,
     /// Pooled client for calls to peers, built from `transport`.
     pub peer_http: reqwest::Client,
+    /// Signs history checkpoints; `None` when the node has no history key.
+    pub history_key: Option<std::sync::Arc<crate::domain::checkpoint::HistoryKey>>,
 }
 
 impl axum::extract::FromRef<Ctx> for crate::metrics::MetricsState {
@@ -99,6 +102,7 @@ pub fn route_table() -> Vec<RouteSpec> {
     v.extend(cluster::routes());
     v.extend(resources::routes());
     v.extend(audit::routes());
+    v.extend(tree::routes());
     v.extend(agents::routes());
     v.extend(events::routes());
     v.extend(tokens::routes());
