@@ -137,7 +137,7 @@ impl Client {
     }
 }
 
-pub(super) fn error_message(v: &Value) -> String {
+pub(crate) fn error_message(v: &Value) -> String {
     match v.pointer("/error/message").and_then(Value::as_str) {
         Some(m) => format!("{} ({})", m, v.pointer("/error/code").and_then(Value::as_str).unwrap_or("error")),
         None => v.to_string(),
