@@ -4,10 +4,12 @@
 Written only from docs/history-format.md ("the spec"; section numbers below refer to it),
 with the Python 3 standard library and the `cryptography` package for Ed25519.
 
-  verify_history.py chain EXPORT [--checkpoint HEAD.txt] [--continues OLD.txt] [--key KEY.vkey]
+  verify_history.py chain EXPORT [--checkpoint HEAD.txt] [--continues OLD.txt] \
+                           [--key KEY.vkey]
   verify_history.py inclusion --checkpoint HEAD.txt --key KEY.vkey --record REC.json \
                                --proof PROOF.json
-  verify_history.py consistency --old OLD.txt --new NEW.txt --key KEY.vkey --proof PROOF.json
+  verify_history.py consistency --old OLD.txt --new NEW.txt --key KEY.vkey \
+                                 --proof PROOF.json
 
 Exit status: 0 verified; 1 verification failed (stderr says where); 2 usage error or input
 this verifier cannot check (unreadable file, bad verifier key, non-integer numbers).
@@ -156,7 +158,8 @@ class CompactRange:
         left_bits = [b for b in range(size.bit_length() - 1, z, -1) if size >> b & 1]
         left_hashes = audit_path[z:][::-1]               # last first = largest first
         assert len(left_bits) == len(left_hashes), "audit path of the wrong length"
-        return cls(size, [[1 << b, h] for b, h in zip(left_bits, left_hashes)] + [[1 << z, last]])
+        subtrees = [[1 << b, h] for b, h in zip(left_bits, left_hashes)] + [[1 << z, last]]
+        return cls(size, subtrees)
 
 def verify_inclusion(leaf, index, size, path, root):
     """RFC 9162 section 2.1.3.2: does `path` prove `leaf` is leaf `index` of (size, root)?"""
@@ -373,9 +376,9 @@ class Checkpoint:
 def cmd_chain(args):
     if (args.checkpoint or args.continues) and not args.key:
         cannot_check("--checkpoint and --continues need --key KEY.vkey")
-    key = args.key and VerifierKey(args.key)
-    head = args.checkpoint and Checkpoint(args.checkpoint, key)
-    old = args.continues and Checkpoint(args.continues, key)
+    key = VerifierKey(args.key) if args.key else None
+    head = Checkpoint(args.checkpoint, key) if args.checkpoint else None    # newer, optional
+    old = Checkpoint(args.continues, key) if args.continues else None      # section 7
 
     lines = read_bytes(args.export).split(b"\n")
     if lines[-1] == b"":
@@ -428,9 +431,11 @@ def cmd_chain(args):
         if rev != prev_rev + 1:
             fail(f"line {n}: revision {rev} follows revision {prev_rev}: "
                  f"records are missing or out of order")
+        if record_prev != prev_hash and prev_rev == 0:
+            fail(f"line {n}: revision 1: prev_hash is not 64 zeros")
         if record_prev != prev_hash:
-            fail(f"line {n}: revision {rev}: prev_hash does not match the hash of revision "
-                 f"{prev_rev}" if prev_rev else f"line {n}: revision 1: prev_hash is not zeros")
+            fail(f"line {n}: revision {rev}: prev_hash does not match the hash of "
+                 f"revision {prev_rev}")
         tree.append(h)
         prev_rev, prev_hash = rev, h
         compare_with_head()
@@ -450,8 +455,9 @@ def cmd_chain(args):
 def cmd_inclusion(args):
     key = VerifierKey(args.key)
     head = Checkpoint(args.checkpoint, key)
-    rec_where = f"record {args.record}"
-    rev, _, h = check_record(parse_json(read_text(args.record, "record"), rec_where), rec_where)
+    record_where = f"record {args.record}"
+    record = parse_json(read_text(args.record, "record"), record_where)
+    rev, _, h = check_record(record, record_where)
     pw = f"proof {args.proof}"
     names = ["revision", "leaf_index", "tree_size", "leaf_hash", "root_hash", "audit_path"]
     p_rev, index, size, leaf, root, path = members(
@@ -464,6 +470,8 @@ def cmd_inclusion(args):
         fail(f"{pw}: leaf_hash is not the hash of revision {rev}")
     if count(size, f"{pw}: tree_size") != head.size:
         fail(f"{pw}: tree_size {size} is not the size of {head.where} ({head.size})")
+    if rev > head.size:
+        fail(f"{record_where}: revision {rev} is not in the tree of size {head.size}")
     if hex_hash(root, f"{pw}: root_hash") != head.root:
         fail(f"{pw}: root_hash is not the root of {head.where}")
     path = hex_list(path, f"{pw}: audit_path")
@@ -505,17 +513,19 @@ def main(argv=None):
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("chain", help="check an export (JSON lines) record by record")
     p.add_argument("export", metavar="EXPORT", help="the export file, - for stdin")
-    p.add_argument("--checkpoint", metavar="HEAD.txt", help="compare the root with this checkpoint")
+    p.add_argument("--checkpoint", metavar="HEAD.txt", help="compare the root with it")
     p.add_argument("--continues", metavar="OLD.txt", help="the checkpoint this export continues")
     p.add_argument("--key", metavar="KEY.vkey", help="the verifier key (history-key.vkey)")
     p.set_defaults(run=cmd_chain)
     p = sub.add_parser("inclusion", help="check that one record is in a signed tree")
-    for opt in ("--checkpoint HEAD.txt", "--key KEY.vkey", "--record REC.json", "--proof PROOF.json"):
-        p.add_argument(opt.split()[0], metavar=opt.split()[1], required=True)
+    for opt, metavar in (("--checkpoint", "HEAD.txt"), ("--key", "KEY.vkey"),
+                         ("--record", "REC.json"), ("--proof", "PROOF.json")):
+        p.add_argument(opt, metavar=metavar, required=True)
     p.set_defaults(run=cmd_inclusion)
     p = sub.add_parser("consistency", help="check that a signed tree is a prefix of a newer one")
-    for opt in ("--old OLD.txt", "--new NEW.txt", "--key KEY.vkey", "--proof PROOF.json"):
-        p.add_argument(opt.split()[0], metavar=opt.split()[1], required=True)
+    for opt, metavar in (("--old", "OLD.txt"), ("--new", "NEW.txt"), ("--key", "KEY.vkey"),
+                         ("--proof", "PROOF.json")):
+        p.add_argument(opt, metavar=metavar, required=True)
     p.set_defaults(run=cmd_consistency)
     args = parser.parse_args(argv)
     try:

@@ -10,6 +10,7 @@
 mod agents;
 mod console;
 mod fold;
+mod proofs;
 mod restart;
 mod write;
 
@@ -73,6 +74,17 @@ pub enum BenchCmd {
         /// Run the node with TLS and tokens (agents connect over TLS) instead of `--insecure`.
         #[arg(long)]
         secure: bool,
+    },
+    /// Merkle tree cost on a long history: inclusion and consistency proofs, checkpoint signing.
+    Proofs {
+        #[arg(long, default_value_t = 1_000_000)]
+        revisions: u64,
+        /// A data dir made by an earlier run (default: generate one in a temporary folder).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Proofs of each kind to time.
+        #[arg(long, default_value_t = 10_000)]
+        samples: usize,
     },
     /// Console page render times on a node holding a large configuration.
     Console {
@@ -149,6 +161,7 @@ pub async fn run(cmd: BenchCmd) -> anyhow::Result<()> {
             write::write_bench(clients, Duration::from_secs(duration_secs), endpoints, &target, secure).await
         }
         BenchCmd::Agents { agents, applies, secure } => agents::agents_bench(agents, applies, secure).await,
+        BenchCmd::Proofs { revisions, data_dir, samples } => proofs::proofs(revisions, data_dir, samples).await,
         BenchCmd::Console { servers, tasks, clusters, agents, runs } => console::console_bench(servers, tasks, clusters, agents, runs).await,
     }
 }

@@ -16,7 +16,7 @@ use crate::machine::RosterMachine;
 use super::{free_port, synthetic_changes, tempfile_dir};
 
 /// Writes a data dir for node 1 holding `revisions` revisions, through the real state machine.
-fn generate_data_dir(dir: &std::path::Path, revisions: u64, addr: &str) -> anyhow::Result<()> {
+pub(super) fn generate_data_dir(dir: &std::path::Path, revisions: u64, addr: &str) -> anyhow::Result<()> {
     let store = StateStore::new(roster_storage::open(&dir.join("db"))?);
     let (mut machine, handle) = RosterMachine::new();
     machine.load(&store)?;

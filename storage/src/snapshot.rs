@@ -57,7 +57,10 @@ pub(crate) const KEY_LAST_PURGED: &[u8] = b"last_purged";
 
 /// Column families replicated through snapshots.
 /// A section's number is its position here, so new families go at the end.
-pub(crate) const SNAPSHOT_CFS: [&str; 7] = [CF_HISTORY, CF_IDEMPOTENCY, CF_CHANGESETS, CF_REJECTIONS, CF_EVENTS, CF_SETTINGS, CF_TREE];
+pub(crate) const SNAPSHOT_CFS: [&str; 6] = [CF_HISTORY, CF_IDEMPOTENCY, CF_CHANGESETS, CF_REJECTIONS, CF_EVENTS, CF_SETTINGS];
+/// Families derived from the replicated ones: not sent in snapshots, cleared on install and
+/// rebuilt by the application at load (fold checkpoints, the history's Merkle tree).
+pub(crate) const DERIVED_CFS: [&str; 2] = [CF_CHECKPOINTS, CF_TREE];
 
 /// Largest write batch while installing a snapshot.
 const INSTALL_BATCH_BYTES: usize = 4 << 20;
@@ -311,7 +314,7 @@ fn install_named<C: RaftTypeConfig>(
     batch.put_cf(meta_cf, KEY_INSTALLING, codec::encode(meta));
     let index = meta.last_log_id.as_ref().map_or(0, |l| l.index);
     batch.put_cf(meta_cf, KEY_INSTALLING_INDEX, u64_key(index));
-    for name in SNAPSHOT_CFS.iter().chain([CF_CHECKPOINTS].iter()) {
+    for name in SNAPSHOT_CFS.iter().chain(DERIVED_CFS.iter()) {
         // Keys of these families are 8-byte revisions/indexes or validated ASCII strings
         // (never starting with 0xFF), so this range covers them all.
         batch.delete_range_cf(cf(db, name), &[][..], &[0xFFu8; 256][..]);
