@@ -5,12 +5,14 @@
 #   nftables iproute2  the chaos harness injects partitions and loss inside network namespaces
 #   faketime           the clock-skew test (tests/clock.rs) runs nodes under libfaketime
 #   chromium chromium-driver  the web console's browser test (tests/console.rs)
+#   python3 python3-cryptography  the independent history verifier docs/verify_history.py
+#                      (tests/history_proofs.rs runs it; cryptography gives it Ed25519)
 set -euo pipefail
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
 }
 missing=()
-for pkg in libclang-dev nftables iproute2 faketime chromium chromium-driver; do
+for pkg in libclang-dev nftables iproute2 faketime chromium chromium-driver python3 python3-cryptography; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
