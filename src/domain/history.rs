@@ -16,9 +16,22 @@ use super::model::{Event, State};
 #[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct Hash(pub [u8; 32]);
 
+impl Hash {
+    /// Lowercase hex, without allocating (hashes are written on every apply).
+    fn hex(&self) -> [u8; 64] {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut out = [0u8; 64];
+        for (i, b) in self.0.iter().enumerate() {
+            out[2 * i] = HEX[(b >> 4) as usize];
+            out[2 * i + 1] = HEX[(b & 0xf) as usize];
+        }
+        out
+    }
+}
+
 impl fmt::Display for Hash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&hex::encode(self.0))
+        f.write_str(std::str::from_utf8(&self.hex()).expect("hex digits are ASCII"))
     }
 }
 
@@ -31,7 +44,7 @@ impl fmt::Debug for Hash {
 impl Serialize for Hash {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         if s.is_human_readable() {
-            s.serialize_str(&hex::encode(self.0))
+            s.serialize_str(std::str::from_utf8(&self.hex()).expect("hex digits are ASCII"))
         } else {
             self.0.serialize(s)
         }
@@ -66,6 +79,34 @@ pub struct RecordBody {
     pub events: Vec<Event>,
 }
 
+/// The members a record's hash covers: the body's, `prev_hash` and `format`. Written out
+/// rather than `#[serde(flatten)]`, which goes through a map with allocated keys on every
+/// apply; the exhaustive destructuring below stops compiling when [`RecordBody`] gains a field.
+struct Hashed<'a> {
+    body: &'a RecordBody,
+    prev_hash: &'a Hash,
+}
+
+impl Serialize for Hashed<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let RecordBody { revision, log_term, log_index, time_ms, actor, comment, changeset, idempotency_key, events } = self.body;
+        let mut st = s.serialize_struct("Record", 11)?;
+        st.serialize_field("revision", revision)?;
+        st.serialize_field("log_term", log_term)?;
+        st.serialize_field("log_index", log_index)?;
+        st.serialize_field("time_ms", time_ms)?;
+        st.serialize_field("actor", actor)?;
+        st.serialize_field("comment", comment)?;
+        st.serialize_field("changeset", changeset)?;
+        st.serialize_field("idempotency_key", idempotency_key)?;
+        st.serialize_field("events", events)?;
+        st.serialize_field("prev_hash", self.prev_hash)?;
+        st.serialize_field("format", &HISTORY_FORMAT)?;
+        st.end()
+    }
+}
+
 /// One revision of the history.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistoryRecord {
@@ -92,11 +133,7 @@ impl HistoryRecord {
 
     /// The record bytes: the canonical JSON (RFC 8785) of the record without its `hash`.
     pub fn record_bytes(body: &RecordBody, prev_hash: &Hash) -> Vec<u8> {
-        let mut v = serde_json::to_value(body).expect("record bodies are JSON-encodable");
-        let o = v.as_object_mut().expect("a record body is a JSON object");
-        o.insert("prev_hash".into(), prev_hash.to_string().into());
-        o.insert("format".into(), HISTORY_FORMAT.into());
-        super::canonical::to_vec(&v).expect("record bodies hold integers only")
+        super::canonical::to_vec_of(&Hashed { body, prev_hash }).expect("record bodies hold integers only")
     }
 
     /// `SHA-256(0x00 || record bytes)`: the chain hash and the Merkle leaf hash.
@@ -208,5 +245,63 @@ impl Replayer {
         self.state.apply_record_events(revision, &record.body.events);
         self.head = record.hash;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{ClusterName, Event, ServerName, TaskName};
+
+    fn record() -> HistoryRecord {
+        let body = RecordBody {
+            revision: 2,
+            log_term: 3,
+            log_index: 9,
+            time_ms: 1_795_678_813_594,
+            actor: "ops \"night\" \\ é".into(),
+            comment: "line\nbreak".into(),
+            changeset: Some("cs-9-0".into()),
+            idempotency_key: None,
+            events: vec![
+                Event::ClusterCreated { name: ClusterName::new("eu").unwrap() },
+                Event::ServerListSet {
+                    task: TaskName::new("billing").unwrap(),
+                    cluster: ClusterName::new("eu").unwrap(),
+                    servers: vec![ServerName::new("rt1").unwrap(), ServerName::new("rt2").unwrap()],
+                },
+                Event::LoadBalancingSet { task: TaskName::new("billing").unwrap(), cluster: ClusterName::new("eu").unwrap(), enabled: true },
+            ],
+        };
+        HistoryRecord::seal(body, Hash([0xab; 32]))
+    }
+
+    /// The hashed bytes are the canonical form of the exported record without its `hash`,
+    /// exactly as docs/history-format.md tells a verifier to rebuild them.
+    #[test]
+    fn record_bytes_are_the_canonical_export_without_its_hash() {
+        let r = record();
+        let mut exported = r.to_json();
+        exported.as_object_mut().unwrap().remove("hash");
+        let bytes = HistoryRecord::record_bytes(&r.body, &r.prev_hash);
+        assert_eq!(bytes, crate::domain::canonical::to_vec(&exported).unwrap());
+        assert_eq!(
+            String::from_utf8(bytes).unwrap(),
+            concat!(
+                r#"{"actor":"ops \"night\" \\ é","changeset":"cs-9-0","comment":"line\nbreak","#,
+                r#""events":[{"cluster_created":{"name":"eu"}},"#,
+                r#"{"server_list_set":{"cluster":"eu","servers":["rt1","rt2"],"task":"billing"}},"#,
+                r#"{"load_balancing_set":{"cluster":"eu","enabled":true,"task":"billing"}}],"#,
+                r#""format":2,"idempotency_key":null,"log_index":9,"log_term":3,"#,
+                r#""prev_hash":"abababababababababababababababababababababababababababababababab","#,
+                r#""revision":2,"time_ms":1795678813594}"#
+            )
+        );
+        let mut h = Sha256::new();
+        h.update([0u8]);
+        h.update(HistoryRecord::record_bytes(&r.body, &r.prev_hash));
+        assert_eq!(r.hash, Hash(h.finalize().into()));
+        assert!(r.hash_is_valid());
+        assert_eq!(HistoryRecord::from_json(r.to_json()).unwrap(), r);
     }
 }

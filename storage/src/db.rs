@@ -29,8 +29,9 @@ pub const CF_EVENTS: &str = "events";
 /// The machine's replicated settings (API tokens, event settings), keyed by name.
 pub const CF_SETTINGS: &str = "settings";
 
-/// The Merkle tree over the history: one hash per complete subtree, keyed by the level byte
-/// then the big-endian index. Written with the history, carried in snapshots.
+/// The Merkle tree over the history: one hash per complete subtree, keyed by the big-endian
+/// last leaf it covers then the level byte. Written with the history; derived from it, so not
+/// in snapshots.
 pub const CF_TREE: &str = "tree";
 
 /// Every column family, in creation order.

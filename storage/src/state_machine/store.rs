@@ -29,11 +29,14 @@ fn idempotency_index_key(time_ms: u64, key: &[u8]) -> Vec<u8> {
     k
 }
 
-/// A tree node's key: the level, then the big-endian index, so each level is in index order.
+/// A tree node's key: the last leaf it covers (big-endian), then its level. Every node that
+/// appending leaf `i` completes ends at leaf `i`, so each revision's nodes sort after all
+/// earlier ones and RocksDB's memtable sees sequential inserts.
 fn tree_key(level: u8, index: u64) -> [u8; 9] {
+    let last_leaf = ((index + 1) << level) - 1;
     let mut k = [0u8; 9];
-    k[0] = level;
-    k[1..].copy_from_slice(&index.to_be_bytes());
+    k[..8].copy_from_slice(&last_leaf.to_be_bytes());
+    k[8] = level;
     k
 }
 
@@ -122,14 +125,14 @@ impl StateStore {
         Ok(self.db.get_cf(cf(&self.db, CF_TREE), tree_key(level, index))?)
     }
 
-    /// How many leaves the stored tree has (one past the highest level-0 index).
+    /// How many leaves the stored tree has (one past the last leaf the newest node covers).
     pub fn tree_size(&self) -> Result<u64, StoreError> {
-        let end = tree_key(0, u64::MAX);
-        let mut it = self.db.iterator_cf(cf(&self.db, CF_TREE), IteratorMode::From(&end, Direction::Reverse));
+        let mut it = self.db.iterator_cf(cf(&self.db, CF_TREE), IteratorMode::End);
         match it.next() {
             Some(item) => {
                 let (k, _) = item?;
-                Ok(if k.first() == Some(&0) { key_u64(&k[1..])? + 1 } else { 0 })
+                let last = k.get(..8).ok_or_else(|| StoreError::Invalid(format!("tree key of {} bytes", k.len())))?;
+                Ok(key_u64(last)? + 1)
             }
             None => Ok(0),
         }
