@@ -127,6 +127,10 @@ pub struct NodeFinal {
     /// `/v1/history/export?consistency=local`, one record per revision.
     pub history: Vec<Value>,
     pub error: Option<String>,
+    /// `/v1/history/tree-head?consistency=local`: the size and hex root of the node's Merkle
+    /// tree over its history.
+    #[serde(default)]
+    pub tree: Option<(u64, String)>,
 }
 
 /// What one agent reported after healing (a `roster agent` process or a harness watcher).

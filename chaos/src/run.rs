@@ -471,6 +471,10 @@ async fn node_final(http: &reqwest::Client, name: &str, addr: &str) -> NodeFinal
         Ok(h) => nf.history = h,
         Err(e) => nf.error = Some(format!("export: {e}")),
     }
+    match get_json(http, &format!("http://{addr}/v1/history/tree-head?consistency=local"), 10_000).await {
+        Ok(v) => nf.tree = v["tree_size"].as_u64().zip(v["root_hash"].as_str().map(str::to_string)),
+        Err(e) => nf.error = Some(format!("tree head: {e}")),
+    }
     nf
 }
 

@@ -106,7 +106,7 @@ fn clean() -> Observed {
     ops.push(watch(202, 4, None, 480, &states[&4]));
     ops.push(watch(203, 4, Some(6), 690, &states[&6]));
     let nodes = (1..=3)
-        .map(|i| NodeFinal { node: format!("n{i}"), revision: Some(HEAD), digest: Some(format!("d{HEAD}")), history: history(), error: None })
+        .map(|i| NodeFinal { node: format!("n{i}"), revision: Some(HEAD), digest: Some(format!("d{HEAD}")), history: history(), error: None, tree: None })
         .collect();
     let faults = vec![FaultRecord {
         id: 1,
@@ -375,4 +375,30 @@ fn crash_reasons_come_from_the_last_start_in_a_node_log() {
     let fatal = roster_chaos::faults::fatal_raft_errors(&log);
     assert_eq!(fatal, ["start #2: ERROR openraft::core::raft_core: quit RaftCore::main on error error=boom"]);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_one_history_catches_a_tree_head_that_does_not_match_the_records() {
+    let hexed = |o: &mut Observed| {
+        for n in &mut o.nodes {
+            for (i, r) in n.history.iter_mut().enumerate() {
+                r["hash"] = json!(format!("{:064x}", i + 1));
+                r["prev_hash"] = json!(format!("{:064x}", i));
+            }
+        }
+    };
+    let mut o = clean();
+    hexed(&mut o);
+    let root = checker::merkle_root(&o.nodes[0].history, HEAD as usize).unwrap();
+    assert_ne!(root, checker::merkle_root(&o.nodes[0].history, HEAD as usize - 1).unwrap());
+    for n in &mut o.nodes {
+        n.tree = Some((HEAD, root.clone()));
+    }
+    assert!(checker::check_all(&o).is_empty(), "{:#?}", checker::check_all(&o));
+    o.nodes[2].tree = Some((HEAD, format!("{:064x}", 7)));
+    let v = only("a", &o);
+    assert!(v[0].message.contains("node n3") && v[0].message.contains("root"), "{v:?}");
+    o.nodes[2].tree = Some((HEAD - 1, root));
+    let v = only("a", &o);
+    assert!(v[0].message.contains("5 leaves but its history 6 revisions"), "{v:?}");
 }
