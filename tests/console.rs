@@ -124,6 +124,11 @@ fn an_operator_configures_failover_in_the_browser() {
     b.goto(&format!("https://{addr}/ui/history?since=yesterday"));
     assert!(b.text("#error").contains("is not a UTC time"), "{}", b.text("main"));
     b.goto(&format!("https://{addr}/ui/history"));
+    // The signed tree head auditors check, as the API serves it.
+    b.click("#tree-head summary");
+    let tree_head = Api::at(&addr).get("/v1/history/tree-head");
+    assert_eq!(b.text("#tree-head pre").trim(), tree_head["checkpoint"].as_str().unwrap().trim());
+    b.screenshot("06-tree-head");
 
     // History: a revision, its diff with the one before, and the state at it.
     b.submit("#history tbody tr:first-child a");

@@ -56,7 +56,22 @@ pub async fn history(State(ctx): Cx, viewer: Viewer, Query(q): Query<HistoryQuer
         return page.render(None, Some(&format!("reading the history: {e}")), html! {});
     }
     rows.reverse();
+    let (tree_size, root) = {
+        let live = ctx.machine.read();
+        (live.tree.size(), live.tree.root())
+    };
+    let checkpoint = ctx.history_key.as_ref().map(|k| k.sign_checkpoint(tree_size, &root));
     let content = html! {
+        details id="tree-head" {
+            summary { "Signed tree head: " (tree_size) " revisions, root " span.mono { (&root.to_string()[..16]) "…" } }
+            p { "Every revision is a leaf of a Merkle tree; auditors check this checkpoint, inclusion and consistency proofs with "
+                code { "roster audit" } " or the independent " code { "docs/verify_history.py" } " and the cluster's "
+                code { "history-key.vkey" } " (see docs/history-format.md)." }
+            @match &checkpoint {
+                Some(note) => pre.mono { (note) },
+                None => p.empty { "This node has no history key, so the tree head is not signed (root " span.mono { (root.to_string()) } ")." },
+            }
+        }
         form.inline method="get" {
             input name="actor" value=(actor) placeholder="actor";
             input name="entity" value=(entity) placeholder="kind:name, e.g. server:rt1";
