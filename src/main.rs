@@ -142,6 +142,16 @@ enum Cmd {
     /// Audit tools: export, verify, replay the history.
     #[command(subcommand)]
     Audit(roster::audit::AuditCmd),
+    /// Write a new data dir from a backup (`roster ctl backup`), after checking its checksum,
+    /// every history record's hash and link, and the fold. Start the new cluster's nodes on
+    /// such data dirs with `roster serve --peers ...` (restore once per node).
+    Restore {
+        /// The backup file.
+        file: PathBuf,
+        /// The new node's data dir (must not hold a database yet).
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
     /// Check a stopped node's data directory (Raft log, applied state, snapshot files) without
     /// changing it; prints a JSON report and exits 1 if it finds a problem.
     #[command(name = "check-data-dir")]
@@ -230,7 +240,7 @@ async fn shutdown_signal() {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if matches!(cli.command, Cmd::Serve { .. } | Cmd::Agent(_) | Cmd::Dev(_) | Cmd::SecureInit { .. }) {
+    if matches!(cli.command, Cmd::Serve { .. } | Cmd::Agent(_) | Cmd::Dev(_) | Cmd::SecureInit { .. } | Cmd::Restore { .. }) {
         // Data directories and state files hold token hashes, the history and secrets: what
         // these commands create is for their own user only.
         // SAFETY: umask only changes the process's file-creation mask.
@@ -336,6 +346,25 @@ async fn main() -> anyhow::Result<()> {
             roster::dev::run(args).await
         }
         Cmd::Bench(cmd) => roster::bench::run(cmd).await,
+        Cmd::Restore { file, data_dir } => {
+            let started = std::time::Instant::now();
+            let r = roster::backup::restore(&file, &data_dir)?;
+            println!(
+                "restored revision {} ({} records, {} frames; backup taken on node {}) into {} in {:.1}s",
+                r.meta.revision,
+                r.records,
+                r.frames,
+                r.meta.node,
+                data_dir.display(),
+                started.elapsed().as_secs_f64()
+            );
+            println!("head hash {}", r.head);
+            println!("state digest {}", r.digest);
+            println!(
+                "start a new cluster on it: restore the same file into every new node's data dir, then                  roster serve --data-dir DIR --node-id N --peers 1=...,2=...,3=... (with --secure-dir)"
+            );
+            Ok(())
+        }
         Cmd::CheckDataDir { data_dir } => {
             anyhow::ensure!(data_dir.join("db").is_dir(), "{} holds no node database (no db/ folder)", data_dir.display());
             let report = roster_storage::check_data_dir::<roster_raft::TypeConfig>(&data_dir)?;

@@ -6,6 +6,7 @@
 
 mod agents;
 mod audit;
+mod backup;
 mod cluster;
 pub mod error;
 pub mod events;
@@ -103,6 +104,7 @@ pub fn route_table() -> Vec<RouteSpec> {
     v.extend(resources::routes());
     v.extend(audit::routes());
     v.extend(tree::routes());
+    v.extend(backup::routes());
     v.extend(agents::routes());
     v.extend(events::routes());
     v.extend(tokens::routes());

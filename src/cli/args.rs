@@ -151,6 +151,12 @@ pub enum CtlCommand {
     Tokens(TokensCmd),
     /// Show who the cluster thinks you are (token name and role).
     Whoami,
+    /// Save a consistent point-in-time backup of the cluster's data (operator or admin), for
+    /// `roster restore`.
+    Backup {
+        #[arg(long, short = 'o')]
+        output: std::path::PathBuf,
+    },
     /// The operational event log (newest first).
     Events {
         /// Minimum level: info, warning or error.

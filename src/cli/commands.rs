@@ -210,6 +210,12 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
             ok(client.send(M::DELETE, &format!("/v1/tokens/{name}"), None).await?)?;
             println!("token {name} revoked");
         }
+        CtlCommand::Backup { output } => {
+            // A backup streams for as long as the data is large: no whole-request timeout.
+            let options = super::ClientOptions { request_timeout: None, connect_timeout: None };
+            let streaming = Client::with(args.conn.transport()?, args.conn.endpoints.clone(), options)?;
+            crate::backup::download(&streaming, &output).await?;
+        }
         CtlCommand::Whoami => {
             let v = ok(get("/v1/whoami".into()).await?)?;
             if out == Output::Json || v["name"].is_null() {

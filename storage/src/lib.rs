@@ -17,6 +17,7 @@
 
 /// The versioned record codec (the `roster-codec` crate), re-exported for storage users.
 pub use roster_codec as codec;
+pub mod backup;
 pub mod db;
 pub mod failpoint;
 pub mod log_store;
