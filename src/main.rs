@@ -72,6 +72,19 @@ enum Cmd {
         /// The peer address other nodes use (default: --peer-listen).
         #[arg(long, requires = "peer_listen")]
         peer_advertise: Option<String>,
+        /// How often the leader sends heartbeats to the followers.
+        #[arg(long, default_value_t = roster::server::HEARTBEAT_MS_DEFAULT)]
+        heartbeat_ms: u64,
+        /// A follower that hears nothing from the leader for a random time between the
+        /// minimum and the maximum starts an election. The minimum must cover at least three
+        /// heartbeats. Lower values fail over faster and risk needless elections on a slow
+        /// network; every node of a cluster should use the same values.
+        #[arg(long, default_value_t = roster::server::ELECTION_TIMEOUT_MIN_MS_DEFAULT)]
+        election_timeout_min_ms: u64,
+        /// The maximum (see --election-timeout-min-ms); a follower also refuses to vote for
+        /// another candidate this long after it last heard from the leader (the leader lease).
+        #[arg(long, default_value_t = roster::server::ELECTION_TIMEOUT_MAX_MS_DEFAULT)]
+        election_timeout_max_ms: u64,
         /// The history signing key that signs checkpoints (`GET /v1/history/checkpoint`).
         /// Default: `history-key` in --secure-dir when that file exists.
         #[arg(long)]
@@ -265,6 +278,9 @@ async fn main() -> anyhow::Result<()> {
             peer_listen,
             peer_advertise,
             history_key,
+            heartbeat_ms,
+            election_timeout_min_ms,
+            election_timeout_max_ms,
             security,
         } => {
             tracing_subscriber::fmt().with_env_filter(filter).init();
@@ -276,9 +292,13 @@ async fn main() -> anyhow::Result<()> {
             if security.is_none() {
                 tracing::warn!("--insecure: plain HTTP and no authentication; anyone who reaches {listen} can change the configuration");
             }
+            roster::server::check_failure_detection(heartbeat_ms, election_timeout_min_ms, election_timeout_max_ms).map_err(anyhow::Error::msg)?;
             let config = ServeConfig {
                 security,
                 history_key,
+                heartbeat_ms,
+                election_timeout_min_ms,
+                election_timeout_max_ms,
                 advertise,
                 peers: parse_peers(&peers)?,
                 snapshot_every_logs,

@@ -54,6 +54,12 @@ pub struct ServeConfig {
     pub security: Option<Security>,
     /// The history signing key file (checkpoints are unsigned without one).
     pub history_key: Option<PathBuf>,
+    /// How often the leader sends heartbeats.
+    pub heartbeat_ms: u64,
+    /// A follower that hears nothing from the leader for a random time in this range starts
+    /// an election (and, up to the maximum, refuses to vote for anyone else: the leader lease).
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
     /// A separate listener for node-to-node traffic (Raft, forwarded writes), with its own
     /// connection budget, so client load on `listen` cannot starve consensus. With it, member
     /// addresses (`--peers`, `cluster add-node`) are peer addresses and `listen` serves only
@@ -94,6 +100,35 @@ impl Security {
     }
 }
 
+/// Default failure detection: heartbeats every 100 ms; an election after 400 to 800 ms of
+/// silence (so at least four heartbeats must be lost).
+pub const HEARTBEAT_MS_DEFAULT: u64 = 100;
+pub const ELECTION_TIMEOUT_MIN_MS_DEFAULT: u64 = 400;
+pub const ELECTION_TIMEOUT_MAX_MS_DEFAULT: u64 = 800;
+/// The election timeout must cover at least this many heartbeat intervals, so a few lost or
+/// late heartbeats never start an election.
+pub const ELECTION_HEARTBEATS_MIN: u64 = 3;
+
+/// Checks the failure-detection settings; the error says which rule a value breaks.
+pub fn check_failure_detection(heartbeat_ms: u64, min_ms: u64, max_ms: u64) -> Result<(), String> {
+    if !(10..=10_000).contains(&heartbeat_ms) {
+        return Err(format!("--heartbeat-ms must be between 10 and 10000, not {heartbeat_ms}"));
+    }
+    if min_ms < ELECTION_HEARTBEATS_MIN * heartbeat_ms {
+        return Err(format!(
+            "--election-timeout-min-ms ({min_ms}) must be at least {ELECTION_HEARTBEATS_MIN} heartbeats ({} ms with --heartbeat-ms {heartbeat_ms}), or a few lost heartbeats start an election",
+            ELECTION_HEARTBEATS_MIN * heartbeat_ms
+        ));
+    }
+    if max_ms <= min_ms {
+        return Err(format!("--election-timeout-max-ms ({max_ms}) must be above --election-timeout-min-ms ({min_ms}): the random spread keeps nodes from standing for election together"));
+    }
+    if max_ms > 60_000 {
+        return Err(format!("--election-timeout-max-ms must be at most 60000, not {max_ms}"));
+    }
+    Ok(())
+}
+
 /// Default snapshot policy: a snapshot every this many log entries.
 pub const SNAPSHOT_EVERY_LOGS_DEFAULT: u64 = 10_000;
 /// Default number of log entries kept behind a snapshot.
@@ -118,6 +153,9 @@ impl ServeConfig {
             peer_advertise: None,
             security: None,
             history_key: None,
+            heartbeat_ms: HEARTBEAT_MS_DEFAULT,
+            election_timeout_min_ms: ELECTION_TIMEOUT_MIN_MS_DEFAULT,
+            election_timeout_max_ms: ELECTION_TIMEOUT_MAX_MS_DEFAULT,
         }
     }
 }
@@ -251,6 +289,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
             (transport, Some(secret), Some(acceptor), tokens)
         }
     };
+    check_failure_detection(config.heartbeat_ms, config.election_timeout_min_ms, config.election_timeout_max_ms).map_err(anyhow::Error::msg)?;
     let history_key = match &config.history_key {
         Some(path) => Some(Arc::new(crate::tls::read_history_key(path)?)),
         None => {
@@ -268,6 +307,9 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
             raft: openraft::Config {
                 snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_every_logs),
                 max_in_snapshot_log_to_keep: config.logs_kept_after_snapshot,
+                heartbeat_interval: config.heartbeat_ms,
+                election_timeout_min: config.election_timeout_min_ms,
+                election_timeout_max: config.election_timeout_max_ms,
                 ..NodeConfig::default_raft_config()
             },
             transport: transport.clone(),
@@ -495,5 +537,20 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()>) -> any
             running.stop().await;
             anyhow::bail!("the Raft core stopped: {reason}")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failure_detection_settings_are_checked() {
+        assert!(check_failure_detection(HEARTBEAT_MS_DEFAULT, ELECTION_TIMEOUT_MIN_MS_DEFAULT, ELECTION_TIMEOUT_MAX_MS_DEFAULT).is_ok());
+        assert!(check_failure_detection(50, 150, 300).is_ok());
+        assert!(check_failure_detection(100, 250, 800).unwrap_err().contains("at least 3 heartbeats (300 ms"));
+        assert!(check_failure_detection(100, 400, 400).unwrap_err().contains("must be above"));
+        assert!(check_failure_detection(5, 400, 800).unwrap_err().contains("--heartbeat-ms"));
+        assert!(check_failure_detection(100, 400, 90_000).unwrap_err().contains("at most 60000"));
     }
 }

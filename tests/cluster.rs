@@ -354,3 +354,28 @@ fn a_client_connection_flood_does_not_cut_a_node_off_from_its_peers() {
     eprintln!("{} flood connections held on node {}; it kept up through its peer listener", flood.len(), flooded + 1);
     drop(flood);
 }
+
+/// Failure detection is configurable: a cluster with faster settings elects a new leader after
+/// the old one dies, and settings that would start needless elections are refused at start.
+#[test]
+fn failure_detection_settings_are_flags_and_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let fast = ["--heartbeat-ms", "50", "--election-timeout-min-ms", "150", "--election-timeout-max-ms", "300"];
+    let mut c = Cluster::start(&dir.path().join("c"), 3, &fast);
+    let leader = c.wait_leader(Duration::from_secs(10));
+    c.nodes[leader].take().unwrap().kill();
+    let next = c.wait_leader(Duration::from_secs(10));
+    assert_ne!(next, leader);
+    let body = json!({"changes": [{"create_cluster": {"name": "after"}}]});
+    assert!(matches!(write_any(&c.addrs, "/v1/commands", &body, "after"), Some((200, _))));
+
+    let out = std::process::Command::new(common::roster_bin())
+        .args(["serve", "--insecure", "--listen", "127.0.0.1:1", "--heartbeat-ms", "100", "--election-timeout-min-ms", "200"])
+        .arg("--data-dir")
+        .arg(dir.path().join("refused"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("at least 3 heartbeats"), "{err}");
+    assert!(!dir.path().join("refused").exists(), "a refused start created its data dir");
+}
