@@ -339,6 +339,9 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
     let router = api::router(ctx.clone(), peer_listener.is_none());
     let peer_router = peer_listener.as_ref().map(|_| api::router(ctx.clone(), true));
     let leader_events = tokio::spawn(record_leader_changes(ctx.clone()));
+    if let Some(note) = handle.take_upgrade_note() {
+        tokio::spawn(record_upgrade(ctx.clone(), note));
+    }
     let agents = ctx.agents.clone();
     let prober = config.probe.map(|p| tokio::spawn(crate::prober::run(ctx.node.clone(), ctx.machine.clone(), p)));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -491,6 +494,26 @@ async fn record_leader_changes(ctx: Ctx) {
             return;
         }
     }
+}
+
+/// Attempts to record a data dir upgrade in the event log.
+const UPGRADE_EVENT_TRIES: u32 = 60;
+
+/// Records in the replicated event log that this node upgraded its data dir, once a leader
+/// can commit it (bounded: gives up after [`UPGRADE_EVENT_TRIES`] seconds, the log line stays).
+async fn record_upgrade(ctx: Ctx, note: String) {
+    let message = format!("node {}: {note}", ctx.node.id);
+    for _ in 0..UPGRADE_EVENT_TRIES {
+        if ctx.node.raft.metrics().borrow().current_leader.is_some() {
+            let meta = crate::api::WriteMeta { actor: format!("node:{}", ctx.node.id), ..Default::default() };
+            let body = crate::domain::CommandBody::RecordEvent { level: crate::domain::oplog::Level::Info, kind: "data_upgraded".into(), message: message.clone() };
+            if crate::commands::submit(&ctx.node, meta, body).await.is_ok() {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    tracing::warn!("could not record the data dir upgrade in the event log: {message}");
 }
 
 /// Completes with the reason when this node's Raft core stops on a fatal error (a storage

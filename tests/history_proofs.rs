@@ -229,10 +229,40 @@ fn a_data_dir_of_the_previous_record_format_is_upgraded_at_start() {
     let (code, text) = python(&["chain", s(&full)]);
     assert_eq!(code, Some(0), "{text}");
 
+    // The upgrade is in the replicated event log, once.
+    let upgrade_events = |api: &Api| -> Vec<Value> {
+        for _ in 0..100 {
+            let events = api.get("/v1/events?kind=data_upgraded").as_array().cloned().unwrap_or_default();
+            if !events.is_empty() {
+                return events;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Vec::new()
+    };
+    let events = upgrade_events(&api);
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert!(events[0]["message"].as_str().unwrap().contains("from format 1 to 2: 34 history records"), "{events:?}");
+
     // The second start finds format 2 and rewrites nothing.
     assert!(node.stop());
     let upgrades = node.log().matches("upgrading the stored history").count();
-    let node = NodeProcess::single(&data);
-    assert_eq!(Api::new(&node).get("/v1/state/digest")["revision"], 35);
+    let mut node = NodeProcess::single(&data);
+    let api = Api::new(&node);
+    assert_eq!(api.get("/v1/state/digest")["revision"], 35);
     assert_eq!(node.log().matches("upgrading the stored history").count(), upgrades);
+    let (status, _) = api.post("/v1/commands", json!({"changes": [{"create_cluster": {"name": "second-start"}}]}), &[]);
+    assert_eq!(status, 200);
+    assert_eq!(upgrade_events(&api).len(), 1, "the upgrade was recorded again");
+
+    // A data dir from a newer Roster is refused before anything is touched.
+    assert!(node.stop());
+    {
+        let store = roster_storage::StateStore::new(roster_storage::open(&data.join("db")).unwrap());
+        store.set_data_format(roster::machine::upgrade::DATA_FORMAT + 1).unwrap();
+    }
+    let mut refused = NodeProcess::start(&data, 1, &format!("127.0.0.1:{}", common::free_port()), "");
+    let status = refused.wait_exit(Duration::from_secs(20)).expect("a node on a newer data dir kept running");
+    assert!(!status.success());
+    assert!(refused.log().contains("written by a newer Roster (data format 3"), "{}", refused.log());
 }

@@ -77,6 +77,8 @@ struct Shared {
     events_tx: watch::Sender<u64>,
     /// Per-agent change tracking; updated under the `live` write lock.
     projection: Mutex<AgentWakers>,
+    /// What the last load upgraded in the data dir, for the event log.
+    upgrade_note: Mutex<Option<String>>,
 }
 
 /// Read access to the live state from the API, cheap to clone.
@@ -111,6 +113,11 @@ impl MachineHandle {
         *self.shared.projection.lock().expect("projection lock poisoned").subscribe(agent).borrow()
     }
 
+    /// What loading upgraded in the data dir (once; `None` when nothing was upgraded).
+    pub fn take_upgrade_note(&self) -> Option<String> {
+        self.shared.upgrade_note.lock().expect("upgrade note lock poisoned").take()
+    }
+
     /// How many agents the last revision woke.
     pub fn last_woken(&self) -> usize {
         self.shared.projection.lock().expect("projection lock poisoned").last_woken
@@ -135,6 +142,7 @@ impl RosterMachine {
             revision_tx,
             events_tx,
             projection: Mutex::new(AgentWakers::default()),
+            upgrade_note: Mutex::new(None),
         });
         (Self { shared: shared.clone(), pending_agents: BTreeSet::new(), pending_revision: None }, MachineHandle { shared })
     }
@@ -142,9 +150,23 @@ impl RosterMachine {
 
 impl Application<TypeConfig> for RosterMachine {
     fn load(&mut self, store: &StateStore) -> Result<(), StoreError> {
-        upgrade::upgrade_history(store)?;
+        let stored_format = upgrade::check_data_format(store)?;
+        let rewritten = upgrade::upgrade_history(store)?;
         let (state, head) = fold_stored(store, u64::MAX)?;
         let tree = upgrade::catch_up_tree(store, state.revision)?;
+        if stored_format != Some(upgrade::DATA_FORMAT) {
+            let from = stored_format.unwrap_or(1);
+            if state.revision > 0 || stored_format.is_some() {
+                let note = format!(
+                    "data dir upgraded from format {from} to {}: {rewritten} history records rehashed in record format {}, the history tree built",
+                    upgrade::DATA_FORMAT,
+                    crate::domain::HISTORY_FORMAT
+                );
+                tracing::info!("{note}");
+                *self.shared.upgrade_note.lock().expect("upgrade note lock poisoned") = Some(note);
+            }
+            store.set_data_format(upgrade::DATA_FORMAT)?;
+        }
         let mut changesets = BTreeMap::new();
         for (_, bytes) in store.changesets()? {
             let cs: Changeset = codec::decode(&bytes).map_err(corrupt)?;

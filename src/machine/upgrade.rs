@@ -12,6 +12,21 @@ use crate::domain::merkle::Frontier;
 use crate::domain::{Hash, HistoryRecord};
 use crate::reader::Reader;
 
+/// The data dir format this build writes. 1: before versions were recorded (record format 1,
+/// no Merkle tree); 2: record format 2 and the `tree` family.
+pub const DATA_FORMAT: u32 = 2;
+
+/// Refuses a data dir written by a newer Roster, before anything is touched.
+pub fn check_data_format(store: &StateStore) -> Result<Option<u32>, StoreError> {
+    let stored = store.data_format()?;
+    if let Some(v) = stored.filter(|v| *v > DATA_FORMAT) {
+        return Err(StoreError::Invalid(format!(
+            "this data dir was written by a newer Roster (data format {v}; this build reads formats up to {DATA_FORMAT}): run that version or a later one"
+        )));
+    }
+    Ok(stored)
+}
+
 /// Records rewritten, or tree nodes written, per synced batch.
 pub const LOAD_BATCH_RECORDS: usize = 10_000;
 

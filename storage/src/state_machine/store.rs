@@ -18,6 +18,8 @@ use crate::snapshot::{KEY_APPLIED, KEY_MEMBERSHIP};
 use super::REJECTION_TRIM_EVERY;
 
 const KEY_EVENT_SETTINGS: &[u8] = b"settings";
+/// In `sm_meta`: the data dir's format version (4 bytes, big-endian).
+const KEY_DATA_FORMAT: &[u8] = b"data_format";
 
 /// The time index of idempotency outcomes: 0, the time (big-endian), then the key. Real keys
 /// never start with a 0 byte, so the index sorts before them all.
@@ -151,6 +153,23 @@ impl StateStore {
         for (level, index, hash) in nodes {
             batch.put_cf(cf(&self.db, CF_TREE), tree_key(*level, *index), hash);
         }
+        self.db.write_opt(batch, &sync_write())?;
+        Ok(())
+    }
+
+    /// The data dir's format version, as the application last recorded it (`None` for a data
+    /// dir written before versions were recorded, or a new one).
+    pub fn data_format(&self) -> Result<Option<u32>, StoreError> {
+        match self.db.get_cf(cf(&self.db, CF_SM_META), KEY_DATA_FORMAT)? {
+            None => Ok(None),
+            Some(b) => Ok(Some(u32::from_be_bytes(b.as_slice().try_into().map_err(|_| StoreError::Invalid("a data format of the wrong size".into()))?))),
+        }
+    }
+
+    /// Records the data dir's format version (synced).
+    pub fn set_data_format(&self, version: u32) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        batch.put_cf(cf(&self.db, CF_SM_META), KEY_DATA_FORMAT, version.to_be_bytes());
         self.db.write_opt(batch, &sync_write())?;
         Ok(())
     }
