@@ -40,9 +40,59 @@ fn kill_term(child: &Child) {
 pub struct LocalCluster {
     pub addrs: Vec<String>,
     children: Vec<Child>,
+    /// How each node was started, to start it again.
+    spawn: SpawnSpec,
+}
+
+/// The command lines of a local cluster's nodes.
+struct SpawnSpec {
+    exe: PathBuf,
+    dir: PathBuf,
+    peers: String,
+    secure_dir: Option<PathBuf>,
+    extra: Vec<String>,
+}
+
+impl SpawnSpec {
+    /// Starts node `i` (0-based), appending to its log.
+    fn start(&self, i: usize, addr: &str) -> anyhow::Result<Child> {
+        let id = i + 1;
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join(format!("node-{id}.log")))?;
+        Command::new(&self.exe)
+            .args(["serve", "--node-id", &id.to_string(), "--listen", addr, "--peers", &self.peers, "--data-dir"])
+            .arg(self.dir.join(format!("node-{id}")))
+            .args(match &self.secure_dir {
+                Some(s) => vec!["--secure-dir".to_string(), s.display().to_string()],
+                None => vec!["--insecure".to_string()],
+            })
+            .args(&self.extra)
+            .stdout(Stdio::from(log.try_clone()?))
+            .stderr(Stdio::from(log))
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting node {id}"))
+    }
 }
 
 impl LocalCluster {
+    /// Stops node `i` (0-based): gracefully (SIGTERM, then waits up to 20 s) or with SIGKILL.
+    pub async fn stop_node(&mut self, i: usize, graceful: bool) {
+        let child = &mut self.children[i];
+        if graceful {
+            kill_term(child);
+            if tokio::time::timeout(Duration::from_secs(20), child.wait()).await.is_ok() {
+                return;
+            }
+        }
+        let _ = child.kill().await;
+    }
+
+    /// Starts node `i` again with its original command line.
+    pub fn start_node(&mut self, i: usize) -> anyhow::Result<()> {
+        self.children[i] = self.spawn.start(i, &self.addrs[i])?;
+        Ok(())
+    }
+
     /// Stops every node (SIGTERM) and waits for them.
     pub async fn stop(mut self) {
         for c in &self.children {
@@ -64,26 +114,18 @@ pub async fn spawn_cluster(dir: &Path, nodes: u64, base_port: u16, secure_dir: O
     let addrs: Vec<String> = (0..nodes).map(|i| format!("127.0.0.1:{}", base_port + i as u16)).collect();
     let peers: Vec<String> = addrs.iter().enumerate().map(|(i, a)| format!("{}={a}", i + 1)).collect();
     let peers = peers.join(",");
+    let spawn = SpawnSpec {
+        exe,
+        dir: dir.to_path_buf(),
+        peers,
+        secure_dir: secure_dir.map(Path::to_path_buf),
+        extra: extra.iter().map(|s| s.to_string()).collect(),
+    };
     let mut children = Vec::new();
     for (i, addr) in addrs.iter().enumerate() {
-        let id = i + 1;
-        let log = std::fs::File::create(dir.join(format!("node-{id}.log")))?;
-        let child = Command::new(&exe)
-            .args(["serve", "--node-id", &id.to_string(), "--listen", addr, "--peers", &peers, "--data-dir"])
-            .arg(dir.join(format!("node-{id}")))
-            .args(match secure_dir {
-                Some(s) => vec!["--secure-dir".to_string(), s.display().to_string()],
-                None => vec!["--insecure".to_string()],
-            })
-            .args(extra)
-            .stdout(Stdio::from(log.try_clone()?))
-            .stderr(Stdio::from(log))
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("starting node {id}"))?;
-        children.push(child);
+        children.push(spawn.start(i, addr)?);
     }
-    let cluster = LocalCluster { addrs, children };
+    let cluster = LocalCluster { addrs, children, spawn };
     let transport = match secure_dir {
         Some(s) => roster_raft::Transport {
             ca_pem: Some(std::sync::Arc::new(std::fs::read(s.join(crate::tls::CA_CERT))?)),

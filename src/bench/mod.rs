@@ -12,6 +12,7 @@ mod console;
 mod fold;
 mod proofs;
 mod restart;
+mod rolling;
 mod write;
 
 use std::path::PathBuf;
@@ -74,6 +75,20 @@ pub enum BenchCmd {
         /// Run the node with TLS and tokens (agents connect over TLS) instead of `--insecure`.
         #[arg(long)]
         secure: bool,
+    },
+    /// Writes during a rolling restart (SIGTERM, start, ready for each node of a 3-node
+    /// cluster) and during kill -9 of the leader: longest wait, failures, longest gap.
+    RollingRestart {
+        /// Writer clients, spread over the nodes.
+        #[arg(long, default_value_t = 16)]
+        clients: usize,
+        /// How many times to kill the leader with SIGKILL after the rolling restart.
+        #[arg(long, default_value_t = 3)]
+        kill_trials: u32,
+        /// Extra `roster serve` flags for every node, e.g.
+        /// `--serve-args=--heartbeat-ms=50,--election-timeout-min-ms=150,--election-timeout-max-ms=300`.
+        #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
+        serve_args: Vec<String>,
     },
     /// Merkle tree cost on a long history: inclusion and consistency proofs, checkpoint signing.
     Proofs {
@@ -161,6 +176,7 @@ pub async fn run(cmd: BenchCmd) -> anyhow::Result<()> {
             write::write_bench(clients, Duration::from_secs(duration_secs), endpoints, &target, secure).await
         }
         BenchCmd::Agents { agents, applies, secure } => agents::agents_bench(agents, applies, secure).await,
+        BenchCmd::RollingRestart { clients, kill_trials, serve_args } => rolling::rolling_restart(clients, kill_trials, &serve_args).await,
         BenchCmd::Proofs { revisions, data_dir, samples } => proofs::proofs(revisions, data_dir, samples).await,
         BenchCmd::Console { servers, tasks, clusters, agents, runs } => console::console_bench(servers, tasks, clusters, agents, runs).await,
     }
