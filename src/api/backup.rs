@@ -12,12 +12,19 @@ use crate::backup::{meta_bytes, ChannelWriter};
 
 /// Chunks buffered between the RocksDB scan and the client (bounds memory per backup).
 pub const BACKUP_CHANNEL_CHUNKS: usize = 4;
+/// Backups streamed at once by one node; more get 503 (each holds a RocksDB snapshot view
+/// and a blocking thread for as long as the client reads).
+pub const BACKUPS_AT_ONCE_MAX: usize = 2;
+static BACKUPS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(BACKUPS_AT_ONCE_MAX);
 
 pub fn routes() -> Vec<RouteSpec> {
     vec![route(axum::http::Method::GET, "/v1/backup", Roles(WRITE_CONFIG), backup)]
 }
 
 async fn backup(State(ctx): State<Ctx>, c: Consistency) -> Result<Response, ApiError> {
+    let permit = BACKUPS
+        .try_acquire()
+        .map_err(|_| ApiError::unavailable(format!("{BACKUPS_AT_ONCE_MAX} backups are already streaming from this node; retry later or use another node")))?;
     read_barrier(&ctx, c).await?;
     let revision = ctx.machine.read().state.revision;
     super::tree::written(&ctx, revision).await?;
@@ -26,6 +33,7 @@ async fn backup(State(ctx): State<Ctx>, c: Consistency) -> Result<Response, ApiE
     let (tx, rx) = tokio::sync::mpsc::channel(BACKUP_CHANNEL_CHUNKS);
     let errors = tx.clone();
     tokio::task::spawn_blocking(move || {
+        let _permit = permit;
         let result = store.write_backup(ChannelWriter::new(tx), |last| meta_bytes(last, node));
         match result {
             Ok((mut w, summary, last)) => match std::io::Write::flush(&mut w) {
