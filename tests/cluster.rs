@@ -368,6 +368,13 @@ fn failure_detection_settings_are_flags_and_are_checked() {
     assert_ne!(next, leader);
     let body = json!({"changes": [{"create_cluster": {"name": "after"}}]});
     assert!(matches!(write_any(&c.addrs, "/v1/commands", &body, "after"), Some((200, _))));
+    // Cluster status shows each member's version; the dead one is unreachable.
+    let status = Api::new(c.node(next)).get("/v1/cluster");
+    let versions: Vec<Value> = status["members"].as_array().unwrap().iter().map(|m| m["version"].clone()).collect();
+    assert_eq!(versions.iter().filter(|v| v.as_str() == Some(env!("CARGO_PKG_VERSION"))).count(), 2, "{status}");
+    assert_eq!(versions.iter().filter(|v| v.is_null()).count(), 1, "{status}");
+    let (ok, out, err) = common::ctl(&c.addrs[next], &["cluster", "status"]);
+    assert!(ok && out.contains("unreachable") && out.contains(env!("CARGO_PKG_VERSION")), "{out}{err}");
 
     let out = std::process::Command::new(common::roster_bin())
         .args(["serve", "--insecure", "--listen", "127.0.0.1:1", "--heartbeat-ms", "100", "--election-timeout-min-ms", "200"])

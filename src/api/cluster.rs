@@ -17,8 +17,28 @@ pub(super) fn routes() -> Vec<RouteSpec> {
 }
 
 
+/// How long `GET /v1/cluster` waits for a member's version.
+const MEMBER_VERSION_TIMEOUT_MS: u64 = 500;
+
 async fn cluster(axum::extract::State(ctx): axum::extract::State<Ctx>) -> Response {
-    Json(cluster_status(&ctx)).into_response()
+    let mut status = cluster_status(&ctx);
+    // Each member's version, as its /healthz reports it (null when it does not answer in time),
+    // so a rolling upgrade shows which nodes run what.
+    if let Some(members) = status["members"].as_array_mut() {
+        let asks = members.iter().map(|m| {
+            let url = ctx.transport.url(m["addr"].as_str().unwrap_or_default(), "/healthz");
+            let http = ctx.peer_http.clone();
+            async move {
+                let answer = http.get(url).timeout(std::time::Duration::from_millis(MEMBER_VERSION_TIMEOUT_MS)).send().await.ok()?;
+                answer.json::<serde_json::Value>().await.ok().map(|v| v["version"].clone())
+            }
+        });
+        let versions = futures::future::join_all(asks).await;
+        for (m, v) in members.iter_mut().zip(versions) {
+            m["version"] = v.unwrap_or(serde_json::Value::Null);
+        }
+    }
+    Json(status).into_response()
 }
 
 /// This node's view of the cluster: members, roles, leader, term, indexes, follower lag.
@@ -46,6 +66,7 @@ pub fn cluster_status(ctx: &Ctx) -> serde_json::Value {
     let revision = ctx.machine.read().state.revision;
     json!({
         "node_id": m.id,
+        "version": env!("CARGO_PKG_VERSION"),
         "state": format!("{:?}", m.state),
         "leader": m.current_leader,
         "term": m.current_term,
