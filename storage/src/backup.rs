@@ -42,15 +42,7 @@ impl StateStore {
         let io = |e: std::io::Error| StoreError::Invalid(format!("writing the backup: {e}"));
         let mut w = stream::Writer::new(out).map_err(io)?;
         w.frame(BACKUP_META_SECTION, b"meta", &meta(last)).map_err(io)?;
-        for (section, name) in SNAPSHOT_CFS.iter().enumerate() {
-            let mut opts = ReadOptions::default();
-            opts.fill_cache(false);
-            opts.set_snapshot(&view);
-            for item in db.iterator_cf_opt(cf(db, name), opts, IteratorMode::Start) {
-                let (k, v) = item?;
-                w.frame(section as u8, &k, &v).map_err(io)?;
-            }
-        }
+        crate::snapshot::write_sections(db, &view, &mut w)?;
         let (out, summary) = w.finish().map_err(io)?;
         Ok((out, summary, last))
     }

@@ -172,6 +172,22 @@ fn prune<C: RaftTypeConfig>(db: &DB, dir: &SnapshotDir) -> Result<(), StoreError
     Ok(())
 }
 
+/// Writes every replicated family as it is in `view`, one frame per key, section = position in
+/// [`SNAPSHOT_CFS`] (snapshots and backups).
+pub(crate) fn write_sections<W: std::io::Write>(db: &DB, view: &rocksdb::SnapshotWithThreadMode<'_, DB>, w: &mut stream::Writer<W>) -> Result<(), StoreError> {
+    let io = io_err("writing the stream");
+    for (section, name) in SNAPSHOT_CFS.iter().enumerate() {
+        let mut opts = ReadOptions::default();
+        opts.fill_cache(false);
+        opts.set_snapshot(view);
+        for item in db.iterator_cf_opt(cf(db, name), opts, IteratorMode::Start) {
+            let (k, v) = item?;
+            w.frame(section as u8, &k, &v).map_err(&io)?;
+        }
+    }
+    Ok(())
+}
+
 /// Builds a snapshot of the replicated column families from one point-in-time view, makes it
 /// the current snapshot, and returns its meta and an open handle. Memory use is one record.
 pub(crate) fn build<C: RaftTypeConfig>(
@@ -190,15 +206,7 @@ pub(crate) fn build<C: RaftTypeConfig>(
     let io = io_err("writing snapshot");
     let tmp = dir.temp("build");
     let mut w = stream::Writer::new(BufWriter::with_capacity(1 << 20, File::create(&tmp).map_err(&io)?)).map_err(&io)?;
-    for (section, name) in SNAPSHOT_CFS.iter().enumerate() {
-        let mut opts = ReadOptions::default();
-        opts.fill_cache(false);
-        opts.set_snapshot(&view);
-        for item in db.iterator_cf_opt(cf(db, name), opts, IteratorMode::Start) {
-            let (k, v) = item?;
-            w.frame(section as u8, &k, &v).map_err(&io)?;
-        }
-    }
+    write_sections(db, &view, &mut w)?;
     let (w, summary) = w.finish().map_err(&io)?;
     let file = w.into_inner().map_err(|e| io(e.into_error()))?;
     file.sync_all().map_err(&io)?;
