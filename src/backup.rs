@@ -127,14 +127,13 @@ pub async fn download(client: &crate::cli::Client, output: &Path) -> anyhow::Res
     Ok(())
 }
 
-/// Reads the whole stream: structure, trailer (frame count and SHA-256) and the meta frame.
+/// Reads the whole stream: first its structure and trailer (frame count and SHA-256), so
+/// damage anywhere is reported as damage; then the meta frame.
 fn check_stream(path: &Path) -> anyhow::Result<(BackupMeta, stream::Summary)> {
-    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut r = stream::Reader::new(BufReader::with_capacity(1 << 20, file))?;
-    let meta = read_meta(&mut r)?;
-    while r.frame()?.is_some() {}
-    let summary = r.summary().cloned().context("the backup has no trailer")?;
-    Ok((meta, summary))
+    let open = || std::fs::File::open(path).with_context(|| format!("opening {}", path.display()));
+    let summary = stream::verify(BufReader::with_capacity(1 << 20, open()?))?;
+    let mut r = stream::Reader::new(BufReader::new(open()?))?;
+    Ok((read_meta(&mut r)?, summary))
 }
 
 fn read_meta<R: std::io::Read>(r: &mut stream::Reader<R>) -> anyhow::Result<BackupMeta> {
@@ -168,11 +167,15 @@ pub struct Restored {
 /// hash and link, the fold) before writing anything, then writes D/db. D must not hold a node
 /// database yet.
 pub fn restore(file: &Path, data_dir: &Path) -> anyhow::Result<Restored> {
+    std::fs::metadata(file).with_context(|| format!("opening {}", file.display()))?;
     let db_dir = data_dir.join("db");
     if db_dir.exists() {
         bail!("{} already holds a node database: restore into a new, empty data dir", data_dir.display());
     }
-    // Pass 1: check everything, write nothing.
+    // Pass 1: the stream's structure and checksum, so damage is named as damage before any
+    // record is interpreted.
+    let (_, summary) = check_stream(file).with_context(|| format!("the backup {} is damaged or truncated", file.display()))?;
+    // Pass 2: every record's hash and link, and the fold; still nothing written.
     let history = section_of(roster_storage::db::CF_HISTORY).expect("history is replicated");
     let open = || -> anyhow::Result<stream::Reader<BufReader<std::fs::File>>> {
         let f = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
@@ -196,7 +199,7 @@ pub fn restore(file: &Path, data_dir: &Path) -> anyhow::Result<Restored> {
     if replayer.state.revision != meta.revision {
         bail!("the backup says it holds revision {} but its history ends at revision {}", meta.revision, replayer.state.revision);
     }
-    // Pass 2: write.
+    // Pass 3: write.
     std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
     let store = roster_storage::StateStore::new(roster_storage::open(&db_dir).context("creating the node database")?);
     let mut w = store.restorer();
@@ -206,6 +209,7 @@ pub fn restore(file: &Path, data_dir: &Path) -> anyhow::Result<Restored> {
         w.put(section, &key, &value)?;
     }
     let frames = w.finish()?;
+    anyhow::ensure!(frames + 1 == summary.frames, "wrote {frames} frames of the backup's {}: the file changed while it was restored", summary.frames);
     Ok(Restored { meta, records, frames, digest: state_digest(&replayer.state), head: replayer.head })
 }
 
