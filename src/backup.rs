@@ -201,15 +201,26 @@ pub fn restore(file: &Path, data_dir: &Path) -> anyhow::Result<Restored> {
     }
     // Pass 3: write.
     std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
-    let store = roster_storage::StateStore::new(roster_storage::open(&db_dir).context("creating the node database")?);
-    let mut w = store.restorer();
-    let mut r = open()?;
-    read_meta(&mut r)?;
-    while let Some((section, key, value)) = r.frame()? {
-        w.put(section, &key, &value)?;
-    }
-    let frames = w.finish()?;
-    anyhow::ensure!(frames + 1 == summary.frames, "wrote {frames} frames of the backup's {}: the file changed while it was restored", summary.frames);
+    let write = || -> anyhow::Result<u64> {
+        let store = roster_storage::StateStore::new(roster_storage::open(&db_dir).context("creating the node database")?);
+        let mut w = store.restorer();
+        let mut r = open()?;
+        read_meta(&mut r)?;
+        while let Some((section, key, value)) = r.frame()? {
+            w.put(section, &key, &value)?;
+        }
+        let frames = w.finish()?;
+        anyhow::ensure!(frames + 1 == summary.frames, "wrote {frames} frames of the backup's {}: the file changed while it was restored", summary.frames);
+        Ok(frames)
+    };
+    let frames = match write() {
+        Ok(f) => f,
+        Err(e) => {
+            // Leave no half-written database behind: a retry would be refused.
+            let _ = std::fs::remove_dir_all(&db_dir);
+            return Err(e.context(format!("restoring into {} failed; nothing was kept", data_dir.display())));
+        }
+    };
     Ok(Restored { meta, records, frames, digest: state_digest(&replayer.state), head: replayer.head })
 }
 
