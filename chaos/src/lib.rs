@@ -7,9 +7,11 @@ pub mod checker;
 pub mod client;
 pub mod cluster;
 pub mod faults;
+pub mod finals;
 pub mod model;
 pub mod net;
 pub mod procs;
+pub mod report;
 pub mod run;
 pub mod workload;
 

@@ -1,20 +1,20 @@
 //! One chaos run: cluster, agents, workload, faults, heal, collect, check, report.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use serde_json::{json, Value};
 
-use crate::checker::{check_all, reference_history};
+use crate::checker::check_all;
+use crate::finals::{audit_export, check_data_dir, fetch_canonical, node_final};
+use crate::report::write_report;
 use crate::client::{get_json, http_client, write_op, Clock, Recorder};
 use crate::cluster::{AgentProc, Cluster};
 use crate::faults::{schedule, FaultKind, Injector, InjectorConfig};
-use crate::model::{AgentFinal, FaultRecord, NodeFinal, Observed, Op, OpKind, Status, Violation};
+use crate::model::{AgentFinal, FaultRecord, Observed, Violation};
 use crate::net::{Net, NetMode};
 use crate::workload::{agent_ids, marker_body, reader, setup_body, watcher, watcher_ids, writer, Shared};
 
@@ -378,61 +378,6 @@ async fn run_async(cfg: Config) -> Result<Report> {
     Ok(report)
 }
 
-/// Runs `roster check-data-dir` on a stopped node's data directory (bounded to two minutes);
-/// `Some(problem)` when it finds one. A directory without a database (a wiped, retired node)
-/// has nothing to check.
-async fn check_data_dir(bin: &Path, data_dir: &Path) -> Option<String> {
-    if !data_dir.join("db").is_dir() {
-        return None;
-    }
-    let run = tokio::process::Command::new(bin).arg("check-data-dir").arg(data_dir).kill_on_drop(true).output();
-    match tokio::time::timeout(Duration::from_secs(120), run).await {
-        Err(_) => Some("check-data-dir did not finish within 120 s".into()),
-        Ok(Err(e)) => Some(format!("check-data-dir could not run: {e}")),
-        Ok(Ok(out)) if out.status.success() => None,
-        Ok(Ok(out)) => {
-            let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-            let problems = report["problems"].as_array().map(|p| p.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join("; "));
-            Some(problems.unwrap_or_else(|| String::from_utf8_lossy(&out.stderr).trim().to_string()))
-        }
-    }
-}
-
-/// Writes the longest history to `OUT/export.jsonl` and runs `roster audit verify` on it
-/// (bounded to two minutes).
-async fn audit_export(bin: &Path, out: &Path, obs: &Observed) -> Option<crate::model::AuditResult> {
-    let history = reference_history(obs);
-    if history.is_empty() {
-        return None;
-    }
-    let path = out.join("export.jsonl");
-    let written = (|| -> std::io::Result<()> {
-        let mut h = std::io::BufWriter::new(std::fs::File::create(&path)?);
-        for r in history {
-            writeln!(h, "{r}")?;
-        }
-        h.flush()
-    })();
-    if let Err(e) = written {
-        eprintln!("chaos: writing {}: {e}", path.display());
-        return None;
-    }
-    let child = tokio::process::Command::new(bin).args(["audit", "verify"]).arg(&path).kill_on_drop(true).output();
-    let output = match tokio::time::timeout(Duration::from_secs(120), child).await {
-        Ok(Ok(o)) => o,
-        Ok(Err(e)) => return Some(crate::model::AuditResult { ok: false, output: format!("could not run roster audit verify: {e}"), ..Default::default() }),
-        Err(_) => return Some(crate::model::AuditResult { ok: false, output: "roster audit verify took over 120 s".into(), ..Default::default() }),
-    };
-    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    let field = |prefix: &str| text.lines().find_map(|l| l.strip_prefix(prefix)).map(|v| v.trim().to_string());
-    Some(crate::model::AuditResult {
-        ok: output.status.success(),
-        revision: field("final revision ").and_then(|v| v.parse().ok()),
-        digest: field("state digest "),
-        output: text,
-    })
-}
-
 async fn join_bounded(tasks: Vec<tokio::task::JoinHandle<()>>, timeout: Duration) {
     let deadline = tokio::time::Instant::now() + timeout;
     for t in tasks {
@@ -441,232 +386,4 @@ async fn join_bounded(tasks: Vec<tokio::task::JoinHandle<()>>, timeout: Duration
             abort.abort();
         }
     }
-}
-
-/// Digest and full history of one node from its own applied state.
-async fn node_final(http: &reqwest::Client, name: &str, addr: &str) -> NodeFinal {
-    let mut nf = NodeFinal { node: name.to_string(), ..NodeFinal::default() };
-    match get_json(http, &format!("http://{addr}/v1/state/digest?consistency=local"), 10_000).await {
-        Ok(v) => {
-            nf.revision = v["revision"].as_u64();
-            nf.digest = v["digest"].as_str().map(str::to_string);
-        }
-        Err(e) => nf.error = Some(format!("digest: {e}")),
-    }
-    let export = async {
-        let r = http
-            .get(format!("http://{addr}/v1/history/export?consistency=local"))
-            .timeout(Duration::from_secs(60))
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        if !r.status().is_success() {
-            return Err(format!("HTTP {}", r.status()));
-        }
-        let text = r.text().await.map_err(|e| e.to_string())?;
-        text.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str::<Value>(l).map_err(|e| e.to_string())).collect::<Result<Vec<_>, _>>()
-    }
-    .await;
-    match export {
-        Ok(h) => nf.history = h,
-        Err(e) => nf.error = Some(format!("export: {e}")),
-    }
-    match get_json(http, &format!("http://{addr}/v1/history/tree-head?consistency=local"), 10_000).await {
-        Ok(v) => nf.tree = v["tree_size"].as_u64().zip(v["root_hash"].as_str().map(str::to_string)),
-        Err(e) => nf.error = Some(format!("tree head: {e}")),
-    }
-    nf
-}
-
-/// Evenly spaced sample of at most `max` items (always keeping the last).
-fn sample(mut v: Vec<u64>, max: usize) -> Vec<u64> {
-    v.sort_unstable();
-    v.dedup();
-    if v.len() <= max {
-        return v;
-    }
-    let step = v.len() as f64 / max as f64;
-    let mut out: Vec<u64> = (0..max).map(|i| v[(i as f64 * step) as usize]).collect();
-    out.push(*v.last().expect("non-empty"));
-    out.dedup();
-    out
-}
-
-/// Revisions whose digest / state the checkers compare against (bounded samples).
-pub const DIGEST_SAMPLE_MAX: usize = 1000;
-pub const STATE_SAMPLE_MAX: usize = 500;
-
-async fn fetch_canonical(http: &reqwest::Client, addr: &str, obs: &mut Observed, _seed: u64) {
-    let head = reference_history(obs).len() as u64;
-    let reads: Vec<u64> = obs
-        .ops
-        .iter()
-        .filter(|o| matches!(o.kind(), OpKind::LinRead | OpKind::LocalRead) && o.status() == Status::Ok)
-        .filter_map(|o| o.revision)
-        .chain(obs.nodes.iter().filter_map(|n| n.revision))
-        .filter(|r| *r <= head && *r > 0)
-        .collect();
-    let mut states: Vec<u64> = obs.ops.iter().filter(|o| o.kind() == OpKind::Watch).filter_map(|o| o.revision).filter(|r| *r <= head).collect();
-    let must: Vec<u64> = obs.agents.iter().filter_map(|a| a.revision).filter(|r| *r <= head).collect();
-    states = sample(states, STATE_SAMPLE_MAX);
-    states.extend(must);
-    let start = Instant::now();
-    for r in sample(reads, DIGEST_SAMPLE_MAX) {
-        if start.elapsed() > Duration::from_secs(60) {
-            break;
-        }
-        if let Ok(v) = get_json(http, &format!("http://{addr}/v1/state/digest?revision={r}&consistency=local"), 10_000).await {
-            if let (Some(rev), Some(d)) = (v["revision"].as_u64(), v["digest"].as_str()) {
-                obs.digests.insert(rev, d.to_string());
-            }
-        }
-    }
-    let start = Instant::now();
-    for r in states {
-        if obs.states.contains_key(&r) {
-            continue;
-        }
-        if start.elapsed() > Duration::from_secs(60) {
-            break;
-        }
-        if let Ok(v) = get_json(http, &format!("http://{addr}/v1/state?revision={r}&consistency=local"), 10_000).await {
-            if let Some(d) = v["digest"].as_str() {
-                obs.digests.insert(r, d.to_string());
-            }
-            obs.states.insert(r, v);
-        }
-    }
-}
-
-fn op_counts(ops: &[Op]) -> BTreeMap<&'static str, (usize, usize, usize, usize)> {
-    let mut m = BTreeMap::new();
-    for k in OpKind::ALL {
-        m.insert(k.name(), (0, 0, 0, 0));
-    }
-    for o in ops {
-        let e = m.entry(o.kind().name()).or_insert((0, 0, 0, 0));
-        e.0 += 1;
-        match o.status() {
-            Status::Ok => e.1 += 1,
-            Status::Fail => e.2 += 1,
-            Status::Info => e.3 += 1,
-        }
-    }
-    m
-}
-
-fn write_report(cfg: &Config, out: &Path, net: &str, obs: &Observed, violations: Vec<Violation>, elapsed: Duration, unexpected: &[String]) -> Result<Report> {
-    // The history file: one JSON object per line.
-    let mut f = std::io::BufWriter::new(std::fs::File::create(out.join("history.jsonl"))?);
-    let meta = json!({
-        "type": "run", "seed": cfg.seed, "nodes": cfg.nodes, "duration_s": cfg.duration.as_secs(), "network": net,
-        "faults": cfg.faults.iter().map(|k| k.name()).collect::<Vec<_>>(),
-        "marker_revision": obs.marker_revision, "healed_us": obs.healed_us, "first_write_after_heal_us": obs.first_write_after_heal_us,
-    });
-    writeln!(f, "{meta}")?;
-    for fr in &obs.faults {
-        let mut v = serde_json::to_value(fr)?;
-        v["type"] = json!("fault");
-        writeln!(f, "{v}")?;
-    }
-    let mut ops: Vec<&Op> = obs.ops.iter().collect();
-    ops.sort_by_key(|o| (o.invoke_us, o.id));
-    for o in ops {
-        let mut v = serde_json::to_value(o)?;
-        v["type"] = json!("op");
-        writeln!(f, "{v}")?;
-    }
-    for n in &obs.nodes {
-        writeln!(f, "{}", json!({"type": "node", "node": n.node, "revision": n.revision, "digest": n.digest, "records": n.history.len(), "error": n.error}))?;
-    }
-    for a in &obs.agents {
-        writeln!(f, "{}", json!({"type": "agent", "agent": a.agent, "revision": a.revision}))?;
-    }
-    for v in &violations {
-        writeln!(f, "{}", json!({"type": "violation", "checker": v.checker, "message": v.message}))?;
-    }
-    f.flush()?;
-
-    let counts = op_counts(&obs.ops);
-    let mut s = String::new();
-    s.push_str(&format!(
-        "roster chaos run: seed {}, {} nodes, network {}, fault phase {} s, faults [{}], wall time {:.0} s\n\n",
-        cfg.seed,
-        cfg.nodes,
-        net,
-        cfg.duration.as_secs(),
-        cfg.faults.iter().map(|k| k.name()).collect::<Vec<_>>().join(","),
-        elapsed.as_secs_f64()
-    ));
-    s.push_str("FAULTS      injected  skipped  recovered  max recovery ms\n");
-    let mut kinds: BTreeMap<&str, (usize, usize, usize, u64)> = BTreeMap::new();
-    for fr in &obs.faults {
-        let e = kinds.entry(fr.kind.as_str()).or_default();
-        if fr.injected {
-            e.0 += 1;
-            if let Some(r) = fr.recovered_us {
-                e.2 += 1;
-                e.3 = e.3.max(r.saturating_sub(fr.healed_us) / 1000);
-            }
-        } else {
-            e.1 += 1;
-        }
-    }
-    for (k, (inj, skip, rec, max)) in &kinds {
-        s.push_str(&format!("{k:<11} {inj:>8}  {skip:>7}  {rec:>9}  {max:>15}\n"));
-    }
-    let total_inj: usize = kinds.values().map(|v| v.0).sum();
-    s.push_str(&format!("{:<11} {total_inj:>8}\n\n", "total"));
-    s.push_str("OPERATIONS     total   acked  failed  indeterminate\n");
-    let mut tot = (0, 0, 0, 0);
-    for (k, (t, ok, fail, info)) in &counts {
-        s.push_str(&format!("{k:<12} {t:>7} {ok:>7} {fail:>7} {info:>14}\n"));
-        tot = (tot.0 + t, tot.1 + ok, tot.2 + fail, tot.3 + info);
-    }
-    s.push_str(&format!("{:<12} {:>7} {:>7} {:>7} {:>14}\n\n", "total", tot.0, tot.1, tot.2, tot.3));
-    s.push_str("CHECKERS\n");
-    for (code, name, what) in crate::checker::CHECKERS {
-        let n = violations.iter().filter(|v| v.checker == code).count();
-        let verdict = if n == 0 { "ok".to_string() } else { format!("{n} VIOLATION(S)") };
-        s.push_str(&format!("({code}) {name:<14} {verdict:<16} {what}\n"));
-    }
-    s.push_str(&format!(
-        "\nhistory: {} revisions on {} nodes; marker revision {:?}; {} digests and {} states verified; roster audit verify: {}\n",
-        reference_history(obs).len(),
-        obs.nodes.len(),
-        obs.marker_revision,
-        obs.digests.len(),
-        obs.states.len(),
-        match &obs.audit {
-            Some(a) if a.ok => format!("ok, digest {}", a.digest.as_deref().unwrap_or("?")),
-            Some(_) => "FAILED".to_string(),
-            None => "not run".to_string(),
-        }
-    ));
-    if !unexpected.is_empty() {
-        s.push_str(&format!("unexpected node exits: {}\n", unexpected.len()));
-    }
-    s.push_str(&format!("violations: {}\n", violations.len()));
-    for v in &violations {
-        s.push_str(&format!("  ({}) {}\n", v.checker, v.message));
-    }
-    s.push_str(&format!("files: {}/history.jsonl (operations, faults, finals), summary.txt, export.jsonl, nodes/*.log\n", out.display()));
-    s.push_str(&format!(
-        "reproduce: roster-chaos --seed {} --duration {} --nodes {} --faults {}\n",
-        cfg.seed,
-        cfg.duration.as_secs(),
-        cfg.nodes,
-        if cfg.faults.is_empty() { "none".to_string() } else { cfg.faults.iter().map(|k| k.name()).collect::<Vec<_>>().join(",") }
-    ));
-    std::fs::write(out.join("summary.txt"), &s)?;
-    Ok(Report {
-        seed: cfg.seed,
-        out_dir: out.to_path_buf(),
-        net: net.to_string(),
-        violations,
-        faults: obs.faults.clone(),
-        ops: counts,
-        summary: s,
-        elapsed,
-    })
 }
