@@ -33,6 +33,8 @@ pub struct BackupMeta {
 pub const BACKUP_FORMAT: &str = "roster-backup";
 /// The backup version written by this build.
 pub const BACKUP_VERSION: u32 = 1;
+/// A backup whose client reads nothing for this long is abandoned.
+pub const BACKUP_CLIENT_IDLE_MS: u64 = 60_000;
 /// Bytes per chunk sent to the client.
 pub const BACKUP_CHUNK_BYTES: usize = 256 << 10;
 
@@ -53,7 +55,13 @@ impl ChannelWriter {
             return Ok(());
         }
         let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(BACKUP_CHUNK_BYTES));
-        self.tx.blocking_send(Ok(chunk)).map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client went away"))
+        // A client that stops reading must not hold the snapshot view and the thread forever.
+        let send = tokio::time::timeout(Duration::from_millis(BACKUP_CLIENT_IDLE_MS), self.tx.send(Ok(chunk)));
+        match tokio::runtime::Handle::current().block_on(send) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client went away")),
+            Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "the client read nothing for a minute")),
+        }
     }
 
     /// Sends an error as the stream's last item, so the client sees a broken body rather
@@ -192,7 +200,7 @@ pub fn restore(file: &Path, data_dir: &Path) -> anyhow::Result<Restored> {
             let record: HistoryRecord = codec::decode(&value).with_context(|| format!("history record {} of the backup is undecodable", records + 1))?;
             replayer.push(&record).with_context(|| format!("the backup's history is broken at record {}", records + 1))?;
             records += 1;
-        } else if section_of_known(section).is_none() {
+        } else if section == BACKUP_META_SECTION || roster_storage::backup::section_name(section).is_none() {
             bail!("the backup has an unknown section {section} (written by a newer Roster?)");
         }
     }
@@ -210,6 +218,8 @@ pub fn restore(file: &Path, data_dir: &Path) -> anyhow::Result<Restored> {
             w.put(section, &key, &value)?;
         }
         let frames = w.finish()?;
+        // The data is in this build's format: the first start has nothing to upgrade.
+        store.set_data_format(crate::machine::upgrade::DATA_FORMAT)?;
         anyhow::ensure!(frames + 1 == summary.frames, "wrote {frames} frames of the backup's {}: the file changed while it was restored", summary.frames);
         Ok(frames)
     };
@@ -222,8 +232,4 @@ pub fn restore(file: &Path, data_dir: &Path) -> anyhow::Result<Restored> {
         }
     };
     Ok(Restored { meta, records, frames, digest: state_digest(&replayer.state), head: replayer.head })
-}
-
-fn section_of_known(section: u8) -> Option<()> {
-    (section != BACKUP_META_SECTION && roster_storage::backup::section_name(section).is_some()).then_some(())
 }

@@ -25,10 +25,15 @@ async fn cluster(axum::extract::State(ctx): axum::extract::State<Ctx>) -> Respon
     // Each member's version, as its /healthz reports it (null when it does not answer in time),
     // so a rolling upgrade shows which nodes run what.
     if let Some(members) = status["members"].as_array_mut() {
+        let me = ctx.node.id;
         let asks = members.iter().map(|m| {
             let url = ctx.transport.url(m["addr"].as_str().unwrap_or_default(), "/healthz");
             let http = ctx.peer_http.clone();
+            let is_me = m["id"].as_u64() == Some(me);
             async move {
+                if is_me {
+                    return Some(serde_json::Value::from(env!("CARGO_PKG_VERSION")));
+                }
                 let answer = http.get(url).timeout(std::time::Duration::from_millis(MEMBER_VERSION_TIMEOUT_MS)).send().await.ok()?;
                 answer.json::<serde_json::Value>().await.ok().map(|v| v["version"].clone())
             }

@@ -155,10 +155,10 @@ pub async fn run(cmd: AuditCmd) -> anyhow::Result<()> {
             let vkey = verifier_key(&client, &key).await?;
             let cp = read_checkpoint(&checkpoint, &vkey)?;
             anyhow::ensure!(revision >= 1 && revision <= cp.size, "revision {revision} is not in the checkpoint's tree of {} revisions", cp.size);
-            let record = HistoryRecord::from_json(get_json(&client, &format!("/v1/history/{revision}")).await?)
+            let record = HistoryRecord::from_json(get(&client, &format!("/v1/history/{revision}")).await?)
                 .map_err(|e| anyhow::anyhow!("the record the cluster sent: {e}"))?;
             anyhow::ensure!(record.body.revision == revision && record.hash_is_valid(), "the cluster sent a record of revision {revision} whose hash does not match its content");
-            let proof = get_json(&client, &format!("/v1/history/{revision}/proof?tree_size={}", cp.size)).await?;
+            let proof = get(&client, &format!("/v1/history/{revision}/proof?tree_size={}", cp.size)).await?;
             let path = hashes(&proof["audit_path"])?;
             anyhow::ensure!(
                 verify_inclusion(&record.hash, revision - 1, cp.size, &path, &cp.root),
@@ -173,7 +173,7 @@ pub async fn run(cmd: AuditCmd) -> anyhow::Result<()> {
             let vkey = verifier_key(&client, &key).await?;
             let (a, b) = (read_checkpoint(&old, &vkey)?, read_checkpoint(&new, &vkey)?);
             anyhow::ensure!(a.size >= 1 && a.size <= b.size, "the old checkpoint ({} revisions) must be non-empty and no larger than the new one ({})", a.size, b.size);
-            let proof = get_json(&client, &format!("/v1/history/consistency?first={}&second={}", a.size, b.size)).await?;
+            let proof = get(&client, &format!("/v1/history/consistency?first={}&second={}", a.size, b.size)).await?;
             let path = hashes(&proof["proof"])?;
             anyhow::ensure!(
                 verify_consistency(a.size, b.size, &a.root, &b.root, &path),
@@ -224,10 +224,6 @@ async fn get_text(client: &crate::cli::Client, path: &str) -> anyhow::Result<Str
         serde_json::Value::String(s) => Ok(s),
         other => anyhow::bail!("GET {path}: expected text, got {other}"),
     }
-}
-
-async fn get_json(client: &crate::cli::Client, path: &str) -> anyhow::Result<serde_json::Value> {
-    get(client, path).await
 }
 
 fn hashes(v: &serde_json::Value) -> anyhow::Result<Vec<Hash>> {

@@ -99,6 +99,12 @@ pub fn verify_file(path: &Path, anchor: Option<&Checkpoint>, check: Option<&Chec
         }
     }
     if let Some(c) = check {
+        if let Some(a) = anchor.filter(|a| c.size <= a.size) {
+            // The export holds nothing at or before the anchor: only an equal tree can match.
+            if c.size < a.size || c.root != a.root {
+                bail!("the checkpoint covers {} revisions, not more than the {} the export continues; check older checkpoints with `roster audit consistent`", c.size, a.size);
+            }
+        }
         if tree.size() < c.size {
             bail!("the export ends at revision {} but the checkpoint covers {} revisions", tree.size(), c.size);
         }

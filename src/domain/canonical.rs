@@ -423,51 +423,9 @@ impl ser::SerializeStructVariant for Members<'_, '_> {
     }
 }
 
-/// The canonical bytes of `value`.
+/// The canonical bytes of a JSON value (the same writer as [`to_vec_of`]).
 pub fn to_vec(value: &Value) -> Result<Vec<u8>, CanonicalError> {
-    let mut out = Vec::with_capacity(256);
-    write(value, &mut out)?;
-    Ok(out)
-}
-
-fn write(value: &Value, out: &mut Vec<u8>) -> Result<(), CanonicalError> {
-    match value {
-        Value::Null => out.extend_from_slice(b"null"),
-        Value::Bool(true) => out.extend_from_slice(b"true"),
-        Value::Bool(false) => out.extend_from_slice(b"false"),
-        Value::Number(n) => match (n.as_u64(), n.as_i64()) {
-            (Some(u), _) => out.extend_from_slice(u.to_string().as_bytes()),
-            (None, Some(i)) => out.extend_from_slice(i.to_string().as_bytes()),
-            _ => return Err(CanonicalError::NotAnInteger(n.to_string())),
-        },
-        Value::String(s) => write_string(s, out),
-        Value::Array(items) => {
-            out.push(b'[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write(item, out)?;
-            }
-            out.push(b']');
-        }
-        Value::Object(members) => {
-            // Member names sort by their UTF-16 code units (RFC 8785 section 3.2.3).
-            let mut sorted: Vec<(&String, &Value)> = members.iter().collect();
-            sorted.sort_by(|a, b| member_order(a.0, b.0));
-            out.push(b'{');
-            for (i, (name, member)) in sorted.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_string(name, out);
-                out.push(b':');
-                write(member, out)?;
-            }
-            out.push(b'}');
-        }
-    }
-    Ok(())
+    to_vec_of(value)
 }
 
 /// Bytes a JSON string must escape: `"`, `\` and the control characters.

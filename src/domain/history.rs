@@ -19,12 +19,8 @@ pub struct Hash(pub [u8; 32]);
 impl Hash {
     /// Lowercase hex, without allocating (hashes are written on every apply).
     fn hex(&self) -> [u8; 64] {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut out = [0u8; 64];
-        for (i, b) in self.0.iter().enumerate() {
-            out[2 * i] = HEX[(b >> 4) as usize];
-            out[2 * i + 1] = HEX[(b & 0xf) as usize];
-        }
+        hex::encode_to_slice(self.0, &mut out).expect("64 hex digits for 32 bytes");
         out
     }
 }

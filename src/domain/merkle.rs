@@ -228,7 +228,7 @@ impl Frontier {
         let z = size.trailing_zeros() as usize;
         let parts = decompose(size);
         if path.len() != z + parts.len() - 1 {
-            return Err(TreeError::Read(format!("an audit path of the last leaf of {size} leaves has {} hashes, not {}", z + parts.len() - 1, path.len())));
+            return Err(TreeError::Read(format!("an audit path of the last leaf of {size} leaves has {} hashes, not {}", path.len(), z + parts.len() - 1)));
         }
         let mut right = last;
         for p in &path[..z] {

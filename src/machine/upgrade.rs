@@ -47,6 +47,10 @@ pub fn upgrade_history(store: &StateStore) -> Result<u64, StoreError> {
         return Err(corrupt(format!("revision {last}: its hash matches neither record format 2 nor format 1")));
     }
     tracing::info!(revisions = last, "upgrading the stored history to record format 2 (docs/history-format.md)");
+    // Checkpoints hold chain heads of the old format: drop them before the first rewrite, so a
+    // crash mid-upgrade cannot leave them behind a history that already looks upgraded. The
+    // fold rebuilds them as it goes.
+    store.clear_checkpoints()?;
     let (mut v1_prev, mut v2_prev) = (Hash::default(), Hash::default());
     let mut pending: Vec<(u64, Vec<u8>)> = Vec::new();
     let mut rewritten = 0u64;
@@ -73,8 +77,6 @@ pub fn upgrade_history(store: &StateStore) -> Result<u64, StoreError> {
         Ok(true)
     })?;
     store.rewrite_derived(&pending, &[], true)?;
-    // Checkpoints hold chain heads of the old format; the fold rebuilds them as it goes.
-    store.clear_checkpoints()?;
     tracing::info!(rewritten, "history upgraded to record format 2");
     Ok(rewritten)
 }

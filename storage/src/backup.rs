@@ -47,16 +47,6 @@ impl StateStore {
         Ok((out, summary, last))
     }
 
-    /// Whether no replicated family holds anything (a database a backup may be restored into).
-    pub fn replicated_is_empty(&self) -> Result<bool, StoreError> {
-        for name in SNAPSHOT_CFS {
-            if self.db.iterator_cf(cf(&self.db, name), IteratorMode::Start).next().transpose()?.is_some() {
-                return Ok(false);
-            }
-        }
-        Ok(true)
-    }
-
     /// Writes the frames of a backup into this (empty) database; [`Restorer::finish`] makes
     /// them durable.
     pub fn restorer(&self) -> Restorer<'_> {
@@ -73,7 +63,7 @@ pub struct Restorer<'a> {
 
 impl Restorer<'_> {
     pub fn put(&mut self, section: u8, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
-        let name = SNAPSHOT_CFS.get(section as usize).ok_or_else(|| StoreError::Invalid(format!("the backup has an unknown section {section}")))?;
+        let name = section_name(section).ok_or_else(|| StoreError::Invalid(format!("the backup has an unknown section {section}")))?;
         self.batch.put_cf(cf(&self.store.db, name), key, value);
         self.frames += 1;
         if self.batch.size_in_bytes() >= RESTORE_BATCH_BYTES {
