@@ -552,6 +552,9 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()>) -> any
     match fatal {
         None => {
             tracing::info!("shutting down");
+            // While this node still serves its Raft routes: the target's vote request must
+            // reach it.
+            running.node.hand_off_before_stop().await;
             running.stop().await;
             Ok(())
         }

@@ -7,6 +7,7 @@
 pub mod network;
 pub mod node;
 pub mod service;
+pub mod transfer;
 pub mod transport;
 pub mod types;
 

@@ -32,6 +32,8 @@ pub const ROUTE_FORWARD: &str = "/raft/forward";
 pub const ROUTE_READ_INDEX: &str = "/raft/read-index";
 /// A membership change forwarded to the leader.
 pub const ROUTE_ADMIN: &str = "/raft/admin";
+/// The leader asks the target of a leader transfer to start an election.
+pub const ROUTE_TRANSFER: &str = "/raft/transfer";
 
 /// Idle pooled connections are dropped after this long: well below the server's header read
 /// timeout (10 s by default), which closes idle connections.

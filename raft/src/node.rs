@@ -75,6 +75,9 @@ pub enum AdminRequest {
     AddNode { id: NodeId, addr: String },
     /// Remove a node (voter or learner) from the membership.
     RemoveNode { id: NodeId },
+    /// Hand leadership to voter `to` (or, with `None`, to the most up-to-date other voter);
+    /// see [`crate::transfer`].
+    TransferLeader { to: Option<NodeId> },
 }
 
 /// Writes (and membership changes) give up after this long without a committed answer.
@@ -109,7 +112,7 @@ type Pending = (Vec<u8>, oneshot::Sender<Result<Vec<u8>, ProposeError>>);
 /// Gathers concurrent commands into batches, one Raft entry each. openraft 0.9 appends and
 /// fsyncs each client write on its own, so batching here is what lets many writers share one
 /// append.
-async fn batch_loop(raft: Raft, mut rx: mpsc::Receiver<Pending>) {
+async fn batch_loop(raft: Raft, mut rx: mpsc::Receiver<Pending>, gate: Arc<tokio::sync::RwLock<()>>) {
     let permits = Arc::new(Semaphore::new(PROPOSALS_IN_FLIGHT_MAX));
     loop {
         // Waiting for a permit first lets the queue fill while earlier batches are in flight.
@@ -122,8 +125,12 @@ async fn batch_loop(raft: Raft, mut rx: mpsc::Receiver<Pending>) {
                 Err(_) => break,
             }
         }
+        // Held until the batch is answered; a leader transfer waits for it and holds new
+        // batches back (see `RaftNode::gate`).
+        let shared = gate.clone().read_owned().await;
         let raft = raft.clone();
         tokio::spawn(async move {
+            let _shared = shared;
             let (commands, waiters): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
             let n = commands.len();
             let started = std::time::Instant::now();
@@ -165,6 +172,14 @@ pub struct RaftNode {
     pub(crate) cluster_secret: Option<Arc<str>>,
     batcher: mpsc::Sender<Pending>,
     learner_catch_up_ms: u64,
+    /// Proposal batches in flight and read indexes hold it shared; a leader transfer holds it
+    /// exclusively, so nothing sent to the followers renews their leases while it waits them
+    /// out (openraft confirms a read index with heartbeats).
+    pub(crate) gate: Arc<tokio::sync::RwLock<()>>,
+    /// Membership changes and leader transfers run one at a time.
+    pub(crate) admin_lock: Arc<tokio::sync::Mutex<()>>,
+    /// The leader lease openraft keeps on followers (its election timeout max), in ms.
+    pub(crate) lease_ms: u64,
 }
 
 impl RaftNode {
@@ -193,7 +208,8 @@ impl RaftNode {
         }
         let http = peer_client(&config.transport)?;
         let (batcher, rx) = mpsc::channel(PROPOSAL_QUEUE_MAX);
-        tokio::spawn(batch_loop(raft.clone(), rx));
+        let gate = Arc::new(tokio::sync::RwLock::new(()));
+        tokio::spawn(batch_loop(raft.clone(), rx, gate.clone()));
         let cluster_secret = config.cluster_secret.as_deref().map(Arc::from);
         Ok(Self {
             id: config.node_id,
@@ -204,6 +220,9 @@ impl RaftNode {
             cluster_secret,
             batcher,
             learner_catch_up_ms: config.learner_catch_up_ms,
+            gate,
+            admin_lock: Arc::new(tokio::sync::Mutex::new(())),
+            lease_ms: config.raft.election_timeout_max,
         })
     }
 
@@ -218,6 +237,7 @@ impl RaftNode {
                 Err(ProposeError::NotLeader { leader }) => leader,
                 other => return other,
             };
+            let known = leader.as_ref().map(|(id, _)| *id);
             if let Some((id, addr)) = leader.filter(|(id, _)| *id != self.id) {
                 match self.call_leader::<Result<Vec<u8>, ProposeError>>(&addr, ROUTE_FORWARD, &proposal, deadline).await {
                     Ok(Ok(reply)) => return Ok(reply),
@@ -232,7 +252,7 @@ impl RaftNode {
             if Instant::now() + Duration::from_millis(backoff) >= deadline {
                 return Err(ProposeError::Unavailable("no leader could commit the write in time".into()));
             }
-            tokio::time::sleep(Duration::from_millis(backoff)).await;
+            self.wait_leader_change(known, Duration::from_millis(backoff)).await;
             backoff = (backoff * 2).min(RETRY_BACKOFF_MAX_MS);
         }
     }
@@ -260,6 +280,7 @@ impl RaftNode {
                 Err(ProposeError::NotLeader { leader }) => leader,
                 Err(e) => return Err(e),
             };
+            let known = leader.as_ref().map(|(id, _)| *id);
             if let Some((_, addr)) = leader.filter(|(id, _)| *id != self.id) {
                 match self.call_leader::<Result<Option<u64>, ProposeError>>(&addr, ROUTE_READ_INDEX, &(), deadline).await {
                     Ok(Ok(index)) => return self.wait_applied(index, deadline).await,
@@ -270,13 +291,14 @@ impl RaftNode {
             if Instant::now() + Duration::from_millis(backoff) >= deadline {
                 return Err(ProposeError::Unavailable("no leader confirmed a read index in time".into()));
             }
-            tokio::time::sleep(Duration::from_millis(backoff)).await;
+            self.wait_leader_change(known, Duration::from_millis(backoff)).await;
             backoff = (backoff * 2).min(RETRY_BACKOFF_MAX_MS);
         }
     }
 
     /// The leader side of a read index: confirms leadership and returns the index to wait for.
     pub async fn read_index_local(&self) -> Result<Option<u64>, ProposeError> {
+        let _shared = self.gate.read().await;
         match self.raft.get_read_log_id().await {
             Ok((read_log_id, _applied)) => Ok(read_log_id.map(|l| l.index)),
             Err(RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(f))) => {
@@ -343,8 +365,12 @@ impl RaftNode {
             RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => ProposeError::Rejected(c.to_string()),
             other => ProposeError::Unavailable(other.to_string()),
         };
+        let Ok(_one_at_a_time) = self.admin_lock.try_lock() else {
+            return Err(ProposeError::Rejected("another membership change or leader transfer is running; try again when it is done".into()));
+        };
         let voters: BTreeSet<NodeId> = self.raft.metrics().borrow().membership_config.membership().voter_ids().collect();
         match req {
+            AdminRequest::TransferLeader { to } => self.transfer_leader_locked(to).await,
             AdminRequest::AddNode { id, addr } => {
                 if voters.contains(&id) {
                     return Err(ProposeError::Rejected(format!("node {id} is already a voter")));
@@ -385,7 +411,7 @@ impl RaftNode {
         }
     }
 
-    async fn call_leader<R: DeserializeOwned>(
+    pub(crate) async fn call_leader<R: DeserializeOwned>(
         &self,
         addr: &str,
         route: &str,
@@ -412,6 +438,28 @@ impl RaftNode {
         codec::decode(&bytes).map_err(|e| CallError::Lost(e.to_string()))
     }
 
+    /// Sleeps for `at_most`, waking early once this node learns of a leader other than
+    /// `known`: a retry after a failover then goes out as soon as the new leader is heard of,
+    /// not at the end of a backoff step that may be hundreds of milliseconds long.
+    async fn wait_leader_change(&self, known: Option<NodeId>, at_most: Duration) {
+        self.wait_for_leader_other_than(known, at_most).await;
+    }
+
+    /// Waits up to `timeout` until this node knows of a leader other than `old`.
+    pub async fn wait_for_leader_other_than(&self, old: Option<NodeId>, timeout: Duration) -> Option<NodeId> {
+        let mut metrics = self.raft.metrics();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let now = metrics.borrow_and_update().current_leader;
+            if now.is_some() && now != old {
+                return now;
+            }
+            if !matches!(tokio::time::timeout_at(deadline, metrics.changed()).await, Ok(Ok(()))) {
+                return now;
+            }
+        }
+    }
+
     /// Waits up to `timeout` for a known leader.
     pub async fn wait_for_leader(&self, timeout: Duration) -> Option<NodeId> {
         let mut metrics = self.raft.metrics();
@@ -434,7 +482,7 @@ impl RaftNode {
 }
 
 /// Why a call to the leader failed.
-enum CallError {
+pub(crate) enum CallError {
     /// Certainly not delivered (connection refused): safe to retry.
     NotSent(String),
     /// May have been delivered: retrying could apply twice.

@@ -9,14 +9,14 @@ use axum::routing::post;
 use axum::Router;
 use roster_storage::codec;
 
-use crate::network::{ROUTE_ADMIN, ROUTE_APPEND, ROUTE_FORWARD, ROUTE_READ_INDEX, ROUTE_SNAPSHOT, ROUTE_VOTE};
+use crate::network::{ROUTE_ADMIN, ROUTE_APPEND, ROUTE_FORWARD, ROUTE_READ_INDEX, ROUTE_SNAPSHOT, ROUTE_TRANSFER, ROUTE_VOTE};
 use crate::node::{AdminRequest, RaftNode};
 
 /// Largest Raft RPC body accepted: an append batch or one snapshot chunk.
 pub const RAFT_RPC_BODY_MAX_BYTES: usize = 64 << 20;
 
 /// Every Raft route (all POST), each guarded by the cluster secret.
-pub const ROUTES: &[&str] = &[ROUTE_APPEND, ROUTE_VOTE, ROUTE_SNAPSHOT, ROUTE_FORWARD, ROUTE_READ_INDEX, ROUTE_ADMIN];
+pub const ROUTES: &[&str] = &[ROUTE_APPEND, ROUTE_VOTE, ROUTE_SNAPSHOT, ROUTE_FORWARD, ROUTE_READ_INDEX, ROUTE_ADMIN, ROUTE_TRANSFER];
 
 /// Routes for Raft RPC and leader forwarding, to be merged into the node's HTTP router.
 pub fn router(node: RaftNode) -> Router {
@@ -27,6 +27,7 @@ pub fn router(node: RaftNode) -> Router {
         .route(ROUTE_FORWARD, post(forward))
         .route(ROUTE_READ_INDEX, post(read_index))
         .route(ROUTE_ADMIN, post(admin))
+        .route(ROUTE_TRANSFER, post(transfer))
         .layer(axum::extract::DefaultBodyLimit::max(RAFT_RPC_BODY_MAX_BYTES))
         .route_layer(axum::middleware::from_fn_with_state(node.clone(), require_cluster_secret))
         .with_state(node)
@@ -92,6 +93,13 @@ async fn read_index(State(node): State<RaftNode>, body: Bytes) -> Response {
 async fn admin(State(node): State<RaftNode>, body: Bytes) -> Response {
     match codec::decode::<AdminRequest>(&body) {
         Ok(req) => codec::encode(&node.admin_local(req).await).into_response(),
+        Err(e) => bad_request(e),
+    }
+}
+
+async fn transfer(State(node): State<RaftNode>, body: Bytes) -> Response {
+    match codec::decode::<crate::transfer::ElectRequest>(&body) {
+        Ok(req) => codec::encode(&node.elect_on_request(req).await).into_response(),
         Err(e) => bad_request(e),
     }
 }

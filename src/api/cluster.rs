@@ -1,4 +1,5 @@
-//! Cluster membership routes: status of the members, adding and removing nodes.
+//! Cluster membership routes: status of the members, adding and removing nodes, moving the
+//! leadership.
 
 use axum::http::Method;
 use axum::response::{IntoResponse, Response};
@@ -13,6 +14,7 @@ pub(super) fn routes() -> Vec<RouteSpec> {
         route(Method::GET, "/v1/cluster", Access::Roles(READ_CONFIG), cluster),
         route(Method::POST, "/v1/cluster/nodes", Access::Roles(ADMIN), add_node),
         route(Method::DELETE, "/v1/cluster/nodes/{id}", Access::Roles(ADMIN), remove_node),
+        route(Method::POST, "/v1/cluster/leader", Access::Roles(ADMIN), transfer_leader),
     ]
 }
 
@@ -149,3 +151,40 @@ pub async fn remove_node_as(ctx: &Ctx, id: u64, actor: String) -> Result<(), Api
     Ok(())
 }
 
+
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct TransferRequest {
+    /// The voter to lead; absent: the most up-to-date other voter.
+    #[serde(default)]
+    node: Option<u64>,
+}
+
+/// Hands leadership to another voter (`{"node": ID}`, or `{}` for the most up-to-date one).
+/// Answers once another node leads: `{"previous": OLD, "leader": NEW, "took_ms": MS}`.
+async fn transfer_leader(axum::extract::State(ctx): axum::extract::State<Ctx>, meta: WriteMeta, body: axum::body::Bytes) -> Result<Response, ApiError> {
+    let r: TransferRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        TransferRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("the body must be {{\"node\": ID}} or empty: {e}")))?
+    };
+    let (previous, leader, took) = transfer_leader_as(&ctx, r.node, meta.actor).await?;
+    Ok(Json(json!({"previous": previous, "leader": leader, "took_ms": took.as_millis() as u64})).into_response())
+}
+
+/// Moves the leadership to `to` (or the most up-to-date other voter) and records who did it.
+/// Returns the previous leader, the new one, and how long writes were paused for it.
+pub async fn transfer_leader_as(ctx: &Ctx, to: Option<u64>, actor: String) -> Result<(Option<u64>, Option<u64>, std::time::Duration), ApiError> {
+    let previous = ctx.node.raft.metrics().borrow().current_leader;
+    let started = std::time::Instant::now();
+    ctx.node.transfer_leader(to).await.map_err(write_error)?;
+    let took = started.elapsed();
+    // This node may have been the leader, or forwarded: ask its own view of who leads now.
+    let leader = ctx.node.wait_for_leader_other_than(previous, std::time::Duration::from_secs(2)).await;
+    let msg = match (previous, leader) {
+        (Some(p), Some(l)) => format!("leadership moved from node {p} to node {l}"),
+        (_, l) => format!("leadership moved to node {}", l.map_or("?".to_string(), |l| l.to_string())),
+    };
+    events::record(ctx, crate::domain::oplog::Level::Info, "leader_transferred", msg, actor).await;
+    Ok((previous, leader, took))
+}

@@ -119,7 +119,7 @@ pub fn route_rules() -> Vec<(Method, &'static str, Access)> {
 
 pub use agents::agent_rows;
 pub use audit::state_at;
-pub use cluster::{add_node_as, cluster_status, remove_node_as};
+pub use cluster::{add_node_as, cluster_status, remove_node_as, transfer_leader_as};
 pub use read::{read_barrier, read_response, Consistency};
 pub use router::{refuse_body_above, router};
 pub use write::{outcome_response, submit, submit_error, write_error, WriteMeta};

@@ -325,4 +325,7 @@ pub enum ClusterCmd {
     AddNode { id: u64, addr: String },
     /// Remove a node (the leader included).
     RemoveNode { id: u64 },
+    /// Hand leadership to voter ID (default: the most up-to-date other voter), e.g. before
+    /// maintenance on the leader's host. Writes wait about one election timeout; none fails.
+    TransferLeader { id: Option<u64> },
 }

@@ -188,6 +188,14 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
             ok(client.send(M::POST, "/v1/cluster/nodes", Some(&json!({"id": id, "addr": addr}))).await?)?;
             println!("node {id} added");
         }
+        CtlCommand::Cluster(ClusterCmd::TransferLeader { id }) => {
+            let v = ok(client.send(M::POST, "/v1/cluster/leader", Some(&json!({"node": id}))).await?)?;
+            if out == Output::Json {
+                show(out, v);
+            } else {
+                println!("leader is now node {} (was node {}); writes paused {} ms", plain(&v["leader"]), plain(&v["previous"]), v["took_ms"]);
+            }
+        }
         CtlCommand::Cluster(ClusterCmd::RemoveNode { id }) => {
             ok(client.send(M::DELETE, &format!("/v1/cluster/nodes/{id}"), None).await?)?;
             println!("node {id} removed");
