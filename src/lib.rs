@@ -18,6 +18,7 @@ pub mod dev;
 pub mod domain;
 pub mod machine;
 pub mod metrics;
+pub mod preferred;
 pub mod prober;
 pub mod projection;
 pub mod reader;

@@ -75,9 +75,9 @@ enum Cmd {
         /// How often the leader sends heartbeats to the followers.
         #[arg(long, default_value_t = roster::server::HEARTBEAT_MS_DEFAULT)]
         heartbeat_ms: u64,
-        /// A follower that hears nothing from the leader for a random time between the
-        /// minimum and the maximum starts an election. The minimum must cover at least three
-        /// heartbeats. Lower values fail over faster and risk needless elections on a slow
+        /// A follower that stops hearing from the leader waits out the lease (the maximum),
+        /// then a random time between the minimum and the maximum, and starts an election.
+        /// The minimum must cover at least three heartbeats. Lower values fail over faster and risk needless elections on a slow
         /// network; every node of a cluster should use the same values.
         #[arg(long, default_value_t = roster::server::ELECTION_TIMEOUT_MIN_MS_DEFAULT)]
         election_timeout_min_ms: u64,
@@ -85,6 +85,11 @@ enum Cmd {
         /// another candidate this long after it last heard from the leader (the leader lease).
         #[arg(long, default_value_t = roster::server::ELECTION_TIMEOUT_MAX_MS_DEFAULT)]
         election_timeout_max_ms: u64,
+        /// Prefer this node as the leader: the leader hands over to the voter with the lowest
+        /// priority (0 first) once it has been reachable and caught up for a few seconds, at
+        /// most once per 15 s. Nodes without it are never preferred.
+        #[arg(long)]
+        leader_priority: Option<u32>,
         /// The history signing key that signs checkpoints (`GET /v1/history/checkpoint`).
         /// Default: `history-key` in --secure-dir when that file exists.
         #[arg(long)]
@@ -281,6 +286,7 @@ async fn main() -> anyhow::Result<()> {
             heartbeat_ms,
             election_timeout_min_ms,
             election_timeout_max_ms,
+            leader_priority,
             security,
         } => {
             tracing_subscriber::fmt().with_env_filter(filter).init();
@@ -299,6 +305,7 @@ async fn main() -> anyhow::Result<()> {
                 heartbeat_ms,
                 election_timeout_min_ms,
                 election_timeout_max_ms,
+                leader_priority,
                 advertise,
                 peers: parse_peers(&peers)?,
                 snapshot_every_logs,

@@ -60,6 +60,9 @@ pub struct ServeConfig {
     /// an election (and, up to the maximum, refuses to vote for anyone else: the leader lease).
     pub election_timeout_min_ms: u64,
     pub election_timeout_max_ms: u64,
+    /// `--leader-priority`: leadership moves to the most preferred caught-up voter (lower
+    /// first; `None`: never preferred). See [`crate::preferred`].
+    pub leader_priority: Option<u32>,
     /// A separate listener for node-to-node traffic (Raft, forwarded writes), with its own
     /// connection budget, so client load on `listen` cannot starve consensus. With it, member
     /// addresses (`--peers`, `cluster add-node`) are peer addresses and `listen` serves only
@@ -100,11 +103,13 @@ impl Security {
     }
 }
 
-/// Default failure detection: heartbeats every 100 ms; an election after 400 to 800 ms of
-/// silence (so at least four heartbeats must be lost).
-pub const HEARTBEAT_MS_DEFAULT: u64 = 100;
-pub const ELECTION_TIMEOUT_MIN_MS_DEFAULT: u64 = 400;
-pub const ELECTION_TIMEOUT_MAX_MS_DEFAULT: u64 = 800;
+/// Default failure detection: heartbeats every 50 ms; a follower keeps the leader lease for
+/// 300 ms after it last heard from the leader and starts an election 150 to 300 ms after
+/// that, so a dead leader is replaced 450 to 600 ms after its last heartbeat, and a leader
+/// transfer waits one lease (300 ms).
+pub const HEARTBEAT_MS_DEFAULT: u64 = 50;
+pub const ELECTION_TIMEOUT_MIN_MS_DEFAULT: u64 = 150;
+pub const ELECTION_TIMEOUT_MAX_MS_DEFAULT: u64 = 300;
 /// The election timeout must cover at least this many heartbeat intervals, so a few lost or
 /// late heartbeats never start an election.
 pub const ELECTION_HEARTBEATS_MIN: u64 = 3;
@@ -156,6 +161,7 @@ impl ServeConfig {
             heartbeat_ms: HEARTBEAT_MS_DEFAULT,
             election_timeout_min_ms: ELECTION_TIMEOUT_MIN_MS_DEFAULT,
             election_timeout_max_ms: ELECTION_TIMEOUT_MAX_MS_DEFAULT,
+            leader_priority: None,
         }
     }
 }
@@ -209,6 +215,7 @@ pub struct Running {
     server: tokio::task::JoinHandle<()>,
     peer: Option<(tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>)>,
     leader_events: tokio::task::JoinHandle<()>,
+    preferred: tokio::task::JoinHandle<()>,
     prober: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -224,6 +231,7 @@ impl Running {
             let _ = task.await;
         }
         self.leader_events.abort();
+        self.preferred.abort();
         if let Some(p) = &self.prober {
             p.abort();
         }
@@ -334,11 +342,13 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         transport,
         peer_http,
         history_key,
+        leader_priority: config.leader_priority,
     };
     // With a peer listener, the client port serves no Raft routes at all.
     let router = api::router(ctx.clone(), peer_listener.is_none());
     let peer_router = peer_listener.as_ref().map(|_| api::router(ctx.clone(), true));
     let leader_events = tokio::spawn(record_leader_changes(ctx.clone()));
+    let preferred = tokio::spawn(crate::preferred::run(ctx.clone(), config.leader_priority));
     if let Some(note) = handle.take_upgrade_note() {
         tokio::spawn(record_upgrade(ctx.clone(), note));
     }
@@ -358,7 +368,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         _ => None,
     };
     let server = tokio::spawn(serve_http(listener, router, acceptor, header_read_timeout, connections_max, stopped));
-    Ok(Running { addr, peer_addr, node, machine: handle, stop, agents, server, peer, leader_events, prober })
+    Ok(Running { addr, peer_addr, node, machine: handle, stop, agents, server, peer, leader_events, preferred, prober })
 }
 
 /// Serves HTTP/1.1 until `stopped`, then lets in-flight requests finish.
@@ -553,7 +563,8 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()>) -> any
         None => {
             tracing::info!("shutting down");
             // While this node still serves its Raft routes: the target's vote request must
-            // reach it.
+            // reach it. The preferred-leader loop must not move the leadership back meanwhile.
+            running.preferred.abort();
             running.node.hand_off_before_stop().await;
             running.stop().await;
             Ok(())

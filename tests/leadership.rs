@@ -146,3 +146,27 @@ fn a_leader_stopped_with_sigterm_hands_over_before_it_exits() {
     let rest: Vec<String> = others.iter().map(|i| eps[*i].clone()).collect();
     assert!(matches!(write_any(&rest, "/v1/commands", &body, "after"), Some((200, _))));
 }
+
+#[test]
+fn leadership_returns_to_the_preferred_node() {
+    let dir = tempfile::tempdir().unwrap();
+    // Node 3 becomes preferred; nodes 1 and 2 have no priority.
+    let mut cluster = Cluster::start(dir.path(), 3, &[]);
+    assert!(cluster.nodes[2].as_mut().unwrap().stop());
+    cluster.nodes[2] = None;
+    cluster.restart_with(2, &["--leader-priority", "0"]);
+    wait_all_follow(&cluster, 3, Duration::from_secs(20));
+    let status = cluster.status(0).unwrap();
+    let priorities: Vec<_> = status["members"].as_array().unwrap().iter().map(|m| m["leader_priority"].clone()).collect();
+    assert_eq!(priorities, vec![json!(null), json!(null), json!(0)], "{status}");
+
+    // Moved away by hand, it comes back once node 3 has been caught up for a few checks.
+    let (s, v) = Api::new(cluster.node(0)).post("/v1/cluster/leader", json!({"node": 1}), &[]);
+    assert_eq!(s, 200, "{v}");
+    let moved = Instant::now();
+    wait_all_follow(&cluster, 1, Duration::from_secs(2));
+    wait_all_follow(&cluster, 3, Duration::from_secs(30));
+    assert!(moved.elapsed() >= Duration::from_millis(2_000), "the leadership came back without hysteresis");
+    let events = Api::new(cluster.node(2)).get("/v1/events?kind=leader_transferred");
+    assert!(events.to_string().contains("which is preferred (leader priority 0)"), "{events}");
+}

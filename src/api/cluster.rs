@@ -24,8 +24,8 @@ const MEMBER_VERSION_TIMEOUT_MS: u64 = 500;
 
 async fn cluster(axum::extract::State(ctx): axum::extract::State<Ctx>) -> Response {
     let mut status = cluster_status(&ctx);
-    // Each member's version, as its /healthz reports it (null when it does not answer in time),
-    // so a rolling upgrade shows which nodes run what.
+    // Each member's version and leader priority, as its /healthz reports them (null when it
+    // does not answer in time), so a rolling upgrade shows which nodes run what.
     if let Some(members) = status["members"].as_array_mut() {
         let me = ctx.node.id;
         let asks = members.iter().map(|m| {
@@ -34,15 +34,17 @@ async fn cluster(axum::extract::State(ctx): axum::extract::State<Ctx>) -> Respon
             let is_me = m["id"].as_u64() == Some(me);
             async move {
                 if is_me {
-                    return Some(serde_json::Value::from(env!("CARGO_PKG_VERSION")));
+                    return Some((serde_json::Value::from(env!("CARGO_PKG_VERSION")), json!(ctx.leader_priority)));
                 }
                 let answer = http.get(url).timeout(std::time::Duration::from_millis(MEMBER_VERSION_TIMEOUT_MS)).send().await.ok()?;
-                answer.json::<serde_json::Value>().await.ok().map(|v| v["version"].clone())
+                answer.json::<serde_json::Value>().await.ok().map(|v| (v["version"].clone(), v["leader_priority"].clone()))
             }
         });
-        let versions = futures::future::join_all(asks).await;
-        for (m, v) in members.iter_mut().zip(versions) {
-            m["version"] = v.unwrap_or(serde_json::Value::Null);
+        let answers = futures::future::join_all(asks).await;
+        for (m, a) in members.iter_mut().zip(answers) {
+            let (version, priority) = a.unwrap_or_default();
+            m["version"] = version;
+            m["leader_priority"] = priority;
         }
     }
     Json(status).into_response()

@@ -67,6 +67,8 @@ pub struct Ctx {
     pub peer_http: reqwest::Client,
     /// Signs history checkpoints; `None` when the node has no history key.
     pub history_key: Option<std::sync::Arc<crate::domain::checkpoint::HistoryKey>>,
+    /// This node's `--leader-priority` (reported by `/healthz`).
+    pub leader_priority: Option<u32>,
 }
 
 impl axum::extract::FromRef<Ctx> for crate::metrics::MetricsState {

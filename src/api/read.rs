@@ -76,8 +76,14 @@ async fn whoami(id: Option<axum::Extension<Identity>>) -> Response {
     }
 }
 
-async fn healthz() -> Response {
-    Json(json!({"status": "ok", "version": env!("CARGO_PKG_VERSION"), "data_format": crate::machine::upgrade::DATA_FORMAT})).into_response()
+async fn healthz(axum::extract::State(ctx): axum::extract::State<Ctx>) -> Response {
+    Json(json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+        "data_format": crate::machine::upgrade::DATA_FORMAT,
+        "leader_priority": ctx.leader_priority,
+    }))
+    .into_response()
 }
 
 async fn readyz(axum::extract::State(ctx): axum::extract::State<Ctx>) -> Response {

@@ -176,11 +176,12 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
                 show(out, v);
             } else {
                 println!("leader {}  term {}  revision {}", plain(&v["leader"]), v["term"], v["revision"]);
-                print(out, &v["members"], &["id", "addr", "role", "lag", "version"], |m| {
+                print(out, &v["members"], &["id", "addr", "role", "lag", "version", "priority"], |m| {
                     let id = m["id"].to_string();
                     let role = if v["leader"] == m["id"] { "leader" } else if m["voter"] == json!(true) { "voter" } else { "learner" };
                     let version = if m["version"].is_null() { "unreachable".to_string() } else { plain(&m["version"]) };
-                    vec![id.clone(), plain(&m["addr"]), role.into(), plain(&v["follower_lag"][&id]), version]
+                    let priority = if m["leader_priority"].is_null() { "-".to_string() } else { plain(&m["leader_priority"]) };
+                    vec![id.clone(), plain(&m["addr"]), role.into(), plain(&v["follower_lag"][&id]), version, priority]
                 });
             }
         }

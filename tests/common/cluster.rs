@@ -58,6 +58,15 @@ impl Cluster {
         self.nodes[i] = Some(self.spawn(i));
     }
 
+    /// Restarts node `i` with flags beyond the cluster's.
+    pub fn restart_with(&mut self, i: usize, more: &[&str]) {
+        assert!(self.nodes[i].is_none(), "node {} is running", i + 1);
+        let mut extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
+        extra.extend_from_slice(more);
+        let dir = self.dir.join(format!("node-{}", i + 1));
+        self.nodes[i] = Some(NodeProcess::start_with(&dir, (i + 1) as u64, &self.addrs[i], &self.peers, &extra));
+    }
+
     /// Restarts node `i` with extra environment variables.
     pub fn restart_env(&mut self, i: usize, env: &[(&str, &str)]) {
         assert!(self.nodes[i].is_none(), "node {} is running", i + 1);
