@@ -386,3 +386,48 @@ fn failure_detection_settings_are_flags_and_are_checked() {
     assert!(!out.status.success() && err.contains("at least 3 heartbeats"), "{err}");
     assert!(!dir.path().join("refused").exists(), "a refused start created its data dir");
 }
+
+/// A node that is down can be removed, and added back later with its old data: it catches up
+/// and ends with the same state and history as the others.
+#[test]
+fn a_down_node_is_removed_and_rejoins_with_its_old_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::start(dir.path(), 3, &[]);
+    let leader = cluster.wait_leader(Duration::from_secs(10));
+    let gone = (leader + 1) % 3;
+    let eps = cluster.addrs.clone();
+    let write = |names: std::ops::Range<u32>, eps: &[String]| {
+        for i in names {
+            let body = json!({"changes": [{"add_server": {"name": format!("rt{i}"), "host": "h", "port": 80}}]});
+            let r = write_any(eps, "/v1/commands", &body, &format!("j{i}"));
+            assert!(matches!(r, Some((200, _))), "{r:?}");
+        }
+    };
+    write(0..5, &eps);
+    cluster.nodes[gone].as_mut().unwrap().kill();
+    cluster.nodes[gone] = None;
+    let rest: Vec<String> = cluster.running().into_iter().map(|i| eps[i].clone()).collect();
+    let leader = cluster.wait_leader(Duration::from_secs(10));
+    let api = Api::new(cluster.node(leader));
+    let (s, v) = api.request(reqwest::Method::DELETE, &format!("/v1/cluster/nodes/{}", gone + 1), None, &[]);
+    assert_eq!(s, 200, "removing a node that is down: {v}");
+    write(5..10, &rest);
+
+    cluster.restart(gone);
+    let leader = cluster.wait_leader(Duration::from_secs(10));
+    let (s, v) = Api::new(cluster.node(leader)).post("/v1/cluster/nodes", json!({"id": gone + 1, "addr": eps[gone]}), &[]);
+    assert_eq!(s, 200, "adding the removed node back: {v}");
+    write(10..15, &eps);
+    let leader = cluster.wait_leader(Duration::from_secs(10));
+    let st = cluster.status(leader).unwrap();
+    let voters: Vec<u64> = st["members"].as_array().unwrap().iter().filter(|m| m["voter"] == json!(true)).map(|m| m["id"].as_u64().unwrap()).collect();
+    assert_eq!(voters, vec![1, 2, 3], "{st}");
+    let head = Api::new(cluster.node(leader)).digest().0;
+    cluster.wait_revision(head, Duration::from_secs(30));
+    let views: Vec<_> = (0..3).map(|i| cluster.local_view(i)).collect();
+    for (digest, records) in &views {
+        assert_eq!(digest, &views[0].0, "nodes disagree on the state");
+        assert_eq!(records, &views[0].1, "nodes disagree on the history");
+        assert_eq!(registered_servers(records).len(), 15);
+    }
+}
