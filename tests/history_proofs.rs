@@ -199,6 +199,34 @@ fn signed_checkpoints_proofs_and_an_independent_verifier() {
     assert!(out.contains("matches the stored tree") && out.contains(&format!("state digest {digest}")), "{out}");
 }
 
+/// `tests/fixtures/datadir-v2.tar.gz` was written by the first release of data format 2 (a
+/// single node, 25 revisions, a snapshot and a compacted log; digest and Merkle root in
+/// `datadir-v2.json`). Every later build must open it as it is: same state, same tree, no
+/// upgrade, and it takes writes. Do not regenerate it; add a new fixture for a new format.
+#[test]
+fn a_data_dir_written_by_an_earlier_build_of_this_format_still_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let (ok, _, err) = run(Command::new("tar").arg("xzf").arg(fixtures.join("datadir-v2.tar.gz")).arg("-C").arg(dir.path()));
+    assert!(ok, "{err}");
+    let expected: Value = serde_json::from_str(&std::fs::read_to_string(fixtures.join("datadir-v2.json")).unwrap()).unwrap();
+    let data = dir.path().join("d2");
+    let (ok, out, err) = audit(None, &["verify", "--data-dir", s(&data)]);
+    assert!(ok, "{out}{err}");
+
+    let node = NodeProcess::single(&data);
+    let api = Api::new(&node);
+    let digest = api.get("/v1/state/digest");
+    assert_eq!((&digest["revision"], &digest["digest"]), (&expected["revision"], &expected["digest"]), "{digest}");
+    let head = api.get("/v1/history/tree-head");
+    assert_eq!((&head["tree_size"], &head["root_hash"]), (&expected["revision"], &expected["root_hash"]), "{head}");
+    assert!(!node.log().contains("upgrading the stored history"), "{}", node.log());
+    let (status, v) = api.post("/v1/commands", json!({"changes": [{"create_cluster": {"name": "later-build"}}]}), &[]);
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(api.get("/v1/state/digest")["revision"], 26);
+    assert_eq!(api.get("/v1/events?kind=data_upgraded").as_array().map(Vec::len), Some(0));
+}
+
 /// `tests/fixtures/datadir-v1.tar.gz` was written by the release before record format 2
 /// (a single node, 34 revisions, a snapshot and a purged log); its state digest is in
 /// `datadir-v1.json`.
