@@ -232,6 +232,16 @@ fn forged_raft_rpc_is_refused_and_plain_or_untrusted_connections_fail() {
     assert_eq!(r.status().as_u16(), 401, "forged append");
     assert_eq!(term(&api), before, "a refused RPC changed the term");
 
+    // With the secret but from a build whose codec this one does not know: refused by name,
+    // never misdecoded.
+    let mut newer = body.clone();
+    newer[0] = 9;
+    let r = client.post(node.url("/raft/vote")).bearer_auth(cluster_secret()).body(newer).send().unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let text = r.text().unwrap();
+    assert!(text.contains("unsupported format version 9"), "{text}");
+    assert_eq!(term(&api), before, "an undecodable RPC changed the term");
+
     // The positive control: with the cluster secret the node obeys the "leader", and the term
     // moves (so the refusals above were what kept it in place).
     let r = client.post(node.url("/raft/vote")).bearer_auth(cluster_secret()).body(body).send().unwrap();
