@@ -259,3 +259,21 @@ fn metrics_and_health_endpoints() {
     assert_eq!(cluster["leader"], 1);
     assert_eq!(cluster["members"][0]["voter"], true);
 }
+
+/// `ctl events --set-retention` and `--set-min-level` each change only their own setting.
+#[test]
+fn event_settings_change_one_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProcess::single(&dir.path().join("n1"));
+    let api = Api::new(&node);
+    let before = api.get("/v1/events/settings");
+    let (ok, out, err) = ctl(&node.addr, &["events", "--set-retention", "500"]);
+    assert!(ok, "{out}{err}");
+    let after = api.get("/v1/events/settings");
+    assert_eq!(after["retention"], 500, "{after}");
+    assert_eq!(after["min_level"], before["min_level"], "--set-retention alone changed the level: {after}");
+    let (ok, out, err) = ctl(&node.addr, &["events", "--set-min-level", "warning"]);
+    assert!(ok, "{out}{err}");
+    let after = api.get("/v1/events/settings");
+    assert_eq!((after["min_level"].as_str(), after["retention"].as_u64()), (Some("warning"), Some(500)), "{after}");
+}

@@ -70,8 +70,13 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
                 eprintln!("note: nodes {} did not answer; their agents' contacts may be missing", join(&Value::Array(u.clone())));
             }
         }
-        CtlCommand::Events { set_min_level: Some(level), set_retention, .. } => {
-            let body = json!({"min_level": level, "retention": set_retention.unwrap_or(crate::domain::oplog::EVENT_RETENTION_DEFAULT)});
+        CtlCommand::Events { set_min_level, set_retention, .. } if set_min_level.is_some() || set_retention.is_some() => {
+            // Either setting alone keeps the other as it is.
+            let current = ok(get("/v1/events/settings".into()).await?)?;
+            let body = json!({
+                "min_level": set_min_level.map_or_else(|| current["min_level"].clone(), Value::from),
+                "retention": set_retention.map_or_else(|| current["retention"].clone(), Value::from),
+            });
             let v = ok(client.send(M::PUT, "/v1/events/settings", Some(&body)).await?)?;
             show(out, v);
         }
