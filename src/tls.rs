@@ -85,7 +85,8 @@ fn write_file(path: &Path, contents: &str, mode: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+/// Writes a new file only its owner can read (refusing to follow a symlink).
+pub fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
     write_file(path, contents, 0o600)
 }
 

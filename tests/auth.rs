@@ -404,3 +404,46 @@ fn low_severity_findings_are_closed() {
     assert_eq!(r.status().as_u16(), 400);
     assert!(r.text().unwrap().contains("tls_required"));
 }
+
+/// `ctl tokens create --secret-file` writes the secret to a new private file that works as a
+/// token file; the dev cluster's admin token is never an agent's default token.
+#[test]
+fn token_secrets_go_to_private_files_and_agents_never_borrow_the_dev_admin_token() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProcess::single(&dir.path().join("n1"));
+    let file = dir.path().join("viewer2.token");
+    let (ok, out, err) = common::ctl(&node.addr, &["tokens", "create", "viewer2", "viewer", "--secret-file", file.to_str().unwrap()]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("its secret is in") && !out.contains(secure().token("admin").trim()), "{out}");
+    assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+    let who = std::process::Command::new(common::roster_bin())
+        .args(["ctl", "--endpoints", &node.addr, "--ca"])
+        .arg(secure().dir.join(roster::tls::CA_CERT))
+        .arg("--token-file")
+        .arg(&file)
+        .arg("whoami")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&who.stdout);
+    assert!(who.status.success() && text.contains("viewer2"), "{text}{}", String::from_utf8_lossy(&who.stderr));
+    let (ok, _, err) = common::ctl(&node.addr, &["tokens", "create", "viewer3", "viewer", "--secret-file", file.to_str().unwrap()]);
+    assert!(!ok && err.contains("already exists"), "{err}");
+
+    // In a folder holding the dev cluster's files, an agent without --token-file refuses to
+    // start instead of acting with the admin token.
+    let cwd = dir.path().join("repo");
+    let dev = cwd.join(roster::cli::DEV_SECURE_DIR);
+    std::fs::create_dir_all(&dev).unwrap();
+    std::fs::copy(secure().dir.join(roster::tls::CA_CERT), dev.join(roster::tls::CA_CERT)).unwrap();
+    std::fs::copy(secure().token_file("admin"), dev.join(roster::tls::ADMIN_TOKEN)).unwrap();
+    let agent = std::process::Command::new(common::roster_bin())
+        .current_dir(&cwd)
+        .args(["agent", "--id", "host9", "--endpoints", &node.addr, "--listen", "127.0.0.1:0", "--state-dir"])
+        .arg(dir.path().join("agent-state"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&agent.stderr);
+    assert!(!agent.status.success() && err.contains("the agent needs its own token"), "{err}");
+    assert!(Api::new(&node).get("/v1/agents").to_string().find("host9").is_none(), "the agent registered with the admin token");
+}

@@ -422,7 +422,13 @@ pub async fn run(args: AgentArgs, shutdown: impl std::future::Future<Output = ()
     );
     // No whole-request timeout: the watch is a long poll that sets its own.
     let options = crate::cli::ClientOptions { request_timeout: None, connect_timeout: Some(Duration::from_secs(2)) };
-    let client = Arc::new(crate::cli::Client::with(args.conn.transport()?, args.conn.endpoints.clone(), options)?);
+    let transport = args.conn.transport_for(crate::cli::DevToken::Never)?;
+    anyhow::ensure!(
+        transport.bearer.is_some() || !transport.is_tls(),
+        "the agent needs its own token on a secure cluster: --token-file FILE (make one with \
+         `roster ctl tokens create {id} agent --agent {id} --secret-file FILE`), or --insecure for a plain-HTTP cluster"
+    );
+    let client = Arc::new(crate::cli::Client::with(transport, args.conn.endpoints.clone(), options)?);
     std::fs::create_dir_all(&args.state_dir).with_context(|| format!("creating {}", args.state_dir.display()))?;
     let client_secret = ensure_client_secret(&args.state_dir)?;
     let local_path = args.state_dir.join(LOCAL_FILE);

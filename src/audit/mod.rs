@@ -266,7 +266,7 @@ pub fn replay_data_dir(dir: &Path) -> anyhow::Result<(State, Hash)> {
 async fn export(conn: &crate::cli::ConnArgs, output: &Path, from: Option<u64>) -> anyhow::Result<()> {
     // The export streams for as long as the history is long: no whole-request timeout.
     let options = crate::cli::ClientOptions { request_timeout: None, connect_timeout: None };
-    let client = crate::cli::Client::with(conn.transport()?, conn.endpoints.clone(), options)?;
+    let client = crate::cli::Client::with(conn.transport_for(crate::cli::DevToken::Warn)?, conn.endpoints.clone(), options)?;
     let from = from.unwrap_or(1);
     let (ep, mut resp) = client.get_first_ok(&format!("/v1/history/export?from={from}")).await?;
     let head: u64 = resp.headers().get(crate::api::HEADER_REVISION).and_then(|v| v.to_str().ok()?.parse().ok()).unwrap_or(0);

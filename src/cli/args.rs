@@ -24,7 +24,8 @@ pub struct ConnArgs {
     /// it is set. Default: `roster-dev/secure/ca.pem` if that file exists.
     #[arg(long, env = "ROSTER_CA")]
     pub ca: Option<PathBuf>,
-    /// File holding the bearer token. Default: `roster-dev/secure/admin.token` if it exists.
+    /// File holding the bearer token. Default for `ctl` (and, with a warning, `audit`):
+    /// `roster-dev/secure/admin.token` if it exists; `roster agent` needs its own agent token.
     #[arg(long, env = "ROSTER_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
     /// Talk plain HTTP without a token, even if the dev cluster's files exist.
@@ -35,15 +36,42 @@ pub struct ConnArgs {
 /// Where `roster dev` keeps its security files.
 pub const DEV_SECURE_DIR: &str = "roster-dev/secure";
 
+/// Whether a tool may fall back to the dev cluster's admin token (`roster-dev/secure`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DevToken {
+    /// `roster ctl`: an administrator's tool, so the dev admin token is its natural default.
+    Use,
+    /// `roster audit`: allowed, with a warning that an auditor token is what belongs there.
+    Warn,
+    /// `roster agent`: never; an agent speaks with its own agent token.
+    Never,
+}
+
 impl ConnArgs {
-    /// The transport these flags describe.
+    /// The transport these flags describe, for `roster ctl`.
     pub fn transport(&self) -> anyhow::Result<Transport> {
+        self.transport_for(DevToken::Use)
+    }
+
+    /// The transport these flags describe; `dev` says whether the dev admin token may be the
+    /// default token.
+    pub fn transport_for(&self, dev_token: DevToken) -> anyhow::Result<Transport> {
         if self.insecure {
             return Ok(Transport::insecure());
         }
         let dev = std::path::Path::new(DEV_SECURE_DIR);
         let ca = self.ca.clone().or_else(|| Some(dev.join(crate::tls::CA_CERT)).filter(|p| p.exists()));
-        let token_file = self.token_file.clone().or_else(|| Some(dev.join(crate::tls::ADMIN_TOKEN)).filter(|p| p.exists()));
+        let dev_admin = Some(dev.join(crate::tls::ADMIN_TOKEN)).filter(|p| p.exists() && dev_token != DevToken::Never);
+        let token_file = match (&self.token_file, dev_admin) {
+            (Some(f), _) => Some(f.clone()),
+            (None, Some(f)) => {
+                if dev_token == DevToken::Warn {
+                    eprintln!("warning: using the dev cluster's admin token {}; give --token-file (an auditor token) to act with less", f.display());
+                }
+                Some(f)
+            }
+            (None, None) => None,
+        };
         let ca_pem = match ca {
             Some(p) => Some(Arc::new(std::fs::read(&p).with_context(|| format!("reading the CA file {}", p.display()))?)),
             None => None,
@@ -313,6 +341,11 @@ pub enum TokensCmd {
         /// For the agent role: the agent this token speaks for.
         #[arg(long)]
         agent: Option<String>,
+        /// Write the secret to this new file (mode 0600; an existing file is refused) instead
+        /// of printing it: the file is what `roster agent --token-file` and
+        /// `ROSTER_TOKEN_FILE` read.
+        #[arg(long)]
+        secret_file: Option<std::path::PathBuf>,
     },
     Revoke { name: String },
 }

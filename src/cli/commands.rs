@@ -212,9 +212,15 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
                 vec![plain(&t["name"]), plain(&t["role"]), plain(&t["agent"]), plain(&t["source"]), plain(&t["created_by"])]
             });
         }
-        CtlCommand::Tokens(TokensCmd::Create { name, role, agent }) => {
+        CtlCommand::Tokens(TokensCmd::Create { name, role, agent, secret_file }) => {
+            if let Some(f) = secret_file.as_ref().filter(|f| f.symlink_metadata().is_ok()) {
+                bail!("{} already exists; the secret file must be new", f.display());
+            }
             let v = ok(client.send(M::POST, "/v1/tokens", Some(&json!({"name": name, "role": role, "agent": agent}))).await?)?;
-            if out == Output::Json {
+            if let Some(f) = secret_file {
+                crate::tls::write_private(&f, &format!("{}\n", plain(&v["token"])))?;
+                println!("token {} ({}) created; its secret is in {} (mode 0600)", plain(&v["name"]), plain(&v["role"]), f.display());
+            } else if out == Output::Json {
                 show(out, v);
             } else {
                 println!("token {} ({}) created; its secret, shown only now:", plain(&v["name"]), plain(&v["role"]));

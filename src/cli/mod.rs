@@ -9,7 +9,7 @@ pub mod client;
 mod commands;
 mod output;
 
-pub use args::{ConnArgs, CtlArgs, Output, DEV_SECURE_DIR};
+pub use args::{ConnArgs, CtlArgs, DevToken, Output, DEV_SECURE_DIR};
 pub use client::{Client, ClientOptions, Transport, CTL_REQUEST_TIMEOUT_MS};
 pub use commands::run;
 pub use output::{format_ms, parse_utc_ms, print_table, terminal_safe};
