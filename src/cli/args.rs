@@ -146,8 +146,19 @@ pub enum CtlCommand {
     /// Staged changesets.
     #[command(subcommand)]
     Changesets(ChangesetsCmd),
-    /// Apply a staged changeset as one revision ("Apply All Changes").
-    Apply { id: String },
+    /// Apply a staged changeset as one revision ("Apply All Changes"): `apply ID`. Or apply a
+    /// configuration document's changes as one revision: `apply -f FILE [--prune]`, refused
+    /// if the cluster moved since the plan (`--expected-revision R` as `plan` printed it;
+    /// default: the revision read now); with `--changeset ID` they are staged instead.
+    Apply {
+        #[arg(required_unless_present = "file")]
+        id: Option<String>,
+        #[arg(long, short = 'f', conflicts_with = "id")]
+        file: Option<std::path::PathBuf>,
+        /// Also delete what the document does not declare.
+        #[arg(long, requires = "file")]
+        prune: bool,
+    },
     /// Show the revision history (or one revision).
     History {
         /// Show only this revision.
@@ -179,6 +190,21 @@ pub enum CtlCommand {
     Tokens(TokensCmd),
     /// Show who the cluster thinks you are (token name and role).
     Whoami,
+    /// Write the whole configuration (servers, agent clusters, task lists) as a document to
+    /// keep in git: YAML, or JSON for a `.json` file (stdout: YAML, JSON with `ctl -o json`).
+    ExportConfig {
+        #[arg(long, short = 'o')]
+        output: Option<std::path::PathBuf>,
+    },
+    /// Show the changes that applying a document would make, and the revision they are
+    /// planned against. Changes nothing.
+    Plan {
+        #[arg(long, short = 'f')]
+        file: std::path::PathBuf,
+        /// Also delete what the document does not declare.
+        #[arg(long)]
+        prune: bool,
+    },
     /// Save a consistent point-in-time backup of the cluster's data (operator or admin), for
     /// `roster restore`.
     Backup {

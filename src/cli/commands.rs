@@ -14,8 +14,9 @@ fn random_key() -> String {
     format!("ctl-{n:032x}")
 }
 
-/// Runs one `roster ctl` invocation.
-pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
+/// The client of one invocation with its write headers: actor (without a token), comment and
+/// idempotency key. The expected revision is left to the caller.
+pub(super) fn write_client(args: &CtlArgs) -> anyhow::Result<Client> {
     let mut client = Client::new(&args.conn)?;
     if !client.has_token() {
         let actor = args.actor.clone().or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "cli".into());
@@ -24,11 +25,19 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
     if let Some(c) = &args.comment {
         client = client.header(crate::api::HEADER_COMMENT, c.clone());
     }
+    let key = args.idempotency_key.clone().unwrap_or_else(random_key);
+    Ok(client.header(crate::api::HEADER_IDEMPOTENCY_KEY, key))
+}
+
+/// Runs one `roster ctl` invocation.
+pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
+    if matches!(args.command, CtlCommand::ExportConfig { .. } | CtlCommand::Plan { .. } | CtlCommand::Apply { file: Some(_), .. }) {
+        return super::declare::run(args).await;
+    }
+    let mut client = write_client(&args)?;
     if let Some(r) = args.expected_revision {
         client = client.header(crate::api::HEADER_EXPECTED_REVISION, r.to_string());
     }
-    let key = args.idempotency_key.clone().unwrap_or_else(random_key);
-    let client = client.header(crate::api::HEADER_IDEMPOTENCY_KEY, key);
     let q = if args.local { "consistency=local" } else { "consistency=linearizable" };
     let out = args.output;
     let stage = args.changeset.clone();
@@ -134,7 +143,7 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
         CtlCommand::Changesets(ChangesetsCmd::Discard { id }) => {
             report(out, &ok(client.send(M::DELETE, &format!("/v1/changesets/{id}"), None).await?)?)
         }
-        CtlCommand::Apply { id } => {
+        CtlCommand::Apply { id: Some(id), .. } => {
             report(out, &ok(client.send(M::POST, &format!("/v1/changesets/{id}/apply"), None).await?)?)
         }
         CtlCommand::History { revision: Some(r), .. } => show(out, ok(get(format!("/v1/history/{r}?{q}")).await?)?),
@@ -320,7 +329,7 @@ fn to_change(cmd: CtlCommand) -> anyhow::Result<Change> {
     })
 }
 
-fn ok((status, v): (u16, Value)) -> anyhow::Result<Value> {
+pub(super) fn ok((status, v): (u16, Value)) -> anyhow::Result<Value> {
     if (200..300).contains(&status) {
         Ok(v)
     } else {

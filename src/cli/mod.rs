@@ -7,6 +7,7 @@
 pub mod args;
 pub mod client;
 mod commands;
+mod declare;
 mod output;
 
 pub use args::{ConnArgs, CtlArgs, DevToken, Output, DEV_SECURE_DIR};
