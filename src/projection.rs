@@ -84,6 +84,51 @@ fn digest(config: &AgentConfig) -> Hash {
     Hash(h.finalize().into())
 }
 
+/// A task configuration that a change leaves with no usable (enabled) server although it had
+/// one before: the agents of that cluster would have no server for the task.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LostTask {
+    pub task: TaskName,
+    pub cluster: ClusterName,
+}
+
+/// What applying `events` to `before` (giving `after`) does to the agents.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Reach {
+    /// Agents whose configuration changes, in id order.
+    pub agents: Vec<AgentId>,
+    /// Task configurations left without a usable server.
+    pub lost: Vec<LostTask>,
+}
+
+/// Whether `servers` names a server that is enabled in `state`.
+fn usable(state: &State, servers: &[ServerName]) -> bool {
+    servers.iter().any(|n| state.servers.get(n).is_some_and(|s| s.status == ServerStatus::Enabled))
+}
+
+/// The reach of a change: the agents it gives a new configuration, and the task
+/// configurations it leaves without a usable server.
+pub fn reach(before: &State, after: &State, events: &[Event]) -> Reach {
+    let mut maybe = BTreeSet::new();
+    candidates(before, events, &mut maybe);
+    candidates(after, events, &mut maybe);
+    let differs = |a: &AgentId| {
+        let (x, y) = (project(before, a), project(after, a));
+        x.clusters != y.clusters || x.tasks != y.tasks
+    };
+    let agents = maybe.into_iter().filter(differs).collect();
+    let mut lost = Vec::new();
+    for (task, t) in &after.tasks {
+        for (cluster, cfg) in &t.configs {
+            let had = before.config(task, cluster).is_some_and(|b| usable(before, &b.servers));
+            if had && !usable(after, &cfg.servers) {
+                lost.push(LostTask { task: task.clone(), cluster: cluster.clone() });
+            }
+        }
+    }
+    Reach { agents, lost }
+}
+
 /// Agents whose configuration `events` may change, judged against `state` (called with the
 /// state before and after the events; the union covers additions and removals).
 pub fn candidates(state: &State, events: &[Event], out: &mut BTreeSet<AgentId>) {
@@ -200,6 +245,39 @@ impl AgentWakers {
 mod tests {
     use super::*;
     use crate::domain::{decide, Change, Host, ServerName, TaskName};
+
+    #[test]
+    fn reach_names_the_agents_changed_and_the_lists_left_without_a_usable_server() {
+        let s = |n: &str| ServerName::new(n).unwrap();
+        let c = |n: &str| ClusterName::new(n).unwrap();
+        let a = |n: &str| AgentId::new(n).unwrap();
+        let task = TaskName::new("billing").unwrap();
+        let mut changes = vec![
+            Change::AddServer { name: s("rt1"), host: Host::new("10.0.0.1").unwrap(), port: 80, pool: None, scheme: None },
+            Change::AddServer { name: s("rt2"), host: Host::new("10.0.0.2").unwrap(), port: 80, pool: None, scheme: None },
+        ];
+        for (cl, agents) in [("eu", &["a1", "a2"][..]), ("us", &["a3"])] {
+            changes.push(Change::CreateCluster { name: c(cl) });
+            for ag in agents {
+                changes.push(Change::RegisterAgent { id: a(ag) });
+                changes.push(Change::AddAgentToCluster { cluster: c(cl), agent: a(ag) });
+            }
+        }
+        changes.push(Change::SetServers { task: task.clone(), cluster: c("eu"), servers: vec![s("rt1")] });
+        changes.push(Change::SetServers { task: task.clone(), cluster: c("us"), servers: vec![s("rt1"), s("rt2")] });
+        let (state, _) = crate::domain::simulate(&State::default(), &changes, 0).unwrap();
+        let reach_of = |changes: &[Change]| {
+            let (after, events) = crate::domain::simulate(&state, changes, 0).unwrap();
+            reach(&state, &after, &events)
+        };
+        let r = reach_of(&[Change::DisableServer { name: s("rt1") }]);
+        assert_eq!(r.agents, vec![a("a1"), a("a2"), a("a3")]);
+        assert_eq!(r.lost, vec![LostTask { task: task.clone(), cluster: c("eu") }], "us still has rt2");
+        let r = reach_of(&[Change::AddServer { name: s("rt9"), host: Host::new("h").unwrap(), port: 1, pool: None, scheme: None }]);
+        assert_eq!(r, Reach::default(), "a server no list uses reaches nobody");
+        let r = reach_of(&[Change::DeleteTaskConfig { task: task.clone(), cluster: c("us") }]);
+        assert_eq!((r.agents, r.lost), (vec![a("a3")], vec![]));
+    }
 
     #[test]
     fn cluster_lists_and_task_counts_match_the_projection() {

@@ -277,3 +277,55 @@ fn event_settings_change_one_at_a_time() {
     let after = api.get("/v1/events/settings");
     assert_eq!((after["min_level"].as_str(), after["retention"].as_u64()), (Some("warning"), Some(500)), "{after}");
 }
+
+/// A changeset preview names the agents it reaches (paged) and warns of task configurations
+/// left without a usable server; applying those needs an explicit confirmation.
+#[test]
+fn previews_show_reach_and_applying_a_lost_task_needs_confirmation() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = common::Cluster::start(dir.path(), 3, &[]);
+    let ep = cluster.endpoints();
+    let setup = json!({"changes": [
+        {"add_server": {"name": "rt1", "host": "10.0.0.1", "port": 80}},
+        {"add_server": {"name": "rt2", "host": "10.0.0.2", "port": 80}},
+        {"create_cluster": {"name": "eu"}}, {"create_cluster": {"name": "us"}},
+        {"register_agent": {"id": "a1"}}, {"register_agent": {"id": "a2"}}, {"register_agent": {"id": "a3"}},
+        {"add_agent_to_cluster": {"cluster": "eu", "agent": "a1"}},
+        {"add_agent_to_cluster": {"cluster": "eu", "agent": "a2"}},
+        {"add_agent_to_cluster": {"cluster": "us", "agent": "a3"}},
+        {"set_servers": {"task": "billing", "cluster": "eu", "servers": ["rt1"]}},
+        {"set_servers": {"task": "billing", "cluster": "us", "servers": ["rt2"]}}
+    ]});
+    assert!(matches!(common::write_any(&cluster.addrs, "/v1/commands", &setup, "setup"), Some((200, _))));
+    let (ok, out, err) = ctl(&ep, &["changesets", "create", "--description", "drain rt1"]);
+    assert!(ok, "{err}");
+    let cs = out.trim().strip_prefix("created changeset ").expect(&out).to_string();
+    let (ok, _, err) = ctl(&ep, &["--changeset", &cs, "servers", "disable", "rt1"]);
+    assert!(ok, "{err}");
+
+    let leader = cluster.wait_leader(std::time::Duration::from_secs(10));
+    let api = Api::new(cluster.node(leader));
+    let p = api.get(&format!("/v1/changesets/{cs}/preview"));
+    assert_eq!(p["reach"]["agents"], 2, "{p}");
+    assert_eq!(p["reach"]["agent_ids"], json!(["a1", "a2"]), "{p}");
+    assert_eq!(p["reach"]["lost"], json!([{"task": "billing", "cluster": "eu"}]), "{p}");
+    let page = api.get(&format!("/v1/changesets/{cs}/preview?agents_limit=1"));
+    assert_eq!((&page["reach"]["agent_ids"], &page["reach"]["next"]), (&json!(["a1"]), &json!("a1")), "{page}");
+    let page = api.get(&format!("/v1/changesets/{cs}/preview?agents_limit=1&agents_after=a1"));
+    assert_eq!((&page["reach"]["agent_ids"], &page["reach"]["next"]), (&json!(["a2"]), &Value::Null), "{page}");
+    let (s, v) = api.request(Method::GET, &format!("/v1/changesets/{cs}/preview?agents_limit=0"), None, &[]);
+    assert_eq!(s, 400, "{v}");
+    let (ok, out, _) = ctl(&ep, &["changesets", "preview", &cs]);
+    assert!(ok && out.contains("reaches 2 agent(s): a1, a2") && out.contains("task billing in cluster eu would have no usable server"), "{out}");
+
+    let revision = |api: &Api| api.get("/v1/state/digest")["revision"].as_u64().unwrap();
+    let before = revision(&api);
+    let (s, v) = api.post(&format!("/v1/changesets/{cs}/apply"), json!(null), &[]);
+    assert_eq!((s, v["error"]["code"].as_str()), (409, Some("confirmation_required")), "{v}");
+    let (ok, _, err) = ctl(&ep, &["apply", &cs]);
+    assert!(!ok && err.contains("--confirm"), "{err}");
+    assert_eq!(revision(&api), before, "an unconfirmed apply changed something");
+    let (ok, out, err) = ctl(&ep, &["apply", &cs, "--confirm"]);
+    assert!(ok, "{out}{err}");
+    assert_eq!(revision(&api), before + 1);
+}

@@ -170,6 +170,22 @@ fn an_operator_configures_failover_in_the_browser() {
     assert!(b.text("tr[data-server=rt3]").contains("Disabled"), "{}", b.text("tr[data-server=rt3]"));
     b.screenshot("07-servers-after-failover");
 
+    // Leaving a task without a usable server takes a tick: rt3 is disabled; drain rt1 and rt2.
+    b.submit("tr[data-server=rt1] form:nth-of-type(1) button");
+    b.submit("tr[data-server=rt2] form:nth-of-type(1) button");
+    b.submit("#pending-bar a[href='/ui/changes']");
+    assert!(b.text("#lost").contains("billing in floor1"), "{}", b.text("main"));
+    b.screenshot("07-lost-warning");
+    b.submit("#apply-all");
+    assert!(b.text("#error").contains("Apply anyway"), "{}", b.text("main"));
+    assert_eq!(Api::at(&addr2).get("/v1/servers/rt1")["status"], "enabled", "applied without the tick");
+    b.click("#confirm-lost input");
+    b.submit("#apply-all");
+    assert!(b.text(".flash").contains("applied as revision"), "{}", b.text("main"));
+    let enable = serde_json::json!({"changes": [{"enable_server": {"name": "rt1"}}, {"enable_server": {"name": "rt2"}}]});
+    let (s, v) = Api::at(&addr2).post("/v1/commands", enable, &[]);
+    assert_eq!(s, 200, "{v}");
+
     // CSRF: the operator's own session, without the form's token or with another's.
     let ops_cookie = b.cookie("roster_session");
     let (s, body) = post_form(&addr2, &ops_cookie, "/ui/servers", "action=disable&name=rt1");

@@ -13,7 +13,7 @@ use crate::auth::Access::Roles;
 use crate::auth::{READ_AUDIT, READ_CONFIG, WRITE_CONFIG};
 use super::{outcome_response, read_barrier, read_response, submit, ApiError, ApiJson, ApiPath, ApiQuery, Consistency, Ctx, WriteMeta};
 use crate::domain::diff::diff;
-use crate::domain::{decide, state_digest, Change, CommandBody, HistoryRecord, State as DomainState, COMMENT_MAX_LEN};
+use crate::domain::{state_digest, Change, CommandBody, HistoryRecord, State as DomainState, COMMENT_MAX_LEN};
 use crate::machine::{fold_stored, RejectionRecord};
 
 /// Most history records returned by one `GET /v1/history`.
@@ -112,17 +112,57 @@ async fn add_changes(
     Ok(outcome_response(outcome, StatusCode::OK))
 }
 
-/// The diff a changeset would make if applied now, or why it would be rejected.
-async fn preview_changeset(State(ctx): State<Ctx>, c: Consistency, ApiPath(id): ApiPath<String>) -> Result<Response, ApiError> {
+/// Most agent ids one preview page lists, and the default.
+pub const PREVIEW_AGENTS_MAX: usize = 1_000;
+pub const PREVIEW_AGENTS_DEFAULT: usize = 100;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PreviewQuery {
+    /// The page of reached agents after this id.
+    agents_after: Option<String>,
+    agents_limit: Option<usize>,
+}
+
+/// What a changeset would do if applied now: the diff, the agents it reaches (count, and one
+/// page of ids) and the task configurations it leaves without a usable server (applying
+/// those needs `?confirm=true`); or why it would be rejected.
+async fn preview_changeset(
+    State(ctx): State<Ctx>,
+    c: Consistency,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<PreviewQuery>,
+) -> Result<Response, ApiError> {
     check_changeset_id(&id)?;
+    let limit = q.agents_limit.unwrap_or(PREVIEW_AGENTS_DEFAULT);
+    if !(1..=PREVIEW_AGENTS_MAX).contains(&limit) {
+        return Err(ApiError::bad_request(format!("agents_limit must be 1 to {PREVIEW_AGENTS_MAX}")));
+    }
     read_barrier(&ctx, c).await?;
     let live = ctx.machine.read();
     let cs = live.changesets.get(&id).ok_or_else(|| ApiError::not_found(format!("changeset {id} does not exist")))?;
-    let body = match decide(&live.state, &cs.changes, cs.created_ms) {
-        Ok(events) => {
-            let mut after = live.state.clone();
-            after.apply_record_events(live.state.revision + 1, &events);
-            json!({"id": id, "revision": live.state.revision, "valid": true, "diff": diff(&live.state, &after)})
+    let body = match crate::domain::simulate(&live.state, &cs.changes, cs.created_ms) {
+        Ok((after, events)) => {
+            let reach = crate::projection::reach(&live.state, &after, &events);
+            let page: Vec<_> = reach
+                .agents
+                .iter()
+                .filter(|a| q.agents_after.as_deref().is_none_or(|after| a.as_str() > after))
+                .take(limit + 1)
+                .collect();
+            let next = (page.len() > limit).then(|| page[limit - 1].to_string());
+            json!({
+                "id": id,
+                "revision": live.state.revision,
+                "valid": true,
+                "diff": diff(&live.state, &after),
+                "reach": {
+                    "agents": reach.agents.len(),
+                    "agent_ids": &page[..page.len().min(limit)],
+                    "next": next,
+                    "lost": reach.lost,
+                },
+            })
         }
         Err(r) => json!({"id": id, "revision": live.state.revision, "valid": false,
                          "error": {"code": r.code.as_str(), "message": r.message}}),
@@ -130,8 +170,39 @@ async fn preview_changeset(State(ctx): State<Ctx>, c: Consistency, ApiPath(id): 
     Ok(read_response(live.state.revision, &body))
 }
 
-async fn apply_changeset(State(ctx): State<Ctx>, meta: WriteMeta, ApiPath(id): ApiPath<String>) -> Result<Response, ApiError> {
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApplyQuery {
+    /// Apply even though some task configurations would be left without a usable server.
+    #[serde(default)]
+    confirm: bool,
+}
+
+async fn apply_changeset(
+    State(ctx): State<Ctx>,
+    meta: WriteMeta,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<ApplyQuery>,
+) -> Result<Response, ApiError> {
     check_changeset_id(&id)?;
+    if !q.confirm {
+        // Judged on this node's applied state: a safety net for the operator, not an invariant.
+        let lost = {
+            let live = ctx.machine.read();
+            live.changesets.get(&id).and_then(|cs| {
+                let (after, events) = crate::domain::simulate(&live.state, &cs.changes, cs.created_ms).ok()?;
+                Some(crate::projection::reach(&live.state, &after, &events).lost)
+            })
+        };
+        if let Some(lost) = lost.filter(|l| !l.is_empty()) {
+            let which: Vec<String> = lost.iter().map(|l| format!("{} in {}", l.task, l.cluster)).collect();
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "confirmation_required",
+                format!("applying leaves no usable server for task {}; apply with ?confirm=true to go ahead", which.join(", ")),
+            ));
+        }
+    }
     let outcome = submit(&ctx, meta, CommandBody::ApplyChangeset { id }).await?;
     Ok(outcome_response(outcome, StatusCode::OK))
 }

@@ -158,6 +158,10 @@ pub enum CtlCommand {
         /// Also delete what the document does not declare.
         #[arg(long, requires = "file")]
         prune: bool,
+        /// Apply the changeset even though it leaves some task without a usable server
+        /// (`changesets preview` warns of it).
+        #[arg(long, requires = "id")]
+        confirm: bool,
     },
     /// Show the revision history (or one revision).
     History {

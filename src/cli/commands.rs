@@ -136,6 +136,15 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
             } else if v["valid"] == json!(true) {
                 println!("changeset {id} applies cleanly on revision {}:", v["revision"]);
                 print_diff(&v["diff"]);
+                let reach = &v["reach"];
+                let ids: Vec<String> = reach["agent_ids"].as_array().into_iter().flatten().map(plain).collect();
+                println!("reaches {} agent(s){}{}", reach["agents"], if ids.is_empty() { "" } else { ": " }, ids.join(", "));
+                if reach["next"].is_string() {
+                    println!("  (more: GET /v1/changesets/{id}/preview?agents_after={})", plain(&reach["next"]));
+                }
+                for l in reach["lost"].as_array().into_iter().flatten() {
+                    println!("WARNING: task {} in cluster {} would have no usable server (apply needs --confirm)", plain(&l["task"]), plain(&l["cluster"]));
+                }
             } else {
                 println!("changeset {id} would be rejected: {}", error_message(&v));
             }
@@ -143,8 +152,14 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
         CtlCommand::Changesets(ChangesetsCmd::Discard { id }) => {
             report(out, &ok(client.send(M::DELETE, &format!("/v1/changesets/{id}"), None).await?)?)
         }
-        CtlCommand::Apply { id: Some(id), .. } => {
-            report(out, &ok(client.send(M::POST, &format!("/v1/changesets/{id}/apply"), None).await?)?)
+        CtlCommand::Apply { id: Some(id), confirm, .. } => {
+            let path = format!("/v1/changesets/{id}/apply{}", if confirm { "?confirm=true" } else { "" });
+            match client.send(M::POST, &path, None).await? {
+                (409, v) if v["error"]["code"] == "confirmation_required" => {
+                    bail!("{}\n(see `roster ctl changesets preview {id}`; pass --confirm to apply anyway)", error_message(&v))
+                }
+                answer => report(out, &ok(answer)?),
+            }
         }
         CtlCommand::History { revision: Some(r), .. } => show(out, ok(get(format!("/v1/history/{r}?{q}")).await?)?),
         CtlCommand::History { revision: None, from, to, actor_filter, entity, limit } => {

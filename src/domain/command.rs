@@ -176,6 +176,15 @@ pub fn check_expected(state: &State, expected: Option<u64>) -> Result<(), Reject
     }
 }
 
+/// The state `changes` would produce from `state` (at the next revision), with their events;
+/// or why they would be rejected. For previews: nothing is recorded.
+pub fn simulate(state: &State, changes: &[Change], time_ms: u64) -> Result<(State, Vec<Event>), Rejection> {
+    let events = decide(state, changes, time_ms)?;
+    let mut after = state.clone();
+    after.apply_record_events(state.revision + 1, &events);
+    Ok((after, events))
+}
+
 /// Validates `changes` against `state` and returns the events that apply them all, or the
 /// first reason one of them cannot be applied. Later changes see the effect of earlier ones.
 pub fn decide(state: &State, changes: &[Change], time_ms: u64) -> Result<Vec<Event>, Rejection> {

@@ -2,6 +2,9 @@
 
 use super::*;
 
+/// Most agent ids the preview lists.
+const REACH_SHOWN: usize = 200;
+
 fn change_summary(c: &Change) -> String {
     serde_json::to_string(c).unwrap_or_default()
 }
@@ -16,26 +19,31 @@ pub async fn changes(State(ctx): Cx, viewer: Viewer, Query(m): Query<Msg>) -> Re
     let Some(cs) = pending.filter(|cs| !cs.changes.is_empty()) else {
         return page.render(m.msg.as_deref(), m.err.as_deref(), html! { p.empty { "No pending changes." } });
     };
-    let preview = decide(&current, &cs.changes, commands::now_ms());
+    let preview = crate::domain::simulate(&current, &cs.changes, commands::now_ms());
     let content = match preview {
         Err(r) => html! {
             p.error id="preview-error" { "These changes cannot be applied to the current configuration: " (r.message) }
             ol { @for c in &cs.changes { li.mono { (change_summary(c)) } } }
             (action_button(&viewer, "discard", &[], "Discard", "danger"))
         },
-        Ok(events) => {
-            let mut after = current.clone();
-            after.apply_record_events(current.revision + 1, &events);
+        Ok((after, events)) => {
             let diff = crate::domain::diff::diff(&current, &after);
-            let mut reached = BTreeSet::new();
-            crate::projection::candidates(&current, &events, &mut reached);
-            crate::projection::candidates(&after, &events, &mut reached);
-            let reached: Vec<_> = reached
-                .into_iter()
-                .filter(|a| crate::projection::project(&current, a) != crate::projection::project(&after, a))
-                .collect();
+            let reach = crate::projection::reach(&current, &after, &events);
+            let reached = &reach.agents;
             html! {
                 p id="reach" { "Applying reaches " strong { (reached.len()) } " agent" @if reached.len() != 1 { "s" } "." }
+                @if !reached.is_empty() {
+                    details id="reach-agents" {
+                        summary { "Agents that get a new configuration" @if reached.len() > REACH_SHOWN { " (first " (REACH_SHOWN) ")" } }
+                        p.mono { @for (i, a) in reached.iter().take(REACH_SHOWN).enumerate() { @if i > 0 { ", " } (a) } }
+                    }
+                }
+                @if !reach.lost.is_empty() {
+                    div.error id="lost" {
+                        p { "After this change these task configurations have no usable server: their agents could not reach any server for the task." }
+                        ul { @for l in &reach.lost { li.mono { (l.task) " in " (l.cluster) } } }
+                    }
+                }
                 (diff_table(&diff))
                 details { summary { (cs.changes.len()) " staged change(s)" } ol { @for c in &cs.changes { li.mono { (change_summary(c)) } } } }
                 form.grid id="apply" method="post" {
@@ -43,6 +51,9 @@ pub async fn changes(State(ctx): Cx, viewer: Viewer, Query(m): Query<Msg>) -> Re
                     input type="hidden" name="action" value="apply";
                     input type="hidden" name="revision" value=(current.revision);
                     label { "Comment" input name="comment" id="comment" placeholder="why"; }
+                    @if !reach.lost.is_empty() {
+                        label id="confirm-lost" { input type="checkbox" name="confirm" value="lost"; " Apply anyway: I know these tasks will have no usable server" }
+                    }
                     button.primary id="apply-all" type="submit" { "Apply All Changes" }
                 }
                 (action_button(&viewer, "discard", &[], "Discard", "danger"))
@@ -65,6 +76,14 @@ pub async fn changes_post(State(ctx): Cx, viewer: Viewer, body: Bytes) -> Respon
             let Ok(expected) = f.get("revision").parse::<u64>() else {
                 return back("/ui/changes", Err("the form names no revision; reload the preview".into()));
             };
+            if f.get("confirm") != "lost" {
+                let current = ctx.machine.read().state.clone();
+                if let Ok((after, events)) = crate::domain::simulate(&current, &cs.changes, commands::now_ms()) {
+                    if !crate::projection::reach(&current, &after, &events).lost.is_empty() {
+                        return back("/ui/changes", Err("some tasks would have no usable server: tick \"Apply anyway\" to confirm".into()));
+                    }
+                }
+            }
             let result = apply_all(&ctx, &viewer, cs.id, f.get("comment").to_string(), expected).await;
             match result {
                 Ok(r) => back("/ui/history", Ok(format!("applied as revision {r}"))),
