@@ -90,6 +90,14 @@ enum Cmd {
         /// most once per 15 s. Nodes without it are never preferred.
         #[arg(long)]
         leader_priority: Option<u32>,
+        /// An agent that no node has heard from for this long, and that holds no config
+        /// watch, is shown as stale in `agents list`.
+        #[arg(long, default_value_t = roster::api::AGENT_STALE_AFTER_SECS_DEFAULT)]
+        agent_stale_after_secs: u64,
+        /// Have the leader remove agents not seen for this long (one recorded revision per
+        /// round); off by default. At least --agent-stale-after-secs.
+        #[arg(long)]
+        forget_agents_after_secs: Option<u64>,
         /// The history signing key that signs checkpoints (`GET /v1/history/checkpoint`).
         /// Default: `history-key` in --secure-dir when that file exists.
         #[arg(long)]
@@ -287,6 +295,8 @@ async fn main() -> anyhow::Result<()> {
             election_timeout_min_ms,
             election_timeout_max_ms,
             leader_priority,
+            agent_stale_after_secs,
+            forget_agents_after_secs,
             security,
         } => {
             tracing_subscriber::fmt().with_env_filter(filter).init();
@@ -299,6 +309,13 @@ async fn main() -> anyhow::Result<()> {
                 tracing::warn!("--insecure: plain HTTP and no authentication; anyone who reaches {listen} can change the configuration");
             }
             roster::server::check_failure_detection(heartbeat_ms, election_timeout_min_ms, election_timeout_max_ms).map_err(anyhow::Error::msg)?;
+            anyhow::ensure!(agent_stale_after_secs >= 1, "--agent-stale-after-secs must be at least 1");
+            if let Some(f) = forget_agents_after_secs {
+                anyhow::ensure!(
+                    f >= agent_stale_after_secs,
+                    "--forget-agents-after-secs ({f}) must be at least --agent-stale-after-secs ({agent_stale_after_secs}): only stale agents are forgotten"
+                );
+            }
             let config = ServeConfig {
                 security,
                 history_key,
@@ -306,6 +323,8 @@ async fn main() -> anyhow::Result<()> {
                 election_timeout_min_ms,
                 election_timeout_max_ms,
                 leader_priority,
+                agent_stale_after_ms: agent_stale_after_secs.saturating_mul(1000),
+                forget_agents_after_ms: forget_agents_after_secs.map(|s| s.saturating_mul(1000)),
                 advertise,
                 peers: parse_peers(&peers)?,
                 snapshot_every_logs,

@@ -142,7 +142,7 @@ pub fn candidates(state: &State, events: &[Event], out: &mut BTreeSet<AgentId>) 
             Event::ServerRegistered { .. } => {}
             Event::ServerUpdated { server } => referencing(state, &server.name, out),
             Event::ServerStatusChanged { name, .. } | Event::ServerDeleted { name } => referencing(state, name, out),
-            Event::AgentRegistered { id, .. } => {
+            Event::AgentRegistered { id, .. } | Event::AgentRemoved { id } => {
                 out.insert(id.clone());
             }
             Event::ClusterCreated { name } | Event::ClusterDeleted { name } => agents_of(name, out),
@@ -212,6 +212,12 @@ impl AgentWakers {
         let mut woken = 0;
         for id in candidates {
             if !state.agents.contains_key(id) {
+                // Removed (or never registered): wake its watches, which answer with its now
+                // empty configuration, and forget it.
+                if let Some(e) = self.agents.remove(id) {
+                    e.changed.send_replace(state.revision);
+                    woken += 1;
+                }
                 continue;
             }
             let d = digest(&project(state, id));

@@ -63,6 +63,10 @@ pub struct ServeConfig {
     /// `--leader-priority`: leadership moves to the most preferred caught-up voter (lower
     /// first; `None`: never preferred). See [`crate::preferred`].
     pub leader_priority: Option<u32>,
+    /// `--agent-stale-after-secs`, in ms.
+    pub agent_stale_after_ms: u64,
+    /// `--forget-agents-after-secs`, in ms: the leader removes agents unseen this long.
+    pub forget_agents_after_ms: Option<u64>,
     /// A separate listener for node-to-node traffic (Raft, forwarded writes), with its own
     /// connection budget, so client load on `listen` cannot starve consensus. With it, member
     /// addresses (`--peers`, `cluster add-node`) are peer addresses and `listen` serves only
@@ -162,6 +166,8 @@ impl ServeConfig {
             election_timeout_min_ms: ELECTION_TIMEOUT_MIN_MS_DEFAULT,
             election_timeout_max_ms: ELECTION_TIMEOUT_MAX_MS_DEFAULT,
             leader_priority: None,
+            agent_stale_after_ms: crate::api::AGENT_STALE_AFTER_SECS_DEFAULT * 1000,
+            forget_agents_after_ms: None,
         }
     }
 }
@@ -216,6 +222,7 @@ pub struct Running {
     peer: Option<(tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>)>,
     leader_events: tokio::task::JoinHandle<()>,
     preferred: tokio::task::JoinHandle<()>,
+    forgetting: Option<tokio::task::JoinHandle<()>>,
     prober: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -232,6 +239,9 @@ impl Running {
         }
         self.leader_events.abort();
         self.preferred.abort();
+        if let Some(f) = &self.forgetting {
+            f.abort();
+        }
         if let Some(p) = &self.prober {
             p.abort();
         }
@@ -343,12 +353,14 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         peer_http,
         history_key,
         leader_priority: config.leader_priority,
+        agent_stale_after_ms: config.agent_stale_after_ms,
     };
     // With a peer listener, the client port serves no Raft routes at all.
     let router = api::router(ctx.clone(), peer_listener.is_none());
     let peer_router = peer_listener.as_ref().map(|_| api::router(ctx.clone(), true));
     let leader_events = tokio::spawn(record_leader_changes(ctx.clone()));
     let preferred = tokio::spawn(crate::preferred::run(ctx.clone(), config.leader_priority));
+    let forgetting = config.forget_agents_after_ms.map(|ms| tokio::spawn(crate::api::forget_stale_agents(ctx.clone(), ms)));
     if let Some(note) = handle.take_upgrade_note() {
         tokio::spawn(record_upgrade(ctx.clone(), note));
     }
@@ -368,7 +380,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         _ => None,
     };
     let server = tokio::spawn(serve_http(listener, router, acceptor, header_read_timeout, connections_max, stopped));
-    Ok(Running { addr, peer_addr, node, machine: handle, stop, agents, server, peer, leader_events, preferred, prober })
+    Ok(Running { addr, peer_addr, node, machine: handle, stop, agents, server, peer, leader_events, preferred, forgetting, prober })
 }
 
 /// Serves HTTP/1.1 until `stopped`, then lets in-flight requests finish.

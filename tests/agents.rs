@@ -407,3 +407,54 @@ fn a_watcher_woken_at_a_revision_can_read_its_history() {
         assert!(woken > 0, "the watcher was never woken");
     });
 }
+
+/// Agent lifecycle: a connected agent is never stale; one never seen goes stale, and with
+/// --forget-agents-after-secs the leader removes it as a recorded revision; DELETE forgets an
+/// agent (out of its clusters), and a running agent then registers again by itself.
+#[test]
+fn unseen_agents_go_stale_and_are_forgotten_and_removed_agents_can_return() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(dir.path(), 3, &["--agent-stale-after-secs", "1", "--forget-agents-after-secs", "2"]);
+    let live = AgentProcess::start("live1", &cluster.endpoints(), &dir.path().join("live1"));
+    wait_registered(&cluster, &["live1"]);
+    apply(&cluster, json!([
+        {"create_cluster": {"name": "eu"}},
+        {"register_agent": {"id": "ghost"}},
+        {"add_agent_to_cluster": {"cluster": "eu", "agent": "ghost"}},
+        {"add_agent_to_cluster": {"cluster": "eu", "agent": "live1"}}
+    ]));
+    let api = Api::new(cluster.node(cluster.running()[0]));
+    let row = |id: &str| -> Option<Value> {
+        api.get("/v1/agents")["agents"].as_array().unwrap().iter().find(|a| a["id"] == id).cloned()
+    };
+    // Stale after a second, forgotten after two (and once the leader has been up that long).
+    let started = Instant::now();
+    let mut saw_stale = false;
+    while row("ghost").is_some() {
+        saw_stale |= row("ghost").is_some_and(|g| g["stale"] == json!(true));
+        let l = row("live1").unwrap();
+        assert!(l["connected"] == json!(true) || l["stale"] == json!(false), "a connected agent went stale: {l}");
+        assert!(started.elapsed() < Duration::from_secs(20), "ghost was not forgotten: {:?}", row("ghost"));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(saw_stale, "ghost was never shown as stale before it was forgotten");
+    assert!(row("live1").is_some(), "the connected agent was forgotten");
+    let eu = api.get("/v1/agent-clusters/eu");
+    assert!(!eu.to_string().contains("ghost") && eu.to_string().contains("live1"), "{eu}");
+    let history = api.get("/v1/history?entity=agent:ghost");
+    let last = history["records"].as_array().unwrap().last().unwrap().clone();
+    assert!(last["actor"].as_str().unwrap().starts_with("node:") && last.to_string().contains("agent_removed"), "{last}");
+
+    // Removed by hand: gone from its cluster, then back (registered again, in no cluster) as
+    // soon as the running agent watches again.
+    let (s, v) = api.request(reqwest::Method::DELETE, "/v1/agents/live1", None, &[]);
+    assert_eq!(s, 200, "{v}");
+    assert!(!api.get("/v1/agent-clusters/eu").to_string().contains("live1"));
+    wait_registered(&cluster, &["live1"]);
+    assert!(row("live1").unwrap()["clusters"].as_array().unwrap().is_empty());
+    let (s, v) = api.request(reqwest::Method::DELETE, "/v1/agents/nobody", None, &[]);
+    assert_eq!(s, 404, "{v}");
+    let (ok, _, err) = common::ctl(&cluster.endpoints(), &["agents", "remove", "nobody"]);
+    assert!(!ok && err.contains("nobody"), "{err}");
+    drop(live);
+}

@@ -93,6 +93,8 @@ fn every_change_is_accepted_with_its_events() {
         ("load balancing", json!({"set_load_balancing": {"task": "billing", "cluster": "eu", "enabled": true}}), E(&["load_balancing_set"])),
         ("load balancing (new task)", json!({"set_load_balancing": {"task": "payroll", "cluster": "eu", "enabled": true}}), E(&["task_created", "load_balancing_set"])),
         ("delete task config", json!({"delete_task_config": {"task": "billing", "cluster": "eu"}}), E(&["task_config_deleted"])),
+        ("remove agent in a cluster", json!({"remove_agent": {"id": "a1"}}), E(&["agent_removed_from_cluster", "agent_removed"])),
+        ("remove agent in no cluster", json!({"remove_agent": {"id": "a2"}}), E(&["agent_removed"])),
     ];
     for (name, change, expected) in table {
         check(name, &s, change, expected);
@@ -136,6 +138,7 @@ fn every_rejection_has_its_code() {
         ("move unlisted", json!({"move_server": {"task": "billing", "cluster": "eu", "server": "rt3", "direction": "up"}}), R(NotFound, "not in the list")),
         ("load balancing in unknown cluster", json!({"set_load_balancing": {"task": "billing", "cluster": "nope", "enabled": true}}), R(NotFound, "nope")),
         ("delete unknown config", json!({"delete_task_config": {"task": "billing", "cluster": "us"}}), R(NotFound, "")),
+        ("remove unknown agent", json!({"remove_agent": {"id": "nope"}}), R(NotFound, "nope")),
     ];
     for (name, change, expected) in table {
         check(name, &s, change, expected);

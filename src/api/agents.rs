@@ -66,6 +66,30 @@ pub struct Contact {
     pub deployed_revision: u64,
     /// The node the agent last talked to.
     pub node: u64,
+    /// Config watches the agent holds on this node right now (a connected agent is never
+    /// stale, however long its watch has been held).
+    #[serde(default)]
+    pub watching: u32,
+}
+
+/// Marks a held watch; dropping it ends the hold and counts as a contact.
+struct Holding {
+    contacts: Arc<Mutex<HashMap<AgentId, Contact>>>,
+    id: AgentId,
+}
+
+impl Drop for Holding {
+    fn drop(&mut self) {
+        let mut map = self.contacts.lock().expect("tracker lock");
+        if let Some(c) = map.get_mut(&self.id) {
+            c.watching = c.watching.saturating_sub(1);
+            c.last_contact_ms = now_ms();
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 /// Agent contacts seen by this node, and the watch budget.
@@ -99,8 +123,16 @@ impl AgentTracker {
         self.closing.send_replace(true);
     }
 
+    /// A watch by `id` starts being held until the returned guard drops.
+    fn hold(&self, id: &AgentId) -> Holding {
+        if let Some(c) = self.contacts.lock().expect("tracker lock").get_mut(id) {
+            c.watching += 1;
+        }
+        Holding { contacts: self.contacts.clone(), id: id.clone() }
+    }
+
     fn touch(&self, id: &AgentId, node: u64, deployed: Option<u64>) {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+        let now = now_ms();
         let mut map = self.contacts.lock().expect("tracker lock");
         let c = map.entry(id.clone()).or_default();
         c.last_contact_ms = now;
@@ -151,6 +183,7 @@ pub fn routes() -> Vec<RouteSpec> {
     vec![
         route(M::GET, "/v1/agents", Access::Roles(READ_CONFIG), list_agents),
         route(M::POST, "/v1/agents", Access::Roles(WRITE_CONFIG), register_agent),
+        route(M::DELETE, "/v1/agents/{id}", Access::Roles(WRITE_CONFIG), remove_agent),
         route(M::GET, "/v1/agents/{id}/config", Access::AgentSelf, watch_config),
         route(M::POST, "/v1/agents/{id}/ack", Access::AgentSelf, ack),
         route(M::POST, "/v1/agents/{id}/failures", Access::AgentSelf, report_failure),
@@ -169,16 +202,75 @@ async fn register_agent(State(ctx): State<Ctx>, meta: WriteMeta, ApiJson(r): Api
     Ok((StatusCode::CREATED, Json(outcome)).into_response())
 }
 
+/// Forgets an agent: out of every cluster, registration dropped (one revision). Its tokens
+/// stay: a running agent registers again on its next contact.
+async fn remove_agent(State(ctx): State<Ctx>, meta: WriteMeta, ApiPath(id): ApiPath<String>) -> Result<Response, ApiError> {
+    let id = AgentId::new(id)?;
+    let outcome = submit(&ctx, meta, CommandBody::Apply { changes: vec![Change::RemoveAgent { id }] }).await?;
+    Ok(Json(outcome).into_response())
+}
+
+/// Default of `--agent-stale-after-secs`.
+pub const AGENT_STALE_AFTER_SECS_DEFAULT: u64 = 600;
+
+/// With `--forget-agents-after-secs`: while this node leads, removes (as one recorded
+/// revision per round) the agents no node has heard from for `after_ms` and that hold no
+/// watch. A round is skipped unless every node answered (contacts live in node memory), and
+/// none runs before this node has been up for `after_ms`, so an agent whose contact was lost
+/// with a restarted node has time to come back.
+pub async fn forget_stale_agents(ctx: Ctx, after_ms: u64) {
+    let started = tokio::time::Instant::now();
+    let every = Duration::from_millis((after_ms / 2).clamp(1_000, 60_000));
+    loop {
+        tokio::time::sleep(every).await;
+        if started.elapsed() < Duration::from_millis(after_ms) || ctx.node.raft.metrics().borrow().current_leader != Some(ctx.node.id) {
+            continue;
+        }
+        let (revision, rows, unreachable) = agent_rows(&ctx, |_| true, usize::MAX).await;
+        if !unreachable.is_empty() {
+            tracing::debug!(?unreachable, "not forgetting agents: some nodes did not report their agents' contacts");
+            continue;
+        }
+        let now = now_ms();
+        let forget: Vec<Change> = rows
+            .iter()
+            .filter(|r| r["connected"] == json!(false))
+            .filter(|r| now.saturating_sub(r["last_contact_ms"].as_u64().unwrap_or(0).max(r["registered_ms"].as_u64().unwrap_or(0))) > after_ms)
+            .filter_map(|r| r["id"].as_str().and_then(|id| AgentId::new(id).ok()))
+            .take(crate::domain::names::CHANGES_PER_COMMAND_MAX)
+            .map(|id| Change::RemoveAgent { id })
+            .collect();
+        if forget.is_empty() {
+            continue;
+        }
+        let n = forget.len();
+        let meta = WriteMeta {
+            actor: format!("node:{}", ctx.node.id),
+            comment: format!("not seen for more than {} s (--forget-agents-after-secs)", after_ms / 1000),
+            // Refused if anything changed since the rows were read (an agent registered again).
+            expected_revision: Some(revision),
+            idempotency_key: None,
+        };
+        match submit(&ctx, meta, CommandBody::Apply { changes: forget }).await {
+            Ok(_) => tracing::info!(agents = n, "forgot agents not seen for a long time"),
+            Err(e) => tracing::info!("forgetting agents deferred: {}", e.message),
+        }
+    }
+}
+
 /// Registers `id` if it is unknown (first contact). Idempotent across nodes and retries.
 async fn ensure_registered(ctx: &Ctx, id: &AgentId) -> Result<(), ApiError> {
     if ctx.machine.read().state.agents.contains_key(id) {
         return Ok(());
     }
+    // The key names the revision the agent was found unregistered at: retries and racing
+    // nodes share it, and an agent removed later registers anew.
+    let revision = ctx.machine.read().state.revision;
     let meta = WriteMeta {
         actor: format!("agent:{id}"),
         comment: "registered on first contact".into(),
         expected_revision: None,
-        idempotency_key: Some(format!("register-agent:{id}")),
+        idempotency_key: Some(format!("register-agent:{id}@{revision}")),
     };
     match submit(ctx, meta, CommandBody::Apply { changes: vec![Change::RegisterAgent { id: id.clone() }] }).await {
         Ok(_) => Ok(()),
@@ -223,6 +315,7 @@ async fn watch_config(State(ctx): State<Ctx>, ApiPath(id): ApiPath<String>, ApiQ
     Box::pin(ensure_registered(&ctx, &id)).await?;
     // Asking for changes after R means the agent has deployed R.
     ctx.agents.touch(&id, ctx.node.id, Some(q.after));
+    let _holding = ctx.agents.hold(&id);
     let mut changed = ctx.machine.subscribe_agent(&id);
     // Only a node that is behind the agent also waits for its own progress; otherwise the
     // watch wakes only when this agent's configuration changes.
@@ -373,10 +466,12 @@ pub async fn agent_rows(ctx: &Ctx, keep: impl Fn(&AgentId) -> bool, limit: usize
                     for (id, c) in map {
                         let e = merged.entry(id).or_default();
                         let deployed = e.deployed_revision.max(c.deployed_revision);
+                        let watching = e.watching + c.watching;
                         if c.last_contact_ms > e.last_contact_ms {
                             *e = c;
                         }
                         e.deployed_revision = deployed;
+                        e.watching = watching;
                     }
                 }
                 Err(_) => unreachable.push(addr),
@@ -384,6 +479,7 @@ pub async fn agent_rows(ctx: &Ctx, keep: impl Fn(&AgentId) -> bool, limit: usize
             Err(_) => unreachable.push(addr),
         }
     }
+    let now = now_ms();
     let live = ctx.machine.read();
     let state = &live.state;
     // Agents share few distinct cluster sets: count each set's tasks once.
@@ -403,6 +499,7 @@ pub async fn agent_rows(ctx: &Ctx, keep: impl Fn(&AgentId) -> bool, limit: usize
             // only when the configuration it should have differs from what it deployed.
             let desired = ctx.machine.agent_changed_at(&a.id);
             let lag = if c.deployed_revision >= desired { 0 } else { state.revision.saturating_sub(c.deployed_revision) };
+            let unseen_ms = now.saturating_sub(c.last_contact_ms.max(a.registered_ms));
             json!({
                 "id": a.id,
                 "registered_ms": a.registered_ms,
@@ -413,6 +510,8 @@ pub async fn agent_rows(ctx: &Ctx, keep: impl Fn(&AgentId) -> bool, limit: usize
                 "last_contact_ms": if c.last_contact_ms == 0 { None } else { Some(c.last_contact_ms) },
                 "node": if c.node == 0 { None } else { Some(c.node) },
                 "lag": lag,
+                "connected": c.watching > 0,
+                "stale": c.watching == 0 && unseen_ms > ctx.agent_stale_after_ms,
             })
         })
         .collect();

@@ -278,9 +278,13 @@ pub enum ClustersCmd {
 
 #[derive(Subcommand, Debug)]
 pub enum AgentsCmd {
-    /// Agents with their clusters, deployed revision, last contact and lag.
+    /// Agents with their state (connected: holds a config watch; stale: not seen for
+    /// --agent-stale-after-secs), clusters, deployed revision, last contact and lag.
     List,
     Register { id: String },
+    /// Forget an agent: out of every cluster, registration dropped (its tokens stay; revoke
+    /// them too to keep a running agent from registering again).
+    Remove { id: String },
 }
 
 #[derive(Subcommand, Debug)]

@@ -64,9 +64,11 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
         CtlCommand::Clusters(ClustersCmd::Get { name }) => show(out, ok(get(format!("/v1/agent-clusters/{name}?{q}")).await?)?),
         CtlCommand::Agents(AgentsCmd::List) => {
             let v = ok(get("/v1/agents".into()).await?)?;
-            print(out, &v["agents"], &["id", "clusters", "deployed", "desired", "lag", "last_contact", "node"], |a| {
+            print(out, &v["agents"], &["id", "state", "clusters", "deployed", "desired", "lag", "last_contact", "node"], |a| {
+                let state = if a["connected"] == json!(true) { "connected" } else if a["stale"] == json!(true) { "stale" } else { "idle" };
                 vec![
                     plain(&a["id"]),
+                    state.into(),
                     join(&a["clusters"]),
                     plain(&a["deployed_revision"]),
                     plain(&a["desired_revision"]),
@@ -314,6 +316,7 @@ fn to_change(cmd: CtlCommand) -> anyhow::Result<Change> {
             Change::RemoveAgentFromCluster { cluster: cn(cluster)?, agent: AgentId::new(agent)? }
         }
         CtlCommand::Agents(AgentsCmd::Register { id }) => Change::RegisterAgent { id: AgentId::new(id)? },
+        CtlCommand::Agents(AgentsCmd::Remove { id }) => Change::RemoveAgent { id: AgentId::new(id)? },
         CtlCommand::Tasks(TasksCmd::Create { task }) => Change::CreateTask { name: tn(task)? },
         CtlCommand::Tasks(TasksCmd::Delete { task }) => Change::DeleteTask { name: tn(task)? },
         CtlCommand::Tasks(TasksCmd::SetServers { task, cluster, servers }) => Change::SetServers {

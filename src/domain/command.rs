@@ -70,6 +70,10 @@ pub enum Change {
     MoveServer { task: TaskName, cluster: ClusterName, server: ServerName, direction: MoveDirection },
     SetLoadBalancing { task: TaskName, cluster: ClusterName, enabled: bool },
     DeleteTaskConfig { task: TaskName, cluster: ClusterName },
+    /// Forgets an agent: takes it out of every cluster, then drops its registration (its
+    /// tokens stay; a running agent registers again on its next contact). Appended last:
+    /// the codec numbers variants by position.
+    RemoveAgent { id: AgentId },
 }
 
 /// What a command does.
@@ -384,6 +388,19 @@ fn decide_one(state: &State, change: &Change, time_ms: u64) -> Result<Vec<Event>
                 ));
             }
             vec![Event::AgentAddedToCluster { cluster: cluster.clone(), agent: agent.clone() }]
+        }
+        RemoveAgent { id } => {
+            if !state.agents.contains_key(id) {
+                return Err(not_found("agent", id));
+            }
+            let mut events: Vec<Event> = state
+                .clusters
+                .iter()
+                .filter(|(_, c)| c.agents.contains(id))
+                .map(|(name, _)| Event::AgentRemovedFromCluster { cluster: name.clone(), agent: id.clone() })
+                .collect();
+            events.push(Event::AgentRemoved { id: id.clone() });
+            events
         }
         RemoveAgentFromCluster { cluster, agent } => {
             require_cluster(state, cluster)?;

@@ -114,6 +114,9 @@ pub enum Event {
     ServerListSet { task: TaskName, cluster: ClusterName, servers: Vec<ServerName> },
     LoadBalancingSet { task: TaskName, cluster: ClusterName, enabled: bool },
     TaskConfigDeleted { task: TaskName, cluster: ClusterName },
+    /// Emitted after the events that took the agent out of its clusters. Appended last: the
+    /// codec numbers variants by position.
+    AgentRemoved { id: AgentId },
 }
 
 impl Event {
@@ -124,7 +127,7 @@ impl Event {
                 vec![("server", server.name.as_str())]
             }
             Event::ServerStatusChanged { name, .. } | Event::ServerDeleted { name } => vec![("server", name.as_str())],
-            Event::AgentRegistered { id, .. } => vec![("agent", id.as_str())],
+            Event::AgentRegistered { id, .. } | Event::AgentRemoved { id } => vec![("agent", id.as_str())],
             Event::ClusterCreated { name } | Event::ClusterDeleted { name } => vec![("cluster", name.as_str())],
             Event::AgentAddedToCluster { cluster, agent } | Event::AgentRemovedFromCluster { cluster, agent } => {
                 vec![("cluster", cluster.as_str()), ("agent", agent.as_str())]
@@ -160,6 +163,9 @@ impl State {
             }
             Event::AgentRegistered { id, registered_ms } => {
                 self.agents.insert(id.clone(), Agent { id: id.clone(), registered_ms: *registered_ms });
+            }
+            Event::AgentRemoved { id } => {
+                self.agents.remove(id);
             }
             Event::ClusterCreated { name } => {
                 self.clusters.insert(name.clone(), AgentCluster::default());

@@ -87,6 +87,7 @@ pub fn implied_by(events: &[Event], changeset: Option<&str>, revision: u64) -> V
                 out.push((Level::Info, "server_enabled", format!("server {name} enabled")))
             }
             Event::AgentRegistered { id, .. } => out.push((Level::Info, "agent_registered", format!("agent {id} registered"))),
+            Event::AgentRemoved { id } => out.push((Level::Info, "agent_removed", format!("agent {id} removed"))),
             _ => {}
         }
     }
