@@ -115,6 +115,10 @@ enum Cmd {
         /// The local agent's address.
         #[arg(long, default_value = "127.0.0.1:7400")]
         agent: String,
+        /// The agent's state dir, read when no agent answers (its deployed configuration,
+        /// then its local file).
+        #[arg(long, default_value = "roster-agent")]
+        state_dir: PathBuf,
     },
     /// Tell the local agent that a server could not be used for a task.
     ReportFailure {
@@ -382,7 +386,7 @@ async fn main() -> anyhow::Result<()> {
             println!("token file line:\n{}", roster::auth::token_file_line(&name, role, agent.as_deref(), &secret));
             Ok(())
         }
-        Cmd::Resolve { task, agent } => roster::agent::resolve_cmd(&agent, &task).await,
+        Cmd::Resolve { task, agent, state_dir } => roster::agent::resolve_cmd(&agent, &task, &state_dir).await,
         Cmd::ReportFailure { task, server, agent, state_dir, secret_file } => {
             let secret_file = secret_file.unwrap_or_else(|| state_dir.join(roster::agent::CLIENT_SECRET_FILE));
             roster::agent::report_failure_cmd(&agent, &task, &server, &secret_file).await

@@ -169,9 +169,27 @@ fn without_the_cluster_the_agent_serves_its_local_files() {
     check(&a1, "cluster");
     // Restarted with the cluster down: it serves the last deployed file.
     a1.kill();
-    let a1 = AgentProcess::start("a1", &cluster.endpoints(), &state);
+    let mut a1 = AgentProcess::start("a1", &cluster.endpoints(), &state);
     check(&a1, "cluster-cache");
     assert_eq!(a1.status()["revision"], rev);
+
+    // No agent at all: `roster resolve` reads the state dir itself, deployed file first.
+    let agent_addr = a1.addr.clone();
+    a1.kill();
+    let resolve = |task: &str| {
+        let out = std::process::Command::new(common::roster_bin())
+            .args(["resolve", task, "--agent", &agent_addr, "--state-dir"])
+            .arg(&state)
+            .output()
+            .unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (ok, out, err) = resolve("billing");
+    assert!(ok && out.trim() == "http://10.0.0.1:80/" && err.contains("deployed.json"), "{out}{err}");
+    let (ok, out, err) = resolve("reports");
+    assert!(ok && out.trim() == "http://127.0.0.1:9/" && err.contains("local.json"), "{out}{err}");
+    let (ok, _, err) = resolve("unknown");
+    assert!(!ok && err.contains("configures no task unknown"), "{err}");
 }
 
 #[test]

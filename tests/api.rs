@@ -329,3 +329,34 @@ fn previews_show_reach_and_applying_a_lost_task_needs_confirmation() {
     assert!(ok, "{out}{err}");
     assert_eq!(revision(&api), before + 1);
 }
+
+/// A server's address as one URL, both ways: `servers add --url` and `servers update --url`
+/// set scheme, host, port and pool from it; the port defaults to 6700 (CLI and API).
+#[test]
+fn server_addresses_as_one_url_and_the_default_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProcess::single(&dir.path().join("n1"));
+    let api = Api::new(&node);
+    let ep = node.addr.as_str();
+    let (ok, _, err) = ctl(ep, &["servers", "add", "rt1", "--url", "https://10.0.0.1:7000/?pool=blue"]);
+    assert!(ok, "{err}");
+    let rt1 = api.get("/v1/servers/rt1");
+    assert_eq!((&rt1["scheme"], &rt1["host"], &rt1["port"], &rt1["pool"]), (&json!("https"), &json!("10.0.0.1"), &json!(7000), &json!("blue")), "{rt1}");
+    assert_eq!(rt1["url"], "https://10.0.0.1:7000/?pool=blue");
+    let (ok, _, err) = ctl(ep, &["servers", "update", "rt1", "--url", "http://10.0.0.2"]);
+    assert!(ok, "{err}");
+    let rt1 = api.get("/v1/servers/rt1");
+    assert_eq!((&rt1["url"], &rt1["pool"]), (&json!("http://10.0.0.2:6700/"), &Value::Null), "{rt1}");
+    let (ok, _, err) = ctl(ep, &["servers", "add", "rt2", "--host", "10.0.0.3"]);
+    assert!(ok, "{err}");
+    assert_eq!(api.get("/v1/servers/rt2")["port"], 6700);
+    let (s, v) = api.post("/v1/servers", json!({"name": "rt3", "host": "10.0.0.4"}), &[]);
+    assert!(s == 200 || s == 201, "{v}");
+    assert_eq!(api.get("/v1/servers/rt3")["port"], 6700);
+    let before = api.get("/v1/state/digest");
+    for bad in ["10.0.0.1:80", "http://h/path", "http://h:99999/", "javascript://h/"] {
+        let (ok, _, err) = ctl(ep, &["servers", "add", "rt9", "--url", bad]);
+        assert!(!ok && err.contains("server URL") || err.contains("scheme") || err.contains("port"), "{bad}: {err}");
+    }
+    assert_eq!(api.get("/v1/state/digest"), before, "a refused URL changed something");
+}

@@ -70,7 +70,7 @@ fn an_operator_configures_failover_in_the_browser() {
     for (name, host) in [("rt1", "10.0.0.1"), ("rt2", "10.0.0.2"), ("rt3", "10.0.0.3")] {
         b.type_into("#register input[name=name]", name);
         b.type_into("#register input[name=host]", host);
-        assert_eq!(b.text("#url-preview"), format!("http://{host}:8080/"), "the URL is built live from the fields");
+        assert_eq!(b.text("#url-preview"), format!("http://{host}:6700/"), "the URL is built live from the fields");
         b.submit("#register button[type=submit]");
         assert!(b.text(".flash").contains("staged"), "{}", b.source());
     }

@@ -490,14 +490,46 @@ pub async fn run(args: AgentArgs, shutdown: impl std::future::Future<Output = ()
 }
 
 /// `roster resolve TASK`: asks the local agent which server to use.
-pub async fn resolve_cmd(agent: &str, task: &str) -> anyhow::Result<()> {
-    let r = reqwest::get(format!("http://{agent}/resolve/{task}")).await.with_context(|| format!("asking the agent at {agent}"))?;
+pub async fn resolve_cmd(agent: &str, task: &str, state_dir: &Path) -> anyhow::Result<()> {
+    let r = match reqwest::get(format!("http://{agent}/resolve/{task}")).await {
+        Ok(r) => r,
+        // No agent listens: read what it left behind, as the product's client fell back to
+        // its local file.
+        Err(e) if e.is_connect() => return resolve_offline(agent, task, state_dir),
+        Err(e) => return Err(e).with_context(|| format!("asking the agent at {agent}")),
+    };
     let status = r.status();
     let v: serde_json::Value = r.json().await?;
     anyhow::ensure!(status.is_success(), "{}", v["error"].as_str().unwrap_or("failed"));
     println!("{}", v["url"].as_str().unwrap_or_default());
     eprintln!("server {} (from {})", v["server"].as_str().unwrap_or_default(), v["source"].as_str().unwrap_or_default());
     Ok(())
+}
+
+/// Resolves `task` from the agent's state dir without the agent: its last deployed
+/// configuration, then its local file. Failover order (a load-balanced list starts at its
+/// first usable server: the rotation lives in the agent); the agent's own failure marks are
+/// not known here.
+fn resolve_offline(agent: &str, task: &str, state_dir: &Path) -> anyhow::Result<()> {
+    let task = TaskName::new(task)?;
+    let deployed: Option<AgentConfig> = load_json(&state_dir.join(DEPLOYED_FILE))?;
+    let local: Option<LocalFile> = load_json(&state_dir.join(LOCAL_FILE))?;
+    let (cfg, source) = match (deployed.as_ref().and_then(|d| d.tasks.get(&task)), local.as_ref().and_then(|l| l.tasks.get(&task))) {
+        (Some(cfg), _) => (cfg.clone(), DEPLOYED_FILE),
+        (None, Some(l)) => (l.as_agent_task(), LOCAL_FILE),
+        (None, None) => anyhow::bail!(
+            "no agent answers at {agent}, and {} configures no task {task} (neither {DEPLOYED_FILE} nor {LOCAL_FILE}); give --state-dir of the agent",
+            state_dir.display()
+        ),
+    };
+    match resolve::Resolver::default().pick(task.as_str(), &cfg) {
+        Some(s) => {
+            println!("{}", s.url);
+            eprintln!("server {} (from {}; no agent answers at {agent})", s.name, state_dir.join(source).display());
+            Ok(())
+        }
+        None => anyhow::bail!("no usable server for task {task} in {}", state_dir.join(source).display()),
+    }
 }
 
 /// `roster report-failure TASK SERVER`: tells the local agent a server could not be used,

@@ -118,6 +118,7 @@ impl From<&Server> for ServerView {
 struct AddServerRequest {
     name: ServerName,
     host: Host,
+    #[serde(default = "crate::domain::names::default_server_port")]
     port: u16,
     #[serde(default)]
     pool: Option<PoolName>,

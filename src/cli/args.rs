@@ -237,19 +237,27 @@ pub enum CtlCommand {
 pub enum ServersCmd {
     List,
     Get { name: String },
+    /// Register a server: `--host H [--port P] [--pool P] [--scheme S]`, or the whole address
+    /// as one `--url scheme://host:port/?pool=P`. The port defaults to 6700.
     Add {
         name: String,
-        #[arg(long)]
-        host: String,
-        #[arg(long)]
-        port: u16,
-        #[arg(long)]
+        #[arg(long, required_unless_present = "url")]
+        host: Option<String>,
+        #[arg(long, conflicts_with = "url")]
+        port: Option<u16>,
+        #[arg(long, conflicts_with = "url")]
         pool: Option<String>,
-        #[arg(long)]
+        #[arg(long, conflicts_with = "url")]
         scheme: Option<String>,
+        #[arg(long, conflicts_with = "host")]
+        url: Option<String>,
     },
+    /// Change a server's address: single fields, or the whole address as one `--url` (which
+    /// sets scheme, host, port and pool, clearing a pool it does not name).
     Update {
         name: String,
+        #[arg(long, conflicts_with = "url")]
+        url: Option<String>,
         #[arg(long)]
         host: Option<String>,
         #[arg(long)]

@@ -6,6 +6,7 @@ use serde_json::{json, Value};
 use super::args::*;
 use super::client::{error_message, Client};
 use super::output::*;
+use crate::domain::names::{parse_server_url, DEFAULT_SERVER_PORT};
 use crate::domain::{AgentId, Change, ClusterName, Host, MoveDirection, PoolName, Scheme, ServerName, TaskName};
 
 fn random_key() -> String {
@@ -289,14 +290,23 @@ fn to_change(cmd: CtlCommand) -> anyhow::Result<Change> {
     let cn = |s: String| ClusterName::new(s);
     let tn = |s: String| TaskName::new(s);
     Ok(match cmd {
-        CtlCommand::Servers(ServersCmd::Add { name, host, port, pool, scheme }) => Change::AddServer {
+        CtlCommand::Servers(ServersCmd::Add { name, url: Some(url), .. }) => {
+            let (scheme, host, port, pool) = parse_server_url(&url)?;
+            Change::AddServer { name: sn(name)?, host, port, pool, scheme: Some(scheme) }
+        }
+        CtlCommand::Servers(ServersCmd::Add { name, host, port, pool, scheme, url: None }) => Change::AddServer {
             name: sn(name)?,
-            host: Host::new(host)?,
-            port,
+            host: Host::new(host.unwrap_or_default())?,
+            port: port.unwrap_or(DEFAULT_SERVER_PORT),
             pool: pool.map(PoolName::new).transpose()?,
             scheme: scheme.map(Scheme::new).transpose()?,
         },
-        CtlCommand::Servers(ServersCmd::Update { name, host, port, pool, clear_pool, scheme }) => Change::UpdateServer {
+        CtlCommand::Servers(ServersCmd::Update { name, url: Some(url), .. }) => {
+            let (scheme, host, port, pool) = parse_server_url(&url)?;
+            let clear_pool = pool.is_none();
+            Change::UpdateServer { name: sn(name)?, host: Some(host), port: Some(port), pool, clear_pool, scheme: Some(scheme) }
+        }
+        CtlCommand::Servers(ServersCmd::Update { name, host, port, pool, clear_pool, scheme, url: None }) => Change::UpdateServer {
             name: sn(name)?,
             host: host.map(Host::new).transpose()?,
             port,

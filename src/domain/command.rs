@@ -25,6 +25,8 @@ pub enum Change {
     AddServer {
         name: ServerName,
         host: Host,
+        /// Default: [`super::names::DEFAULT_SERVER_PORT`] (6700).
+        #[serde(default = "super::names::default_server_port")]
         port: u16,
         #[serde(default)]
         pool: Option<PoolName>,

@@ -25,6 +25,55 @@ pub const AGENTS_PER_CLUSTER_MAX: usize = 100_000;
 pub const CHANGES_PER_COMMAND_MAX: usize = 1_000;
 /// Most changesets staged at once.
 pub const OPEN_CHANGESETS_MAX: usize = 1_000;
+/// The port of a run-time server registered without one (the product's default).
+pub const DEFAULT_SERVER_PORT: u16 = 6700;
+
+/// For serde: [`DEFAULT_SERVER_PORT`].
+pub fn default_server_port() -> u16 {
+    DEFAULT_SERVER_PORT
+}
+
+/// A server's address as one URL, `scheme://host[:port][/][?pool=POOL]` (the form
+/// [`super::Server::url`] writes), taken apart: scheme, host, port ([`DEFAULT_SERVER_PORT`]
+/// when absent) and pool. Anything else in the URL (a path, user info, other query
+/// parameters, a fragment) is refused rather than silently dropped.
+pub fn parse_server_url(url: &str) -> Result<(Scheme, Host, u16, Option<PoolName>), NameError> {
+    let err = |reason: &str| NameError::new("server URL", url, reason);
+    let (scheme, rest) = url.split_once("://").ok_or_else(|| err("must start with a scheme, as in http://host:6700/"))?;
+    let scheme = Scheme::new(scheme)?;
+    if !SCHEMES_ALLOWED.contains(&scheme.as_str()) {
+        return Err(err(&format!("the scheme must be one of {}", SCHEMES_ALLOWED.join(", "))));
+    }
+    let (authority, tail) = match rest.find(['/', '?']) {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    let query = match tail.strip_prefix('/').unwrap_or(tail) {
+        "" => None,
+        q => Some(q.strip_prefix('?').ok_or_else(|| err("must not have a path"))?),
+    };
+    if authority.contains('@') {
+        return Err(err("must not carry user information"));
+    }
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => {
+            (h, p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| err("the port must be a number from 1 to 65535"))?)
+        }
+        _ => (authority, DEFAULT_SERVER_PORT),
+    };
+    let host = Host::new(host.trim_start_matches('[').trim_end_matches(']'))?;
+    let pool = match query {
+        None => None,
+        Some(q) => {
+            let p = q.strip_prefix("pool=").ok_or_else(|| err("the only query parameter is pool=NAME"))?;
+            if p.contains(['&', '=', '#']) {
+                return Err(err("the only query parameter is pool=NAME"));
+            }
+            Some(PoolName::new(p)?)
+        }
+    };
+    Ok((scheme, host, port, pool))
+}
 
 /// An error echoes at most this many characters of a refused name.
 const NAME_ECHO_MAX_CHARS: usize = 80;
@@ -189,6 +238,22 @@ impl Scheme {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn server_urls_round_trip_and_default_the_port() {
+        use crate::domain::{Server, ServerStatus};
+        for (url, port, pool) in [("http://10.0.0.1:8080/", 8080, None), ("https://rt.example:6701/?pool=blue", 6701, Some("blue"))] {
+            let (scheme, host, p, pl) = parse_server_url(url).unwrap();
+            assert_eq!((p, pl.as_ref().map(|x| x.as_str())), (port, pool));
+            let s = Server { name: ServerName::new("rt").unwrap(), scheme, host, port: p, pool: pl, status: ServerStatus::Enabled };
+            assert_eq!(s.url(), url);
+        }
+        assert_eq!(parse_server_url("http://h").unwrap().2, DEFAULT_SERVER_PORT);
+        assert_eq!(parse_server_url("tcp://h?pool=p").unwrap().3.unwrap().as_str(), "p");
+        for bad in ["h:80", "ftp://h", "http://h:0/", "http://h:x/", "http://u@h/", "http://h/path", "http://h/?x=1", "http://h/?pool=a&b=c", "http:///"] {
+            assert!(parse_server_url(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn names() {

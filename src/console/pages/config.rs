@@ -59,7 +59,7 @@ pub async fn servers(State(ctx): Cx, viewer: Viewer, Query(m): Query<Msg>) -> Re
                 label { "Name" input name="name" required; }
                 label { "Scheme" select name="scheme" { option { "http" } option { "https" } option { "tcp" } option { "tls" } } }
                 label { "Host" input name="host" required; }
-                label { "Port" input name="port" type="number" min="1" max="65535" value="8080" required; }
+                label { "Port" input name="port" type="number" min="1" max="65535" value="6700" required; }
                 label { "Pool (optional)" input name="pool"; }
                 p { "URL: " output.mono id="url-preview" { "http://…" } }
                 button.primary type="submit" { "Stage registration" }
