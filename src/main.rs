@@ -194,6 +194,11 @@ enum Cmd {
     /// Benchmarks (fold speed, restart time).
     #[command(subcommand)]
     Bench(roster::bench::BenchCmd),
+    /// Print a shell completion script: `roster completions bash > /etc/bash_completion.d/roster`
+    /// (zsh: into a directory on $fpath as `_roster`; fish: ~/.config/fish/completions/roster.fish).
+    Completions { shell: clap_complete::Shell },
+    /// Print the manual page (roff): `roster man > /usr/local/share/man/man1/roster.1`.
+    Man,
 }
 
 /// TLS and authentication of `roster serve`: either `--secure-dir` (or the individual files),
@@ -347,7 +352,21 @@ async fn main() -> anyhow::Result<()> {
             };
             roster::server::run(config, shutdown_signal()).await
         }
-        Cmd::Ctl(args) => roster::cli::run(args).await,
+        Cmd::Ctl(args) => {
+            if let Err(e) = roster::cli::run(args).await {
+                eprintln!("Error: {e:?}");
+                std::process::exit(roster::cli::exit_code(&e));
+            }
+            Ok(())
+        }
+        Cmd::Completions { shell } => {
+            clap_complete::generate(shell, &mut <Cli as clap::CommandFactory>::command(), "roster", &mut std::io::stdout());
+            Ok(())
+        }
+        Cmd::Man => {
+            clap_mangen::Man::new(<Cli as clap::CommandFactory>::command()).render(&mut std::io::stdout())?;
+            Ok(())
+        }
         Cmd::Agent(args) => {
             tracing_subscriber::fmt().with_env_filter(filter).init();
             roster::agent::run(args, shutdown_signal()).await

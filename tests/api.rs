@@ -360,3 +360,46 @@ fn server_addresses_as_one_url_and_the_default_port() {
     }
     assert_eq!(api.get("/v1/state/digest"), before, "a refused URL changed something");
 }
+
+/// The command line's conventions: exit statuses (0 ok, 1 error, 2 usage, 3 conflict, 4
+/// unavailable), endpoint failover, and generated completions and manual page.
+#[test]
+fn ctl_exit_statuses_failover_completions_and_man_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProcess::single(&dir.path().join("n1"));
+    let code = |endpoints: &str, args: &[&str]| -> (i32, String) {
+        let out = std::process::Command::new(common::roster_bin())
+            .args(["ctl", "--endpoints", endpoints, "--ca"])
+            .arg(common::secure().dir.join(roster::tls::CA_CERT))
+            .arg("--token-file")
+            .arg(common::secure().token_file("admin"))
+            .args(args)
+            .output()
+            .unwrap();
+        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+    };
+    let dead = format!("127.0.0.1:{}", common::free_port());
+    // A dead first endpoint is skipped.
+    let both = format!("{dead},{}", node.addr);
+    assert_eq!(code(&both, &["servers", "add", "rt1", "--host", "10.0.0.1"]).0, 0);
+    assert_eq!(code(&both, &["-o", "json", "servers", "list"]).0, 0);
+    let (c, out) = code(&node.addr, &["servers", "add", "rt1", "--host", "10.0.0.1"]);
+    assert_eq!(c, 3, "a name that exists is a conflict: {out}");
+    let (c, out) = code(&node.addr, &["servers", "get", "nope"]);
+    assert_eq!(c, 1, "{out}");
+    let (c, out) = code(&node.addr, &["servers", "add"]);
+    assert_eq!(c, 2, "a usage error: {out}");
+    let (c, out) = code(&dead, &["servers", "list"]);
+    assert_eq!(c, 4, "no endpoint answers: {out}");
+
+    let run = |args: &[&str]| std::process::Command::new(common::roster_bin()).args(args).output().unwrap();
+    let bash = run(&["completions", "bash"]);
+    let text = String::from_utf8_lossy(&bash.stdout);
+    assert!(bash.status.success() && text.contains("_roster") && text.contains("transfer-leader"), "{text}");
+    for shell in ["zsh", "fish"] {
+        assert!(run(&["completions", shell]).status.success(), "{shell}");
+    }
+    let man = run(&["man"]);
+    let text = String::from_utf8_lossy(&man.stdout);
+    assert!(man.status.success() && text.contains(".TH roster") && text.contains("serve"), "{text}");
+}

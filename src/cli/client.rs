@@ -125,7 +125,7 @@ impl Client {
                     let text = resp.text().await.unwrap_or_default();
                     let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
                     if status == 503 {
-                        last_err = Some(anyhow::anyhow!("{ep}: {}", error_message(&value)));
+                        last_err = Some(anyhow::anyhow!("{ep}: {} (HTTP 503)", error_message(&value)));
                         continue;
                     }
                     return Ok((status, value));
@@ -133,8 +133,59 @@ impl Client {
                 Err(e) => last_err = Some(anyhow::anyhow!("{ep}: {e}")),
             }
         }
-        Err(last_err.unwrap_or_else(|| anyhow::anyhow!("no endpoint answered")))
+        Err(anyhow::Error::new(Unavailable(last_err.map_or_else(|| "no endpoint answered".to_string(), |e| e.to_string()))))
     }
+}
+
+/// No endpoint could answer (every one refused the connection or answered 503).
+#[derive(Debug)]
+pub struct Unavailable(pub String);
+
+impl std::fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Unavailable {}
+
+/// The cluster answered with an error status.
+#[derive(Debug)]
+pub struct HttpError {
+    pub status: u16,
+    pub message: String,
+}
+
+impl std::fmt::Display for HttpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (HTTP {})", self.message, self.status)
+    }
+}
+
+impl std::error::Error for HttpError {}
+
+/// Exit statuses of the command line: 0 success, 1 any other error, 2 a usage error (clap's),
+/// 3 a conflict (HTTP 409: the name exists, the revision moved, a confirmation is needed),
+/// 4 the cluster unavailable (no endpoint answered, or 503).
+pub const EXIT_ERROR: i32 = 1;
+pub const EXIT_CONFLICT: i32 = 3;
+pub const EXIT_UNAVAILABLE: i32 = 4;
+
+/// The exit status for an error of `roster ctl` (and the other client commands).
+pub fn exit_code(e: &anyhow::Error) -> i32 {
+    for cause in e.chain() {
+        if let Some(h) = cause.downcast_ref::<HttpError>() {
+            return match h.status {
+                409 => EXIT_CONFLICT,
+                503 => EXIT_UNAVAILABLE,
+                _ => EXIT_ERROR,
+            };
+        }
+        if cause.downcast_ref::<Unavailable>().is_some() {
+            return EXIT_UNAVAILABLE;
+        }
+    }
+    EXIT_ERROR
 }
 
 pub(crate) fn error_message(v: &Value) -> String {

@@ -159,7 +159,8 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
             let path = format!("/v1/changesets/{id}/apply{}", if confirm { "?confirm=true" } else { "" });
             match client.send(M::POST, &path, None).await? {
                 (409, v) if v["error"]["code"] == "confirmation_required" => {
-                    bail!("{}\n(see `roster ctl changesets preview {id}`; pass --confirm to apply anyway)", error_message(&v))
+                    let message = format!("{}\n(see `roster ctl changesets preview {id}`; pass --confirm to apply anyway)", error_message(&v));
+                    return Err(anyhow::Error::new(super::client::HttpError { status: 409, message }));
                 }
                 answer => report(out, &ok(answer)?),
             }
@@ -361,7 +362,7 @@ pub(super) fn ok((status, v): (u16, Value)) -> anyhow::Result<Value> {
     if (200..300).contains(&status) {
         Ok(v)
     } else {
-        bail!("{} (HTTP {status})", error_message(&v))
+        Err(anyhow::Error::new(super::client::HttpError { status, message: error_message(&v) }))
     }
 }
 

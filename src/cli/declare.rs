@@ -72,7 +72,8 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
                     let client = client.header(crate::api::HEADER_EXPECTED_REVISION, expected.to_string());
                     match client.send(M::POST, "/v1/commands", Some(&body)).await? {
                         (409, v) if v["error"]["code"] == "revision_mismatch" => {
-                            bail!("{}; the cluster changed since the plan: run plan again", super::client::error_message(&v))
+                            let message = format!("{}; the cluster changed since the plan: run plan again", super::client::error_message(&v));
+                            return Err(anyhow::Error::new(super::client::HttpError { status: 409, message }));
                         }
                         other => ok(other)?,
                     }

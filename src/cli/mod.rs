@@ -11,6 +11,6 @@ mod declare;
 mod output;
 
 pub use args::{ConnArgs, CtlArgs, DevToken, Output, DEV_SECURE_DIR};
-pub use client::{Client, ClientOptions, Transport, CTL_REQUEST_TIMEOUT_MS};
+pub use client::{exit_code, Client, ClientOptions, HttpError, Transport, Unavailable, CTL_REQUEST_TIMEOUT_MS};
 pub use commands::run;
 pub use output::{format_ms, parse_utc_ms, print_table, terminal_safe};
