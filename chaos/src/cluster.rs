@@ -165,6 +165,25 @@ impl Cluster {
         node.failpoint = None;
     }
 
+    /// SIGTERM (a graceful stop: a leader hands over first), then waits up to `within` for
+    /// the exit; SIGKILL after that. Returns whether it exited by itself, successfully.
+    pub async fn terminate(&mut self, id: u64, within: Duration) -> bool {
+        let node = self.nodes.get_mut(&id).expect("known node");
+        node.paused = false;
+        node.failpoint = None;
+        let Some(mut c) = node.child.take() else { return false };
+        procs::signal(&c, libc::SIGTERM);
+        let asked = std::time::Instant::now();
+        while asked.elapsed() < within {
+            if let Ok(Some(status)) = c.try_wait() {
+                return status.success();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        procs::kill(c);
+        false
+    }
+
     /// SIGSTOP.
     pub fn pause(&mut self, id: u64) {
         let node = self.nodes.get_mut(&id).expect("known node");

@@ -29,10 +29,11 @@ pub enum FaultKind {
     Snapshot,
     Failpoint,
     SnapshotCrashLoop,
+    Transfer,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 9] = [
+    pub const ALL: [FaultKind; 10] = [
         FaultKind::Kill,
         FaultKind::Pause,
         FaultKind::Partition,
@@ -42,6 +43,7 @@ impl FaultKind {
         FaultKind::Snapshot,
         FaultKind::Failpoint,
         FaultKind::SnapshotCrashLoop,
+        FaultKind::Transfer,
     ];
 
     pub fn name(self) -> &'static str {
@@ -55,6 +57,7 @@ impl FaultKind {
             FaultKind::Snapshot => "snapshot",
             FaultKind::Failpoint => "failpoint",
             FaultKind::SnapshotCrashLoop => "snapshot-crash-loop",
+            FaultKind::Transfer => "transfer",
         }
     }
 
@@ -71,6 +74,9 @@ impl FaultKind {
             FaultKind::Oneway => &["leader-mute", "leader-deaf", "lossy"],
             FaultKind::Membership => &["replace-leader", "replace-follower"],
             FaultKind::Restart => &["all"],
+            // Leadership moved on request (to a chosen follower, or to the most up-to-date
+            // one), or by stopping the leader with SIGTERM, which hands over before it exits.
+            FaultKind::Transfer => &["to-follower", "auto", "sigterm-leader"],
             FaultKind::Snapshot => &[
                 "snapshot_install_stage",
                 "snapshot_install_renamed",
@@ -362,6 +368,7 @@ impl<'a> Injector<'a> {
             FaultKind::Snapshot => self.snapshot(plan, &plan.variant, None, &mut rec).await,
             FaultKind::Failpoint => self.failpoint(plan, &mut rec).await,
             FaultKind::SnapshotCrashLoop => self.crash_loop(plan, &mut rec).await,
+            FaultKind::Transfer => self.transfer(plan, &mut rec).await,
         };
         if let Err(e) = result {
             rec.note = format!("{} (error: {e:#})", rec.note);
@@ -414,6 +421,40 @@ impl<'a> Injector<'a> {
         self.cluster.kill(t);
         self.hold(plan.hold_ms).await;
         self.cluster.start(t, None)?;
+        Ok(())
+    }
+
+    /// Moves the leadership while the workload writes: `POST /v1/cluster/leader`, or a
+    /// graceful stop of the leader (restarted after the hold).
+    async fn transfer(&mut self, plan: &Plan, rec: &mut FaultRecord) -> anyhow::Result<()> {
+        let Some(leader) = self.cluster.leader().await else {
+            rec.injected = false;
+            rec.note = "no leader".into();
+            return Ok(());
+        };
+        if plan.variant == "sigterm-leader" {
+            rec.targets.push(leader.to_string());
+            let clean = self.cluster.terminate(leader, Duration::from_secs(20)).await;
+            rec.note = format!("leader {leader} stopped with SIGTERM ({})", if clean { "clean exit" } else { "killed after 20 s" });
+            self.hold(plan.hold_ms).await;
+            self.cluster.start(leader, None)?;
+            return Ok(());
+        }
+        let body = match plan.variant.as_str() {
+            "to-follower" => {
+                let followers: Vec<u64> = self.cluster.member_ids().into_iter().filter(|m| *m != leader).collect();
+                let Some(f) = Self::pick(&followers, plan.pick) else {
+                    rec.injected = false;
+                    rec.note = "no follower".into();
+                    return Ok(());
+                };
+                rec.targets.push(f.to_string());
+                json!({"node": f})
+            }
+            _ => json!({}),
+        };
+        let ok = self.admin("POST", "/v1/cluster/leader", Some(body)).await;
+        rec.note = format!("transfer from leader {leader}: {}", if ok { "done" } else { "refused or failed" });
         Ok(())
     }
 

@@ -21,7 +21,7 @@ fn chaos_ci_suite() {
     let started = Instant::now();
     let scenarios = [
         // Every fault kind on 3 nodes.
-        scenario(42, 3, 60, &FaultKind::ALL),
+        scenario(42, 3, 70, &FaultKind::ALL),
         // Partitions (minority/majority and a bridge need 5 to be interesting), one-way loss,
         // membership churn and kills on 5 nodes.
         scenario(7, 5, 35, &[FaultKind::Partition, FaultKind::Oneway, FaultKind::Membership, FaultKind::Kill]),
