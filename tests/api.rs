@@ -403,3 +403,28 @@ fn ctl_exit_statuses_failover_completions_and_man_page() {
     let text = String::from_utf8_lossy(&man.stdout);
     assert!(man.status.success() && text.contains(".TH roster") && text.contains("serve"), "{text}");
 }
+
+/// `-o table|json|yaml` is honoured by every command, single objects included, and
+/// `cluster status` shows the indexes.
+#[test]
+fn output_formats_are_uniform() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProcess::single(&dir.path().join("n1"));
+    let ep = node.addr.as_str();
+    assert!(ctl(ep, &["servers", "add", "rt1", "--host", "10.0.0.1"]).0);
+    for args in [&["servers", "get", "rt1"][..], &["servers", "list"], &["history", "1"], &["state"]] {
+        let (ok, json_out, err) = ctl(ep, &[&["-o", "json"][..], args].concat());
+        assert!(ok, "{args:?}: {err}");
+        let parsed: Value = serde_json::from_str(&json_out).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {json_out}"));
+        let (ok, yaml_out, err) = ctl(ep, &[&["-o", "yaml"][..], args].concat());
+        assert!(ok, "{args:?}: {err}");
+        let from_yaml: Value = serde_yaml::from_str(&yaml_out).unwrap_or_else(|e| panic!("{args:?}: not YAML ({e}): {yaml_out}"));
+        assert_eq!(from_yaml, parsed, "{args:?}: YAML and JSON disagree");
+        let (ok, table, _) = ctl(ep, &args.to_vec());
+        assert!(ok && serde_json::from_str::<Value>(&table).is_err(), "{args:?}: the table output is JSON: {table}");
+    }
+    let (ok, table, _) = ctl(ep, &["servers", "get", "rt1"]);
+    assert!(ok && table.lines().any(|l| l.starts_with("host") && l.contains("10.0.0.1")), "{table}");
+    let (ok, status, _) = ctl(ep, &["cluster", "status"]);
+    assert!(ok && status.contains("last log index") && status.contains("applied"), "{status}");
+}

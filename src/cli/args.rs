@@ -12,6 +12,14 @@ use super::client::Transport;
 pub enum Output {
     Table,
     Json,
+    Yaml,
+}
+
+impl Output {
+    /// JSON or YAML: the answer as data rather than text for people.
+    pub fn structured(self) -> bool {
+        self != Output::Table
+    }
 }
 
 /// Where the management nodes are and how to authenticate to them (ctl, agent, audit).

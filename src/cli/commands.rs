@@ -134,7 +134,7 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
         }
         CtlCommand::Changesets(ChangesetsCmd::Preview { id }) => {
             let v = ok(get(format!("/v1/changesets/{id}/preview?{q}")).await?)?;
-            if out == Output::Json {
+            if out.structured() {
                 show(out, v);
             } else if v["valid"] == json!(true) {
                 println!("changeset {id} applies cleanly on revision {}:", v["revision"]);
@@ -196,7 +196,7 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
                 None => format!("/v1/diff?{q}&from={from}"),
             };
             let v = ok(get(path).await?)?;
-            if out == Output::Json {
+            if out.structured() {
                 show(out, v);
             } else {
                 println!("changes from revision {} to {}:", v["from"], v["to"]);
@@ -205,10 +205,19 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
         }
         CtlCommand::Cluster(ClusterCmd::Status) => {
             let v = ok(get("/v1/cluster".into()).await?)?;
-            if out == Output::Json {
+            if out.structured() {
                 show(out, v);
             } else {
                 println!("leader {}  term {}  revision {}", plain(&v["leader"]), v["term"], v["revision"]);
+                println!(
+                    "node {} ({}): last log index {}  applied {}  snapshot {}  purged {}",
+                    plain(&v["node_id"]),
+                    plain(&v["state"]).to_lowercase(),
+                    plain(&v["last_log_index"]),
+                    plain(&v["applied_index"]),
+                    plain(&v["snapshot_index"]),
+                    plain(&v["purged_index"])
+                );
                 print(out, &v["members"], &["id", "addr", "role", "lag", "version", "priority"], |m| {
                     let id = m["id"].to_string();
                     let role = if v["leader"] == m["id"] { "leader" } else if m["voter"] == json!(true) { "voter" } else { "learner" };
@@ -224,7 +233,7 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
         }
         CtlCommand::Cluster(ClusterCmd::TransferLeader { id }) => {
             let v = ok(client.send(M::POST, "/v1/cluster/leader", Some(&json!({"node": id}))).await?)?;
-            if out == Output::Json {
+            if out.structured() {
                 show(out, v);
             } else {
                 println!("leader is now node {} (was node {}); writes paused {} ms", plain(&v["leader"]), plain(&v["previous"]), v["took_ms"]);
@@ -248,7 +257,7 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
             if let Some(f) = secret_file {
                 crate::tls::write_private(&f, &format!("{}\n", plain(&v["token"])))?;
                 println!("token {} ({}) created; its secret is in {} (mode 0600)", plain(&v["name"]), plain(&v["role"]), f.display());
-            } else if out == Output::Json {
+            } else if out.structured() {
                 show(out, v);
             } else {
                 println!("token {} ({}) created; its secret, shown only now:", plain(&v["name"]), plain(&v["role"]));
@@ -267,7 +276,7 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
         }
         CtlCommand::Whoami => {
             let v = ok(get("/v1/whoami".into()).await?)?;
-            if out == Output::Json || v["name"].is_null() {
+            if out.structured() || v["name"].is_null() {
                 show(out, v);
             } else {
                 println!("{} ({})", plain(&v["name"]), plain(&v["role"]));

@@ -34,8 +34,8 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
         }
         CtlCommand::Plan { file, prune } => {
             let changes = planned(&state, file, *prune)?;
-            if args.output == Output::Json {
-                println!("{}", serde_json::to_string_pretty(&json!({"revision": state.revision, "changes": changes}))?);
+            if args.output.structured() {
+                super::output::show(args.output, json!({"revision": state.revision, "changes": changes}));
             } else if changes.is_empty() {
                 println!("no changes: the cluster already matches {} (revision {})", file.display(), state.revision);
             } else {
@@ -79,8 +79,8 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
                     }
                 }
             };
-            if args.output == Output::Json {
-                println!("{}", serde_json::to_string_pretty(&v)?);
+            if args.output.structured() {
+                super::output::show(args.output, v);
             } else if let Some(id) = &args.changeset {
                 println!("staged {} change(s) in changeset {id}", changes.len());
             } else {

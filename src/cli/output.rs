@@ -16,15 +16,39 @@ pub(super) fn join(v: &Value) -> String {
     v.as_array().map(|a| a.iter().map(plain).collect::<Vec<_>>().join(",")).unwrap_or_default()
 }
 
+/// Prints an answer: JSON or YAML as asked; as a table, an object becomes `field  value`
+/// lines (nested values as compact JSON) and an array of objects a table of their fields.
 pub(super) fn show(out: Output, v: Value) {
-    let _ = out;
-    println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    match out {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default()),
+        Output::Yaml => print!("{}", serde_yaml::to_string(&v).unwrap_or_default()),
+        Output::Table => match &v {
+            Value::Object(m) => {
+                let rows: Vec<Vec<String>> = m.iter().map(|(k, x)| vec![k.clone(), plain(x)]).collect();
+                print_table(&["field", "value"], &rows);
+            }
+            Value::Array(items) if items.iter().all(Value::is_object) && !items.is_empty() => {
+                let mut headers: Vec<String> = Vec::new();
+                for item in items {
+                    for k in item.as_object().into_iter().flat_map(|o| o.keys()) {
+                        if !headers.contains(k) {
+                            headers.push(k.clone());
+                        }
+                    }
+                }
+                let rows: Vec<Vec<String>> = items.iter().map(|i| headers.iter().map(|h| plain(&i[h.as_str()])).collect()).collect();
+                let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
+                print_table(&headers, &rows);
+            }
+            other => println!("{}", plain(other)),
+        },
+    }
 }
 
 /// Prints the outcome of a write.
 pub(super) fn report(out: Output, v: &Value) {
-    if out == Output::Json {
-        println!("{v}");
+    if out.structured() {
+        show(out, v.clone());
         return;
     }
     if let Some(r) = v.pointer("/committed/revision") {
@@ -42,8 +66,8 @@ pub(super) fn report(out: Output, v: &Value) {
 
 /// Prints rows of a JSON array as a table (or the JSON itself).
 pub(super) fn print(out: Output, v: &Value, headers: &[&str], row: impl Fn(&Value) -> Vec<String>) {
-    if out == Output::Json {
-        println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+    if out.structured() {
+        show(out, v.clone());
         return;
     }
     let rows: Vec<Vec<String>> = v
@@ -87,8 +111,8 @@ pub fn print_table(headers: &[&str], rows: &[Vec<String>]) {
 }
 
 pub(super) fn print_configs(out: Output, tasks: &Value) {
-    if out == Output::Json {
-        println!("{}", serde_json::to_string_pretty(tasks).unwrap_or_default());
+    if out.structured() {
+        show(out, tasks.clone());
         return;
     }
     let mut rows = Vec::new();
