@@ -98,6 +98,13 @@ enum Cmd {
         /// round); off by default. At least --agent-stale-after-secs.
         #[arg(long)]
         forget_agents_after_secs: Option<u64>,
+        /// A server becomes failed cluster-wide after failure reports from this many distinct
+        /// agents (1: the first report, the product's behaviour)...
+        #[arg(long, default_value_t = roster::api::FAIL_AFTER_REPORTS_DEFAULT)]
+        fail_after_reports: usize,
+        /// ...within this long.
+        #[arg(long, default_value_t = roster::api::FAIL_REPORT_WINDOW_SECS_DEFAULT)]
+        fail_report_window_secs: u64,
         /// The history signing key that signs checkpoints (`GET /v1/history/checkpoint`).
         /// Default: `history-key` in --secure-dir when that file exists.
         #[arg(long)]
@@ -306,6 +313,8 @@ async fn main() -> anyhow::Result<()> {
             leader_priority,
             agent_stale_after_secs,
             forget_agents_after_secs,
+            fail_after_reports,
+            fail_report_window_secs,
             security,
         } => {
             tracing_subscriber::fmt().with_env_filter(filter).init();
@@ -319,6 +328,8 @@ async fn main() -> anyhow::Result<()> {
             }
             roster::server::check_failure_detection(heartbeat_ms, election_timeout_min_ms, election_timeout_max_ms).map_err(anyhow::Error::msg)?;
             anyhow::ensure!(agent_stale_after_secs >= 1, "--agent-stale-after-secs must be at least 1");
+            anyhow::ensure!((1..=1000).contains(&fail_after_reports), "--fail-after-reports must be 1 to 1000");
+            anyhow::ensure!(fail_report_window_secs >= 1, "--fail-report-window-secs must be at least 1");
             if let Some(f) = forget_agents_after_secs {
                 anyhow::ensure!(
                     f >= agent_stale_after_secs,
@@ -334,6 +345,7 @@ async fn main() -> anyhow::Result<()> {
                 leader_priority,
                 agent_stale_after_ms: agent_stale_after_secs.saturating_mul(1000),
                 forget_agents_after_ms: forget_agents_after_secs.map(|s| s.saturating_mul(1000)),
+                failure_policy: roster::api::FailurePolicy { reports: fail_after_reports, window_ms: fail_report_window_secs.saturating_mul(1000) },
                 advertise,
                 peers: parse_peers(&peers)?,
                 snapshot_every_logs,

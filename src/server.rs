@@ -67,6 +67,8 @@ pub struct ServeConfig {
     pub agent_stale_after_ms: u64,
     /// `--forget-agents-after-secs`, in ms: the leader removes agents unseen this long.
     pub forget_agents_after_ms: Option<u64>,
+    /// `--fail-after-reports` and `--fail-report-window-secs`.
+    pub failure_policy: crate::api::FailurePolicy,
     /// A separate listener for node-to-node traffic (Raft, forwarded writes), with its own
     /// connection budget, so client load on `listen` cannot starve consensus. With it, member
     /// addresses (`--peers`, `cluster add-node`) are peer addresses and `listen` serves only
@@ -168,6 +170,7 @@ impl ServeConfig {
             leader_priority: None,
             agent_stale_after_ms: crate::api::AGENT_STALE_AFTER_SECS_DEFAULT * 1000,
             forget_agents_after_ms: None,
+            failure_policy: Default::default(),
         }
     }
 }
@@ -354,6 +357,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         history_key,
         leader_priority: config.leader_priority,
         agent_stale_after_ms: config.agent_stale_after_ms,
+        failure_policy: config.failure_policy,
     };
     // With a peer listener, the client port serves no Raft routes at all.
     let router = api::router(ctx.clone(), peer_listener.is_none());

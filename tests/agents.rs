@@ -476,3 +476,45 @@ fn unseen_agents_go_stale_and_are_forgotten_and_removed_agents_can_return() {
     assert!(!ok && err.contains("nobody"), "{err}");
     drop(live);
 }
+
+/// With --fail-after-reports 2 a server becomes failed only once two distinct agents reported
+/// it (a repeat by the same agent does not count); every report is in the event log, and
+/// `agents list` shows who reported what.
+#[test]
+fn a_failure_policy_needs_reports_from_distinct_agents() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(&dir.path().join("c"), 3, &["--fail-after-reports", "2", "--fail-report-window-secs", "120"]);
+    let eps = cluster.endpoints();
+    let a1 = AgentProcess::start("a1", &eps, &dir.path().join("a1"));
+    let a2 = AgentProcess::start("a2", &eps, &dir.path().join("a2"));
+    wait_registered(&cluster, &["a1", "a2"]);
+    let rev = setup(&cluster, &["a1", "a2"], &[]);
+    a1.wait_revision(rev, Duration::from_secs(20));
+    a2.wait_revision(rev, Duration::from_secs(20));
+    let api = Api::new(cluster.node(0));
+    let reports = |api: &Api| api.get("/v1/events?kind=connection_failed").as_array().map_or(0, Vec::len);
+
+    a1.report_failure("billing", "rt1");
+    let started = Instant::now();
+    while reports(&api) < 1 {
+        assert!(started.elapsed() < Duration::from_secs(20), "the report was not recorded");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The reporting agent stops using rt1 at once; the cluster waits for a second agent.
+    assert_eq!(a1.resolve("billing").1["server"], "rt2");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(api.get("/v1/servers/rt1")["status"], "enabled", "one agent's report marked rt1 failed");
+    let row = |id: &str| api.get("/v1/agents")["agents"].as_array().unwrap().iter().find(|a| a["id"] == id).cloned().unwrap();
+    assert_eq!(row("a1")["reported"], json!(["rt1"]));
+
+    a2.report_failure("billing", "rt1");
+    let started = Instant::now();
+    while api.get("/v1/servers/rt1")["status"] != "failed" {
+        assert!(started.elapsed() < Duration::from_secs(20), "two agents' reports did not mark rt1 failed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let events = api.get("/v1/events?kind=connection_failed");
+    let actors: Vec<&str> = events.as_array().unwrap().iter().map(|e| e["actor"].as_str().unwrap()).collect();
+    assert!(actors.contains(&"agent:a1") && actors.contains(&"agent:a2"), "{events}");
+    assert!(events.to_string().contains("for task billing"), "{events}");
+}

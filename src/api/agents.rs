@@ -11,7 +11,7 @@
 //! - `GET /v1/agents`: every agent with its clusters, deployed revision, last contact and lag,
 //!   merged from all nodes (each node knows the agents that talk to it).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -413,8 +413,27 @@ async fn report_failure(State(ctx): State<Ctx>, ApiPath(id): ApiPath<String>, Ap
             ));
         }
     }
-    let msg = format!("agent {id} could not use server {} for task {}", r.server, r.task);
+    let msg = report_message(&id, &r.server, &r.task);
     super::events::record(&ctx, crate::domain::oplog::Level::Warning, "connection_failed", msg, format!("agent:{id}")).await;
+    let policy = ctx.failure_policy;
+    if policy.reports > 1 {
+        if ctx.machine.read().event_settings.min_level > crate::domain::oplog::Level::Warning {
+            return Ok(Json(json!({"marked_failed": false, "reason": "reports are not recorded (the event log's minimum level is above warning), so --fail-after-reports cannot count them"})).into_response());
+        }
+        // Every report committed so far, from any node, is in the replicated event log.
+        super::read_barrier(&ctx, super::Consistency::Linearizable).await?;
+        let reporters = recent_reports(&ctx, policy.window_ms).await?.remove(&r.server).unwrap_or_default();
+        if reporters.len() < policy.reports {
+            let reason = format!(
+                "{} of the {} distinct agents needed reported server {} within {} s",
+                reporters.len(),
+                policy.reports,
+                r.server,
+                policy.window_ms / 1000
+            );
+            return Ok(Json(json!({"marked_failed": false, "reason": reason, "reporters": reporters})).into_response());
+        }
+    }
     let meta = WriteMeta {
         actor: format!("agent:{id}"),
         comment: format!("connection failure reported for task {}", r.task),
@@ -431,6 +450,51 @@ async fn report_failure(State(ctx): State<Ctx>, ApiPath(id): ApiPath<String>, Ap
         }
         Err(e) => Err(e),
     }
+}
+
+/// When a server becomes `failed` cluster-wide: after reports from `reports` distinct agents
+/// within `window_ms` (`--fail-after-reports`, `--fail-report-window-secs`).
+#[derive(Clone, Copy, Debug)]
+pub struct FailurePolicy {
+    pub reports: usize,
+    pub window_ms: u64,
+}
+
+/// Defaults: one report marks the server failed (the seed's behaviour); a 5-minute window.
+pub const FAIL_AFTER_REPORTS_DEFAULT: usize = 1;
+pub const FAIL_REPORT_WINDOW_SECS_DEFAULT: u64 = 300;
+
+impl Default for FailurePolicy {
+    fn default() -> Self {
+        Self { reports: FAIL_AFTER_REPORTS_DEFAULT, window_ms: FAIL_REPORT_WINDOW_SECS_DEFAULT * 1000 }
+    }
+}
+
+const REPORT_PREFIX: &str = "could not use server ";
+
+/// The event message of a report (its actor is the agent).
+fn report_message(agent: &AgentId, server: &ServerName, task: &TaskName) -> String {
+    format!("agent {agent} {REPORT_PREFIX}{server} for task {task}")
+}
+
+/// Failure reports in the event log within the last `window_ms`: server → reporting agents.
+async fn recent_reports(ctx: &Ctx, window_ms: u64) -> Result<BTreeMap<ServerName, BTreeSet<String>>, ApiError> {
+    let since = now_ms().saturating_sub(window_ms);
+    let reader = ctx.reader.clone();
+    let events = tokio::task::spawn_blocking(move || {
+        reader.events(crate::domain::oplog::EVENT_RETENTION_MAX as usize, |e| e.kind == "connection_failed" && e.time_ms >= since)
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))?
+    .map_err(|e| ApiError::internal(e.to_string()))?;
+    let mut out: BTreeMap<ServerName, BTreeSet<String>> = BTreeMap::new();
+    for e in events {
+        let server = e.message.split_once(REPORT_PREFIX).and_then(|(_, rest)| rest.split(' ').next()).and_then(|s| ServerName::new(s).ok());
+        if let (Some(server), Some(agent)) = (server, e.actor.strip_prefix("agent:")) {
+            out.entry(server).or_default().insert(agent.to_string());
+        }
+    }
+    Ok(out)
 }
 
 async fn contacts(State(ctx): State<Ctx>) -> Response {
@@ -479,6 +543,13 @@ pub async fn agent_rows(ctx: &Ctx, keep: impl Fn(&AgentId) -> bool, limit: usize
             Err(_) => unreachable.push(addr),
         }
     }
+    // Which servers each agent reported within the failure-report window.
+    let mut reported: HashMap<String, Vec<String>> = HashMap::new();
+    for (server, agents) in recent_reports(ctx, ctx.failure_policy.window_ms).await.unwrap_or_default() {
+        for a in agents {
+            reported.entry(a).or_default().push(server.to_string());
+        }
+    }
     let now = now_ms();
     let live = ctx.machine.read();
     let state = &live.state;
@@ -511,6 +582,7 @@ pub async fn agent_rows(ctx: &Ctx, keep: impl Fn(&AgentId) -> bool, limit: usize
                 "node": if c.node == 0 { None } else { Some(c.node) },
                 "lag": lag,
                 "connected": c.watching > 0,
+                "reported": reported.get(a.id.as_str()).cloned().unwrap_or_default(),
                 "stale": c.watching == 0 && unseen_ms > ctx.agent_stale_after_ms,
             })
         })

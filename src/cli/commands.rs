@@ -65,7 +65,7 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
         CtlCommand::Clusters(ClustersCmd::Get { name }) => show(out, ok(get(format!("/v1/agent-clusters/{name}?{q}")).await?)?),
         CtlCommand::Agents(AgentsCmd::List) => {
             let v = ok(get("/v1/agents".into()).await?)?;
-            print(out, &v["agents"], &["id", "state", "clusters", "deployed", "desired", "lag", "last_contact", "node"], |a| {
+            print(out, &v["agents"], &["id", "state", "clusters", "deployed", "desired", "lag", "last_contact", "node", "reported"], |a| {
                 let state = if a["connected"] == json!(true) { "connected" } else if a["stale"] == json!(true) { "stale" } else { "idle" };
                 vec![
                     plain(&a["id"]),
@@ -76,6 +76,7 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
                     plain(&a["lag"]),
                     a["last_contact_ms"].as_u64().map(format_ms).unwrap_or_else(|| "never".into()),
                     plain(&a["node"]),
+                    join(&a["reported"]),
                 ]
             });
             if let Some(u) = v["unreachable_nodes"].as_array().filter(|u| !u.is_empty()) {
