@@ -20,6 +20,9 @@ fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Invalid(format!("corrupt {what}: {e}"))
 }
 
+/// How far the nodes' clocks may disagree, for scans of recent events.
+pub const EVENT_CLOCK_SKEW_MS: u64 = 60_000;
+
 impl Reader {
     pub fn new(store: StateStore) -> Self {
         Self { store }
@@ -83,6 +86,29 @@ impl Reader {
     pub fn events(&self, limit: usize, keep: impl Fn(&OpEvent) -> bool) -> Result<Vec<OpEvent>, StoreError> {
         let raw = self.store.events_recent(limit, |bytes| codec::decode::<OpEvent>(bytes).map_or(true, |e| keep(&e)))?;
         raw.into_iter().map(|(_, b)| codec::decode(&b).map_err(|e| corrupt("event", e))).collect()
+    }
+
+    /// The events `keep` accepts among those recorded since `since_ms`, newest first. Events
+    /// carry the recording node's clock, so the scan goes [`EVENT_CLOCK_SKEW_MS`] further
+    /// back before it stops: it reads the window, not the whole log.
+    pub fn events_since(&self, since_ms: u64, keep: impl Fn(&OpEvent) -> bool) -> Result<Vec<OpEvent>, StoreError> {
+        let stop_before = since_ms.saturating_sub(EVENT_CLOCK_SKEW_MS);
+        let mut out = Vec::new();
+        let mut failed = None;
+        self.store.events_newest_first(|_, bytes| match codec::decode::<OpEvent>(bytes) {
+            Ok(e) if e.time_ms < stop_before => std::ops::ControlFlow::Break(()),
+            Ok(e) => {
+                if e.time_ms >= since_ms && keep(&e) {
+                    out.push(e);
+                }
+                std::ops::ControlFlow::Continue(())
+            }
+            Err(err) => {
+                failed = Some(corrupt("event", err));
+                std::ops::ControlFlow::Break(())
+            }
+        })?;
+        failed.map_or(Ok(out), Err)
     }
 
     /// Approximate bytes of the stored history.

@@ -481,9 +481,7 @@ fn report_message(agent: &AgentId, server: &ServerName, task: &TaskName) -> Stri
 async fn recent_reports(ctx: &Ctx, window_ms: u64) -> Result<BTreeMap<ServerName, BTreeSet<String>>, ApiError> {
     let since = now_ms().saturating_sub(window_ms);
     let reader = ctx.reader.clone();
-    let events = tokio::task::spawn_blocking(move || {
-        reader.events(crate::domain::oplog::EVENT_RETENTION_MAX as usize, |e| e.kind == "connection_failed" && e.time_ms >= since)
-    })
+    let events = tokio::task::spawn_blocking(move || reader.events_since(since, |e| e.kind == "connection_failed"))
     .await
     .map_err(|e| ApiError::internal(e.to_string()))?
     .map_err(|e| ApiError::internal(e.to_string()))?;

@@ -229,6 +229,18 @@ impl StateStore {
         Ok(out)
     }
 
+    /// Visits the stored events newest first (sequence number, encoded event) until `visit`
+    /// breaks.
+    pub fn events_newest_first(&self, mut visit: impl FnMut(u64, &[u8]) -> std::ops::ControlFlow<()>) -> Result<(), StoreError> {
+        for item in self.db.iterator_cf(cf(&self.db, CF_EVENTS), IteratorMode::End) {
+            let (k, v) = item?;
+            if visit(key_u64(&k)?, &v).is_break() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     /// The next event sequence number (one past the newest stored event).
     pub fn events_next_seq(&self) -> Result<u64, StoreError> {
         let end = u64_key(u64::MAX);
