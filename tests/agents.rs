@@ -57,6 +57,19 @@ fn setup(cluster: &Cluster, eu: &[&str], us: &[&str]) -> u64 {
 
 /// A 3-node cluster with agent a1 in cluster eu, after the agent deployed the setup; returns
 /// the agent's status at that point too.
+/// A 3-node cluster (with `extra` flags) and agents a1 and a2 in eu, both at the setup revision.
+fn two_agents_in_eu(dir: &std::path::Path, extra: &[&str]) -> (Cluster, AgentProcess, AgentProcess) {
+    let cluster = Cluster::start(&dir.join("c"), 3, extra);
+    let eps = cluster.endpoints();
+    let a1 = AgentProcess::start("a1", &eps, &dir.join("a1"));
+    let a2 = AgentProcess::start("a2", &eps, &dir.join("a2"));
+    wait_registered(&cluster, &["a1", "a2"]);
+    let rev = setup(&cluster, &["a1", "a2"], &[]);
+    a1.wait_revision(rev, Duration::from_secs(20));
+    a2.wait_revision(rev, Duration::from_secs(20));
+    (cluster, a1, a2)
+}
+
 fn one_agent_in_eu(dir: &std::path::Path) -> (Cluster, AgentProcess, Value) {
     let cluster = Cluster::start(&dir.join("c"), 3, &[]);
     let a1 = AgentProcess::start("a1", &cluster.endpoints(), &dir.join("a1"));
@@ -195,14 +208,7 @@ fn without_the_cluster_the_agent_serves_its_local_files() {
 #[test]
 fn a_reported_failure_marks_the_server_failed_on_every_agent() {
     let dir = tempfile::tempdir().unwrap();
-    let cluster = Cluster::start(&dir.path().join("c"), 3, &[]);
-    let eps = cluster.endpoints();
-    let a1 = AgentProcess::start("a1", &eps, &dir.path().join("a1"));
-    let a2 = AgentProcess::start("a2", &eps, &dir.path().join("a2"));
-    wait_registered(&cluster, &["a1", "a2"]);
-    let rev = setup(&cluster, &["a1", "a2"], &[]);
-    a1.wait_revision(rev, Duration::from_secs(20));
-    a2.wait_revision(rev, Duration::from_secs(20));
+    let (cluster, a1, a2) = two_agents_in_eu(dir.path(), &[]);
     assert_eq!(a1.resolve("billing").1["server"], "rt1");
 
     a1.report_failure("billing", "rt1");
@@ -483,14 +489,7 @@ fn unseen_agents_go_stale_and_are_forgotten_and_removed_agents_can_return() {
 #[test]
 fn a_failure_policy_needs_reports_from_distinct_agents() {
     let dir = tempfile::tempdir().unwrap();
-    let cluster = Cluster::start(&dir.path().join("c"), 3, &["--fail-after-reports", "2", "--fail-report-window-secs", "120"]);
-    let eps = cluster.endpoints();
-    let a1 = AgentProcess::start("a1", &eps, &dir.path().join("a1"));
-    let a2 = AgentProcess::start("a2", &eps, &dir.path().join("a2"));
-    wait_registered(&cluster, &["a1", "a2"]);
-    let rev = setup(&cluster, &["a1", "a2"], &[]);
-    a1.wait_revision(rev, Duration::from_secs(20));
-    a2.wait_revision(rev, Duration::from_secs(20));
+    let (cluster, a1, a2) = two_agents_in_eu(dir.path(), &["--fail-after-reports", "2", "--fail-report-window-secs", "120"]);
     let api = Api::new(cluster.node(0));
     let reports = |api: &Api| api.get("/v1/events?kind=connection_failed").as_array().map_or(0, Vec::len);
 
