@@ -89,6 +89,8 @@ pub const LEARNER_CATCH_UP_MS: u64 = 60_000;
 /// Retry delays while no leader is known: doubling from the first to the ceiling.
 pub const RETRY_BACKOFF_FIRST_MS: u64 = 20;
 pub const RETRY_BACKOFF_MAX_MS: u64 = 500;
+/// A retry waits at least this long even when a new leader is already known.
+pub const RETRY_WAKE_FLOOR_MS: u64 = 2;
 
 fn leader_of(f: &openraft::error::ForwardToLeader<NodeId, BasicNode>) -> Option<(NodeId, String)> {
     f.leader_id.zip(f.leader_node.as_ref().map(|n| n.addr.clone()))
@@ -442,7 +444,10 @@ impl RaftNode {
     /// `known`: a retry after a failover then goes out as soon as the new leader is heard of,
     /// not at the end of a backoff step that may be hundreds of milliseconds long.
     async fn wait_leader_change(&self, known: Option<NodeId>, at_most: Duration) {
-        self.wait_for_leader_other_than(known, at_most).await;
+        // A floor, so a view of the leader that disagrees with the last answer never spins.
+        let floor = Duration::from_millis(RETRY_WAKE_FLOOR_MS).min(at_most);
+        tokio::time::sleep(floor).await;
+        self.wait_for_leader_other_than(known, at_most - floor).await;
     }
 
     /// Waits up to `timeout` until this node knows of a leader other than `old`.
