@@ -6,12 +6,11 @@
 //!   Every answer is a full configuration, so an agent can never miss an update in between.
 //!   The first contact of an unknown agent registers it.
 //! - `POST /v1/agents/{id}/ack`: the revision the agent deployed.
-//! - `POST /v1/agents/{id}/failures`: a client could not use a server; the server is marked
-//!   failed in the cluster (and so excluded on every agent) until an operator re-enables it.
+//! - `POST /v1/agents/{id}/failures`: a client could not use a server (`agent_reports.rs`).
 //! - `GET /v1/agents`: every agent with its clusters, deployed revision, last contact and lag,
 //!   merged from all nodes (each node knows the agents that talk to it).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -25,7 +24,7 @@ use serde_json::json;
 use super::{route, RouteSpec};
 use crate::auth::{Access, READ_CONFIG, WRITE_CONFIG};
 use super::{read_response, submit, ApiError, ApiJson, ApiPath, ApiQuery, Ctx, WriteMeta};
-use crate::domain::{AgentId, Change, CommandBody, Outcome, RejectCode, ServerName, TaskName};
+use crate::domain::{AgentId, Change, CommandBody, RejectCode, ServerName, TaskName};
 use crate::projection::project;
 
 /// Longest a config watch is held open.
@@ -53,7 +52,7 @@ struct ReportBudget {
 }
 
 /// Why a failure report is not turned into a write.
-enum ReportAdmission {
+pub(super) enum ReportAdmission {
     Admit,
     Repeat,
     RateLimited,
@@ -88,7 +87,7 @@ impl Drop for Holding {
     }
 }
 
-fn now_ms() -> u64 {
+pub(super) fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
@@ -131,7 +130,7 @@ impl AgentTracker {
         Holding { contacts: self.contacts.clone(), id: id.clone() }
     }
 
-    fn touch(&self, id: &AgentId, node: u64, deployed: Option<u64>) {
+    pub(super) fn touch(&self, id: &AgentId, node: u64, deployed: Option<u64>) {
         let now = now_ms();
         let mut map = self.contacts.lock().expect("tracker lock");
         let c = map.entry(id.clone()).or_default();
@@ -152,7 +151,7 @@ impl AgentTracker {
     }
 
     /// Rate limit and de-duplication of failure reports, per agent (wall clock, this node).
-    fn admit_report(&self, id: &AgentId, task: &TaskName, server: &ServerName) -> ReportAdmission {
+    pub(super) fn admit_report(&self, id: &AgentId, task: &TaskName, server: &ServerName) -> ReportAdmission {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
         let mut map = self.reports.lock().expect("report budget lock");
         let b = map.entry(id.clone()).or_default();
@@ -186,7 +185,7 @@ pub fn routes() -> Vec<RouteSpec> {
         route(M::DELETE, "/v1/agents/{id}", Access::Roles(WRITE_CONFIG), remove_agent),
         route(M::GET, "/v1/agents/{id}/config", Access::AgentSelf, watch_config),
         route(M::POST, "/v1/agents/{id}/ack", Access::AgentSelf, ack),
-        route(M::POST, "/v1/agents/{id}/failures", Access::AgentSelf, report_failure),
+        route(M::POST, "/v1/agents/{id}/failures", Access::AgentSelf, super::agent_reports::report_failure),
         route(M::GET, "/internal/agent-contacts", Access::Peer, contacts),
     ]
 }
@@ -281,7 +280,7 @@ async fn ensure_registered(ctx: &Ctx, id: &AgentId) -> Result<(), ApiError> {
 
 /// Acks and reports are accepted only from registered agents, so the contact table stays
 /// bounded by the number of agents.
-fn require_registered(ctx: &Ctx, id: &AgentId) -> Result<(), ApiError> {
+pub(super) fn require_registered(ctx: &Ctx, id: &AgentId) -> Result<(), ApiError> {
     if ctx.machine.read().state.agents.contains_key(id) {
         Ok(())
     } else {
@@ -370,131 +369,6 @@ async fn ack(State(ctx): State<Ctx>, ApiPath(id): ApiPath<String>, ApiJson(r): A
     Ok(Json(json!({"acknowledged": r.revision})).into_response())
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FailureReport {
-    task: TaskName,
-    server: ServerName,
-}
-
-/// A failure report is accepted only for a server in the reporting agent's own configuration
-/// of that task (as the cluster deploys it), checked on state at least as new as the leader's
-/// commit; reports are rate-limited and de-duplicated per agent, and a report that changes
-/// nothing (the server is already failed or disabled) writes nothing.
-async fn report_failure(State(ctx): State<Ctx>, ApiPath(id): ApiPath<String>, ApiJson(r): ApiJson<FailureReport>) -> Result<Response, ApiError> {
-    let id = AgentId::new(id)?;
-    require_registered(&ctx, &id)?;
-    ctx.agents.touch(&id, ctx.node.id, None);
-    super::read_barrier(&ctx, super::Consistency::Linearizable).await?;
-    let status = {
-        let live = ctx.machine.read();
-        let config = project(&live.state, &id);
-        let task = config.tasks.get(&r.task).ok_or_else(|| {
-            ApiError::not_found(format!("task {} is not in agent {id}'s configuration", r.task))
-        })?;
-        let server = task.servers.iter().find(|s| s.name == r.server).ok_or_else(|| {
-            ApiError::not_found(format!("server {} is not in the failover list of task {} for agent {id}", r.server, r.task))
-        })?;
-        server.status
-    };
-    if status != crate::domain::ServerStatus::Enabled {
-        return Ok(Json(json!({"marked_failed": false, "reason": format!("server {} is already {}", r.server, status.as_str())})).into_response());
-    }
-    match ctx.agents.admit_report(&id, &r.task, &r.server) {
-        ReportAdmission::Admit => {}
-        ReportAdmission::Repeat => {
-            return Ok(Json(json!({"marked_failed": false, "reason": "already reported moments ago"})).into_response());
-        }
-        ReportAdmission::RateLimited => {
-            return Err(ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                format!("agent {id} sent more than {FAILURE_REPORTS_PER_AGENT_PER_MINUTE} failure reports in a minute"),
-            ));
-        }
-    }
-    let msg = report_message(&id, &r.server, &r.task);
-    super::events::record(&ctx, crate::domain::oplog::Level::Warning, "connection_failed", msg, format!("agent:{id}")).await;
-    let policy = ctx.failure_policy;
-    if policy.reports > 1 {
-        if ctx.machine.read().event_settings.min_level > crate::domain::oplog::Level::Warning {
-            return Ok(Json(json!({"marked_failed": false, "reason": "reports are not recorded (the event log's minimum level is above warning), so --fail-after-reports cannot count them"})).into_response());
-        }
-        // Every report committed so far, from any node, is in the replicated event log.
-        super::read_barrier(&ctx, super::Consistency::Linearizable).await?;
-        let reporters = recent_reports(&ctx, policy.window_ms).await?.remove(&r.server).unwrap_or_default();
-        if reporters.len() < policy.reports {
-            let reason = format!(
-                "{} of the {} distinct agents needed reported server {} within {} s",
-                reporters.len(),
-                policy.reports,
-                r.server,
-                policy.window_ms / 1000
-            );
-            return Ok(Json(json!({"marked_failed": false, "reason": reason, "reporters": reporters})).into_response());
-        }
-    }
-    let meta = WriteMeta {
-        actor: format!("agent:{id}"),
-        comment: format!("connection failure reported for task {}", r.task),
-        expected_revision: None,
-        idempotency_key: None,
-    };
-    let change = Change::MarkServerFailed { name: r.server.clone() };
-    match submit(&ctx, meta, CommandBody::Apply { changes: vec![change] }).await {
-        Ok(Outcome::RevisionSealed { revision }) => Ok(Json(json!({"marked_failed": true, "revision": revision})).into_response()),
-        Ok(other) => Ok(Json(json!({"marked_failed": false, "outcome": other})).into_response()),
-        // Changed meanwhile (failed or disabled by someone else): nothing to do, but say why.
-        Err(e) if e.status != StatusCode::SERVICE_UNAVAILABLE => {
-            Ok(Json(json!({"marked_failed": false, "reason": e.message})).into_response())
-        }
-        Err(e) => Err(e),
-    }
-}
-
-/// When a server becomes `failed` cluster-wide: after reports from `reports` distinct agents
-/// within `window_ms` (`--fail-after-reports`, `--fail-report-window-secs`).
-#[derive(Clone, Copy, Debug)]
-pub struct FailurePolicy {
-    pub reports: usize,
-    pub window_ms: u64,
-}
-
-/// Defaults: one report marks the server failed (the seed's behaviour); a 5-minute window.
-pub const FAIL_AFTER_REPORTS_DEFAULT: usize = 1;
-pub const FAIL_REPORT_WINDOW_SECS_DEFAULT: u64 = 300;
-
-impl Default for FailurePolicy {
-    fn default() -> Self {
-        Self { reports: FAIL_AFTER_REPORTS_DEFAULT, window_ms: FAIL_REPORT_WINDOW_SECS_DEFAULT * 1000 }
-    }
-}
-
-const REPORT_PREFIX: &str = "could not use server ";
-
-/// The event message of a report (its actor is the agent).
-fn report_message(agent: &AgentId, server: &ServerName, task: &TaskName) -> String {
-    format!("agent {agent} {REPORT_PREFIX}{server} for task {task}")
-}
-
-/// Failure reports in the event log within the last `window_ms`: server → reporting agents.
-async fn recent_reports(ctx: &Ctx, window_ms: u64) -> Result<BTreeMap<ServerName, BTreeSet<String>>, ApiError> {
-    let since = now_ms().saturating_sub(window_ms);
-    let reader = ctx.reader.clone();
-    let events = tokio::task::spawn_blocking(move || reader.events_since(since, |e| e.kind == "connection_failed"))
-    .await
-    .map_err(|e| ApiError::internal(e.to_string()))?
-    .map_err(|e| ApiError::internal(e.to_string()))?;
-    let mut out: BTreeMap<ServerName, BTreeSet<String>> = BTreeMap::new();
-    for e in events {
-        let server = e.message.split_once(REPORT_PREFIX).and_then(|(_, rest)| rest.split(' ').next()).and_then(|s| ServerName::new(s).ok());
-        if let (Some(server), Some(agent)) = (server, e.actor.strip_prefix("agent:")) {
-            out.entry(server).or_default().insert(agent.to_string());
-        }
-    }
-    Ok(out)
-}
-
 async fn contacts(State(ctx): State<Ctx>) -> Response {
     let map: HashMap<String, Contact> = ctx.agents.snapshot().into_iter().map(|(k, v)| (k.to_string(), v)).collect();
     Json(map).into_response()
@@ -543,7 +417,7 @@ pub async fn agent_rows(ctx: &Ctx, keep: impl Fn(&AgentId) -> bool, limit: usize
     }
     // Which servers each agent reported within the failure-report window.
     let mut reported: HashMap<String, Vec<String>> = HashMap::new();
-    for (server, agents) in recent_reports(ctx, ctx.failure_policy.window_ms).await.unwrap_or_default() {
+    for (server, agents) in super::agent_reports::recent_reports(ctx, ctx.failure_policy.window_ms).await.unwrap_or_default() {
         for a in agents {
             reported.entry(a).or_default().push(server.to_string());
         }

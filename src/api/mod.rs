@@ -4,6 +4,7 @@
 //! live state after a linearizable barrier. DTOs for this transport live in the handler
 //! modules; the domain types they convert to live in [`crate::domain`].
 
+mod agent_reports;
 mod agents;
 mod audit;
 mod backup;
@@ -72,7 +73,7 @@ pub struct Ctx {
     /// An agent no node has heard from for this long (and holding no watch) is `stale`.
     pub agent_stale_after_ms: u64,
     /// How many agents' failure reports mark a server failed.
-    pub failure_policy: agents::FailurePolicy,
+    pub failure_policy: agent_reports::FailurePolicy,
 }
 
 impl axum::extract::FromRef<Ctx> for crate::metrics::MetricsState {
@@ -123,7 +124,8 @@ pub fn route_rules() -> Vec<(Method, &'static str, Access)> {
     route_table().into_iter().map(|r| (r.method, r.path, r.access)).collect()
 }
 
-pub use agents::{agent_rows, forget_stale_agents, FailurePolicy, AGENT_STALE_AFTER_SECS_DEFAULT, FAIL_AFTER_REPORTS_DEFAULT, FAIL_REPORT_WINDOW_SECS_DEFAULT};
+pub use agent_reports::{FailurePolicy, FAIL_AFTER_REPORTS_DEFAULT, FAIL_REPORT_WINDOW_SECS_DEFAULT};
+pub use agents::{agent_rows, forget_stale_agents, AGENT_STALE_AFTER_SECS_DEFAULT};
 pub use audit::state_at;
 pub use cluster::{add_node_as, cluster_status, remove_node_as, transfer_leader_as};
 pub use read::{read_barrier, read_response, Consistency};

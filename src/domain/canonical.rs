@@ -341,49 +341,26 @@ impl Elements<'_, '_> {
     }
 }
 
-impl ser::SerializeSeq for Elements<'_, '_> {
-    type Ok = ();
-    type Error = CanonicalError;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), CanonicalError> {
-        self.element(value)
-    }
-    fn end(self) -> Result<(), CanonicalError> {
-        self.close()
-    }
+/// Every sequence-like serde form writes its items as array elements.
+macro_rules! elements_impl {
+    ($trait:ident, $method:ident) => {
+        impl ser::$trait for Elements<'_, '_> {
+            type Ok = ();
+            type Error = CanonicalError;
+            fn $method<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), CanonicalError> {
+                self.element(value)
+            }
+            fn end(self) -> Result<(), CanonicalError> {
+                self.close()
+            }
+        }
+    };
 }
 
-impl ser::SerializeTuple for Elements<'_, '_> {
-    type Ok = ();
-    type Error = CanonicalError;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), CanonicalError> {
-        self.element(value)
-    }
-    fn end(self) -> Result<(), CanonicalError> {
-        self.close()
-    }
-}
-
-impl ser::SerializeTupleStruct for Elements<'_, '_> {
-    type Ok = ();
-    type Error = CanonicalError;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), CanonicalError> {
-        self.element(value)
-    }
-    fn end(self) -> Result<(), CanonicalError> {
-        self.close()
-    }
-}
-
-impl ser::SerializeTupleVariant for Elements<'_, '_> {
-    type Ok = ();
-    type Error = CanonicalError;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), CanonicalError> {
-        self.element(value)
-    }
-    fn end(self) -> Result<(), CanonicalError> {
-        self.close()
-    }
-}
+elements_impl!(SerializeSeq, serialize_element);
+elements_impl!(SerializeTuple, serialize_element);
+elements_impl!(SerializeTupleStruct, serialize_field);
+elements_impl!(SerializeTupleVariant, serialize_field);
 
 impl ser::SerializeMap for Members<'_, '_> {
     type Ok = ();
