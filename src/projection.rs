@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
-use crate::domain::{AgentId, ClusterName, Event, Hash, ServerName, ServerStatus, State, TaskName};
+use crate::domain::{AgentId, ClusterName, Event, Hash, ServerName, ServerStatus, State, TaskName, Weighting};
 
 /// One server in an agent's failover list.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -19,6 +19,33 @@ pub struct AgentServer {
     pub name: ServerName,
     pub url: String,
     pub status: ServerStatus,
+    /// Priority tier (lower first); omitted on the wire when it is the default, 1.
+    #[serde(default = "default_priority", skip_serializing_if = "is_default_priority")]
+    pub priority: u16,
+    /// Load-balancing weight within the tier; omitted on the wire when it is the default, 1.
+    #[serde(default = "default_weight", skip_serializing_if = "is_default_weight")]
+    pub weight: u16,
+}
+
+fn default_priority() -> u16 {
+    Weighting::default().priority
+}
+fn default_weight() -> u16 {
+    Weighting::default().weight
+}
+fn is_default_priority(p: &u16) -> bool {
+    *p == default_priority()
+}
+fn is_default_weight(w: &u16) -> bool {
+    *w == default_weight()
+}
+
+impl AgentServer {
+    /// An entry in tier 1 with weight 1.
+    pub fn plain(name: ServerName, url: String, status: ServerStatus) -> Self {
+        let w = Weighting::default();
+        AgentServer { name, url, status, priority: w.priority, weight: w.weight }
+    }
 }
 
 /// An agent's configuration for one task.
@@ -52,7 +79,10 @@ pub fn project(state: &State, agent: &AgentId) -> AgentConfig {
                 .servers
                 .iter()
                 .filter_map(|n| state.servers.get(n))
-                .map(|s| AgentServer { name: s.name.clone(), url: s.url(), status: s.status })
+                .map(|s| {
+                    let w = cfg.weighting(&s.name);
+                    AgentServer { name: s.name.clone(), url: s.url(), status: s.status, priority: w.priority, weight: w.weight }
+                })
                 .collect();
             tasks.insert(task_name.clone(), AgentTask { cluster: cluster.clone(), load_balancing: cfg.load_balancing, servers });
         }
@@ -158,7 +188,8 @@ pub fn candidates(state: &State, events: &[Event], out: &mut BTreeSet<AgentId>) 
             }
             Event::ServerListSet { cluster, .. }
             | Event::LoadBalancingSet { cluster, .. }
-            | Event::TaskConfigDeleted { cluster, .. } => agents_of(cluster, out),
+            | Event::TaskConfigDeleted { cluster, .. }
+            | Event::ListEntryWeighted { cluster, .. } => agents_of(cluster, out),
         }
     }
 }

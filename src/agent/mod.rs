@@ -155,6 +155,12 @@ pub struct LocalTask {
 pub struct LocalServer {
     pub name: ServerName,
     pub url: String,
+    /// Priority tier (default 1, first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<u16>,
+    /// Load-balancing weight within the tier (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u16>,
 }
 
 impl LocalTask {
@@ -165,7 +171,12 @@ impl LocalTask {
             servers: self
                 .servers
                 .iter()
-                .map(|s| AgentServer { name: s.name.clone(), url: s.url.clone(), status: ServerStatus::Enabled })
+                .map(|s| {
+                    let mut a = AgentServer::plain(s.name.clone(), s.url.clone(), ServerStatus::Enabled);
+                    a.priority = s.priority.unwrap_or(a.priority);
+                    a.weight = s.weight.unwrap_or(a.weight);
+                    a
+                })
                 .collect(),
         }
     }

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::model::{Event, Server, ServerStatus, State};
+use super::model::{Event, Server, ServerStatus, State, PRIORITY_MAX, PRIORITY_MIN, WEIGHT_MAX, WEIGHT_MIN};
 use super::names::{
     AgentId, ClusterName, Host, PoolName, Scheme, ServerName, TaskName, AGENTS_PER_CLUSTER_MAX,
     CHANGES_PER_COMMAND_MAX, SERVERS_PER_LIST_MAX,
@@ -76,6 +76,17 @@ pub enum Change {
     /// tokens stay; a running agent registers again on its next contact). Appended last:
     /// the codec numbers variants by position.
     RemoveAgent { id: AgentId },
+    /// Sets a failover-list entry's priority tier and load-balancing weight; an omitted one
+    /// keeps its current value. Appended last: the codec numbers variants by position.
+    SetServerWeight {
+        task: TaskName,
+        cluster: ClusterName,
+        server: ServerName,
+        #[serde(default)]
+        priority: Option<u16>,
+        #[serde(default)]
+        weight: Option<u16>,
+    },
 }
 
 /// What a command does.
@@ -486,6 +497,28 @@ fn decide_one(state: &State, change: &Change, time_ms: u64) -> Result<Vec<Event>
         DeleteTaskConfig { task, cluster } => {
             current_list(state, task, cluster)?;
             vec![Event::TaskConfigDeleted { task: task.clone(), cluster: cluster.clone() }]
+        }
+        SetServerWeight { task, cluster, server: name, priority, weight } => {
+            let list = current_list(state, task, cluster)?;
+            if !list.contains(name) {
+                return Err(Rejection::new(RejectCode::NotFound, format!("server {name} is not in the list of {task} for {cluster}")));
+            }
+            if priority.is_none() && weight.is_none() {
+                return Err(Rejection::new(RejectCode::Invalid, "give a priority, a weight or both"));
+            }
+            let current = state.config(task, cluster).map(|c| c.weighting(name)).unwrap_or_default();
+            let priority = priority.unwrap_or(current.priority);
+            let weight = weight.unwrap_or(current.weight);
+            if !(PRIORITY_MIN..=PRIORITY_MAX).contains(&priority) {
+                return Err(Rejection::new(
+                    RejectCode::Invalid,
+                    format!("priority {priority} is out of range: tiers are {PRIORITY_MIN} (first) to {PRIORITY_MAX}"),
+                ));
+            }
+            if !(WEIGHT_MIN..=WEIGHT_MAX).contains(&weight) {
+                return Err(Rejection::new(RejectCode::Invalid, format!("weight {weight} is out of range: weights are {WEIGHT_MIN} to {WEIGHT_MAX}")));
+            }
+            vec![Event::ListEntryWeighted { task: task.clone(), cluster: cluster.clone(), server: name.clone(), priority, weight }]
         }
     };
     Ok(events)

@@ -5,12 +5,14 @@
 //! canonical JSON, specified in `docs/history-format.md`, so programs that are not Roster can
 //! check them; a record's hash is also its leaf hash in the Merkle tree ([`super::merkle`]).
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest, Sha256};
 
-use super::model::{Event, State};
+use super::model::{Agent, AgentCluster, Event, Server, State};
+use super::names::{AgentId, ClusterName, ServerName, TaskName};
 
 /// A SHA-256 digest: hex in JSON, raw bytes in the binary codec.
 #[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
@@ -197,11 +199,55 @@ impl HistoryRecord {
 
 /// A deterministic digest of a state: the SHA-256 of its canonical encoding (all maps are
 /// ordered), so equal states on any node give equal digests.
+///
+/// Versioned so that a digest never changes under an upgrade: while no failover-list entry
+/// carries a priority or weight, the state is hashed in its first layout (`roster-state-v1`,
+/// without the weights), as every earlier build did; otherwise in the current layout
+/// (`roster-state-v2`).
 pub fn state_digest(state: &State) -> Hash {
     let mut h = Sha256::new();
-    h.update(b"roster-state-v1");
-    h.update(roster_codec::encode(state));
+    if state.tasks.values().all(|t| t.configs.values().all(|c| c.weights.is_empty())) {
+        h.update(b"roster-state-v1");
+        h.update(roster_codec::encode(&StateV1::of(state)));
+    } else {
+        h.update(b"roster-state-v2");
+        h.update(roster_codec::encode(state));
+    }
     Hash(h.finalize().into())
+}
+
+/// [`State`] as it was laid out before failover lists had weights (for [`state_digest`]).
+#[derive(Serialize)]
+struct StateV1<'a> {
+    revision: u64,
+    servers: &'a BTreeMap<ServerName, Server>,
+    agents: &'a BTreeMap<AgentId, Agent>,
+    clusters: &'a BTreeMap<ClusterName, AgentCluster>,
+    tasks: BTreeMap<&'a TaskName, BTreeMap<&'a ClusterName, ConfigV1<'a>>>,
+}
+
+#[derive(Serialize)]
+struct ConfigV1<'a> {
+    servers: &'a Vec<ServerName>,
+    load_balancing: bool,
+}
+
+impl<'a> StateV1<'a> {
+    fn of(s: &'a State) -> Self {
+        let tasks = s
+            .tasks
+            .iter()
+            .map(|(name, t)| {
+                let configs = t
+                    .configs
+                    .iter()
+                    .map(|(c, cfg)| (c, ConfigV1 { servers: &cfg.servers, load_balancing: cfg.load_balancing }))
+                    .collect();
+                (name, configs)
+            })
+            .collect();
+        StateV1 { revision: s.revision, servers: &s.servers, agents: &s.agents, clusters: &s.clusters, tasks }
+    }
 }
 
 /// Why a sequence of records does not form a valid history.

@@ -65,6 +65,33 @@ pub struct AgentCluster {
     pub agents: BTreeSet<AgentId>,
 }
 
+/// Lowest (first) and highest priority tier of a failover-list entry.
+pub const PRIORITY_MIN: u16 = 1;
+pub const PRIORITY_MAX: u16 = 100;
+/// Smallest and largest load-balancing weight of a failover-list entry.
+pub const WEIGHT_MIN: u16 = 1;
+pub const WEIGHT_MAX: u16 = 1000;
+
+/// Where a failover-list entry sits: its priority tier (lower first; only the lowest tier with
+/// a usable server is used) and its load-balancing weight within the tier.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Weighting {
+    pub priority: u16,
+    pub weight: u16,
+}
+
+impl Default for Weighting {
+    fn default() -> Self {
+        Weighting { priority: PRIORITY_MIN, weight: WEIGHT_MIN }
+    }
+}
+
+impl Weighting {
+    pub fn is_default(&self) -> bool {
+        *self == Weighting::default()
+    }
+}
+
 /// The configuration of one task for one agent cluster.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskConfig {
@@ -72,6 +99,16 @@ pub struct TaskConfig {
     pub servers: Vec<ServerName>,
     /// Rotate through the usable servers instead of always starting at the first.
     pub load_balancing: bool,
+    /// Entries with a priority or weight other than the default (tier 1, weight 1); only
+    /// servers in `servers`. A list without any behaves as a plain ordered list.
+    pub weights: BTreeMap<ServerName, Weighting>,
+}
+
+impl TaskConfig {
+    /// The priority and weight of `server`'s entry.
+    pub fn weighting(&self, server: &ServerName) -> Weighting {
+        self.weights.get(server).copied().unwrap_or_default()
+    }
 }
 
 /// A task and its configurations by agent cluster.
@@ -117,6 +154,9 @@ pub enum Event {
     /// Emitted after the events that took the agent out of its clusters. Appended last: the
     /// codec numbers variants by position.
     AgentRemoved { id: AgentId },
+    /// One failover-list entry's priority tier and weight. A later `ServerListSet` that drops
+    /// the server drops its entry's weighting with it.
+    ListEntryWeighted { task: TaskName, cluster: ClusterName, server: ServerName, priority: u16, weight: u16 },
 }
 
 impl Event {
@@ -140,6 +180,9 @@ impl Event {
             }
             Event::LoadBalancingSet { task, cluster, .. } | Event::TaskConfigDeleted { task, cluster } => {
                 vec![("task", task.as_str()), ("cluster", cluster.as_str())]
+            }
+            Event::ListEntryWeighted { task, cluster, server, .. } => {
+                vec![("task", task.as_str()), ("cluster", cluster.as_str()), ("server", server.as_str())]
             }
         }
     }
@@ -192,6 +235,19 @@ impl State {
             Event::ServerListSet { task, cluster, servers } => {
                 let config = self.tasks.entry(task.clone()).or_default().configs.entry(cluster.clone()).or_default();
                 config.servers.clone_from(servers);
+                if !config.weights.is_empty() {
+                    config.weights.retain(|s, _| servers.contains(s));
+                }
+            }
+            Event::ListEntryWeighted { task, cluster, server, priority, weight } => {
+                if let Some(config) = self.tasks.get_mut(task).and_then(|t| t.configs.get_mut(cluster)) {
+                    let w = Weighting { priority: *priority, weight: *weight };
+                    if w.is_default() {
+                        config.weights.remove(server);
+                    } else {
+                        config.weights.insert(server.clone(), w);
+                    }
+                }
             }
             Event::LoadBalancingSet { task, cluster, enabled } => {
                 let config = self.tasks.entry(task.clone()).or_default().configs.entry(cluster.clone()).or_default();

@@ -152,16 +152,33 @@ impl Application<TypeConfig> for RosterMachine {
     fn load(&mut self, store: &StateStore) -> Result<(), StoreError> {
         let stored_format = upgrade::check_data_format(store)?;
         let rewritten = upgrade::upgrade_history(store)?;
+        let old_checkpoints = stored_format.is_some_and(|f| f < upgrade::CHECKPOINT_FORMAT);
+        if old_checkpoints {
+            // Encoded in an earlier layout of the state: derived data, refolded from the history.
+            store.clear_checkpoints()?;
+        }
         let (state, head) = fold_stored(store, u64::MAX)?;
+        if old_checkpoints && state.revision > 0 {
+            // One checkpoint at the head now, so the next start does not refold the history.
+            store.put_checkpoint(state.revision, &codec::encode(&records::CheckpointRef { state: &state, head: &head }))?;
+        }
         let tree = upgrade::catch_up_tree(store, state.revision)?;
         if stored_format != Some(upgrade::DATA_FORMAT) {
             let from = stored_format.unwrap_or(1);
             if state.revision > 0 || stored_format.is_some() {
-                let note = format!(
-                    "data dir upgraded from format {from} to {}: {rewritten} history records rehashed in record format {}, the history tree built",
-                    upgrade::DATA_FORMAT,
-                    crate::domain::HISTORY_FORMAT
-                );
+                let note = if from >= 2 {
+                    format!(
+                        "data dir upgraded from format {from} to {}: fold checkpoints dropped{}, history unchanged",
+                        upgrade::DATA_FORMAT,
+                        if old_checkpoints { " (rebuilt as revisions are applied)" } else { "" }
+                    )
+                } else {
+                    format!(
+                        "data dir upgraded from format {from} to {}: {rewritten} history records rehashed in record format {}, the history tree built",
+                        upgrade::DATA_FORMAT,
+                        crate::domain::HISTORY_FORMAT
+                    )
+                };
                 tracing::info!("{note}");
                 *self.shared.upgrade_note.lock().expect("upgrade note lock poisoned") = Some(note);
             }

@@ -13,8 +13,12 @@ use crate::domain::{Hash, HistoryRecord};
 use crate::reader::Reader;
 
 /// The data dir format this build writes. 1: before versions were recorded (record format 1,
-/// no Merkle tree); 2: record format 2 and the `tree` family.
-pub const DATA_FORMAT: u32 = 2;
+/// no Merkle tree); 2: record format 2 and the `tree` family; 3: fold checkpoints hold the
+/// state with failover-list weights (a format-2 dir's checkpoints are dropped and rebuilt).
+pub const DATA_FORMAT: u32 = 3;
+
+/// The first data format whose fold checkpoints this build decodes.
+pub const CHECKPOINT_FORMAT: u32 = 3;
 
 /// Refuses a data dir written by a newer Roster, before anything is touched.
 pub fn check_data_format(store: &StateStore) -> Result<Option<u32>, StoreError> {
