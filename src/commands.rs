@@ -11,7 +11,7 @@ use roster_raft::{RaftNode, ProposeError};
 use roster_storage::codec;
 
 use crate::domain::oplog::Level;
-use crate::domain::{Command, CommandBody, Outcome, Rejection};
+use crate::domain::{Change, Command, CommandBody, Outcome, Rejection};
 
 /// A write that has not committed within this long is reported as of unknown outcome (the
 /// caller retries with its idempotency key).
@@ -41,6 +41,49 @@ pub enum SubmitError {
     /// The reply could not be decoded (a programmer error between versions).
     #[error("undecodable reply: {0}")]
     Reply(String),
+    /// The command uses something a member of the cluster cannot read yet (a rolling upgrade
+    /// is under way, or a member did not say which build it runs).
+    #[error("{0}")]
+    NotYetSupported(String),
+}
+
+/// How long the gateway waits for the members' `/healthz` before a command that needs every
+/// member at a given data format.
+const MEMBER_FORMAT_TIMEOUT_MS: u64 = 1_000;
+
+/// The data format every member must run before `body` may enter the log: a change a build
+/// of an earlier format cannot decode would stop that member when it applies it.
+fn format_needed(body: &CommandBody) -> u32 {
+    let changes = match body {
+        CommandBody::Apply { changes } | CommandBody::AddToChangeset { changes, .. } => changes.as_slice(),
+        _ => &[],
+    };
+    if changes.iter().any(|c| matches!(c, Change::SetServerWeight { .. })) {
+        3
+    } else {
+        0
+    }
+}
+
+/// Refuses a command that needs data format `needed` unless every member reports it.
+async fn check_members_format(node: &RaftNode, needed: u32) -> Result<(), SubmitError> {
+    for (id, health) in node.members_health(Duration::from_millis(MEMBER_FORMAT_TIMEOUT_MS)).await {
+        let format = health.as_ref().and_then(|h| h["data_format"].as_u64());
+        match format {
+            Some(f) if f >= u64::from(needed) => {}
+            Some(f) => {
+                return Err(SubmitError::NotYetSupported(format!(
+                    "node {id} runs data format {f}; priority tiers and weights need every member at data format {needed} or later (upgrade it first)"
+                )))
+            }
+            None => {
+                return Err(SubmitError::NotYetSupported(format!(
+                    "node {id} did not report its data format; priority tiers and weights need every member at data format {needed} or later (retry when it is back)"
+                )))
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The node's wall-clock time in ms, the time stamped into commands it accepts.
@@ -51,6 +94,10 @@ pub fn now_ms() -> u64 {
 /// Proposes a command through Raft (forwarded to the leader from any node) and returns its
 /// outcome; a rejection is an error.
 pub async fn submit(node: &RaftNode, meta: WriteMeta, body: CommandBody) -> Result<Outcome, SubmitError> {
+    let needed = format_needed(&body);
+    if needed > 0 {
+        check_members_format(node, needed).await?;
+    }
     let cmd = Command {
         actor: meta.actor,
         time_ms: now_ms(),

@@ -517,3 +517,81 @@ fn a_failure_policy_needs_reports_from_distinct_agents() {
     assert!(actors.contains(&"agent:a1") && actors.contains(&"agent:a2"), "{events}");
     assert!(events.to_string().contains("for task billing"), "{events}");
 }
+
+/// Priority tiers and weights, set through the API and the CLI, reach the agent: with load
+/// balancing the first tier's servers share resolutions by weight (exactly, over whole
+/// rounds), the second tier is used only when the first has no usable server, and a bad
+/// weighting is refused without a new revision.
+#[test]
+fn weighted_tiers_resolve_by_weight_and_fall_back_by_tier() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut cluster, a1, _) = one_agent_in_eu(dir.path());
+    let leader = cluster.wait_leader(Duration::from_secs(10));
+    let api = Api::new(cluster.node(leader));
+
+    // A member that cannot say which data format it runs might be of an earlier build that
+    // cannot read a weighting: it is refused (409) and nothing is recorded, until it is back.
+    let other = (0..3).find(|i| *i != leader).unwrap();
+    cluster.nodes[other].take().unwrap().kill();
+    let before = api.get("/v1/state/digest")["revision"].clone();
+    let (status, v) = api.request(reqwest::Method::PATCH, "/v1/tasks/billing/configs/eu/servers/rt2", Some(json!({"weight": 2})), &[]);
+    assert_eq!(status, 409, "{v}");
+    assert!(v.to_string().contains("did not report its data format"), "{v}");
+    assert_eq!(api.get("/v1/state/digest")["revision"], before);
+    cluster.restart(other);
+    cluster.node(other).wait_ready(Duration::from_secs(20));
+
+    // rt3 joins the list in tier 2 through the CLI.
+    let (ok, out, err) = common::ctl(&cluster.endpoints(), &["tasks", "add-server", "billing", "--cluster", "eu", "rt3", "--priority", "2"]);
+    assert!(ok, "{out}{err}");
+    // rt1 gets weight 3 through the API; load balancing on.
+    let (status, v) = api.request(
+        reqwest::Method::PATCH,
+        "/v1/tasks/billing/configs/eu/servers/rt1",
+        Some(json!({"weight": 3})),
+        &[("idempotency-key", "w1")],
+    );
+    assert_eq!(status, 200, "{v}");
+    let rev = apply(&cluster, json!([{"set_load_balancing": {"task": "billing", "cluster": "eu", "enabled": true}}]));
+    a1.wait_revision(rev, Duration::from_secs(20));
+
+    let config = api.get("/v1/tasks/billing/configs/eu");
+    let entries: Vec<(String, u64, u64)> = config["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["name"].as_str().unwrap().to_string(), s["priority"].as_u64().unwrap(), s["weight"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(entries, [("rt1".into(), 1, 3), ("rt2".into(), 1, 1), ("rt3".into(), 2, 1)], "{config}");
+    let (ok, out, err) = common::ctl(&cluster.endpoints(), &["tasks", "get", "billing"]);
+    assert!(ok && out.contains("rt1(enabled, weight 3)") && out.contains("rt3(enabled, tier 2)"), "{out}{err}");
+
+    let mut counts = std::collections::BTreeMap::<String, usize>::new();
+    for _ in 0..400 {
+        let (status, v) = a1.resolve("billing");
+        assert_eq!(status, 200, "{v}");
+        *counts.entry(v["server"].as_str().unwrap().to_string()).or_default() += 1;
+    }
+    assert_eq!(counts, [("rt1".to_string(), 300), ("rt2".to_string(), 100)].into_iter().collect(), "tier 1 shares by weight 3:1");
+
+    // Tier 1 unusable: tier 2 serves.
+    let rev = apply(&cluster, json!([{"disable_server": {"name": "rt1"}}, {"disable_server": {"name": "rt2"}}]));
+    a1.wait_revision(rev, Duration::from_secs(20));
+    assert_eq!(a1.resolve("billing").1["server"], "rt3");
+
+    // Out of range or not in the list: refused by name, nothing recorded.
+    let before = api.get("/v1/state/digest")["revision"].clone();
+    for (body, fragment) in [
+        (json!({"weight": 0}), "weight 0 is out of range"),
+        (json!({"priority": 101}), "priority 101 is out of range"),
+        (json!({}), "give a priority, a weight or both"),
+        (json!({"weight": 2, "tier": 1}), "unknown field"),
+    ] {
+        let (status, v) = api.request(reqwest::Method::PATCH, "/v1/tasks/billing/configs/eu/servers/rt2", Some(body), &[]);
+        assert_eq!(status, 400, "{v}");
+        assert!(v.to_string().contains(fragment), "{v}");
+    }
+    let (status, v) = api.request(reqwest::Method::PATCH, "/v1/tasks/billing/configs/us/servers/rt1", Some(json!({"weight": 2})), &[]);
+    assert_eq!(status, 404, "{v}");
+    assert_eq!(api.get("/v1/state/digest")["revision"], before);
+}

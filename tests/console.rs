@@ -103,6 +103,13 @@ fn an_operator_configures_failover_in_the_browser() {
     b.click("#load-balancing input[name=enabled]");
     b.submit("#load-balancing button");
     assert_eq!(b.texts("#failover li .server"), ["rt2", "rt1", "rt3"]);
+    // rt1 gets weight 3, rt3 goes to the second tier.
+    b.type_into("li[data-server=rt1] input[name=weight]", "3");
+    b.submit("li[data-server=rt1] form.weighting-form button");
+    b.type_into("li[data-server=rt3] input[name=priority]", "2");
+    b.submit("li[data-server=rt3] form.weighting-form button");
+    assert_eq!(b.text("li[data-server=rt1] .weighting"), "tier 1 · weight 3");
+    assert_eq!(b.text("li[data-server=rt3] .weighting"), "tier 2 · weight 1");
     b.screenshot("04-task-configuration");
 
     // Preview, then Apply All Changes with a comment that must stay text.

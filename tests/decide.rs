@@ -2,7 +2,7 @@
 //! produces) and every rejection reason (with its code), against one base state. No process,
 //! no storage: the pure core.
 
-use roster::domain::{decide, Change, Event, RejectCode, State};
+use roster::domain::{decide, Change, ClusterName, Event, RejectCode, State, TaskName};
 use serde_json::{json, Value};
 
 /// rt1, rt2 (enabled), rt3 (disabled); agent a1 in cluster eu; agent a2 unplaced; cluster us
@@ -95,6 +95,8 @@ fn every_change_is_accepted_with_its_events() {
         ("delete task config", json!({"delete_task_config": {"task": "billing", "cluster": "eu"}}), E(&["task_config_deleted"])),
         ("remove agent in a cluster", json!({"remove_agent": {"id": "a1"}}), E(&["agent_removed_from_cluster", "agent_removed"])),
         ("remove agent in no cluster", json!({"remove_agent": {"id": "a2"}}), E(&["agent_removed"])),
+        ("set weight", json!({"set_server_weight": {"task": "billing", "cluster": "eu", "server": "rt2", "weight": 5}}), E(&["list_entry_weighted"])),
+        ("set tier", json!({"set_server_weight": {"task": "billing", "cluster": "eu", "server": "rt1", "priority": 2}}), E(&["list_entry_weighted"])),
     ];
     for (name, change, expected) in table {
         check(name, &s, change, expected);
@@ -139,6 +141,13 @@ fn every_rejection_has_its_code() {
         ("load balancing in unknown cluster", json!({"set_load_balancing": {"task": "billing", "cluster": "nope", "enabled": true}}), R(NotFound, "nope")),
         ("delete unknown config", json!({"delete_task_config": {"task": "billing", "cluster": "us"}}), R(NotFound, "")),
         ("remove unknown agent", json!({"remove_agent": {"id": "nope"}}), R(NotFound, "nope")),
+        ("weight 0", json!({"set_server_weight": {"task": "billing", "cluster": "eu", "server": "rt1", "weight": 0}}), R(Invalid, "weight 0")),
+        ("weight 1001", json!({"set_server_weight": {"task": "billing", "cluster": "eu", "server": "rt1", "weight": 1001}}), R(Invalid, "1000")),
+        ("tier 0", json!({"set_server_weight": {"task": "billing", "cluster": "eu", "server": "rt1", "priority": 0}}), R(Invalid, "priority 0")),
+        ("tier 101", json!({"set_server_weight": {"task": "billing", "cluster": "eu", "server": "rt1", "priority": 101}}), R(Invalid, "100")),
+        ("weighting nothing", json!({"set_server_weight": {"task": "billing", "cluster": "eu", "server": "rt1"}}), R(Invalid, "priority, a weight")),
+        ("weight unlisted", json!({"set_server_weight": {"task": "billing", "cluster": "eu", "server": "rt3", "weight": 2}}), R(NotFound, "not in the list")),
+        ("weight unknown config", json!({"set_server_weight": {"task": "billing", "cluster": "us", "server": "rt1", "weight": 2}}), R(NotFound, "")),
     ];
     for (name, change, expected) in table {
         check(name, &s, change, expected);
@@ -175,4 +184,35 @@ fn a_command_is_all_or_nothing_and_bounded() {
         }
     }
     check("cluster full", &full, json!({"add_agent_to_cluster": {"cluster": "us", "agent": "a2"}}), Expect::Rejected(RejectCode::LimitExceeded, "maximum"));
+}
+
+/// A weighting follows its server: kept through reorders, dropped when the server leaves the
+/// list (re-added, it starts at tier 1, weight 1), and setting the defaults removes it.
+#[test]
+fn a_weighting_follows_its_server_in_the_list() {
+    let mut s = base();
+    let run = |s: &mut State, c: Value| {
+        for e in decide(s, &changes(c), 1).expect("accepted") {
+            s.apply_event(&e);
+        }
+    };
+    let weights = |s: &State| {
+        let cfg = s.config(&TaskName::new("billing").unwrap(), &ClusterName::new("eu").unwrap()).unwrap();
+        cfg.weights.iter().map(|(k, w)| (k.to_string(), w.priority, w.weight)).collect::<Vec<_>>()
+    };
+    run(&mut s, json!([{"set_server_weight": {"task": "billing", "cluster": "eu", "server": "rt2", "weight": 4, "priority": 3}}]));
+    run(&mut s, json!([{"move_server": {"task": "billing", "cluster": "eu", "server": "rt2", "direction": "up"}}]));
+    assert_eq!(weights(&s), [("rt2".to_string(), 3, 4)]);
+    run(&mut s, json!([{"set_server_weight": {"task": "billing", "cluster": "eu", "server": "rt2", "weight": 7}}]));
+    assert_eq!(weights(&s), [("rt2".to_string(), 3, 7)], "an omitted priority is kept");
+    run(&mut s, json!([{"remove_server_from_list": {"task": "billing", "cluster": "eu", "server": "rt2"}}]));
+    assert_eq!(weights(&s), []);
+    run(&mut s, json!([{"add_server_to_list": {"task": "billing", "cluster": "eu", "server": "rt2"}}]));
+    assert_eq!(weights(&s), []);
+    run(&mut s, json!([{"set_server_weight": {"task": "billing", "cluster": "eu", "server": "rt1", "weight": 2}}]));
+    run(&mut s, json!([{"set_server_weight": {"task": "billing", "cluster": "eu", "server": "rt1", "weight": 1}}]));
+    assert_eq!(weights(&s), [], "the defaults are not stored");
+    run(&mut s, json!([{"set_server_weight": {"task": "billing", "cluster": "eu", "server": "rt1", "weight": 2}}]));
+    run(&mut s, json!([{"delete_server": {"name": "rt1"}}]));
+    assert_eq!(weights(&s), [], "deleting the server drops its weighting");
 }

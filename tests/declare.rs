@@ -29,6 +29,8 @@ fn a_configuration_moves_between_clusters_as_one_document() {
         {"add_agent_to_cluster": {"cluster": "east", "agent": "host-a"}},
         {"set_servers": {"task": "payroll", "cluster": "east", "servers": ["rt2", "rt1"]}},
         {"set_load_balancing": {"task": "payroll", "cluster": "east", "enabled": true}},
+        {"set_server_weight": {"task": "payroll", "cluster": "east", "server": "rt2", "weight": 3}},
+        {"set_server_weight": {"task": "payroll", "cluster": "east", "server": "rt1", "priority": 2}},
         {"set_servers": {"task": "payroll", "cluster": "west", "servers": ["rt3"]}},
         {"create_task": {"name": "reports"}}
     ]});
@@ -38,6 +40,7 @@ fn a_configuration_moves_between_clusters_as_one_document() {
     assert!(ok, "{out}{err}");
     let exported = std::fs::read_to_string(&yaml).unwrap();
     assert!(exported.contains("rt2:") && exported.contains("load_balancing: true") && exported.contains("enabled: false"), "{exported}");
+    assert!(exported.contains("weight: 3") && exported.contains("priority: 2"), "{exported}");
 
     // An empty cluster: plan, then apply as one revision.
     let b = Cluster::start(&dir.path().join("b"), 3, &[]);

@@ -465,6 +465,24 @@ impl RaftNode {
         }
     }
 
+    /// Every other member's `/healthz` answer (voters and learners), `None` for one that did
+    /// not answer within `timeout`.
+    pub async fn members_health(&self, timeout: Duration) -> Vec<(NodeId, Option<serde_json::Value>)> {
+        let members: Vec<(NodeId, String)> = {
+            let m = self.raft.metrics().borrow().clone();
+            m.membership_config.membership().nodes().filter(|(id, _)| **id != self.id).map(|(id, n)| (*id, n.addr.clone())).collect()
+        };
+        let asks = members.into_iter().map(|(id, addr)| {
+            let url = self.transport.url(&addr, "/healthz");
+            let http = self.http.clone();
+            async move {
+                let answer = async { serde_json::from_slice(&http.get(url).timeout(timeout).send().await.ok()?.bytes().await.ok()?).ok() };
+                (id, answer.await)
+            }
+        });
+        futures::future::join_all(asks).await
+    }
+
     /// Waits up to `timeout` for a known leader.
     pub async fn wait_for_leader(&self, timeout: Duration) -> Option<NodeId> {
         let mut metrics = self.raft.metrics();

@@ -46,6 +46,7 @@ pub fn routes() -> Vec<RouteSpec> {
         route(PUT, "/v1/tasks/{task}/configs/{cluster}", write, put_config),
         route(DELETE, "/v1/tasks/{task}/configs/{cluster}", write, delete_config),
         route(POST, "/v1/tasks/{task}/configs/{cluster}/servers", write, add_list_server),
+        route(PATCH, "/v1/tasks/{task}/configs/{cluster}/servers/{server}", write, set_list_server_weight),
         route(DELETE, "/v1/tasks/{task}/configs/{cluster}/servers/{server}", write, remove_list_server),
         route(POST, "/v1/tasks/{task}/configs/{cluster}/servers/{server}/move", write, move_list_server),
         route(PUT, "/v1/tasks/{task}/configs/{cluster}/load-balancing", write, set_load_balancing),
@@ -244,6 +245,10 @@ struct ListEntryView {
     name: ServerName,
     url: Option<String>,
     status: Option<ServerStatus>,
+    /// Priority tier: only the lowest tier with a usable server is used.
+    priority: u16,
+    /// Load-balancing weight within the tier.
+    weight: u16,
 }
 
 fn config_view(s: &DomainState, task: &TaskName, cluster: &ClusterName) -> Option<ConfigView> {
@@ -257,7 +262,14 @@ fn config_view(s: &DomainState, task: &TaskName, cluster: &ClusterName) -> Optio
             .iter()
             .map(|n| {
                 let srv = s.servers.get(n);
-                ListEntryView { name: n.clone(), url: srv.map(Server::url), status: srv.map(|x| x.status) }
+                let w = cfg.weighting(n);
+                ListEntryView {
+                    name: n.clone(),
+                    url: srv.map(Server::url),
+                    status: srv.map(|x| x.status),
+                    priority: w.priority,
+                    weight: w.weight,
+                }
             })
             .collect(),
     })
@@ -332,6 +344,12 @@ struct AddListServerRequest {
     server: ServerName,
     #[serde(default)]
     position: Option<u32>,
+    /// The entry's priority tier (default 1).
+    #[serde(default)]
+    priority: Option<u16>,
+    /// The entry's load-balancing weight (default 1).
+    #[serde(default)]
+    weight: Option<u16>,
 }
 
 async fn add_list_server(
@@ -341,7 +359,32 @@ async fn add_list_server(
     ApiJson(r): ApiJson<AddListServerRequest>,
 ) -> Result<Response, ApiError> {
     let (task, cluster) = task_cluster(task, cluster)?;
-    apply_one(&ctx, meta, Change::AddServerToList { task, cluster, server: r.server, position: r.position }).await
+    let mut changes =
+        vec![Change::AddServerToList { task: task.clone(), cluster: cluster.clone(), server: r.server.clone(), position: r.position }];
+    if r.priority.is_some() || r.weight.is_some() {
+        changes.push(Change::SetServerWeight { task, cluster, server: r.server, priority: r.priority, weight: r.weight });
+    }
+    apply(&ctx, meta, changes, StatusCode::OK).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetWeightRequest {
+    #[serde(default)]
+    priority: Option<u16>,
+    #[serde(default)]
+    weight: Option<u16>,
+}
+
+/// Sets an entry's priority tier and weight.
+async fn set_list_server_weight(
+    State(ctx): State<Ctx>,
+    meta: WriteMeta,
+    ApiPath((task, cluster, server)): ApiPath<(String, String, String)>,
+    ApiJson(r): ApiJson<SetWeightRequest>,
+) -> Result<Response, ApiError> {
+    let (task, cluster) = task_cluster(task, cluster)?;
+    apply_one(&ctx, meta, Change::SetServerWeight { task, cluster, server: server_name(server)?, priority: r.priority, weight: r.weight }).await
 }
 
 async fn remove_list_server(

@@ -108,6 +108,7 @@ pub fn submit_error(e: crate::commands::SubmitError) -> ApiError {
         SubmitError::Write(w) => write_error(w),
         SubmitError::TimedOut => ApiError::unavailable(e.to_string()),
         SubmitError::Reply(m) => ApiError::internal(format!("undecodable reply: {m}")),
+        SubmitError::NotYetSupported(m) => ApiError::new(StatusCode::CONFLICT, "not_yet_supported", m),
     }
 }
 

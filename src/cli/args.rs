@@ -316,6 +316,7 @@ pub enum TasksCmd {
         cluster: String,
         servers: Vec<String>,
     },
+    /// Add a server to the failover list (at the end, or at --position, 0-based).
     AddServer {
         task: String,
         #[arg(long)]
@@ -323,6 +324,30 @@ pub enum TasksCmd {
         server: String,
         #[arg(long)]
         position: Option<u32>,
+        /// Priority tier of the entry (1 = first, the default; up to 100).
+        #[arg(long)]
+        priority: Option<u16>,
+        /// Load-balancing weight of the entry within its tier (1-1000, default 1).
+        #[arg(long)]
+        weight: Option<u16>,
+    },
+    /// Set a list entry's priority tier and load-balancing weight.
+    ///
+    /// Only the lowest tier that has a usable server is used; within it, failover order without
+    /// load balancing, and a smooth weighted rotation with it.
+    ///
+    /// Example: roster ctl tasks set-weight billing --cluster east rt1 --priority 1 --weight 3
+    SetWeight {
+        task: String,
+        #[arg(long)]
+        cluster: String,
+        server: String,
+        /// Priority tier (1 = first, up to 100).
+        #[arg(long, required_unless_present = "weight")]
+        priority: Option<u16>,
+        /// Load-balancing weight within the tier (1-1000).
+        #[arg(long)]
+        weight: Option<u16>,
     },
     RemoveServer {
         task: String,

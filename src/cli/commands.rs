@@ -284,10 +284,10 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
             }
         }
         other => {
-            let change = to_change(other)?;
+            let changes = to_changes(other)?;
             let v = match &stage {
-                Some(id) => client.send(M::POST, &format!("/v1/changesets/{id}/changes"), Some(&json!({"changes": [change]}))).await?,
-                None => client.send(M::POST, "/v1/commands", Some(&json!({"changes": [change]}))).await?,
+                Some(id) => client.send(M::POST, &format!("/v1/changesets/{id}/changes"), Some(&json!({"changes": changes}))).await?,
+                None => client.send(M::POST, "/v1/commands", Some(&json!({"changes": changes}))).await?,
             };
             report(out, &ok(v)?);
         }
@@ -295,7 +295,27 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The change a mutating subcommand stands for.
+/// The changes a mutating subcommand stands for (applied as one revision).
+fn to_changes(cmd: CtlCommand) -> anyhow::Result<Vec<Change>> {
+    let (sn, cn, tn) = (ServerName::new, ClusterName::new, TaskName::new);
+    match cmd {
+        CtlCommand::Tasks(TasksCmd::AddServer { task, cluster, server, position, priority, weight }) => {
+            let (task, cluster, server) = (tn(task)?, cn(cluster)?, sn(server)?);
+            let mut changes =
+                vec![Change::AddServerToList { task: task.clone(), cluster: cluster.clone(), server: server.clone(), position }];
+            if priority.is_some() || weight.is_some() {
+                changes.push(Change::SetServerWeight { task, cluster, server, priority, weight });
+            }
+            Ok(changes)
+        }
+        CtlCommand::Tasks(TasksCmd::SetWeight { task, cluster, server, priority, weight }) => {
+            Ok(vec![Change::SetServerWeight { task: tn(task)?, cluster: cn(cluster)?, server: sn(server)?, priority, weight }])
+        }
+        other => Ok(vec![to_change(other)?]),
+    }
+}
+
+/// The change a single-change subcommand stands for.
 fn to_change(cmd: CtlCommand) -> anyhow::Result<Change> {
     let sn = |s: String| ServerName::new(s);
     let cn = |s: String| ClusterName::new(s);
@@ -345,9 +365,6 @@ fn to_change(cmd: CtlCommand) -> anyhow::Result<Change> {
             cluster: cn(cluster)?,
             servers: servers.into_iter().map(sn).collect::<Result<_, _>>()?,
         },
-        CtlCommand::Tasks(TasksCmd::AddServer { task, cluster, server, position }) => {
-            Change::AddServerToList { task: tn(task)?, cluster: cn(cluster)?, server: sn(server)?, position }
-        }
         CtlCommand::Tasks(TasksCmd::RemoveServer { task, cluster, server }) => {
             Change::RemoveServerFromList { task: tn(task)?, cluster: cn(cluster)?, server: sn(server)? }
         }

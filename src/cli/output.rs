@@ -126,7 +126,17 @@ pub(super) fn print_configs(out: Output, tasks: &Value) {
                 .as_array()
                 .into_iter()
                 .flatten()
-                .map(|s| format!("{}({})", plain(&s["name"]), plain(&s["status"])))
+                .map(|s| {
+                    // Priority and weight only where they are not the defaults (tier 1, weight 1).
+                    let mut tags = vec![plain(&s["status"])];
+                    if s["priority"].as_u64().is_some_and(|p| p != 1) {
+                        tags.push(format!("tier {}", plain(&s["priority"])));
+                    }
+                    if s["weight"].as_u64().is_some_and(|w| w != 1) {
+                        tags.push(format!("weight {}", plain(&s["weight"])));
+                    }
+                    format!("{}({})", plain(&s["name"]), tags.join(", "))
+                })
                 .collect();
             rows.push(vec![plain(&t["name"]), plain(&c["cluster"]), plain(&c["load_balancing"]), servers.join(" > ")]);
         }

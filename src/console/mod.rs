@@ -253,6 +253,7 @@ fn meta(viewer: &Viewer, comment: String, expected_revision: Option<u64>) -> Wri
 fn submit_message(e: SubmitError) -> String {
     match e {
         SubmitError::Rejected(r) => r.message,
+        SubmitError::NotYetSupported(m) => m,
         other => format!("the cluster could not take the change now ({other}); try again"),
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! The document holds what operators decide: servers (address, and `enabled: false` for a
 //! drained one), agent clusters with their members, and per task and agent cluster the
-//! failover list and load-balancing flag. It leaves out what the system records by itself:
+//! failover list, load-balancing flag and the entries' priority tiers and weights (only those
+//! that differ from tier 1, weight 1). It leaves out what the system records by itself:
 //! agent registrations (an agent named in a cluster is registered when needed) and failures
 //! (`failed` is an operational status that `servers enable` clears; a failed server counts
 //! as enabled here).
@@ -19,7 +20,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use super::command::Change;
-use super::model::{ServerStatus, State};
+use super::model::{ServerStatus, State, Weighting};
 use super::names::{AgentId, ClusterName, Host, PoolName, Scheme, ServerName, TaskName};
 
 /// The configuration as a document (JSON or YAML).
@@ -63,6 +64,32 @@ pub struct DeclaredList {
     pub servers: Vec<ServerName>,
     #[serde(default, skip_serializing_if = "is_false")]
     pub load_balancing: bool,
+    /// Priority tier and weight of the entries that do not have the defaults (tier 1, weight 1).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub weights: BTreeMap<ServerName, DeclaredWeight>,
+}
+
+/// A list entry's priority tier and load-balancing weight.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeclaredWeight {
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub priority: u16,
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub weight: u16,
+}
+
+impl From<DeclaredWeight> for Weighting {
+    fn from(d: DeclaredWeight) -> Self {
+        Weighting { priority: d.priority, weight: d.weight }
+    }
+}
+
+fn one() -> u16 {
+    1
+}
+fn is_one(v: &u16) -> bool {
+    *v == 1
 }
 
 fn yes() -> bool {
@@ -102,7 +129,14 @@ pub fn export(state: &State) -> Declared {
             let configs = t
                 .configs
                 .iter()
-                .map(|(c, cfg)| (c.clone(), DeclaredList { servers: cfg.servers.clone(), load_balancing: cfg.load_balancing }))
+                .map(|(c, cfg)| {
+                    let weights = cfg
+                        .weights
+                        .iter()
+                        .map(|(s, w)| (s.clone(), DeclaredWeight { priority: w.priority, weight: w.weight }))
+                        .collect();
+                    (c.clone(), DeclaredList { servers: cfg.servers.clone(), load_balancing: cfg.load_balancing, weights })
+                })
                 .collect();
             (name.clone(), configs)
         })
@@ -127,6 +161,9 @@ pub fn check(state: &State, doc: &Declared, prune: bool) -> Result<(), String> {
                 if !doc.servers.contains_key(s) && (prune || !state.servers.contains_key(s)) {
                     return Err(format!("task {task}, cluster {cluster}: server {s} is not {where_}"));
                 }
+            }
+            if let Some(s) = list.weights.keys().find(|s| !list.servers.contains(s)) {
+                return Err(format!("task {task}, cluster {cluster}: weights name server {s}, which is not in the list"));
             }
         }
     }
@@ -201,6 +238,21 @@ pub fn plan(state: &State, doc: &Declared, prune: bool) -> Result<Vec<Change>, S
             if have.map_or(list.load_balancing, |h| h.load_balancing != list.load_balancing) {
                 changes.push(Change::SetLoadBalancing { task: task.clone(), cluster: cluster.clone(), enabled: list.load_balancing });
             }
+            // A server kept in the list keeps its weighting through SetServers; a new one has
+            // the default.
+            for server in &list.servers {
+                let want: Weighting = list.weights.get(server).copied().map(Into::into).unwrap_or_default();
+                let current = have.filter(|h| h.servers.contains(server)).map(|h| h.weighting(server)).unwrap_or_default();
+                if want != current {
+                    changes.push(Change::SetServerWeight {
+                        task: task.clone(),
+                        cluster: cluster.clone(),
+                        server: server.clone(),
+                        priority: Some(want.priority),
+                        weight: Some(want.weight),
+                    });
+                }
+            }
         }
     }
     if prune {
@@ -253,7 +305,7 @@ clusters:
   west: {}
 tasks:
   payroll:
-    east: {servers: [rt2, rt1], load_balancing: true}
+    east: {servers: [rt2, rt1], load_balancing: true, weights: {rt2: {weight: 3}, rt1: {priority: 2}}}
     west: {servers: [rt3]}
   reports: {}
 "#;
@@ -292,7 +344,17 @@ tasks:
         let additive = plan(&s, &next, false).unwrap();
         assert_eq!(
             kinds(&additive),
-            ["update_server", "update_server", "enable_server", "register_agent", "add_agent_to_cluster", "remove_agent_from_cluster", "set_servers"]
+            [
+                "update_server",
+                "update_server",
+                "enable_server",
+                "register_agent",
+                "add_agent_to_cluster",
+                "remove_agent_from_cluster",
+                "set_servers",
+                "set_server_weight",
+                "set_server_weight"
+            ]
         );
         let after = apply(&s, &additive);
         assert!(after.clusters.contains_key(&ClusterName::new("west").unwrap()), "without prune nothing is deleted");
@@ -312,6 +374,8 @@ tasks:
         let bad = doc("servers: {rt1: {host: h, port: 1}}\nclusters: {east: {}}\ntasks: {payroll: {east: {servers: [rt1, rt1]}}}");
         assert!(plan(&s, &bad, false).unwrap_err().contains("listed twice"));
         assert!(serde_yaml::from_str::<Declared>("servers: {rt1: {host: h, port: 1, colour: red}}").is_err());
+        let bad = doc("servers: {rt1: {host: h, port: 1}}\nclusters: {east: {}}\ntasks: {payroll: {east: {servers: [rt1], weights: {rt2: {weight: 2}}}}}");
+        assert!(plan(&s, &bad, false).unwrap_err().contains("weights name server rt2"));
         assert!(serde_yaml::from_str::<Declared>("servers: {'bad name': {host: h, port: 1}}").is_err());
     }
 }

@@ -312,11 +312,23 @@ pub async fn tasks(State(ctx): Cx, viewer: Viewer, Query(q): Query<TaskQuery>) -
                             li data-server=(s) {
                                 span.server { (s) }
                                 @if let Some(server) = state.servers.get(s) { " " (status_badge(server.status)) }
+                                @let w = config.weighting(s);
+                                @if !w.is_default() { " " span.weighting { "tier " (w.priority) " · weight " (w.weight) } }
                                 @if viewer.can_edit() {
                                     @let (ts, cs, ss) = (t.as_str(), c.as_str(), s.as_str());
                                     @if i > 0 { (action_button(&viewer, "up", &[("task", ts), ("cluster", cs), ("server", ss)], "Up", "")) }
                                     @if i + 1 < config.servers.len() { (action_button(&viewer, "down", &[("task", ts), ("cluster", cs), ("server", ss)], "Down", "")) }
                                     (action_button(&viewer, "remove", &[("task", ts), ("cluster", cs), ("server", ss)], "Remove", "danger"))
+                                    form.inline.weighting-form method="post" {
+                                        (csrf_field(&viewer))
+                                        input type="hidden" name="action" value="weight";
+                                        input type="hidden" name="task" value=(ts);
+                                        input type="hidden" name="cluster" value=(cs);
+                                        input type="hidden" name="server" value=(ss);
+                                        label { "Tier " input.narrow type="number" name="priority" min="1" max="100" value=(w.priority); }
+                                        label { "Weight " input.narrow type="number" name="weight" min="1" max="1000" value=(w.weight); }
+                                        button type="submit" { "Set" }
+                                    }
                                 }
                             }
                         }
@@ -369,6 +381,12 @@ pub async fn tasks_post(State(ctx): Cx, viewer: Viewer, body: Bytes) -> Response
             "up" => Change::MoveServer { task, cluster, server: server()?, direction: MoveDirection::Up },
             "down" => Change::MoveServer { task, cluster, server: server()?, direction: MoveDirection::Down },
             "lb" => Change::SetLoadBalancing { task, cluster, enabled: f.get("enabled") == "1" },
+            "weight" => {
+                let number = |field: &str| -> Result<u16, String> {
+                    f.get(field).trim().parse().map_err(|_| format!("{field}: {:?} is not a whole number", f.get(field)))
+                };
+                Change::SetServerWeight { task, cluster, server: server()?, priority: Some(number("priority")?), weight: Some(number("weight")?) }
+            }
             other => return Err(format!("unknown action {other:?}")),
         })
     })();
