@@ -502,7 +502,7 @@ pub async fn run(args: AgentArgs, shutdown: impl std::future::Future<Output = ()
 
 /// `roster resolve TASK`: asks the local agent which server to use.
 pub async fn resolve_cmd(agent: &str, task: &str, state_dir: &Path) -> anyhow::Result<()> {
-    let r = match reqwest::get(format!("http://{agent}/resolve/{task}")).await {
+    let r = match reqwest::get(format!("http://{agent}/resolve/{}", crate::domain::percent_encode(&task))).await {
         Ok(r) => r,
         // No agent listens: read what it left behind, as the product's client fell back to
         // its local file.

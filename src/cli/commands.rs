@@ -111,7 +111,7 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
             print_configs(out, &v);
         }
         CtlCommand::Tasks(TasksCmd::Get { task }) => {
-            let v = ok(get(format!("/v1/tasks/{task}?{q}")).await?)?;
+            let v = ok(get(format!("/v1/tasks/{}?{q}", urlencode(&task))).await?)?;
             print_configs(out, &Value::Array(vec![v]));
         }
         CtlCommand::Changesets(ChangesetsCmd::List) => {
@@ -393,8 +393,4 @@ pub(super) fn ok((status, v): (u16, Value)) -> anyhow::Result<Value> {
     }
 }
 
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || b"-_.~:".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
-        .collect()
-}
+use crate::domain::percent_encode as urlencode;

@@ -419,11 +419,7 @@ pub fn back(to: &str, result: Result<String, String>) -> Response {
     Redirect::to(&format!("{to}{sep}{key}={}", urlencode(&text))).into_response()
 }
 
-pub fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
-        .collect()
-}
+pub use crate::domain::percent_encode as urlencode;
 
 /// Reads after a linearizable barrier (as the API's default), or says why it cannot.
 pub async fn barrier(ctx: &Ctx) -> Result<(), Response> {

@@ -75,6 +75,14 @@ pub fn parse_server_url(url: &str) -> Result<(Scheme, Host, u16, Option<PoolName
     Ok((scheme, host, port, pool))
 }
 
+/// `s` as one URL path segment or query value: every byte but ASCII letters, digits and
+/// `-_.~` percent-encoded (task names may hold spaces and punctuation).
+pub fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}
+
 /// An error echoes at most this many characters of a refused name.
 const NAME_ECHO_MAX_CHARS: usize = 80;
 
@@ -107,6 +115,33 @@ fn check_name(kind: &'static str, value: &str) -> Result<(), NameError> {
     }
     if !value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.') {
         return Err(err("may contain only letters, digits, '-', '_' and '.'"));
+    }
+    Ok(())
+}
+
+/// Punctuation a task name may hold besides letters, digits, `-`, `_` and `.`.
+pub const TASK_NAME_PUNCTUATION: &str = " ()+,@#&'";
+
+/// A task name: 1 to 64 characters; ASCII letters, digits, `-`, `_`, `.`, spaces and the
+/// characters of [`TASK_NAME_PUNCTUATION`]; starting with a letter or digit, not ending with
+/// a space, and without two spaces in a row (names that look alike must be alike).
+fn check_task_name(kind: &'static str, value: &str) -> Result<(), NameError> {
+    let err = |reason: &str| NameError::new(kind, value, reason);
+    if value.is_empty() {
+        return Err(err("must not be empty"));
+    }
+    if value.len() > NAME_MAX_LEN {
+        return Err(err(&format!("longer than {NAME_MAX_LEN} characters")));
+    }
+    if !value.as_bytes()[0].is_ascii_alphanumeric() {
+        return Err(err("must start with a letter or digit"));
+    }
+    let allowed = |b: u8| b.is_ascii_alphanumeric() || b"-_.".contains(&b) || TASK_NAME_PUNCTUATION.as_bytes().contains(&b);
+    if !value.bytes().all(allowed) {
+        return Err(err(&format!("may contain only letters, digits, '-', '_', '.', spaces and {:?}", &TASK_NAME_PUNCTUATION[1..])));
+    }
+    if value.ends_with(' ') || value.contains("  ") {
+        return Err(err("must not end with a space or hold two spaces in a row"));
     }
     Ok(())
 }
@@ -162,8 +197,10 @@ name_type!(
     /// An agent cluster's unique name.
     ClusterName, "agent cluster name");
 name_type!(
-    /// A task (resource name) that clients ask configuration for.
-    TaskName, "task name");
+    /// A task (resource name) that clients ask configuration for. Real task names are model,
+    /// NavMap and project names, so besides what other names allow they may hold spaces and
+    /// `( ) + , @ # & '` (see [`check_task_name`]).
+    TaskName, "task name", check_task_name);
 name_type!(
     /// An agent's identity, chosen by the agent (usually its host name).
     AgentId, "agent id");
@@ -274,5 +311,19 @@ mod tests {
         assert!(Host::new("bad/host").is_err());
         assert!(Scheme::new("https").is_ok());
         assert!(Scheme::new("HTTP").is_err());
+    }
+
+    #[test]
+    fn task_names_take_what_real_model_and_navmap_names_use() {
+        for ok in ["billing", "Account Inquiry", "CICS.Logon (v2)", "Project A, Phase 1", "R&D #4", "O'Brien+Co @ HQ", "x.y-z_1"] {
+            assert!(TaskName::new(ok).is_ok(), "{ok:?}");
+        }
+        for bad in ["", " lead", "trail ", "two  spaces", "tab\there", "slash/name", "colon:name", "percent%", "ü", "new\nline", "-dash"] {
+            assert!(TaskName::new(bad).is_err(), "{bad:?}");
+        }
+        assert!(TaskName::new("x".repeat(65)).is_err());
+        // Other names keep the narrower set.
+        assert!(ServerName::new("a b").is_err() && ClusterName::new("a b").is_err());
+        assert_eq!(percent_encode("Account Inquiry (v2)"), "Account%20Inquiry%20%28v2%29");
     }
 }

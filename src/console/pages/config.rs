@@ -156,7 +156,7 @@ pub async fn server_page(State(ctx): Cx, viewer: Viewer, Path(name): Path<String
         }
         h2 { "Failover lists" }
         @if lists.is_empty() { p.empty { "No failover list names this server." } }
-        ul { @for (t, c) in &lists { li { a href=(format!("/ui/tasks?task={t}&cluster={c}")) { (t) " / " (c) } } } }
+        ul { @for (t, c) in &lists { li { a href=(format!("/ui/tasks?task={}&cluster={}", urlencode(t.as_str()), urlencode(c.as_str()))) { (t) " / " (c) } } } }
     };
     page.render(q.msg.as_deref(), q.err.as_deref(), content)
 }
@@ -282,7 +282,6 @@ pub async fn tasks(State(ctx): Cx, viewer: Viewer, Query(q): Query<TaskQuery>) -
         },
         _ => None,
     };
-    let back_to = selected.as_ref().map(|(t, c)| format!("/ui/tasks?task={t}&cluster={c}")).unwrap_or_else(|| "/ui/tasks".into());
     let content = html! {
         @if let Some(s) = &stale { p.error { (s) } }
         div.columns {
@@ -291,7 +290,7 @@ pub async fn tasks(State(ctx): Cx, viewer: Viewer, Query(q): Query<TaskQuery>) -
                 @let configs: Vec<(String, String)> = state.tasks.iter().flat_map(|(t, task)| task.configs.keys().map(move |c| (t.to_string(), c.to_string()))).collect();
                 @if configs.is_empty() { p.empty { "No task configurations yet." } }
                 ul { @for (t, c) in configs.iter().take(CONSOLE_PAGE_ROWS) {
-                    li { a href=(format!("/ui/tasks?task={t}&cluster={c}")) { (t) " / " (c) } }
+                    li { a href=(format!("/ui/tasks?task={}&cluster={}", urlencode(t), urlencode(c))) { (t) " / " (c) } }
                 } }
                 form.grid id="open-config" method="get" action="/ui/tasks" {
                     label { "Task" input name="task" value=(task.clone().unwrap_or_default()) required; }
@@ -361,7 +360,6 @@ pub async fn tasks(State(ctx): Cx, viewer: Viewer, Query(q): Query<TaskQuery>) -
         }
     };
     let page = Page { ctx: &ctx, viewer: &viewer, title: "Task configurations", active: "/ui/tasks", revision: current.revision, live: true, watch_events: false, watch_acks: false };
-    let _ = back_to;
     page.render(q.msg.as_deref(), q.err.as_deref(), content)
 }
 
