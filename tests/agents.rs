@@ -618,6 +618,11 @@ fn task_names_with_spaces_and_punctuation_work_end_to_end() {
     assert_eq!(r.json::<Value>().unwrap()["server"], "rt2");
     let out = std::process::Command::new(common::roster_bin()).args(["resolve", name, "--agent", &a1.addr]).output().unwrap();
     assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("10.0.0.2"), "{out:?}");
+    // A task nobody configures: the local file's default entry, written at the first run.
+    let local: Value = serde_json::from_slice(&std::fs::read(dir.path().join("a1/local.json")).unwrap()).unwrap();
+    assert_eq!(local["default"]["servers"][0]["url"], "http://localhost:6700/", "{local}");
+    let (status, v) = a1.resolve("Payroll%20Batch");
+    assert_eq!((status, &v["server"], &v["source"]), (200, &json!("localhost"), &json!("local-default")), "{v}");
     // Outside the documented set: refused by name, nothing recorded.
     let (ok, _, err) = common::ctl(&cluster.endpoints(), &["tasks", "create", "bad/name"]);
     assert!(!ok && err.contains("invalid task name"), "{err}");

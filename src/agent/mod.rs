@@ -140,6 +140,50 @@ async fn local_guard(req: axum::extract::Request, next: axum::middleware::Next) 
 pub struct LocalFile {
     #[serde(default)]
     pub tasks: BTreeMap<TaskName, LocalTask>,
+    /// For every task that neither the cluster nor `tasks` configures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<LocalTask>,
+}
+
+/// The server of the default entry a new local file is created with: a run-time server on
+/// this computer at the product's default port.
+pub const LOCAL_DEFAULT_SERVER_URL: &str = "http://localhost:6700/";
+
+impl LocalFile {
+    /// What a first run writes: no tasks, and a default entry naming [`LOCAL_DEFAULT_SERVER_URL`].
+    pub fn first_run() -> Self {
+        let server = LocalServer {
+            name: ServerName::new("localhost").expect("valid"),
+            url: LOCAL_DEFAULT_SERVER_URL.into(),
+            priority: None,
+            weight: None,
+        };
+        LocalFile { tasks: BTreeMap::new(), default: Some(LocalTask { load_balancing: false, servers: vec![server] }) }
+    }
+
+    /// The local entry for `task`: its own, else the default entry.
+    pub fn task(&self, task: &TaskName) -> Option<&LocalTask> {
+        self.tasks.get(task).or(self.default.as_ref())
+    }
+
+    /// Every entry, the default one included.
+    fn entries(&self) -> impl Iterator<Item = &LocalTask> {
+        self.tasks.values().chain(self.default.as_ref())
+    }
+
+    /// Refuses priorities and weights outside the ranges the cluster allows.
+    fn check(&self) -> anyhow::Result<()> {
+        use crate::domain::{PRIORITY_MAX, PRIORITY_MIN, WEIGHT_MAX, WEIGHT_MIN};
+        for s in self.entries().flat_map(|t| &t.servers) {
+            if let Some(p) = s.priority.filter(|p| !(PRIORITY_MIN..=PRIORITY_MAX).contains(p)) {
+                anyhow::bail!("server {}: priority {p} is out of range ({PRIORITY_MIN}-{PRIORITY_MAX})", s.name);
+            }
+            if let Some(w) = s.weight.filter(|w| !(WEIGHT_MIN..=WEIGHT_MAX).contains(w)) {
+                anyhow::bail!("server {}: weight {w} is out of range ({WEIGHT_MIN}-{WEIGHT_MAX})", s.name);
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -244,7 +288,7 @@ impl Agent {
             .tasks
             .values()
             .flat_map(|t| t.servers.iter().map(|s| s.name.clone()))
-            .chain(inner.local.tasks.values().flat_map(|t| t.servers.iter().map(|s| s.name.clone())))
+            .chain(inner.local.entries().flat_map(|t| t.servers.iter().map(|s| s.name.clone())))
             .collect();
         inner.resolver.retain_failed(|s| known.contains(s));
         inner.deployed = Some(config);
@@ -334,8 +378,8 @@ async fn resolve(State(agent): State<Agent>, UrlPath(task): UrlPath<String>) -> 
     let inner = &mut *inner;
     let (cfg, source) = match inner.deployed.as_ref().and_then(|d| d.tasks.get(&task)) {
         Some(cfg) => (cfg.clone(), if inner.live { "cluster" } else { "cluster-cache" }),
-        None => match inner.local.tasks.get(&task) {
-            Some(local) => (local.as_agent_task(), "local"),
+        None => match inner.local.task(&task) {
+            Some(local) => (local.as_agent_task(), if inner.local.tasks.contains_key(&task) { "local" } else { "local-default" }),
             None => return (StatusCode::NOT_FOUND, Json(json!({"error": format!("no configuration for task {task}")}))).into_response(),
         },
     };
@@ -383,7 +427,7 @@ async fn report_failure(State(agent): State<Agent>, headers: axum::http::HeaderM
         let known = match in_cluster {
             Some(found) => found.is_some(),
             // One task never mixes sources: a task the cluster does not configure is local.
-            None => inner.local.tasks.get(&r.task).is_some_and(|t| t.servers.iter().any(|s| s.name == r.server)),
+            None => inner.local.task(&r.task).is_some_and(|t| t.servers.iter().any(|s| s.name == r.server)),
         };
         if !known {
             return local_error(StatusCode::NOT_FOUND, format!("server {} is not in the configuration of task {}", r.server, r.task));
@@ -446,11 +490,13 @@ pub async fn run(args: AgentArgs, shutdown: impl std::future::Future<Output = ()
     let local = match load_json::<LocalFile>(&local_path)? {
         Some(l) => l,
         None => {
-            // Created with defaults on first run, for the operator to fill in.
-            write_atomically(&local_path, &serde_json::to_vec_pretty(&LocalFile::default())?)?;
-            LocalFile::default()
+            // Created on first run with its default entry, for the operator to fill in.
+            let first = LocalFile::first_run();
+            write_atomically(&local_path, &serde_json::to_vec_pretty(&first)?)?;
+            first
         }
     };
+    local.check().with_context(|| format!("in {}", local_path.display()))?;
     let deployed: Option<AgentConfig> = load_json(&args.state_dir.join(DEPLOYED_FILE))?;
     if let Some(d) = &deployed {
         tracing::info!(revision = d.revision, "serving the last deployed configuration until the cluster answers");
@@ -525,7 +571,7 @@ fn resolve_offline(agent: &str, task: &str, state_dir: &Path) -> anyhow::Result<
     let task = TaskName::new(task)?;
     let deployed: Option<AgentConfig> = load_json(&state_dir.join(DEPLOYED_FILE))?;
     let local: Option<LocalFile> = load_json(&state_dir.join(LOCAL_FILE))?;
-    let (cfg, source) = match (deployed.as_ref().and_then(|d| d.tasks.get(&task)), local.as_ref().and_then(|l| l.tasks.get(&task))) {
+    let (cfg, source) = match (deployed.as_ref().and_then(|d| d.tasks.get(&task)), local.as_ref().and_then(|l| l.task(&task))) {
         (Some(cfg), _) => (cfg.clone(), DEPLOYED_FILE),
         (None, Some(l)) => (l.as_agent_task(), LOCAL_FILE),
         (None, None) => anyhow::bail!(
