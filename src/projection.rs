@@ -225,22 +225,51 @@ pub struct AgentWakers {
     pub last_woken: usize,
 }
 
+/// What a node remembers of one agent across restarts: the digest of its configuration and
+/// the revision at which that configuration last changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mark {
+    pub digest: Hash,
+    pub changed: u64,
+}
+
+/// What an update changed in the tracking, for the node to persist.
+#[derive(Default, Debug)]
+pub struct MarkChanges {
+    pub set: Vec<(AgentId, Mark)>,
+    pub removed: Vec<AgentId>,
+}
+
 impl AgentWakers {
-    /// Rebuilds the tracking from a state (start-up, snapshot install): every agent's
-    /// configuration is considered changed at `state.revision`, which is never older than what
-    /// an agent may have seen from this node.
-    pub fn rebuild(&mut self, state: &State) {
+    /// Rebuilds the tracking from a state (start-up, snapshot install). An agent whose stored
+    /// mark matches its configuration in `state` keeps the revision it changed at; any other
+    /// agent's configuration is considered changed at `state.revision`, which is never older
+    /// than what it may have seen from this node. Returns the marks to store (new or
+    /// corrected) and the stored ones to drop (agents no longer registered).
+    pub fn rebuild(&mut self, state: &State, stored: &HashMap<AgentId, Mark>) -> MarkChanges {
+        let mut changes = MarkChanges::default();
         for id in state.agents.keys() {
             let d = digest(&project(state, id));
+            let changed = match stored.get(id) {
+                Some(m) if m.digest == d && m.changed <= state.revision => m.changed,
+                _ => {
+                    changes.set.push((id.clone(), Mark { digest: d, changed: state.revision }));
+                    state.revision
+                }
+            };
             let entry = self.agents.entry(id.clone()).or_insert_with(|| Entry { digest: d, changed: watch::channel(0).0 });
             entry.digest = d;
-            entry.changed.send_replace(state.revision);
+            entry.changed.send_replace(changed);
         }
+        changes.removed = stored.keys().filter(|id| !state.agents.contains_key(*id)).cloned().collect();
+        changes
     }
 
-    /// After a revision: recomputes the candidates' configurations and wakes those that changed.
-    pub fn update(&mut self, state: &State, candidates: &BTreeSet<AgentId>) {
+    /// After a revision: recomputes the candidates' configurations and wakes those that
+    /// changed; returns their new marks (and the agents removed) for the node to store.
+    pub fn update(&mut self, state: &State, candidates: &BTreeSet<AgentId>) -> MarkChanges {
         let mut woken = 0;
+        let mut changes = MarkChanges::default();
         for id in candidates {
             if !state.agents.contains_key(id) {
                 // Removed (or never registered): wake its watches, which answer with its now
@@ -248,24 +277,26 @@ impl AgentWakers {
                 if let Some(e) = self.agents.remove(id) {
                     e.changed.send_replace(state.revision);
                     woken += 1;
+                    changes.removed.push(id.clone());
                 }
                 continue;
             }
             let d = digest(&project(state, id));
             match self.agents.get_mut(id) {
-                Some(e) if e.digest == d => {}
+                Some(e) if e.digest == d => continue,
                 Some(e) => {
                     e.digest = d;
                     e.changed.send_replace(state.revision);
-                    woken += 1;
                 }
                 None => {
                     self.agents.insert(id.clone(), Entry { digest: d, changed: watch::channel(state.revision).0 });
-                    woken += 1;
                 }
             }
+            woken += 1;
+            changes.set.push((id.clone(), Mark { digest: d, changed: state.revision }));
         }
         self.last_woken = woken;
+        changes
     }
 
     /// A receiver of the revision at which `agent`'s configuration last changed.

@@ -628,3 +628,47 @@ fn task_names_with_spaces_and_punctuation_work_end_to_end() {
     assert!(!ok && err.contains("invalid task name"), "{err}");
     assert_eq!(api.get("/v1/state/digest")["revision"].as_u64().unwrap(), revision);
 }
+
+/// Deployment status survives restarting every node: the revision at which an agent's
+/// configuration last changed stays what it was (it does not jump to the head), so an agent
+/// that has it shows no lag; a later change moves it again.
+#[test]
+fn deployment_status_survives_restarting_every_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut cluster, a1, _) = one_agent_in_eu(dir.path());
+    let configured = a1.status()["revision"].as_u64().unwrap();
+    // Changes that do not touch a1's configuration.
+    apply(&cluster, json!([{"create_cluster": {"name": "other1"}}]));
+    let head = apply(&cluster, json!([{"create_cluster": {"name": "other2"}}]));
+    let row = |cluster: &Cluster| -> Value {
+        let v = Api::new(cluster.node(cluster.running()[0])).get("/v1/agents");
+        v["agents"].as_array().unwrap().iter().find(|a| a["id"] == "a1").unwrap().clone()
+    };
+    let wait_row = |cluster: &Cluster, desired: u64| -> Value {
+        let started = Instant::now();
+        loop {
+            let r = row(cluster);
+            if r["desired_revision"] == desired && r["deployed_revision"].as_u64() >= Some(desired) {
+                return r;
+            }
+            assert!(started.elapsed() < Duration::from_secs(20), "waiting for desired revision {desired}: {r}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let before = wait_row(&cluster, configured);
+    assert_eq!(before["lag"], 0, "{before}");
+    for i in 0..3 {
+        assert!(cluster.nodes[i].take().unwrap().stop());
+    }
+    for i in 0..3 {
+        cluster.restart(i);
+    }
+    cluster.wait_leader(Duration::from_secs(20));
+    assert_eq!(Api::new(cluster.node(0)).get("/v1/state/digest")["revision"], head);
+    let after = wait_row(&cluster, configured);
+    assert_eq!((&after["desired_revision"], &after["lag"]), (&json!(configured), &json!(0)), "{after}");
+    // A change to its configuration moves it.
+    let moved = apply(&cluster, json!([{"move_server": {"task": "billing", "cluster": "eu", "server": "rt2", "direction": "up"}}]));
+    let r = wait_row(&cluster, moved);
+    assert_eq!(r["lag"], 0, "{r}");
+}

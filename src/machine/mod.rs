@@ -18,7 +18,7 @@ use crate::domain::merkle::Frontier;
 use crate::domain::oplog::EventSettings;
 use crate::domain::tokens::{TokenName, TokenRecord};
 use crate::domain::{AgentId, Command, Hash, Outcome, RejectCode, Rejection, State};
-use crate::projection::AgentWakers;
+use crate::projection::{AgentWakers, Mark, MarkChanges};
 
 pub use crate::domain::Changeset;
 pub use records::{fold_stored, RejectionRecord};
@@ -131,6 +131,8 @@ pub struct RosterMachine {
     pending_agents: BTreeSet<AgentId>,
     /// The newest revision of that batch, published once it is written.
     pending_revision: Option<u64>,
+    /// Where the agents' configuration marks are kept (set at load).
+    store: Option<StateStore>,
 }
 
 impl RosterMachine {
@@ -144,7 +146,7 @@ impl RosterMachine {
             projection: Mutex::new(AgentWakers::default()),
             upgrade_note: Mutex::new(None),
         });
-        (Self { shared: shared.clone(), pending_agents: BTreeSet::new(), pending_revision: None }, MachineHandle { shared })
+        (Self { shared: shared.clone(), pending_agents: BTreeSet::new(), pending_revision: None, store: None }, MachineHandle { shared })
     }
 }
 
@@ -200,7 +202,10 @@ impl Application<TypeConfig> for RosterMachine {
         };
         let revision = state.revision;
         let mut live = self.shared.live.write().expect("state machine lock poisoned");
-        self.shared.projection.lock().expect("projection lock poisoned").rebuild(&state);
+        let marks = load_marks(store)?;
+        let changes = self.shared.projection.lock().expect("projection lock poisoned").rebuild(&state, &marks);
+        store_marks(store, changes);
+        self.store = Some(store.clone());
         *live = Live { state, head, tree, changesets, event_seq, event_settings, ..Live::default() };
         live.set_tokens(tokens);
         drop(live);
@@ -215,7 +220,11 @@ impl Application<TypeConfig> for RosterMachine {
         let agents = std::mem::take(&mut self.pending_agents);
         if !agents.is_empty() {
             let live = self.shared.live.read().expect("state machine lock poisoned");
-            self.shared.projection.lock().expect("projection lock poisoned").update(&live.state, &agents);
+            let changes = self.shared.projection.lock().expect("projection lock poisoned").update(&live.state, &agents);
+            drop(live);
+            if let Some(store) = &self.store {
+                store_marks(store, changes);
+            }
         }
         if let Some(revision) = self.pending_revision.take() {
             self.shared.revision_tx.send_replace(revision);
@@ -232,6 +241,32 @@ impl Application<TypeConfig> for RosterMachine {
             .map(|(position, bytes)| codec::encode(&self.apply_command(log_id, position, bytes, txn)))
             .collect();
         Reply { results }
+    }
+}
+
+/// The agents' stored configuration marks; an undecodable one is ignored (the agent then
+/// counts as changed at the head, as without a mark).
+fn load_marks(store: &StateStore) -> Result<HashMap<AgentId, Mark>, StoreError> {
+    let mut marks = HashMap::new();
+    for (key, bytes) in store.deployment_marks()? {
+        let id = String::from_utf8(key).ok().and_then(|k| AgentId::new(k).ok());
+        if let (Some(id), Ok(mark)) = (id, codec::decode::<Mark>(&bytes)) {
+            marks.insert(id, mark);
+        }
+    }
+    Ok(marks)
+}
+
+/// Stores the marks an update changed. A failure only costs precision after a restart (the
+/// marks are checked at load), so it is logged, not fatal.
+fn store_marks(store: &StateStore, changes: MarkChanges) {
+    if changes.set.is_empty() && changes.removed.is_empty() {
+        return;
+    }
+    let put: Vec<(Vec<u8>, Vec<u8>)> = changes.set.iter().map(|(id, m)| (id.as_str().as_bytes().to_vec(), codec::encode(m))).collect();
+    let delete: Vec<Vec<u8>> = changes.removed.iter().map(|id| id.as_str().as_bytes().to_vec()).collect();
+    if let Err(e) = store.write_deployment_marks(&put, &delete) {
+        tracing::warn!("could not store the agents' configuration marks: {e}");
     }
 }
 

@@ -34,8 +34,14 @@ pub const CF_SETTINGS: &str = "settings";
 /// in snapshots.
 pub const CF_TREE: &str = "tree";
 
+/// Per agent, the digest of its configuration and the revision at which it last changed, as
+/// this node's projection last saw them, keyed by agent id. Written after each applied batch
+/// (not with it) and checked against the state at load, so it only ever shortens a restart's
+/// view of deployment status; not in snapshots.
+pub const CF_DEPLOYMENTS: &str = "deployments";
+
 /// Every column family, in creation order.
-pub const ALL_CFS: [&str; 12] = [
+pub const ALL_CFS: [&str; 13] = [
     CF_LOGS,
     CF_RAFT_META,
     CF_SM_META,
@@ -48,6 +54,7 @@ pub const ALL_CFS: [&str; 12] = [
     CF_EVENTS,
     CF_SETTINGS,
     CF_TREE,
+    CF_DEPLOYMENTS,
 ];
 
 /// Settings were once kept in the events family under keys starting with '~'. Keys of this

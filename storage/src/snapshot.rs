@@ -39,7 +39,7 @@ use serde::{Deserialize, Serialize};
 use crate::codec::{self, stream};
 use crate::db::{
     cf, legacy_setting_name, sync_write, u64_key, StoreError, CF_CHANGESETS, CF_CHECKPOINTS, CF_EVENTS, CF_HISTORY, CF_IDEMPOTENCY, CF_SETTINGS,
-    CF_LOGS, CF_RAFT_META, CF_REJECTIONS, CF_SM_META, CF_SNAPSHOT, CF_TREE,
+    CF_DEPLOYMENTS, CF_LOGS, CF_RAFT_META, CF_REJECTIONS, CF_SM_META, CF_SNAPSHOT, CF_TREE,
 };
 use crate::failpoint;
 
@@ -59,8 +59,9 @@ pub(crate) const KEY_LAST_PURGED: &[u8] = b"last_purged";
 /// A section's number is its position here, so new families go at the end.
 pub(crate) const SNAPSHOT_CFS: [&str; 6] = [CF_HISTORY, CF_IDEMPOTENCY, CF_CHANGESETS, CF_REJECTIONS, CF_EVENTS, CF_SETTINGS];
 /// Families derived from the replicated ones: not sent in snapshots, cleared on install and
-/// rebuilt by the application at load (fold checkpoints, the history's Merkle tree).
-pub(crate) const DERIVED_CFS: [&str; 2] = [CF_CHECKPOINTS, CF_TREE];
+/// rebuilt by the application at load (fold checkpoints, the history's Merkle tree, the
+/// agents' configuration marks).
+pub(crate) const DERIVED_CFS: [&str; 3] = [CF_CHECKPOINTS, CF_TREE, CF_DEPLOYMENTS];
 
 /// Largest write batch while installing a snapshot.
 const INSTALL_BATCH_BYTES: usize = 4 << 20;

@@ -11,7 +11,7 @@ use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch, DB};
 use crate::codec;
 use crate::db::{
     cf, key_u64, sync_write, u64_key, StoreError, CF_CHANGESETS, CF_CHECKPOINTS, CF_HISTORY,
-    CF_EVENTS, CF_IDEMPOTENCY, CF_REJECTIONS, CF_SETTINGS, CF_SM_META, CF_TREE,
+    CF_DEPLOYMENTS, CF_EVENTS, CF_IDEMPOTENCY, CF_REJECTIONS, CF_SETTINGS, CF_SM_META, CF_TREE,
 };
 use crate::snapshot::{KEY_APPLIED, KEY_MEMBERSHIP};
 
@@ -154,6 +154,32 @@ impl StateStore {
             batch.put_cf(cf(&self.db, CF_TREE), tree_key(*level, *index), hash);
         }
         self.db.write_opt(batch, &sync_write())?;
+        Ok(())
+    }
+
+    /// Every agent's stored configuration mark (see [`crate::db::CF_DEPLOYMENTS`]), as
+    /// (agent id, bytes).
+    pub fn deployment_marks(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(cf(&self.db, CF_DEPLOYMENTS), IteratorMode::Start) {
+            let (k, v) = item?;
+            out.push((k.into_vec(), v.into_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Stores and removes agents' configuration marks (one unsynced write: derived data that
+    /// the next load checks against the state).
+    pub fn write_deployment_marks(&self, put: &[(Vec<u8>, Vec<u8>)], delete: &[Vec<u8>]) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        let family = cf(&self.db, CF_DEPLOYMENTS);
+        for (k, v) in put {
+            batch.put_cf(family, k, v);
+        }
+        for k in delete {
+            batch.delete_cf(family, k);
+        }
+        self.db.write(batch)?;
         Ok(())
     }
 
