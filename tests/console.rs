@@ -59,7 +59,7 @@ fn an_operator_configures_failover_in_the_browser() {
     wait_until("the agent's registration", Duration::from_secs(20), || {
         Api::at(&addr).get("/v1/agents")["agents"].as_array().is_some_and(|a| a.iter().any(|x| x["id"] == "pc1"))
     });
-    assert_eq!(agent.resolve("billing").0, 404, "no configuration yet");
+    assert_eq!(agent.resolve("billing").1["source"], "local-default", "no configuration yet: the local default entry");
 
     let b = Browser::start(&shots_dir());
     b.goto(&format!("https://{addr}/ui/servers"));
@@ -280,8 +280,15 @@ fn an_operator_configures_failover_in_the_browser() {
     assert!(answer["acks"].as_u64().unwrap() > acks && waited < Duration::from_secs(20), "no early answer on the ack: {answer} after {waited:?}");
     agent.wait_revision(moved, Duration::from_secs(20));
     wait_until("the agents page to show the acknowledged revision", Duration::from_secs(15), || {
-        b.source().contains(&format!("<tr data-agent=\"pc1\"><td>pc1</td><td>floor1</td><td class=\"deployed\">{moved}</td>"))
+        b.source().contains(&format!("<tr data-agent=\"pc1\"><td>pc1</td><td class=\"agent-state\">connected</td><td>floor1</td><td class=\"deployed\">{moved}</td>"))
     });
+    // A failure the agent reports shows on its row (the report marks the server failed, a
+    // revision the page follows).
+    agent.report_failure("billing", "rt1");
+    wait_until("the agents page to show the reported server", Duration::from_secs(15), || {
+        b.find_all("tr[data-agent=pc1] td.reported").first().is_some() && b.text("tr[data-agent=pc1] td.reported").contains("rt1")
+    });
+    b.screenshot("11-agents");
 
     // Signing out ends the session.
     b.submit("nav .who button");

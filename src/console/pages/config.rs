@@ -221,16 +221,18 @@ pub async fn clusters(State(ctx): Cx, viewer: Viewer, Query(f): Query<AgentFilte
         @if !unreachable.is_empty() { p.note { "No answer from " (unreachable.join(", ")) "; their agents' contacts are missing." } }
         @if rows.is_empty() { p.empty { "No agents." } } @else {
             table id="agents" {
-                thead { tr { th { "Agent" } th { "Clusters" } th { "Deployed" } th { "Desired" } th { "Lag" } th { "Last contact" } th { "Node" } } }
+                thead { tr { th { "Agent" } th { "State" } th { "Clusters" } th { "Deployed" } th { "Desired" } th { "Lag" } th { "Last contact" } th { "Node" } th { "Reported failing" } } }
                 tbody { @for r in rows.iter().take(CONSOLE_PAGE_ROWS) {
                     tr data-agent=(r["id"].as_str().unwrap_or("")) {
                         td { (r["id"].as_str().unwrap_or("")) }
+                        td.agent-state { @if r["connected"] == true { "connected" } @else if r["stale"] == true { span.tag { "stale" } } @else { "idle" } }
                         td { (r["clusters"].as_array().map(|a| a.iter().filter_map(|c| c.as_str()).collect::<Vec<_>>().join(", ")).unwrap_or_default()) }
                         td.deployed { (r["deployed_revision"]) }
                         td { (r["desired_revision"]) }
                         td { (r["lag"]) }
                         td { (r["last_contact_ms"].as_u64().map(crate::cli::format_ms).unwrap_or_else(|| "never".into())) }
                         td { (r["node"].as_u64().map(|n| n.to_string()).unwrap_or_else(|| "-".into())) }
+                        td.reported { (r["reported"].as_array().map(|a| a.iter().filter_map(|s| s.as_str()).collect::<Vec<_>>().join(", ")).unwrap_or_default()) }
                     }
                 } }
             }
