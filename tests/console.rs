@@ -70,18 +70,27 @@ fn an_operator_configures_failover_in_the_browser() {
     for (name, host) in [("rt1", "10.0.0.1"), ("rt2", "10.0.0.2"), ("rt3", "10.0.0.3")] {
         b.type_into("#register input[name=name]", name);
         b.type_into("#register input[name=host]", host);
-        assert_eq!(b.text("#url-preview"), format!("http://{host}:6700/"), "the URL is built live from the fields");
+        assert_eq!(b.value("#register #url-field"), format!("http://{host}:6700/"), "the URL is built live from the fields");
         b.submit("#register button[type=submit]");
         assert!(b.text(".flash").contains("staged"), "{}", b.source());
     }
-    assert!(b.text("#pending-bar").contains("3 pending changes"), "{}", b.text("#pending-bar"));
+    // The other way: a URL typed in fills the fields, and registers as typed.
+    b.type_into("#register input[name=name]", "rt4");
+    b.type_into("#register #url-field", "https://10.0.0.4:7001/?pool=blue");
+    assert_eq!(
+        (b.value("#register input[name=host]"), b.value("#register input[name=port]"), b.value("#register input[name=pool]"), b.value("#register select[name=scheme]")),
+        ("10.0.0.4".to_string(), "7001".to_string(), "blue".to_string(), "https".to_string())
+    );
+    b.submit("#register button[type=submit]");
+    assert!(b.text("tr[data-server=rt4]").contains("https://10.0.0.4:7001/?pool=blue"), "{}", b.text("main"));
+    assert!(b.text("#pending-bar").contains("4 pending changes"), "{}", b.text("#pending-bar"));
     // A name that is not a name is refused in place, and shown as text.
     b.type_into("#register input[name=name]", "<script>x</script>");
     b.type_into("#register input[name=host]", "10.0.0.9");
     b.submit("#register button[type=submit]");
     assert!(b.text("#error").contains("<script>x</script>"), "the refused name is shown as text");
     assert!(b.source().contains("&lt;script&gt;x&lt;/script&gt;"), "and escaped in the markup");
-    assert_eq!(b.find_all("tr[data-server]").len(), 3);
+    assert_eq!(b.find_all("tr[data-server]").len(), 4);
     b.screenshot("02-servers-staged");
 
     // An agent cluster with the agent in it.

@@ -152,6 +152,12 @@ impl Browser {
         self.cmd(reqwest::Method::GET, &format!("/element/{e}/text"), None).as_str().unwrap_or("").to_string()
     }
 
+    /// The current `value` of a form field (what the user or a script put there).
+    pub fn value(&self, selector: &str) -> String {
+        let e = self.find(selector);
+        self.cmd(reqwest::Method::GET, &format!("/element/{e}/property/value"), None).as_str().unwrap_or("").to_string()
+    }
+
     pub fn texts(&self, selector: &str) -> Vec<String> {
         self.find_all(selector)
             .into_iter()

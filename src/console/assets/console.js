@@ -1,20 +1,31 @@
 // Roster console: the only script the pages load (the CSP allows no inline script).
-// 1. The register and edit forms show the server URL built from their fields as you type.
+// 1. The register and edit forms keep the server URL and its fields in step, both ways.
 // 2. A page marked live reloads when the cluster's revision (or, on the events page, the
 //    event log, or on the agents page a deployment acknowledged to this node) moves past the
 //    one it shows,
 //    waiting on a long poll (/ui/wait) rather than asking again and again.
 "use strict";
 
-function previewUrl(form) {
-  const out = form.querySelector("#url-preview");
-  if (!out) return;
+// The URL built from the scheme, host, port and pool fields, or the fields taken from an
+// edited URL: the two stay in step both ways, as in the product.
+function urlFromFields(form) {
   const field = (name) => (form.elements[name] ? form.elements[name].value.trim() : "");
   const scheme = field("scheme") || "http";
-  const host = field("host") || "…";
-  const port = field("port") || "…";
+  const host = field("host");
+  if (!host) return "";
+  const port = field("port") || "6700";
   const pool = field("pool");
-  out.textContent = `${scheme}://${host}:${port}/` + (pool ? `?pool=${pool}` : "");
+  return `${scheme}://${host}:${port}/` + (pool ? `?pool=${pool}` : "");
+}
+
+function fieldsFromUrl(form, url) {
+  const m = /^([a-z][a-z0-9+.-]*):\/\/(\[[^\]]+\]|[^:/?]+)(?::(\d+))?\/?(?:\?pool=([^&#]+))?$/.exec(url.trim());
+  if (!m) return;
+  const set = (name, value) => { if (form.elements[name]) form.elements[name].value = value; };
+  set("scheme", m[1]);
+  set("host", m[2].replace(/^\[|\]$/g, ""));
+  set("port", m[3] || "6700");
+  set("pool", m[4] || "");
 }
 
 // Set once the page is being left (a form posted, a link followed): a live reload must not
@@ -60,9 +71,15 @@ function watchRevision() {
 
 document.addEventListener("DOMContentLoaded", () => {
   document.querySelectorAll("form").forEach((form) => {
-    if (!form.querySelector("#url-preview")) return;
-    form.addEventListener("input", () => previewUrl(form));
-    previewUrl(form);
+    const url = form.querySelector("#url-field");
+    if (!url) return;
+    form.addEventListener("input", (e) => {
+      if (e.target === url) {
+        fieldsFromUrl(form, url.value);
+      } else {
+        url.value = urlFromFields(form);
+      }
+    });
   });
   watchRevision();
 });

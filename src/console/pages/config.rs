@@ -58,10 +58,11 @@ pub async fn servers(State(ctx): Cx, viewer: Viewer, Query(m): Query<Msg>) -> Re
                 input type="hidden" name="action" value="register";
                 label { "Name" input name="name" required; }
                 label { "Scheme" select name="scheme" { option { "http" } option { "https" } option { "tcp" } option { "tls" } } }
-                label { "Host" input name="host" required; }
+                label { "Host" input name="host"; }
                 label { "Port" input name="port" type="number" min="1" max="65535" value="6700" required; }
                 label { "Pool (optional)" input name="pool"; }
-                p { "URL: " output.mono id="url-preview" { "http://…" } }
+                label.wide { "URL (edit here or in the fields)" input.mono id="url-field" name="url" placeholder="http://host:6700/?pool=name"; }
+                input type="hidden" name="url_original" value="";
                 button.primary type="submit" { "Stage registration" }
             }
         }
@@ -70,26 +71,37 @@ pub async fn servers(State(ctx): Cx, viewer: Viewer, Query(m): Query<Msg>) -> Re
     page.render(m.msg.as_deref(), m.err.as_deref(), content)
 }
 
+/// The address a register or edit form gives: from its URL field when that was edited (the
+/// script keeps the two in step, and without it the edited one wins), else from the fields.
+fn form_address(f: &Form) -> Result<(Scheme, Host, u16, Option<PoolName>), String> {
+    let url = f.get("url").trim();
+    if !url.is_empty() && url != f.get("url_original").trim() {
+        return crate::domain::parse_server_url(url).map_err(|e| e.to_string());
+    }
+    let port = |v: &str| v.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| format!("port {v:?} is not 1..65535"));
+    let scheme = match f.get("scheme") {
+        "" => Scheme::http(),
+        s => Scheme::new(s).map_err(|e| format!("scheme: {e}"))?,
+    };
+    let pool = match f.get("pool").trim() {
+        "" => None,
+        p => Some(PoolName::new(p).map_err(|e| format!("pool: {e}"))?),
+    };
+    Ok((scheme, parse("host", Host::new(f.get("host")))?, port(f.get("port"))?, pool))
+}
+
 fn server_change(f: &Form) -> Result<Change, String> {
     let name = parse("name", ServerName::new(f.get("name")))?;
-    let optional = |v: &str| (!v.is_empty()).then(|| v.to_string());
-    let port = |v: &str| v.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| format!("port {v:?} is not 1..65535"));
     Ok(match f.get("action") {
-        "register" => Change::AddServer {
-            name,
-            host: parse("host", Host::new(f.get("host")))?,
-            port: port(f.get("port"))?,
-            pool: optional(f.get("pool")).map(PoolName::new).transpose().map_err(|e| format!("pool: {e}"))?,
-            scheme: optional(f.get("scheme")).map(Scheme::new).transpose().map_err(|e| format!("scheme: {e}"))?,
-        },
-        "update" => Change::UpdateServer {
-            name,
-            host: Some(parse("host", Host::new(f.get("host")))?),
-            port: Some(port(f.get("port"))?),
-            pool: optional(f.get("pool")).map(PoolName::new).transpose().map_err(|e| format!("pool: {e}"))?,
-            clear_pool: f.get("pool").is_empty(),
-            scheme: optional(f.get("scheme")).map(Scheme::new).transpose().map_err(|e| format!("scheme: {e}"))?,
-        },
+        "register" => {
+            let (scheme, host, port, pool) = form_address(f)?;
+            Change::AddServer { name, host, port, pool, scheme: Some(scheme) }
+        }
+        "update" => {
+            let (scheme, host, port, pool) = form_address(f)?;
+            let clear_pool = pool.is_none();
+            Change::UpdateServer { name, host: Some(host), port: Some(port), pool, clear_pool, scheme: Some(scheme) }
+        }
         "enable" => Change::EnableServer { name },
         "disable" => Change::DisableServer { name },
         "delete" => Change::DeleteServer { name },
@@ -150,7 +162,8 @@ pub async fn server_page(State(ctx): Cx, viewer: Viewer, Path(name): Path<String
                 label { "Host" input name="host" value=(s.host) required; }
                 label { "Port" input name="port" type="number" min="1" max="65535" value=(s.port) required; }
                 label { "Pool (optional)" input name="pool" value=(s.pool.as_ref().map(|p| p.as_str()).unwrap_or("")); }
-                p { "URL: " output.mono id="url-preview" { (s.url()) } }
+                label.wide { "URL (edit here or in the fields)" input.mono id="url-field" name="url" value=(s.url()); }
+                input type="hidden" name="url_original" value=(s.url());
                 button.primary type="submit" { "Stage the edit" }
             }
         }
