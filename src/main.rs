@@ -206,6 +206,8 @@ enum Cmd {
     Completions { shell: clap_complete::Shell },
     /// Print the manual page (roff): `roster man > /usr/local/share/man/man1/roster.1`.
     Man,
+    /// Print the HTTP API's OpenAPI 3.1 document (the same as GET /v1/openapi.json).
+    Openapi,
 }
 
 /// TLS and authentication of `roster serve`: either `--secure-dir` (or the individual files),
@@ -373,6 +375,10 @@ async fn main() -> anyhow::Result<()> {
         }
         Cmd::Completions { shell } => {
             clap_complete::generate(shell, &mut <Cli as clap::CommandFactory>::command(), "roster", &mut std::io::stdout());
+            Ok(())
+        }
+        Cmd::Openapi => {
+            println!("{}", serde_json::to_string_pretty(&roster::api::openapi::document())?);
             Ok(())
         }
         Cmd::Man => {

@@ -16,7 +16,7 @@ use super::{submit, ApiError, ApiJson, ApiPath, Ctx, WriteMeta};
 use crate::domain::{AgentId, Change, CommandBody, Outcome, ServerName, TaskName};
 use crate::projection::project;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct FailureReport {
     task: TaskName,

@@ -190,7 +190,7 @@ pub fn routes() -> Vec<RouteSpec> {
     ]
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RegisterAgentRequest {
     id: AgentId,
@@ -288,7 +288,7 @@ pub(super) fn require_registered(ctx: &Ctx, id: &AgentId) -> Result<(), ApiError
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct WatchQuery {
     #[serde(default)]
@@ -352,7 +352,7 @@ async fn watch_config(State(ctx): State<Ctx>, ApiPath(id): ApiPath<String>, ApiQ
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct AckRequest {
     revision: u64,

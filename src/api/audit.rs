@@ -46,7 +46,7 @@ pub fn routes() -> Vec<RouteSpec> {
 
 // ---- changesets
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateChangesetRequest {
     #[serde(default)]
@@ -95,7 +95,7 @@ async fn get_changeset(State(ctx): State<Ctx>, c: Consistency, ApiPath(id): ApiP
     Ok(read_response(live.state.revision, cs))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct AddChangesRequest {
     changes: Vec<Change>,
@@ -116,7 +116,7 @@ async fn add_changes(
 pub const PREVIEW_AGENTS_MAX: usize = 1_000;
 pub const PREVIEW_AGENTS_DEFAULT: usize = 100;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct PreviewQuery {
     /// The page of reached agents after this id.
@@ -170,7 +170,7 @@ async fn preview_changeset(
     Ok(read_response(live.state.revision, &body))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct ApplyQuery {
     /// Apply even though some task configurations would be left without a usable server.
@@ -215,7 +215,7 @@ async fn discard_changeset(State(ctx): State<Ctx>, meta: WriteMeta, ApiPath(id):
 
 // ---- history
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct HistoryQuery {
     from: Option<u64>,
@@ -292,7 +292,7 @@ async fn history_one(State(ctx): State<Ctx>, c: Consistency, ApiPath(revision): 
     Ok(read_response(head, &record.to_json()))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct LimitQuery {
     limit: Option<usize>,
@@ -307,7 +307,7 @@ async fn rejections(State(ctx): State<Ctx>, c: Consistency, ApiQuery(q): ApiQuer
 
 // ---- state, digest, diff
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RevisionQuery {
     revision: Option<u64>,
@@ -395,7 +395,7 @@ async fn digest(
     Ok(read_response(s.revision, &json!({"revision": s.revision, "digest": state_digest(&s).to_string()})))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct DiffQuery {
     from: u64,
@@ -414,7 +414,7 @@ pub const EXPORT_CHUNK_RECORDS: usize = 1000;
 /// Chunks buffered between the RocksDB scan and the client (bounds memory per export).
 pub const EXPORT_CHANNEL_CHUNKS: usize = 4;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct ExportQuery {
     /// Start at this revision: a continuation export (`docs/history-format.md` section 7).

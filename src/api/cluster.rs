@@ -89,7 +89,7 @@ pub fn cluster_status(ctx: &Ctx) -> serde_json::Value {
     })
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct AddNodeRequest {
     id: u64,

@@ -23,7 +23,7 @@ pub fn routes() -> Vec<RouteSpec> {
     ]
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct EventsQuery {
     /// Minimum level.

@@ -11,6 +11,7 @@ mod backup;
 mod cluster;
 pub mod error;
 pub mod events;
+pub mod openapi;
 mod read;
 mod resources;
 mod router;
@@ -88,16 +89,18 @@ pub struct RouteSpec {
     pub path: &'static str,
     pub access: Access,
     handler: MethodRouter<Ctx>,
+    /// Adds the handler's parameters and body to its OpenAPI operation.
+    describe: fn(&mut openapi::OpBuilder<'_>),
 }
 
 /// Declares a route: method, path template, access rule and handler.
 pub fn route<H, T>(method: Method, path: &'static str, access: Access, handler: H) -> RouteSpec
 where
     H: axum::handler::Handler<T, Ctx>,
-    T: 'static,
+    T: openapi::Describe + 'static,
 {
     let filter = MethodFilter::try_from(method.clone()).expect("routes use standard methods");
-    RouteSpec { method, path, access, handler: axum::routing::on(filter, handler) }
+    RouteSpec { method, path, access, handler: axum::routing::on(filter, handler), describe: <T as openapi::Describe>::describe }
 }
 
 /// Every route of the public API with its access rule; the router is built from this table,

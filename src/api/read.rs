@@ -19,6 +19,7 @@ pub(super) fn routes() -> Vec<RouteSpec> {
         route(Method::GET, "/healthz", Access::Open, healthz),
         route(Method::GET, "/readyz", Access::Open, readyz),
         route(Method::GET, "/v1/whoami", Access::Roles(ANY_ROLE), whoami),
+        route(Method::GET, "/v1/openapi.json", Access::Roles(ANY_ROLE), super::openapi::serve),
     ]
 }
 

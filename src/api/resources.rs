@@ -76,7 +76,7 @@ async fn read<T: Serialize>(
 
 // ---- commands
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct CommandRequest {
     changes: Vec<Change>,
@@ -114,7 +114,7 @@ impl From<&Server> for ServerView {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct AddServerRequest {
     name: ServerName,
@@ -127,7 +127,7 @@ struct AddServerRequest {
     scheme: Option<Scheme>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct UpdateServerRequest {
     #[serde(default)]
@@ -188,7 +188,7 @@ async fn disable_server(State(ctx): State<Ctx>, meta: WriteMeta, ApiPath(name): 
 
 // ---- agents and agent clusters
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateNamed<N> {
     name: N,
@@ -311,7 +311,7 @@ async fn get_config(State(ctx): State<Ctx>, c: Consistency, ApiPath((task, clust
     .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct PutConfigRequest {
     servers: Vec<ServerName>,
@@ -338,7 +338,7 @@ async fn delete_config(State(ctx): State<Ctx>, meta: WriteMeta, ApiPath((task, c
     apply_one(&ctx, meta, Change::DeleteTaskConfig { task, cluster }).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct AddListServerRequest {
     server: ServerName,
@@ -367,7 +367,7 @@ async fn add_list_server(
     apply(&ctx, meta, changes, StatusCode::OK).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct SetWeightRequest {
     #[serde(default)]
@@ -396,7 +396,7 @@ async fn remove_list_server(
     apply_one(&ctx, meta, Change::RemoveServerFromList { task, cluster, server: server_name(server)? }).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct MoveRequest {
     direction: MoveDirection,
@@ -412,7 +412,7 @@ async fn move_list_server(
     apply_one(&ctx, meta, Change::MoveServer { task, cluster, server: server_name(server)?, direction: r.direction }).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct LoadBalancingRequest {
     enabled: bool,

@@ -21,7 +21,7 @@ pub fn routes() -> Vec<RouteSpec> {
     ]
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateTokenRequest {
     name: TokenName,

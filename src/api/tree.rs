@@ -98,7 +98,7 @@ fn check_size(what: &str, size: u64, latest: u64) -> Result<(), ApiError> {
     Ok(())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct ProofQuery {
     tree_size: Option<u64>,
@@ -129,7 +129,7 @@ async fn inclusion(State(ctx): State<Ctx>, c: Consistency, ApiPath(revision): Ap
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct ConsistencyQuery {
     first: u64,

@@ -10,7 +10,7 @@ use super::names::{
 };
 
 /// Direction of a move within a failover list.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum MoveDirection {
     Up,
@@ -19,7 +19,7 @@ pub enum MoveDirection {
 
 /// One configuration change. A command carries a list of them, applied together as one
 /// revision or not at all.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Change {
     AddServer {

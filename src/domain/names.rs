@@ -146,6 +146,18 @@ fn check_task_name(kind: &'static str, value: &str) -> Result<(), NameError> {
     Ok(())
 }
 
+/// The JSON Schema of a name of kind `kind` (for the OpenAPI document): a string with its
+/// length bounds and character set.
+fn name_schema(kind: &str) -> schemars::Schema {
+    let (pattern, max, what) = match kind {
+        "task name" => (r"^[A-Za-z0-9][A-Za-z0-9._() +,@#&'-]*$", NAME_MAX_LEN, "a task name: letters, digits, -_. spaces and ()+,@#&' (no trailing or double space)"),
+        "host" => (r"^[A-Za-z0-9.:_\[\]-]+$", HOST_MAX_LEN, "a host name or IP address"),
+        "scheme" => (r"^[a-z][a-z0-9+.-]*$", 16, "a URL scheme"),
+        _ => (r"^[A-Za-z0-9][A-Za-z0-9._-]*$", NAME_MAX_LEN, "a name: letters, digits, '-', '_' and '.'"),
+    };
+    schemars::json_schema!({"type": "string", "minLength": 1, "maxLength": max, "pattern": pattern, "description": what})
+}
+
 macro_rules! name_type {
     ($(#[$doc:meta])* $ty:ident, $kind:literal) => {
         name_type!($(#[$doc])* $ty, $kind, check_name);
@@ -175,6 +187,14 @@ macro_rules! name_type {
         impl From<$ty> for String {
             fn from(v: $ty) -> String {
                 v.0
+            }
+        }
+        impl schemars::JsonSchema for $ty {
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                stringify!($ty).into()
+            }
+            fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                name_schema($kind)
             }
         }
         impl fmt::Display for $ty {

@@ -8,7 +8,7 @@ use super::command::{RejectCode, Rejection};
 use super::model::{Event, ServerStatus};
 
 /// Event levels, ordered by severity.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Level {
     Info,
@@ -46,7 +46,7 @@ pub fn check_settings(settings: &EventSettings) -> Result<(), Rejection> {
 }
 
 /// Which events are kept and for how long.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EventSettings {
     /// Events below this level are not recorded.

@@ -1,0 +1,72 @@
+//! The API keeps to its OpenAPI document: schemathesis (a property-based API fuzzer, installed
+//! by `scripts/deps.sh` into a virtual environment) generates requests from
+//! `GET /v1/openapi.json` against a secure single node and a secure 3-node cluster, and checks
+//! that no answer is a server error and that statuses, content types and bodies conform to the
+//! document, and that invalid input is refused. Bounded: a few examples per operation.
+//!
+//! Left out: the routes that change the cluster itself (membership, leader transfer), the
+//! backup stream, the agent's long poll (it waits by design) and `/metrics` (text).
+//! Longer runs: `ROSTER_SCHEMATHESIS_EXAMPLES=2000 cargo test --release --test schemathesis`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::{secure, Api, Cluster, NodeProcess};
+
+fn schemathesis() -> PathBuf {
+    let venv = std::env::var("ROSTER_VENV").unwrap_or_else(|_| "/var/cache/roster/venv".into());
+    let bin = Path::new(&venv).join("bin/schemathesis");
+    assert!(bin.exists(), "{} is missing: run scripts/deps.sh (it installs schemathesis into {venv})", bin.display());
+    bin
+}
+
+/// Runs schemathesis against the node at `addr`; panics with its output on any finding.
+fn fuzz(addr: &str, dir: &Path) {
+    let examples = std::env::var("ROSTER_SCHEMATHESIS_EXAMPLES").unwrap_or_else(|_| "8".into());
+    let token = secure().token("admin");
+    let out = Command::new(schemathesis())
+        .arg("run")
+        .arg(format!("https://{addr}/v1/openapi.json"))
+        .args(["--url", &format!("https://{addr}")])
+        .args(["--header", &format!("Authorization: Bearer {token}")])
+        .args(["--tls-verify", secure().dir.join(roster::tls::CA_CERT).to_str().unwrap()])
+        .args(["--checks", "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,negative_data_rejection"])
+        .args(["--max-examples", &examples])
+        .args(["--seed", "7"])
+        .args(["--workers", "2"])
+        .args(["--request-timeout", "20"])
+        .args(["--exclude-path-regex", "^/v1/cluster/(nodes|leader)|^/v1/backup|/watch$|^/metrics$"])
+        .args(["--suppress-health-check", "all"])
+        .args(["--report", "junit", "--report-dir"])
+        .arg(dir.join("report"))
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run schemathesis");
+    let text = format!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "schemathesis found problems against {addr}:\n{text}");
+    eprintln!("{}", text.lines().rev().take(12).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n"));
+}
+
+#[test]
+fn a_single_secure_node_keeps_to_its_openapi_document() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProcess::single(&dir.path().join("n"));
+    fuzz(&node.addr, dir.path());
+    // Still serving, and the document it serves is the one `roster openapi` prints.
+    let served = Api::new(&node).get("/v1/openapi.json");
+    let printed = Command::new(common::roster_bin()).arg("openapi").output().unwrap();
+    assert_eq!(served, serde_json::from_slice::<serde_json::Value>(&printed.stdout).unwrap());
+}
+
+#[test]
+fn a_three_node_cluster_keeps_to_its_openapi_document_through_a_follower() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(&dir.path().join("c"), 3, &[]);
+    let leader = cluster.wait_leader(Duration::from_secs(20));
+    let follower = (0..3).find(|i| *i != leader).unwrap();
+    fuzz(&cluster.addrs[follower], dir.path());
+    assert_eq!(cluster.running().len(), 3);
+}
