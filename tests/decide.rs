@@ -114,6 +114,7 @@ fn every_rejection_has_its_code() {
         ("scheme not allowed", json!({"add_server": {"name": "rt9", "host": "h", "port": 1, "scheme": "javascript"}}), R(Invalid, "scheme")),
         ("update unknown", json!({"update_server": {"name": "nope", "port": 81}}), R(NotFound, "nope")),
         ("update port 0", json!({"update_server": {"name": "rt1", "port": 0}}), R(Invalid, "port")),
+        ("update nothing", json!({"update_server": {"name": "rt1"}}), R(Invalid, "nothing to update")),
         ("update scheme", json!({"update_server": {"name": "rt1", "scheme": "file"}}), R(Invalid, "scheme")),
         ("enable unknown", json!({"enable_server": {"name": "nope"}}), R(NotFound, "nope")),
         ("disable unknown", json!({"disable_server": {"name": "nope"}}), R(NotFound, "nope")),

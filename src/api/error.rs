@@ -2,7 +2,7 @@
 //! extractors that turn malformed input into such errors instead of axum's plain-text ones.
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::extract::{FromRequest, FromRequestParts};
+use axum::extract::FromRequestParts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -96,10 +96,23 @@ impl From<PathRejection> for ApiError {
     }
 }
 
-/// `axum::Json` with JSON errors.
-#[derive(FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
+/// `axum::Json` with JSON errors. The body must be a JSON object: serde would otherwise also
+/// read a struct from an array of its fields in order (`[null, null]`), which no client means.
 pub struct ApiJson<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        let axum::Json(value) = axum::Json::<serde_json::Value>::from_request(req, state).await?;
+        if !value.is_object() {
+            return Err(ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", "the request body must be a JSON object"));
+        }
+        serde_json::from_value(value)
+            .map(ApiJson)
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", format!("Failed to deserialize the JSON body into the target type: {e}")))
+    }
+}
 
 /// `axum::extract::Query` with JSON errors. The `consistency` parameter, which every read
 /// route takes, is parsed by its own extractor (`api::Consistency`) and left out here, so

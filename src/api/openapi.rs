@@ -24,6 +24,7 @@ pub struct OpBuilder<'g> {
     params: Vec<Value>,
     body: Option<Value>,
     path_types: Vec<&'static str>,
+    notes: Vec<String>,
 }
 
 impl OpBuilder<'_> {
@@ -62,15 +63,16 @@ impl OpBuilder<'_> {
         }
     }
 
+    /// The optional write headers are described in words, not as parameters: a request may
+    /// always carry other headers, which a header parameter list would forbid.
     fn write_headers(&mut self) {
-        for (name, schema, what) in [
-            ("idempotency-key", json!({"type": "string", "minLength": 1, "maxLength": crate::domain::IDEMPOTENCY_KEY_MAX_LEN}), "A retry with the same key returns the first outcome instead of applying twice."),
-            ("x-roster-comment", json!({"type": "string", "maxLength": crate::domain::COMMENT_MAX_LEN}), "Why: recorded with the revision."),
-            ("x-roster-expected-revision", json!({"type": "integer", "minimum": 0}), "Refuse (409) unless the configuration is at this revision."),
-            ("x-roster-actor", json!({"type": "string", "maxLength": crate::domain::ACTOR_MAX_LEN}), "The actor on an --insecure node (with tokens, the token's name is the actor)."),
-        ] {
-            self.params.push(json!({"name": name, "in": "header", "required": false, "schema": schema, "description": what}));
-        }
+        self.notes.push(format!(
+            "Optional headers: `Idempotency-Key` (up to {} bytes; a retry with the same key returns the first outcome instead of applying twice), \
+             `X-Roster-Comment` (up to {} bytes, recorded with the revision), `X-Roster-Expected-Revision` (refuse with 409 unless the \
+             configuration is at that revision), and on an --insecure node `X-Roster-Actor`.",
+            crate::domain::IDEMPOTENCY_KEY_MAX_LEN,
+            crate::domain::COMMENT_MAX_LEN
+        ));
     }
 
     fn consistency(&mut self) {
@@ -217,13 +219,17 @@ pub fn document() -> Value {
     let mut gen = settings.into_generator();
     let mut paths: Map<String, Value> = Map::new();
     for r in super::route_table() {
-        let mut op = OpBuilder { gen: &mut gen, params: Vec::new(), body: None, path_types: Vec::new() };
+        let mut op = OpBuilder { gen: &mut gen, params: Vec::new(), body: None, path_types: Vec::new(), notes: Vec::new() };
         (r.describe)(&mut op);
-        let OpBuilder { params, body, path_types, .. } = op;
+        let OpBuilder { params, body, path_types, notes, .. } = op;
         let mut parameters = path_params(r.path, &path_types);
         parameters.extend(params);
         let mut responses = Map::new();
-        let success = json!({"description": "Success", "content": {"application/json": {"schema": {}}}});
+        let content = match success_content_type(r.path) {
+            "application/json" => json!({"application/json": {"schema": {}}}),
+            other => json!({other: {"schema": {"type": "string"}}}),
+        };
+        let success = json!({"description": "Success", "content": content});
         responses.insert("200".into(), success.clone());
         if r.method != Method::GET {
             responses.insert("201".into(), success);
@@ -244,7 +250,7 @@ pub fn document() -> Value {
         let mut operation = json!({
             "operationId": operation_id(&r.method, r.path),
             "summary": format!("{} {}", r.method, r.path),
-            "description": format!("Who may call it: {roles}."),
+            "description": std::iter::once(format!("Who may call it: {roles}.")).chain(notes).collect::<Vec<_>>().join(" "),
             "parameters": parameters,
             "responses": responses,
             "security": security,
@@ -282,6 +288,17 @@ pub fn document() -> Value {
         },
         "security": [{"bearer": []}],
     })
+}
+
+/// What a route answers on success when it is not JSON.
+fn success_content_type(path: &str) -> &'static str {
+    match path {
+        "/v1/history/checkpoint" | "/v1/history/public-key" => "text/plain",
+        "/v1/history/export" => "application/x-ndjson",
+        "/v1/backup" => "application/octet-stream",
+        "/metrics" => "text/plain",
+        _ => "application/json",
+    }
 }
 
 /// `get_v1_servers_name`-style ids, unique per method and path.

@@ -310,6 +310,9 @@ fn decide_one(state: &State, change: &Change, time_ms: u64) -> Result<Vec<Event>
         }
         UpdateServer { name, host, port, pool, clear_pool, scheme } => {
             let mut s = server(state, name)?.clone();
+            if host.is_none() && port.is_none() && pool.is_none() && !*clear_pool && scheme.is_none() {
+                return Err(Rejection::new(RejectCode::Invalid, "nothing to update: give a host, port, pool, clear_pool or scheme"));
+            }
             if *port == Some(0) {
                 return Err(Rejection::new(RejectCode::Invalid, "port must be between 1 and 65535"));
             }
