@@ -119,6 +119,16 @@ fn a_change_deploys_to_the_affected_agents_only() {
         assert!(started.elapsed() < Duration::from_secs(10), "{v}");
         std::thread::sleep(Duration::from_millis(50));
     }
+    // The agents list in pages, and by cluster.
+    let api = Api::new(cluster.node(2));
+    let ids = |v: &Value| v["agents"].as_array().unwrap().iter().map(|a| a["id"].as_str().unwrap().to_string()).collect::<Vec<_>>();
+    let first = api.get("/v1/agents?limit=1");
+    assert_eq!((ids(&first), &first["next"]), (vec!["a1".to_string()], &json!("a1")), "{first}");
+    let second = api.get("/v1/agents?limit=1&after=a1");
+    assert_eq!((ids(&second), &second["next"]), (vec!["a2".to_string()], &Value::Null), "{second}");
+    assert_eq!(ids(&api.get("/v1/agents?cluster=us")), ["a2"]);
+    let (ok, out, err) = common::ctl(&cluster.endpoints(), &["agents", "list"]);
+    assert!(ok && out.contains("a1") && out.contains("a2"), "{out}{err}");
 }
 
 #[test]

@@ -428,3 +428,64 @@ fn output_formats_are_uniform() {
     let (ok, status, _) = ctl(ep, &["cluster", "status"]);
     assert!(ok && status.contains("last log index") && status.contains("applied"), "{status}");
 }
+
+/// List routes are paginated: a bounded default page, `limit` and `after`, the next page's
+/// cursor in `X-Roster-Next`, pages read at the first page's revision (an auditing role reads
+/// the past; a viewer is told the listing moved), filters, and `roster ctl` following pages.
+#[test]
+fn lists_are_paginated_at_one_revision_with_filters() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProcess::single(&dir.path().join("n"));
+    let api = Api::new(&node);
+    // 1,001 servers (past the default page of 1,000), two clusters, 30 tasks.
+    for chunk in [(1..=1000).collect::<Vec<u32>>(), vec![1001]] {
+        let changes: Vec<Value> = chunk.iter().map(|i| json!({"add_server": {"name": format!("rt{i:04}"), "host": "10.0.0.1"}})).collect();
+        assert_eq!(api.post("/v1/commands", json!({"changes": changes}), &[]).0, 200);
+    }
+    let mut changes = vec![json!({"create_cluster": {"name": "east"}}), json!({"create_cluster": {"name": "west"}}), json!({"disable_server": {"name": "rt0007"}})];
+    for t in 0..30 {
+        let (cluster, server) = if t % 3 == 0 { ("west", "rt0002") } else { ("east", "rt0001") };
+        changes.push(json!({"set_servers": {"task": format!("task{t:02}"), "cluster": cluster, "servers": [server, "rt0003"]}}));
+    }
+    assert_eq!(api.post("/v1/commands", json!({"changes": changes}), &[]).0, 200);
+
+    // Pages of 7 tasks, followed by cursor; a write between pages does not change the listing.
+    let (s, first, next, revision) = api.get_page("/v1/tasks?limit=7", "admin");
+    assert_eq!((s, first.as_array().unwrap().len(), next.as_deref()), (200, 7, Some("task06")));
+    let revision = revision.unwrap();
+    assert_eq!(api.post("/v1/commands", json!({"changes": [{"create_task": {"name": "task05b"}}]}), &[]).0, 200);
+    let mut names: Vec<String> = first.as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap().to_string()).collect();
+    let mut after = next;
+    while let Some(a) = after {
+        let (s, page, next, rev) = api.get_page(&format!("/v1/tasks?limit=7&after={a}&revision={revision}"), "auditor");
+        assert_eq!((s, rev), (200, Some(revision)), "{page}");
+        names.extend(page.as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap().to_string()));
+        after = next;
+    }
+    assert_eq!(names, (0..30).map(|t| format!("task{t:02}")).collect::<Vec<_>>(), "every task once, none added after the first page");
+    // A viewer may not read the past: it is told to list again.
+    let (s, v, _, _) = api.get_page(&format!("/v1/tasks?limit=7&after=task06&revision={revision}"), "viewer");
+    assert_eq!(s, 409, "{v}");
+    assert_eq!(v["error"]["code"], "revision_moved");
+
+    // Filters.
+    let (_, v, _, _) = api.get_page("/v1/tasks?cluster=west", "viewer");
+    assert_eq!(v.as_array().unwrap().len(), 10);
+    let (_, v, _, _) = api.get_page("/v1/tasks?server=rt0002", "viewer");
+    assert!(v.as_array().unwrap().iter().all(|t| t.to_string().contains("rt0002")) && v.as_array().unwrap().len() == 10, "{v}");
+    let (_, v, _, _) = api.get_page("/v1/servers?status=disabled", "viewer");
+    assert_eq!(v.as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect::<Vec<_>>(), ["rt0007"]);
+    let (s, v, next, _) = api.get_page("/v1/servers", "viewer");
+    assert_eq!((s, v.as_array().unwrap().len(), next.as_deref()), (200, 1000, Some("rt1000")), "a bounded default page");
+    for bad in ["/v1/servers?limit=0", "/v1/servers?status=broken", "/v1/tasks?cluster=bad/name", "/v1/servers?cluster=east", "/v1/agent-clusters?colour=red"] {
+        let (s, v, _, _) = api.get_page(bad, "viewer");
+        assert_eq!(s, 400, "{bad}: {v}");
+    }
+
+    // The CLI follows the pages.
+    let (ok, out, err) = ctl(&node.addr, &["-o", "json", "servers", "list"]);
+    assert!(ok, "{err}");
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap().as_array().unwrap().len(), 1001);
+    let (ok, out, err) = ctl(&node.addr, &["tasks", "list", "--server", "rt0002"]);
+    assert!(ok && out.lines().filter(|l| l.contains("rt0002")).count() == 10, "{out}{err}");
+}

@@ -374,10 +374,46 @@ async fn contacts(State(ctx): State<Ctx>) -> Response {
     Json(map).into_response()
 }
 
-/// Every registered agent with its deployment status, merged from all reachable nodes.
-async fn list_agents(State(ctx): State<Ctx>) -> Result<Response, ApiError> {
-    let (revision, agents, unreachable) = agent_rows(&ctx, |_| true, usize::MAX).await;
-    Ok(read_response(revision, &json!({"revision": revision, "agents": agents, "unreachable_nodes": unreachable})))
+/// A page of the agents list.
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct AgentsQuery {
+    /// Agents per page (default 1000, at most 10000).
+    #[serde(default)]
+    limit: Option<u32>,
+    /// Start after this agent id: the `next` of the previous page.
+    #[serde(default)]
+    after: Option<String>,
+    /// Only the agents of this agent cluster.
+    #[serde(default)]
+    cluster: Option<String>,
+}
+
+/// Registered agents with their deployment status, merged from all reachable nodes, a page
+/// at a time (`next` names the `after` of the next page, `null` on the last).
+async fn list_agents(State(ctx): State<Ctx>, ApiQuery(q): ApiQuery<AgentsQuery>) -> Result<Response, ApiError> {
+    let limit = match q.limit {
+        None => super::resources::PAGE_DEFAULT,
+        Some(0) => return Err(ApiError::bad_request("limit must be at least 1")),
+        Some(n) => (n as usize).min(super::resources::PAGE_MAX),
+    };
+    let members = match &q.cluster {
+        None => None,
+        Some(c) => {
+            let c = crate::domain::ClusterName::new(c.as_str())?;
+            let live = ctx.machine.read();
+            let cluster = live.state.clusters.get(&c).ok_or_else(|| ApiError::not_found(format!("agent cluster {c} does not exist")))?;
+            Some(cluster.agents.clone())
+        }
+    };
+    let after = q.after.clone();
+    let keep = |id: &AgentId| after.as_deref().is_none_or(|a| id.as_str() > a) && members.as_ref().is_none_or(|m| m.contains(id));
+    let (revision, mut agents, unreachable) = agent_rows(&ctx, keep, limit + 1).await;
+    let next = (agents.len() > limit).then(|| {
+        agents.truncate(limit);
+        agents.last().map(|a| a["id"].clone())
+    });
+    Ok(read_response(revision, &json!({"revision": revision, "agents": agents, "next": next.flatten(), "unreachable_nodes": unreachable})))
 }
 
 /// Registered agents (those `keep` accepts, at most `limit`) with their deployment status

@@ -52,6 +52,8 @@ pub const HEADER_EXPECTED_REVISION: &str = "x-roster-expected-revision";
 pub const HEADER_IDEMPOTENCY_KEY: &str = "idempotency-key";
 /// Set on every read: the revision the answer reflects.
 pub const HEADER_REVISION: &str = "x-roster-revision";
+/// On a list page with more after it: the `after` of the next page.
+pub const HEADER_NEXT: &str = "x-roster-next";
 
 /// What every handler can reach.
 #[derive(Clone)]

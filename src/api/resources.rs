@@ -15,7 +15,7 @@ const POST: Method = Method::POST;
 const PUT: Method = Method::PUT;
 const PATCH: Method = Method::PATCH;
 const DELETE: Method = Method::DELETE;
-use super::{outcome_response, read_barrier, read_response, submit, ApiError, ApiJson, ApiPath, Consistency, Ctx, WriteMeta};
+use super::{outcome_response, read_barrier, read_response, submit, ApiError, ApiJson, ApiPath, ApiQuery, Consistency, Ctx, WriteMeta};
 use crate::domain::{
     AgentId, Change, ClusterName, CommandBody, Host, MoveDirection, PoolName, Scheme, Server, ServerName, ServerStatus,
     State as DomainState, TaskName,
@@ -60,6 +60,91 @@ async fn apply(ctx: &Ctx, meta: WriteMeta, changes: Vec<Change>, status: StatusC
 
 async fn apply_one(ctx: &Ctx, meta: WriteMeta, change: Change) -> Result<Response, ApiError> {
     apply(ctx, meta, vec![change], StatusCode::OK).await
+}
+
+/// Default and largest page of a list route.
+pub(super) const PAGE_DEFAULT: usize = 1_000;
+pub(super) const PAGE_MAX: usize = 10_000;
+
+/// The pagination parameters of a list route.
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct PageQuery {
+    /// Items per page (default 1000, at most 10000).
+    #[serde(default)]
+    limit: Option<u32>,
+    /// Start after this name: the `X-Roster-Next` of the previous page.
+    #[serde(default)]
+    after: Option<String>,
+    /// Read the page at this revision: the `X-Roster-Revision` of the first page, so a listing
+    /// of several pages is of one revision. An older revision needs an auditing role.
+    #[serde(default)]
+    revision: Option<u64>,
+    /// tasks: only those configured for this agent cluster. servers: not used.
+    #[serde(default)]
+    cluster: Option<String>,
+    /// tasks: only those whose lists name this server ("which lists use this server").
+    #[serde(default)]
+    server: Option<String>,
+    /// servers: only those with this status (enabled, disabled, failed).
+    #[serde(default)]
+    status: Option<ServerStatus>,
+}
+
+impl PageQuery {
+    fn limit(&self) -> Result<usize, ApiError> {
+        match self.limit {
+            None => Ok(PAGE_DEFAULT),
+            Some(0) => Err(ApiError::bad_request("limit must be at least 1")),
+            Some(n) => Ok((n as usize).min(PAGE_MAX)),
+        }
+    }
+}
+
+/// One page of `items` (name, value) in name order after `after`; answers the page as a JSON
+/// array with `X-Roster-Revision` and, when more remain, `X-Roster-Next` (the `after` of the
+/// next page) and a `Link: <...>; rel="next"` header.
+fn page_response<T: Serialize>(revision: u64, path: &str, q: &PageQuery, items: impl Iterator<Item = (String, T)>) -> Result<Response, ApiError> {
+    let limit = q.limit()?;
+    let mut page = Vec::new();
+    let mut next = None;
+    for (name, item) in items.filter(|(n, _)| q.after.as_deref().is_none_or(|a| n.as_str() > a)) {
+        if page.len() == limit {
+            next = page.last().map(|(n, _): &(String, T)| n.clone());
+            break;
+        }
+        page.push((name, item));
+    }
+    let body: Vec<T> = page.into_iter().map(|(_, v)| v).collect();
+    let mut resp = read_response(revision, &body);
+    if let Some(n) = next {
+        let link = format!("<{path}?limit={limit}&after={}&revision={revision}>; rel=\"next\"", crate::domain::percent_encode(&n));
+        if let (Ok(nv), Ok(lv)) = (axum::http::HeaderValue::from_str(&n), axum::http::HeaderValue::from_str(&link)) {
+            resp.headers_mut().insert(super::HEADER_NEXT, nv);
+            resp.headers_mut().insert(axum::http::header::LINK, lv);
+        }
+    }
+    Ok(resp)
+}
+
+/// The state a page is read from: the live one, or (with `revision`, for a role that may read
+/// history) the state at that revision.
+async fn page_state(ctx: &Ctx, c: Consistency, q: &PageQuery, id: Option<&crate::auth::Identity>) -> Result<DomainState, ApiError> {
+    read_barrier(ctx, c).await?;
+    let head = ctx.machine.read().state.revision;
+    match q.revision {
+        Some(r) if r != head => {
+            if id.is_some_and(|i| !crate::auth::READ_AUDIT.contains(&i.role)) {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "revision_moved",
+                    format!("the configuration moved from revision {r} to {head} since the first page; list again (only auditing roles may read past revisions)"),
+                ));
+            }
+            super::audit::state_at(ctx, Some(r)).await
+        }
+        _ => Ok(ctx.machine.read().state.clone()),
+    }
 }
 
 /// Reads the live state after the barrier and answers with `f`'s result.
@@ -146,8 +231,18 @@ fn server_name(raw: String) -> Result<ServerName, ApiError> {
     Ok(ServerName::new(raw)?)
 }
 
-async fn list_servers(State(ctx): State<Ctx>, c: Consistency) -> Result<Response, ApiError> {
-    read(&ctx, c, |s| Ok(s.servers.values().map(ServerView::from).collect::<Vec<_>>())).await
+async fn list_servers(
+    State(ctx): State<Ctx>,
+    c: Consistency,
+    id: Option<axum::Extension<crate::auth::Identity>>,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> Result<Response, ApiError> {
+    if q.cluster.is_some() || q.server.is_some() {
+        return Err(ApiError::bad_request("servers are filtered by status only"));
+    }
+    let s = page_state(&ctx, c, &q, id.as_ref().map(|e| &e.0)).await?;
+    let items = s.servers.values().filter(|v| q.status.is_none_or(|st| v.status == st)).map(|v| (v.name.to_string(), ServerView::from(v)));
+    page_response(s.revision, "/v1/servers", &q, items)
 }
 
 async fn get_server(State(ctx): State<Ctx>, c: Consistency, ApiPath(name): ApiPath<String>) -> Result<Response, ApiError> {
@@ -199,8 +294,18 @@ fn cluster_view(s: &DomainState, name: &ClusterName) -> serde_json::Value {
     serde_json::json!({"name": name, "agents": s.clusters[name].agents, "tasks": tasks})
 }
 
-async fn list_clusters(State(ctx): State<Ctx>, c: Consistency) -> Result<Response, ApiError> {
-    read(&ctx, c, |s| Ok(s.clusters.keys().map(|n| cluster_view(s, n)).collect::<Vec<_>>())).await
+async fn list_clusters(
+    State(ctx): State<Ctx>,
+    c: Consistency,
+    id: Option<axum::Extension<crate::auth::Identity>>,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> Result<Response, ApiError> {
+    if q.cluster.is_some() || q.server.is_some() || q.status.is_some() {
+        return Err(ApiError::bad_request("agent clusters take no filter"));
+    }
+    let s = page_state(&ctx, c, &q, id.as_ref().map(|e| &e.0)).await?;
+    let items = s.clusters.keys().map(|n| (n.to_string(), cluster_view(&s, n)));
+    page_response(s.revision, "/v1/agent-clusters", &q, items)
 }
 
 async fn get_cluster(State(ctx): State<Ctx>, c: Consistency, ApiPath(name): ApiPath<String>) -> Result<Response, ApiError> {
@@ -281,8 +386,25 @@ fn task_view(s: &DomainState, task: &TaskName) -> Option<serde_json::Value> {
     Some(serde_json::json!({"name": task, "configs": configs}))
 }
 
-async fn list_tasks(State(ctx): State<Ctx>, c: Consistency) -> Result<Response, ApiError> {
-    read(&ctx, c, |s| Ok(s.tasks.keys().filter_map(|t| task_view(s, t)).collect::<Vec<_>>())).await
+async fn list_tasks(
+    State(ctx): State<Ctx>,
+    c: Consistency,
+    id: Option<axum::Extension<crate::auth::Identity>>,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> Result<Response, ApiError> {
+    if q.status.is_some() {
+        return Err(ApiError::bad_request("tasks are filtered by cluster and server"));
+    }
+    let cluster = q.cluster.clone().map(ClusterName::new).transpose()?;
+    let server = q.server.clone().map(ServerName::new).transpose()?;
+    let s = page_state(&ctx, c, &q, id.as_ref().map(|e| &e.0)).await?;
+    let items = s
+        .tasks
+        .iter()
+        .filter(|(_, t)| cluster.as_ref().is_none_or(|c| t.configs.contains_key(c)))
+        .filter(|(_, t)| server.as_ref().is_none_or(|sv| t.configs.values().any(|cfg| cfg.servers.contains(sv))))
+        .filter_map(|(name, _)| task_view(&s, name).map(|v| (name.to_string(), v)));
+    page_response(s.revision, "/v1/tasks", &q, items)
 }
 
 async fn get_task(State(ctx): State<Ctx>, c: Consistency, ApiPath(task): ApiPath<String>) -> Result<Response, ApiError> {

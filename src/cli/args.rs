@@ -243,7 +243,12 @@ pub enum CtlCommand {
 
 #[derive(Subcommand, Debug)]
 pub enum ServersCmd {
-    List,
+    /// List servers (all pages), optionally only those with a status.
+    List {
+        /// enabled, disabled or failed.
+        #[arg(long)]
+        status: Option<String>,
+    },
     Get { name: String },
     /// Register a server: `--host H [--port P] [--pool P] [--scheme S]`, or the whole address
     /// as one `--url scheme://host:port/?pool=P`. The port defaults to 6700.
@@ -305,7 +310,17 @@ pub enum AgentsCmd {
 
 #[derive(Subcommand, Debug)]
 pub enum TasksCmd {
-    List,
+    /// List tasks and their configurations (all pages), optionally filtered.
+    ///
+    /// Example: roster ctl tasks list --server rt1   (which lists use rt1)
+    List {
+        /// Only tasks configured for this agent cluster.
+        #[arg(long)]
+        cluster: Option<String>,
+        /// Only tasks whose failover lists name this server.
+        #[arg(long)]
+        server: Option<String>,
+    },
     Get { task: String },
     Create { task: String },
     Delete { task: String },

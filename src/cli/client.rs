@@ -110,6 +110,16 @@ impl Client {
     /// Sends a request to the first endpoint that answers; moves on after connection errors
     /// and 503s. Returns the status and the JSON body.
     pub async fn send(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> anyhow::Result<(u16, Value)> {
+        self.send_with_headers(method, path, body).await.map(|(status, value, _)| (status, value))
+    }
+
+    /// [`Client::send`], also returning the answer's headers.
+    pub async fn send_with_headers(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<(u16, Value, reqwest::header::HeaderMap)> {
         let mut last_err = None;
         for ep in &self.endpoints {
             let mut req = self.http.request(method.clone(), self.transport.url(ep, path));
@@ -122,18 +132,43 @@ impl Client {
             match req.send().await {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
+                    let headers = resp.headers().clone();
                     let text = resp.text().await.unwrap_or_default();
                     let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
                     if status == 503 {
                         last_err = Some(anyhow::anyhow!("{ep}: {} (HTTP 503)", error_message(&value)));
                         continue;
                     }
-                    return Ok((status, value));
+                    return Ok((status, value, headers));
                 }
                 Err(e) => last_err = Some(anyhow::anyhow!("{ep}: {e}")),
             }
         }
         Err(anyhow::Error::new(Unavailable(last_err.map_or_else(|| "no endpoint answered".to_string(), |e| e.to_string()))))
+    }
+}
+
+impl Client {
+    /// Every item of a paginated list route (`path` already carries its query), following
+    /// `X-Roster-Next` page by page at the revision of the first page.
+    pub async fn get_all_pages(&self, path: &str) -> anyhow::Result<(u16, Value)> {
+        let mut items = Vec::new();
+        let mut next_path = path.to_string();
+        loop {
+            let (status, value, headers) = self.send_with_headers(reqwest::Method::GET, &next_path, None).await?;
+            if !(200..300).contains(&status) {
+                return Ok((status, value));
+            }
+            items.extend(value.as_array().cloned().unwrap_or_default());
+            let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(String::from);
+            match (header("x-roster-next"), header("x-roster-revision")) {
+                (Some(after), Some(revision)) => {
+                    let sep = if path.contains('?') { '&' } else { '?' };
+                    next_path = format!("{path}{sep}after={}&revision={revision}", crate::domain::percent_encode(&after));
+                }
+                _ => return Ok((status, Value::Array(items))),
+            }
+        }
     }
 }
 

@@ -49,22 +49,32 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
         async move { client.send(M::GET, &path, None).await }
     };
     match args.command {
-        CtlCommand::Servers(ServersCmd::List) => {
-            let v = ok(get(format!("/v1/servers?{q}")).await?)?;
+        CtlCommand::Servers(ServersCmd::List { status }) => {
+            let filter = status.map(|s| format!("&status={}", urlencode(&s))).unwrap_or_default();
+            let v = ok(client.get_all_pages(&format!("/v1/servers?{q}{filter}")).await?)?;
             print(out, &v, &["name", "url", "status"], |s| {
                 vec![s["name"].to_string(), s["url"].to_string(), s["status"].to_string()]
             });
         }
         CtlCommand::Servers(ServersCmd::Get { name }) => show(out, ok(get(format!("/v1/servers/{name}?{q}")).await?)?),
         CtlCommand::Clusters(ClustersCmd::List) => {
-            let v = ok(get(format!("/v1/agent-clusters?{q}")).await?)?;
+            let v = ok(client.get_all_pages(&format!("/v1/agent-clusters?{q}")).await?)?;
             print(out, &v, &["name", "agents", "tasks"], |c| {
                 vec![c["name"].to_string(), join(&c["agents"]), join(&c["tasks"])]
             });
         }
         CtlCommand::Clusters(ClustersCmd::Get { name }) => show(out, ok(get(format!("/v1/agent-clusters/{name}?{q}")).await?)?),
         CtlCommand::Agents(AgentsCmd::List) => {
-            let v = ok(get("/v1/agents".into()).await?)?;
+            // Every page: `next` names where the following one starts.
+            let mut v = ok(get("/v1/agents".into()).await?)?;
+            while let Some(after) = v["next"].as_str().map(String::from) {
+                let page = ok(get(format!("/v1/agents?after={}", urlencode(&after))).await?)?;
+                let more = page["agents"].as_array().cloned().unwrap_or_default();
+                if let Some(all) = v["agents"].as_array_mut() {
+                    all.extend(more);
+                }
+                v["next"] = page["next"].clone();
+            }
             print(out, &v["agents"], &["id", "state", "clusters", "deployed", "desired", "lag", "last_contact", "node", "reported"], |a| {
                 let state = if a["connected"] == json!(true) { "connected" } else if a["stale"] == json!(true) { "stale" } else { "idle" };
                 vec![
@@ -106,8 +116,15 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
                 vec![plain(&e["seq"]), e["time_ms"].as_u64().map(format_ms).unwrap_or_default(), plain(&e["level"]), plain(&e["kind"]), plain(&e["message"])]
             });
         }
-        CtlCommand::Tasks(TasksCmd::List) => {
-            let v = ok(get(format!("/v1/tasks?{q}")).await?)?;
+        CtlCommand::Tasks(TasksCmd::List { cluster, server }) => {
+            let mut filter = String::new();
+            if let Some(c) = cluster {
+                filter.push_str(&format!("&cluster={}", urlencode(&c)));
+            }
+            if let Some(s) = server {
+                filter.push_str(&format!("&server={}", urlencode(&s)));
+            }
+            let v = ok(client.get_all_pages(&format!("/v1/tasks?{q}{filter}")).await?)?;
             print_configs(out, &v);
         }
         CtlCommand::Tasks(TasksCmd::Get { task }) => {

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::names::{AgentId, ClusterName, Host, PoolName, Scheme, ServerName, TaskName};
 
 /// A run-time server's status.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ServerStatus {
     /// Usable (the default after registering).

@@ -173,6 +173,19 @@ impl Api {
         (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
 
+    /// A GET with the given token: (status, body, `X-Roster-Next`, `X-Roster-Revision`).
+    pub fn get_page(&self, path: &str, token: &str) -> (u16, Value, Option<String>, Option<u64>) {
+        let mut req = self.client.get(format!("{}{}", self.base, path));
+        if !self.insecure {
+            req = req.bearer_auth(secure().token(token));
+        }
+        let resp = req.send().expect("request");
+        let status = resp.status().as_u16();
+        let header = |n: &str| resp.headers().get(n).and_then(|v| v.to_str().ok()).map(String::from);
+        let (next, revision) = (header("x-roster-next"), header("x-roster-revision").and_then(|r| r.parse().ok()));
+        (status, resp.json().unwrap_or(Value::Null), next, revision)
+    }
+
     pub fn get(&self, path: &str) -> Value {
         let (s, v) = self.request(reqwest::Method::GET, path, None, &[]);
         assert_eq!(s, 200, "GET {path}: {v}");
