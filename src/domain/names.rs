@@ -101,31 +101,9 @@ impl NameError {
     }
 }
 
-fn check_name(kind: &'static str, value: &str) -> Result<(), NameError> {
-    let err = |reason: &str| NameError::new(kind, value, reason);
-    if value.is_empty() {
-        return Err(err("must not be empty"));
-    }
-    if value.len() > NAME_MAX_LEN {
-        return Err(err(&format!("longer than {NAME_MAX_LEN} characters")));
-    }
-    let first = value.as_bytes()[0];
-    if !first.is_ascii_alphanumeric() {
-        return Err(err("must start with a letter or digit"));
-    }
-    if !value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.') {
-        return Err(err("may contain only letters, digits, '-', '_' and '.'"));
-    }
-    Ok(())
-}
-
-/// Punctuation a task name may hold besides letters, digits, `-`, `_` and `.`.
-pub const TASK_NAME_PUNCTUATION: &str = " ()+,@#&'";
-
-/// A task name: 1 to 64 characters; ASCII letters, digits, `-`, `_`, `.`, spaces and the
-/// characters of [`TASK_NAME_PUNCTUATION`]; starting with a letter or digit, not ending with
-/// a space, and without two spaces in a row (names that look alike must be alike).
-fn check_task_name(kind: &'static str, value: &str) -> Result<(), NameError> {
+/// The rules every name shares: 1 to [`NAME_MAX_LEN`] bytes, a letter or digit first, and only
+/// bytes `allowed` accepts (described as `allowed_text` in the error).
+fn check_chars(kind: &'static str, value: &str, allowed: impl Fn(u8) -> bool, allowed_text: &str) -> Result<(), NameError> {
     let err = |reason: &str| NameError::new(kind, value, reason);
     if value.is_empty() {
         return Err(err("must not be empty"));
@@ -136,12 +114,27 @@ fn check_task_name(kind: &'static str, value: &str) -> Result<(), NameError> {
     if !value.as_bytes()[0].is_ascii_alphanumeric() {
         return Err(err("must start with a letter or digit"));
     }
-    let allowed = |b: u8| b.is_ascii_alphanumeric() || b"-_.".contains(&b) || TASK_NAME_PUNCTUATION.as_bytes().contains(&b);
     if !value.bytes().all(allowed) {
-        return Err(err(&format!("may contain only letters, digits, '-', '_', '.', spaces and {:?}", &TASK_NAME_PUNCTUATION[1..])));
+        return Err(err(&format!("may contain only {allowed_text}")));
     }
+    Ok(())
+}
+
+fn check_name(kind: &'static str, value: &str) -> Result<(), NameError> {
+    check_chars(kind, value, |b| b.is_ascii_alphanumeric() || b"-_.".contains(&b), "letters, digits, '-', '_' and '.'")
+}
+
+/// Punctuation a task name may hold besides letters, digits, `-`, `_` and `.`.
+pub const TASK_NAME_PUNCTUATION: &str = " ()+,@#&'";
+
+/// A task name: 1 to 64 characters; ASCII letters, digits, `-`, `_`, `.`, spaces and the
+/// characters of [`TASK_NAME_PUNCTUATION`]; starting with a letter or digit, not ending with
+/// a space, and without two spaces in a row (names that look alike must be alike).
+fn check_task_name(kind: &'static str, value: &str) -> Result<(), NameError> {
+    let allowed = |b: u8| b.is_ascii_alphanumeric() || b"-_.".contains(&b) || TASK_NAME_PUNCTUATION.as_bytes().contains(&b);
+    check_chars(kind, value, allowed, &format!("letters, digits, '-', '_', '.', spaces and {:?}", &TASK_NAME_PUNCTUATION[1..]))?;
     if value.ends_with(' ') || value.contains("  ") {
-        return Err(err("must not end with a space or hold two spaces in a row"));
+        return Err(NameError::new(kind, value, "must not end with a space or hold two spaces in a row"));
     }
     Ok(())
 }

@@ -160,12 +160,7 @@ impl StateStore {
     /// Every agent's stored configuration mark (see [`crate::db::CF_DEPLOYMENTS`]), as
     /// (agent id, bytes).
     pub fn deployment_marks(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
-        let mut out = Vec::new();
-        for item in self.db.iterator_cf(cf(&self.db, CF_DEPLOYMENTS), IteratorMode::Start) {
-            let (k, v) = item?;
-            out.push((k.into_vec(), v.into_vec()));
-        }
-        Ok(out)
+        self.all_of(CF_DEPLOYMENTS)
     }
 
     /// Stores and removes agents' configuration marks (one unsynced write: derived data that
@@ -207,8 +202,13 @@ impl StateStore {
 
     /// All staged changesets, by id.
     pub fn changesets(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        self.all_of(CF_CHANGESETS)
+    }
+
+    /// Every key and value of a (small) family, in key order.
+    fn all_of(&self, family: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
         let mut out = Vec::new();
-        for item in self.db.iterator_cf(cf(&self.db, CF_CHANGESETS), IteratorMode::Start) {
+        for item in self.db.iterator_cf(cf(&self.db, family), IteratorMode::Start) {
             let (k, v) = item?;
             out.push((k.into_vec(), v.into_vec()));
         }
