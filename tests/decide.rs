@@ -70,6 +70,8 @@ fn every_change_is_accepted_with_its_events() {
     let table: Vec<(&str, Value, Expect)> = vec![
         ("add server", json!({"add_server": {"name": "rt9", "host": "h", "port": 1}}), E(&["server_registered"])),
         ("add server https", json!({"add_server": {"name": "rt9", "host": "h", "port": 1, "scheme": "https"}}), E(&["server_registered"])),
+        ("add server ipv6", json!({"add_server": {"name": "rt9", "host": "::1", "port": 1}}), E(&["server_registered"])),
+        ("add server ipv6 in brackets", json!({"add_server": {"name": "rt9", "host": "[fe80::1]", "port": 1}}), E(&["server_registered"])),
         ("update server", json!({"update_server": {"name": "rt1", "port": 81}}), E(&["server_updated"])),
         ("enable server", json!({"enable_server": {"name": "rt3"}}), E(&["server_status_changed"])),
         ("disable server", json!({"disable_server": {"name": "rt1"}}), E(&["server_status_changed"])),
@@ -115,6 +117,9 @@ fn every_rejection_has_its_code() {
         ("update unknown", json!({"update_server": {"name": "nope", "port": 81}}), R(NotFound, "nope")),
         ("update port 0", json!({"update_server": {"name": "rt1", "port": 0}}), R(Invalid, "port")),
         ("update nothing", json!({"update_server": {"name": "rt1"}}), R(Invalid, "nothing to update")),
+        ("host with a stray bracket", json!({"add_server": {"name": "rt9", "host": "[", "port": 1}}), R(Invalid, "neither a host name")),
+        ("host with a colon", json!({"add_server": {"name": "rt9", "host": "a:b", "port": 1}}), R(Invalid, "neither a host name")),
+        ("update to a bad host", json!({"update_server": {"name": "rt1", "host": "-x"}}), R(Invalid, "neither a host name")),
         ("update scheme", json!({"update_server": {"name": "rt1", "scheme": "file"}}), R(Invalid, "scheme")),
         ("enable unknown", json!({"enable_server": {"name": "nope"}}), R(NotFound, "nope")),
         ("disable unknown", json!({"disable_server": {"name": "nope"}}), R(NotFound, "nope")),

@@ -274,6 +274,18 @@ fn list_events(state: &State, task: &TaskName, cluster: &ClusterName, servers: V
     events
 }
 
+/// A new server's host must make a URL: a name or IPv4 address (no ':' or brackets), or an
+/// IPv6 address, bare or in brackets. (Older records may hold other hosts; they still load.)
+fn check_host_shape(host: &Host) -> Result<(), Rejection> {
+    let h = host.as_str();
+    let inner = h.strip_prefix('[').and_then(|x| x.strip_suffix(']')).unwrap_or(h);
+    let ok = if h.contains([':', '[', ']']) { inner.parse::<std::net::Ipv6Addr>().is_ok() } else { !h.starts_with(['.', '-']) };
+    if ok {
+        return Ok(());
+    }
+    Err(Rejection::new(RejectCode::Invalid, format!("host {h:?} is neither a host name, an IPv4 address nor an IPv6 address")))
+}
+
 fn check_scheme_allowed(scheme: &Scheme) -> Result<(), Rejection> {
     if crate::domain::names::SCHEMES_ALLOWED.contains(&scheme.as_str()) {
         return Ok(());
@@ -291,6 +303,7 @@ fn decide_one(state: &State, change: &Change, time_ms: u64) -> Result<Vec<Event>
             if let Some(sc) = scheme {
                 check_scheme_allowed(sc)?;
             }
+            check_host_shape(host)?;
             if state.servers.contains_key(name) {
                 return Err(Rejection::new(RejectCode::AlreadyExists, format!("server {name} already exists")));
             }
@@ -317,6 +330,7 @@ fn decide_one(state: &State, change: &Change, time_ms: u64) -> Result<Vec<Event>
                 return Err(Rejection::new(RejectCode::Invalid, "port must be between 1 and 65535"));
             }
             if let Some(h) = host {
+                check_host_shape(h)?;
                 s.host = h.clone();
             }
             if let Some(p) = port {

@@ -45,9 +45,12 @@ pub struct Server {
 impl Server {
     /// The URL derived from the fields: `scheme://host:port/` plus `?pool=P` when pooled.
     pub fn url(&self) -> String {
+        // An IPv6 address goes in brackets, as URLs write it.
+        let host = self.host.as_str();
+        let host = if host.contains(':') && !host.starts_with('[') { format!("[{host}]") } else { host.to_string() };
         match &self.pool {
-            Some(pool) => format!("{}://{}:{}/?pool={}", self.scheme.as_str(), self.host, self.port, pool),
-            None => format!("{}://{}:{}/", self.scheme.as_str(), self.host, self.port),
+            Some(pool) => format!("{}://{}:{}/?pool={}", self.scheme.as_str(), host, self.port, pool),
+            None => format!("{}://{}:{}/", self.scheme.as_str(), host, self.port),
         }
     }
 }

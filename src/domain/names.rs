@@ -292,7 +292,7 @@ mod tests {
     #[test]
     fn server_urls_round_trip_and_default_the_port() {
         use crate::domain::{Server, ServerStatus};
-        for (url, port, pool) in [("http://10.0.0.1:8080/", 8080, None), ("https://rt.example:6701/?pool=blue", 6701, Some("blue"))] {
+        for (url, port, pool) in [("http://10.0.0.1:8080/", 8080, None), ("https://rt.example:6701/?pool=blue", 6701, Some("blue")), ("http://[fe80::1]:8080/", 8080, None)] {
             let (scheme, host, p, pl) = parse_server_url(url).unwrap();
             assert_eq!((p, pl.as_ref().map(|x| x.as_str())), (port, pool));
             let s = Server { name: ServerName::new("rt").unwrap(), scheme, host, port: p, pool: pl, status: ServerStatus::Enabled };
