@@ -92,6 +92,11 @@ struct PageQuery {
 }
 
 impl PageQuery {
+    /// Whether a name comes after the `after` cursor (every name does without one).
+    fn past(&self, name: &str) -> bool {
+        self.after.as_deref().is_none_or(|a| name > a)
+    }
+
     fn limit(&self) -> Result<usize, ApiError> {
         match self.limit {
             None => Ok(PAGE_DEFAULT),
@@ -101,14 +106,15 @@ impl PageQuery {
     }
 }
 
-/// One page of `items` (name, value) in name order after `after`; answers the page as a JSON
+/// One page of `items` (name, value), which the caller starts after `q.after` (before building
+/// each value, so a late page does not build the views of the earlier ones); answers it as a JSON
 /// array with `X-Roster-Revision` and, when more remain, `X-Roster-Next` (the `after` of the
 /// next page) and a `Link: <...>; rel="next"` header.
 fn page_response<T: Serialize>(revision: u64, path: &str, q: &PageQuery, items: impl Iterator<Item = (String, T)>) -> Result<Response, ApiError> {
     let limit = q.limit()?;
     let mut page = Vec::new();
     let mut next = None;
-    for (name, item) in items.filter(|(n, _)| q.after.as_deref().is_none_or(|a| n.as_str() > a)) {
+    for (name, item) in items {
         if page.len() == limit {
             next = page.last().map(|(n, _): &(String, T)| n.clone());
             break;
@@ -127,9 +133,16 @@ fn page_response<T: Serialize>(revision: u64, path: &str, q: &PageQuery, items: 
     Ok(resp)
 }
 
-/// The state a page is read from: the live one, or (with `revision`, for a role that may read
-/// history) the state at that revision.
-async fn page_state(ctx: &Ctx, c: Consistency, q: &PageQuery, id: Option<&crate::auth::Identity>) -> Result<DomainState, ApiError> {
+/// Answers `f` on the state a page is read from: the live one (read in place, under the
+/// lock), or, with an older `revision` and a role that may read history, the state at that
+/// revision.
+async fn with_page_state(
+    ctx: &Ctx,
+    c: Consistency,
+    q: &PageQuery,
+    id: Option<&crate::auth::Identity>,
+    f: impl FnOnce(&DomainState) -> Result<Response, ApiError>,
+) -> Result<Response, ApiError> {
     read_barrier(ctx, c).await?;
     let head = ctx.machine.read().state.revision;
     match q.revision {
@@ -141,9 +154,9 @@ async fn page_state(ctx: &Ctx, c: Consistency, q: &PageQuery, id: Option<&crate:
                     format!("the configuration moved from revision {r} to {head} since the first page; list again (only auditing roles may read past revisions)"),
                 ));
             }
-            super::audit::state_at(ctx, Some(r)).await
+            f(&super::audit::state_at(ctx, Some(r)).await?)
         }
-        _ => Ok(ctx.machine.read().state.clone()),
+        _ => f(&ctx.machine.read().state),
     }
 }
 
@@ -240,9 +253,16 @@ async fn list_servers(
     if q.cluster.is_some() || q.server.is_some() {
         return Err(ApiError::bad_request("servers are filtered by status only"));
     }
-    let s = page_state(&ctx, c, &q, id.as_ref().map(|e| &e.0)).await?;
-    let items = s.servers.values().filter(|v| q.status.is_none_or(|st| v.status == st)).map(|v| (v.name.to_string(), ServerView::from(v)));
-    page_response(s.revision, "/v1/servers", &q, items)
+    with_page_state(&ctx, c, &q, id.as_ref().map(|e| &e.0), |s| {
+        let items = s
+            .servers
+            .values()
+            .skip_while(|v| !q.past(v.name.as_str()))
+            .filter(|v| q.status.is_none_or(|st| v.status == st))
+            .map(|v| (v.name.to_string(), ServerView::from(v)));
+        page_response(s.revision, "/v1/servers", &q, items)
+    })
+    .await
 }
 
 async fn get_server(State(ctx): State<Ctx>, c: Consistency, ApiPath(name): ApiPath<String>) -> Result<Response, ApiError> {
@@ -303,9 +323,11 @@ async fn list_clusters(
     if q.cluster.is_some() || q.server.is_some() || q.status.is_some() {
         return Err(ApiError::bad_request("agent clusters take no filter"));
     }
-    let s = page_state(&ctx, c, &q, id.as_ref().map(|e| &e.0)).await?;
-    let items = s.clusters.keys().map(|n| (n.to_string(), cluster_view(&s, n)));
-    page_response(s.revision, "/v1/agent-clusters", &q, items)
+    with_page_state(&ctx, c, &q, id.as_ref().map(|e| &e.0), |s| {
+        let items = s.clusters.keys().skip_while(|n| !q.past(n.as_str())).map(|n| (n.to_string(), cluster_view(s, n)));
+        page_response(s.revision, "/v1/agent-clusters", &q, items)
+    })
+    .await
 }
 
 async fn get_cluster(State(ctx): State<Ctx>, c: Consistency, ApiPath(name): ApiPath<String>) -> Result<Response, ApiError> {
@@ -397,14 +419,17 @@ async fn list_tasks(
     }
     let cluster = q.cluster.clone().map(ClusterName::new).transpose()?;
     let server = q.server.clone().map(ServerName::new).transpose()?;
-    let s = page_state(&ctx, c, &q, id.as_ref().map(|e| &e.0)).await?;
-    let items = s
-        .tasks
-        .iter()
-        .filter(|(_, t)| cluster.as_ref().is_none_or(|c| t.configs.contains_key(c)))
-        .filter(|(_, t)| server.as_ref().is_none_or(|sv| t.configs.values().any(|cfg| cfg.servers.contains(sv))))
-        .filter_map(|(name, _)| task_view(&s, name).map(|v| (name.to_string(), v)));
-    page_response(s.revision, "/v1/tasks", &q, items)
+    with_page_state(&ctx, c, &q, id.as_ref().map(|e| &e.0), |s| {
+        let items = s
+            .tasks
+            .iter()
+            .skip_while(|(name, _)| !q.past(name.as_str()))
+            .filter(|(_, t)| cluster.as_ref().is_none_or(|c| t.configs.contains_key(c)))
+            .filter(|(_, t)| server.as_ref().is_none_or(|sv| t.configs.values().any(|cfg| cfg.servers.contains(sv))))
+            .filter_map(|(name, _)| task_view(s, name).map(|v| (name.to_string(), v)));
+        page_response(s.revision, "/v1/tasks", &q, items)
+    })
+    .await
 }
 
 async fn get_task(State(ctx): State<Ctx>, c: Consistency, ApiPath(task): ApiPath<String>) -> Result<Response, ApiError> {

@@ -154,6 +154,7 @@ impl Client {
     pub async fn get_all_pages(&self, path: &str) -> anyhow::Result<(u16, Value)> {
         let mut items = Vec::new();
         let mut next_path = path.to_string();
+        let mut last_after: Option<String> = None;
         loop {
             let (status, value, headers) = self.send_with_headers(reqwest::Method::GET, &next_path, None).await?;
             if !(200..300).contains(&status) {
@@ -163,6 +164,9 @@ impl Client {
             let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(String::from);
             match (header("x-roster-next"), header("x-roster-revision")) {
                 (Some(after), Some(revision)) => {
+                    // The cursor must move forward, or a misbehaving server could keep us here.
+                    anyhow::ensure!(last_after.as_ref().is_none_or(|l| after > *l), "the server repeated the page cursor {after:?}");
+                    last_after = Some(after.clone());
                     let sep = if path.contains('?') { '&' } else { '?' };
                     next_path = format!("{path}{sep}after={}&revision={revision}", crate::domain::percent_encode(&after));
                 }

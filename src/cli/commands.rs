@@ -67,7 +67,11 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
         CtlCommand::Agents(AgentsCmd::List) => {
             // Every page: `next` names where the following one starts.
             let mut v = ok(get("/v1/agents".into()).await?)?;
+            let mut last_after = String::new();
             while let Some(after) = v["next"].as_str().map(String::from) {
+                // The cursor must move forward, or a misbehaving server could keep us here.
+                anyhow::ensure!(after > last_after, "the server repeated the page cursor {after:?}");
+                last_after = after.clone();
                 let page = ok(get(format!("/v1/agents?after={}", urlencode(&after))).await?)?;
                 let more = page["agents"].as_array().cloned().unwrap_or_default();
                 if let Some(all) = v["agents"].as_array_mut() {

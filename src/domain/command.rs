@@ -247,6 +247,13 @@ fn current_list(state: &State, task: &TaskName, cluster: &ClusterName) -> Result
         .ok_or_else(|| Rejection::new(RejectCode::NotFound, format!("task {task} has no configuration for agent cluster {cluster}")))
 }
 
+/// Where `name` stands in the failover list of `task` for `cluster`.
+fn listed_at(list: &[ServerName], name: &ServerName, task: &TaskName, cluster: &ClusterName) -> Result<usize, Rejection> {
+    list.iter()
+        .position(|s| s == name)
+        .ok_or_else(|| Rejection::new(RejectCode::NotFound, format!("server {name} is not in the list of {task} for {cluster}")))
+}
+
 /// Validates a complete failover list.
 fn check_list(state: &State, servers: &[ServerName]) -> Result<(), Rejection> {
     if servers.len() > SERVERS_PER_LIST_MAX {
@@ -476,19 +483,13 @@ fn decide_one(state: &State, change: &Change, time_ms: u64) -> Result<Vec<Event>
         }
         RemoveServerFromList { task, cluster, server: name } => {
             let mut list = current_list(state, task, cluster)?;
-            let i = list
-                .iter()
-                .position(|s| s == name)
-                .ok_or_else(|| Rejection::new(RejectCode::NotFound, format!("server {name} is not in the list of {task} for {cluster}")))?;
+            let i = listed_at(&list, name, task, cluster)?;
             list.remove(i);
             vec![Event::ServerListSet { task: task.clone(), cluster: cluster.clone(), servers: list }]
         }
         MoveServer { task, cluster, server: name, direction } => {
             let mut list = current_list(state, task, cluster)?;
-            let i = list
-                .iter()
-                .position(|s| s == name)
-                .ok_or_else(|| Rejection::new(RejectCode::NotFound, format!("server {name} is not in the list of {task} for {cluster}")))?;
+            let i = listed_at(&list, name, task, cluster)?;
             let j = match direction {
                 MoveDirection::Up if i > 0 => i - 1,
                 MoveDirection::Down if i + 1 < list.len() => i + 1,
@@ -516,10 +517,7 @@ fn decide_one(state: &State, change: &Change, time_ms: u64) -> Result<Vec<Event>
             vec![Event::TaskConfigDeleted { task: task.clone(), cluster: cluster.clone() }]
         }
         SetServerWeight { task, cluster, server: name, priority, weight } => {
-            let list = current_list(state, task, cluster)?;
-            if !list.contains(name) {
-                return Err(Rejection::new(RejectCode::NotFound, format!("server {name} is not in the list of {task} for {cluster}")));
-            }
+            listed_at(&current_list(state, task, cluster)?, name, task, cluster)?;
             if priority.is_none() && weight.is_none() {
                 return Err(Rejection::new(RejectCode::Invalid, "give a priority, a weight or both"));
             }
