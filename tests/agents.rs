@@ -562,6 +562,10 @@ fn weighted_tiers_resolve_by_weight_and_fall_back_by_tier() {
         &[("idempotency-key", "w1")],
     );
     assert_eq!(status, 200, "{v}");
+    // A weight-only change shows in the diff of its revision.
+    let weighted = v["committed"]["revision"].as_u64().unwrap();
+    let diff = api.get(&format!("/v1/diff?from={}&to={weighted}", weighted - 1));
+    assert!(diff.to_string().contains(r#""rt1":{"priority":1,"weight":3}"#), "{diff}");
     let rev = apply(&cluster, json!([{"set_load_balancing": {"task": "billing", "cluster": "eu", "enabled": true}}]));
     a1.wait_revision(rev, Duration::from_secs(20));
 

@@ -36,10 +36,12 @@ fn flatten(state: &State) -> BTreeMap<(&'static str, String), Value> {
             out.insert(("task", task.to_string()), json!({}));
         }
         for (cluster, c) in &t.configs {
-            out.insert(
-                ("task_config", format!("{task}/{cluster}")),
-                json!({"servers": c.servers, "load_balancing": c.load_balancing}),
-            );
+            let mut v = json!({"servers": c.servers, "load_balancing": c.load_balancing});
+            // Only weighted lists carry `weights`, so unweighted ones read as before.
+            if !c.weights.is_empty() {
+                v["weights"] = c.weights.iter().map(|(s, w)| (s.to_string(), json!({"priority": w.priority, "weight": w.weight}))).collect();
+            }
+            out.insert(("task_config", format!("{task}/{cluster}")), v);
         }
     }
     out
