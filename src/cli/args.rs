@@ -133,6 +133,10 @@ pub struct CtlArgs {
     /// Read the node's own applied state instead of a linearizable read.
     #[arg(long)]
     pub local: bool,
+    /// Print only what a script needs from a write: the revision it committed, or the id of
+    /// the changeset it created or staged in (`CS=$(roster ctl -q changesets create)`).
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
     #[command(subcommand)]
     pub command: CtlCommand,
 }
@@ -194,6 +198,9 @@ pub enum CtlCommand {
     },
     /// Show what changed between two revisions.
     Diff { from: u64, to: Option<u64> },
+    /// Print the cluster's current revision (for `--expected-revision`; `-o json` adds the
+    /// state digest).
+    Revision,
     /// Cluster status.
     #[command(subcommand)]
     Cluster(ClusterCmd),

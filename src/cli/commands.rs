@@ -41,6 +41,7 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
     }
     let q = if args.local { "consistency=local" } else { "consistency=linearizable" };
     let out = args.output;
+    let quiet = args.quiet;
     let stage = args.changeset.clone();
 
     use reqwest::Method as M;
@@ -144,7 +145,7 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
         CtlCommand::Changesets(ChangesetsCmd::Show { id }) => show(out, ok(get(format!("/v1/changesets/{id}?{q}")).await?)?),
         CtlCommand::Changesets(ChangesetsCmd::Create { description }) => {
             let v = ok(client.send(M::POST, "/v1/changesets", Some(&json!({"description": description}))).await?)?;
-            report(out, &v);
+            report(out, quiet, &v);
         }
         CtlCommand::Changesets(ChangesetsCmd::Add { id, changes }) => {
             let parsed: Vec<Change> = changes
@@ -152,7 +153,7 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
                 .map(|c| serde_json::from_str(c).with_context(|| format!("change {c:?} is not a valid change")))
                 .collect::<anyhow::Result<_>>()?;
             let v = ok(client.send(M::POST, &format!("/v1/changesets/{id}/changes"), Some(&json!({"changes": parsed}))).await?)?;
-            report(out, &v);
+            report(out, quiet, &v);
         }
         CtlCommand::Changesets(ChangesetsCmd::Preview { id }) => {
             let v = ok(get(format!("/v1/changesets/{id}/preview?{q}")).await?)?;
@@ -175,7 +176,7 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
             }
         }
         CtlCommand::Changesets(ChangesetsCmd::Discard { id }) => {
-            report(out, &ok(client.send(M::DELETE, &format!("/v1/changesets/{id}"), None).await?)?)
+            report(out, quiet, &ok(client.send(M::DELETE, &format!("/v1/changesets/{id}"), None).await?)?)
         }
         CtlCommand::Apply { id: Some(id), confirm, .. } => {
             let path = format!("/v1/changesets/{id}/apply{}", if confirm { "?confirm=true" } else { "" });
@@ -184,7 +185,7 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
                     let message = format!("{}\n(see `roster ctl changesets preview {id}`; pass --confirm to apply anyway)", error_message(&v));
                     return Err(anyhow::Error::new(super::client::HttpError { status: 409, message }));
                 }
-                answer => report(out, &ok(answer)?),
+                answer => report(out, quiet, &ok(answer)?),
             }
         }
         CtlCommand::History { revision: Some(r), .. } => show(out, ok(get(format!("/v1/history/{r}?{q}")).await?)?),
@@ -211,6 +212,14 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
                 None => format!("/v1/state?{q}"),
             };
             show(out, ok(get(path).await?)?)
+        }
+        CtlCommand::Revision => {
+            let v = ok(get(format!("/v1/state/digest?{q}")).await?)?;
+            if out.structured() {
+                show(out, v);
+            } else {
+                println!("{}", v["revision"]);
+            }
         }
         CtlCommand::Diff { from, to } => {
             let path = match to {
@@ -310,7 +319,7 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
                 Some(id) => client.send(M::POST, &format!("/v1/changesets/{id}/changes"), Some(&json!({"changes": changes}))).await?,
                 None => client.send(M::POST, "/v1/commands", Some(&json!({"changes": changes}))).await?,
             };
-            report(out, &ok(v)?);
+            report(out, quiet, &ok(v)?);
         }
     }
     Ok(())

@@ -46,7 +46,18 @@ pub(super) fn show(out: Output, v: Value) {
 }
 
 /// Prints the outcome of a write.
-pub(super) fn report(out: Output, v: &Value) {
+pub(super) fn report(out: Output, quiet: bool, v: &Value) {
+    if quiet {
+        let bare = v
+            .pointer("/committed/revision")
+            .or_else(|| v.pointer("/changeset_created/id"))
+            .or_else(|| v.pointer("/changeset_updated/id"))
+            .or_else(|| v.pointer("/changeset_discarded/id"));
+        if let Some(b) = bare {
+            println!("{}", plain(b));
+            return;
+        }
+    }
     if out.structured() {
         show(out, v.clone());
         return;
