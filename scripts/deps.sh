@@ -10,12 +10,13 @@
 #   python3-venv       a virtual environment for schemathesis (PyPI), the API fuzzer that
 #                      tests/schemathesis.rs runs against the OpenAPI document; it goes to
 #                      $ROSTER_VENV (default /var/cache/roster/venv), not the system Python
+#   curl               the README's walkthrough calls the API with it (tests/readme.rs)
 set -euo pipefail
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
 }
 missing=()
-for pkg in libclang-dev nftables iproute2 faketime chromium chromium-driver python3 python3-cryptography python3-venv; do
+for pkg in libclang-dev nftables iproute2 faketime chromium chromium-driver python3 python3-cryptography python3-venv curl; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if [ "${#missing[@]}" -gt 0 ]; then

@@ -282,8 +282,16 @@ async fn shutdown_signal() {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() {
     let cli = Cli::parse();
+    if let Err(e) = run(cli).await {
+        // The error and its causes on one line; never a backtrace, even with RUST_BACKTRACE set.
+        eprintln!("Error: {e:#}");
+        std::process::exit(roster::cli::exit_code(&e));
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     if matches!(cli.command, Cmd::Serve { .. } | Cmd::Agent(_) | Cmd::Dev(_) | Cmd::SecureInit { .. } | Cmd::Restore { .. }) {
         // Data directories and state files hold token hashes, the history and secrets: what
         // these commands create is for their own user only.
@@ -367,11 +375,7 @@ async fn main() -> anyhow::Result<()> {
             roster::server::run(config, shutdown_signal()).await
         }
         Cmd::Ctl(args) => {
-            if let Err(e) = roster::cli::run(args).await {
-                eprintln!("Error: {e:?}");
-                std::process::exit(roster::cli::exit_code(&e));
-            }
-            Ok(())
+            roster::cli::run(args).await
         }
         Cmd::Completions { shell } => {
             clap_complete::generate(shell, &mut <Cli as clap::CommandFactory>::command(), "roster", &mut std::io::stdout());
@@ -448,7 +452,7 @@ async fn main() -> anyhow::Result<()> {
             println!("head hash {}", r.head);
             println!("state digest {}", r.digest);
             println!(
-                "start a new cluster on it: restore the same file into every new node's data dir, then                  roster serve --data-dir DIR --node-id N --peers 1=...,2=...,3=... (with --secure-dir)"
+                "start a new cluster on it: restore the same file into every new node's data dir, then `roster serve --data-dir DIR --node-id N --peers 1=...,2=...,3=... (with --secure-dir)`"
             );
             Ok(())
         }

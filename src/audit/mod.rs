@@ -117,6 +117,7 @@ pub async fn run(cmd: AuditCmd) -> anyhow::Result<()> {
             let (anchor, check) = (open(&continues)?, open(&checkpoint)?);
             let v = verify_file(&f, anchor.as_ref(), check.as_ref(), None)?;
             match &anchor {
+                Some(a) if v.last == a.size => println!("verified: no revisions after the checkpoint of {} revisions", a.size),
                 Some(a) => println!("verified: revisions {}..{} continue the checkpoint of {} revisions, hash chain intact", a.size + 1, v.last, a.size),
                 None => println!("verified: {} revisions, hash chain intact", v.last),
             }
@@ -277,11 +278,13 @@ async fn export(conn: &crate::cli::ConnArgs, output: &Path, from: Option<u64>) -
     let mut out = BufWriter::new(std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?);
     let mut lines = 0u64;
     let mut last_shown = 0u64;
+    // Progress only to a terminal; a log gets the final line alone.
+    let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
     while let Some(chunk) = resp.chunk().await.with_context(|| format!("the export stream from {ep} broke"))? {
         lines += chunk.iter().filter(|b| **b == b'\n').count() as u64;
         out.write_all(&chunk)?;
         let records = lines.saturating_sub(header_lines);
-        if records >= last_shown + 10_000 || records == want {
+        if progress && (records >= last_shown + 10_000 || records == want) {
             eprint!("\rexported {records}/{want} revisions ({:.0}%)", 100.0 * records as f64 / want.max(1) as f64);
             last_shown = records;
         }
@@ -290,6 +293,8 @@ async fn export(conn: &crate::cli::ConnArgs, output: &Path, from: Option<u64>) -
     let records = lines.saturating_sub(header_lines);
     anyhow::ensure!(records == want, "the export stopped at {records} of {want} revisions");
     std::fs::rename(&tmp, output)?;
-    eprintln!("\rexported {records} revisions ({from}..{head}) to {}            ", output.display());
+    let range = if records == 0 { "nothing new".to_string() } else { format!("{from}..{head}") };
+    let (clear, pad) = if progress { ("\r", "            ") } else { ("", "") };
+    eprintln!("{clear}exported {records} revisions ({range}) to {}{pad}", output.display());
     Ok(())
 }

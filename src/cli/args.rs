@@ -26,18 +26,18 @@ impl Output {
 #[derive(Args, Debug, Clone)]
 pub struct ConnArgs {
     /// Management nodes to talk to (host:port or a full URL), tried in order.
-    #[arg(long, env = "ROSTER_ENDPOINTS", value_delimiter = ',', default_value = "127.0.0.1:7001")]
+    #[arg(global = true, long, env = "ROSTER_ENDPOINTS", value_delimiter = ',', default_value = "127.0.0.1:7001")]
     pub endpoints: Vec<String>,
     /// CA certificate (PEM) the nodes' certificates are checked against; HTTPS is used when
     /// it is set. Default: `roster-dev/secure/ca.pem` if that file exists.
-    #[arg(long, env = "ROSTER_CA")]
+    #[arg(global = true, long, env = "ROSTER_CA")]
     pub ca: Option<PathBuf>,
     /// File holding the bearer token. Default for `ctl` (and, with a warning, `audit`):
     /// `roster-dev/secure/admin.token` if it exists; `roster agent` needs its own agent token.
-    #[arg(long, env = "ROSTER_TOKEN_FILE")]
+    #[arg(global = true, long, env = "ROSTER_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
     /// Talk plain HTTP without a token, even if the dev cluster's files exist.
-    #[arg(long)]
+    #[arg(global = true, long)]
     pub insecure: bool,
 }
 
@@ -111,31 +111,32 @@ impl ConnArgs {
 pub struct CtlArgs {
     #[command(flatten)]
     pub conn: ConnArgs,
-    /// Output format.
+    /// Output format (before the subcommand: some subcommands take `-o FILE`).
     #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
     pub output: Output,
     /// Identity recorded as the actor of changes when the cluster runs without
     /// authentication (default: $USER); with tokens the actor is the token's name.
-    #[arg(long, env = "ROSTER_ACTOR")]
+    #[arg(global = true, long, env = "ROSTER_ACTOR")]
     pub actor: Option<String>,
     /// Comment recorded with the revision.
-    #[arg(short = 'm', long)]
+    #[arg(global = true, short = 'm', long)]
     pub comment: Option<String>,
     /// Refuse the write unless the cluster is at this revision.
-    #[arg(long)]
+    #[arg(global = true, long)]
     pub expected_revision: Option<u64>,
     /// Idempotency key (default: a random one per invocation).
-    #[arg(long)]
+    #[arg(global = true, long)]
     pub idempotency_key: Option<String>,
     /// Stage the change in this changeset instead of applying it.
-    #[arg(long)]
+    #[arg(global = true, long)]
     pub changeset: Option<String>,
     /// Read the node's own applied state instead of a linearizable read.
-    #[arg(long)]
+    #[arg(global = true, long)]
     pub local: bool,
-    /// Print only what a script needs from a write: the revision it committed, or the id of
-    /// the changeset it created or staged in (`CS=$(roster ctl -q changesets create)`).
-    #[arg(short = 'q', long)]
+    /// Print only what a script needs: the revision a write committed, the id of the changeset
+    /// it created or staged in (`CS=$(roster ctl -q changesets create)`), the revision a plan
+    /// was made against, or a new token's secret.
+    #[arg(global = true, short = 'q', long)]
     pub quiet: bool,
     #[command(subcommand)]
     pub command: CtlCommand,
@@ -198,8 +199,8 @@ pub enum CtlCommand {
     },
     /// Show what changed between two revisions.
     Diff { from: u64, to: Option<u64> },
-    /// Print the cluster's current revision (for `--expected-revision`; `-o json` adds the
-    /// state digest).
+    /// Print the cluster's current revision (for `--expected-revision`; `roster ctl -o json
+    /// revision` adds the state digest).
     Revision,
     /// Cluster status.
     #[command(subcommand)]
@@ -300,6 +301,7 @@ pub enum ClustersCmd {
     Get { name: String },
     Create { name: String },
     Delete { name: String },
+    /// Add an agent to the cluster (one that has not made contact yet is registered with it).
     AddAgent { cluster: String, agent: String },
     RemoveAgent { cluster: String, agent: String },
 }

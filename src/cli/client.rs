@@ -13,6 +13,7 @@ pub use roster_raft::Transport;
 pub const CTL_REQUEST_TIMEOUT_MS: u64 = 15_000;
 
 /// Talks to the API with endpoint failover.
+#[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
     transport: Transport,
@@ -103,6 +104,7 @@ impl Client {
     }
 
     pub fn header(mut self, name: &'static str, value: String) -> Self {
+        self.headers.retain(|(n, _)| *n != name);
         self.headers.push((name, value));
         self
     }

@@ -288,6 +288,8 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
             if let Some(f) = secret_file {
                 crate::tls::write_private(&f, &format!("{}\n", plain(&v["token"])))?;
                 println!("token {} ({}) created; its secret is in {} (mode 0600)", plain(&v["name"]), plain(&v["role"]), f.display());
+            } else if quiet {
+                println!("{}", plain(&v["token"]));
             } else if out.structured() {
                 show(out, v);
             } else {
@@ -312,6 +314,29 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
             } else {
                 println!("{} ({})", plain(&v["name"]), plain(&v["role"]));
             }
+        }
+        CtlCommand::Clusters(ClustersCmd::AddAgent { cluster, agent }) if stage.is_none() => {
+            // An agent joins its cluster whether or not it has made contact yet: one that has
+            // not is registered in the same revision (as a declarative apply does).
+            let (cluster, agent) = (ClusterName::new(cluster)?, AgentId::new(agent)?);
+            let add = Change::AddAgentToCluster { cluster, agent: agent.clone() };
+            let (status, v) = client.send(M::POST, "/v1/commands", Some(&json!({"changes": [add]}))).await?;
+            let unregistered = status == 404 && v["error"]["message"].as_str().is_some_and(|m| m.starts_with("agent "));
+            let v = if unregistered {
+                let key = args.idempotency_key.clone().unwrap_or_else(random_key);
+                let both = json!({"changes": [Change::RegisterAgent { id: agent }, &add]});
+                let with_key = |suffix: &str| client.clone().header(crate::api::HEADER_IDEMPOTENCY_KEY, format!("{key}-{suffix}"));
+                let (status, v) = with_key("register").send(M::POST, "/v1/commands", Some(&both)).await?;
+                if status == 409 && v["error"]["code"] == "already_exists" {
+                    // It made contact in between: now the plain add does it.
+                    with_key("add").send(M::POST, "/v1/commands", Some(&json!({"changes": [add]}))).await?
+                } else {
+                    (status, v)
+                }
+            } else {
+                (status, v)
+            };
+            report(out, quiet, &ok(v)?);
         }
         other => {
             let changes = to_changes(other)?;

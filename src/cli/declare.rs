@@ -34,7 +34,10 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
         }
         CtlCommand::Plan { file, prune } => {
             let changes = planned(&state, file, *prune)?;
-            if args.output.structured() {
+            if args.quiet {
+                // For scripts: the revision to pass as `--expected-revision`.
+                println!("{}", state.revision);
+            } else if args.output.structured() {
                 super::output::show(args.output, json!({"revision": state.revision, "changes": changes}));
             } else if changes.is_empty() {
                 println!("no changes: the cluster already matches {} (revision {})", file.display(), state.revision);
