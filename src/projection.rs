@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use crate::domain::{AgentId, ClusterName, Event, Hash, ServerName, ServerStatus, State, TaskName, Weighting};
 
 /// One server in an agent's failover list.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AgentServer {
     pub name: ServerName,
     pub url: String,
@@ -49,7 +49,7 @@ impl AgentServer {
 }
 
 /// An agent's configuration for one task.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AgentTask {
     /// The agent cluster the configuration comes from.
     pub cluster: ClusterName,
@@ -58,7 +58,7 @@ pub struct AgentTask {
 }
 
 /// Everything an agent needs: its tasks' configurations at a revision.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AgentConfig {
     pub agent: AgentId,
     /// The cluster revision this configuration reflects.
@@ -116,7 +116,7 @@ fn digest(config: &AgentConfig) -> Hash {
 
 /// A task configuration that a change leaves with no usable (enabled) server although it had
 /// one before: the agents of that cluster would have no server for the task.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct LostTask {
     pub task: TaskName,
     pub cluster: ClusterName,

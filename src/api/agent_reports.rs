@@ -9,7 +9,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
-use serde_json::json;
 
 use super::agents::{now_ms, require_registered, ReportAdmission, FAILURE_REPORTS_PER_AGENT_PER_MINUTE};
 use super::{submit, ApiError, ApiJson, ApiPath, Ctx, WriteMeta};
@@ -21,6 +20,32 @@ use crate::projection::project;
 pub(super) struct FailureReport {
     task: TaskName,
     server: ServerName,
+}
+
+/// The answer to a failure report: whether it marked the server failed (at `revision`), or
+/// why not.
+#[derive(Default, serde::Serialize, schemars::JsonSchema)]
+pub struct FailureAnswer {
+    marked_failed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    revision: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+    /// The distinct agents that reported the server within the window, when more are needed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reporters: Option<BTreeSet<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    outcome: Option<Outcome>,
+}
+
+impl FailureAnswer {
+    fn reason(why: impl Into<String>) -> Self {
+        Self { reason: Some(why.into()), ..Self::default() }
+    }
+
+    fn not_marked(why: impl Into<String>) -> Response {
+        Json(Self::reason(why)).into_response()
+    }
 }
 
 /// A failure report is accepted only for a server in the reporting agent's own configuration
@@ -44,12 +69,12 @@ pub(super) async fn report_failure(State(ctx): State<Ctx>, ApiPath(id): ApiPath<
         server.status
     };
     if status != crate::domain::ServerStatus::Enabled {
-        return Ok(Json(json!({"marked_failed": false, "reason": format!("server {} is already {}", r.server, status.as_str())})).into_response());
+        return Ok(FailureAnswer::not_marked(format!("server {} is already {}", r.server, status.as_str())));
     }
     match ctx.agents.admit_report(&id, &r.task, &r.server) {
         ReportAdmission::Admit => {}
         ReportAdmission::Repeat => {
-            return Ok(Json(json!({"marked_failed": false, "reason": "already reported moments ago"})).into_response());
+            return Ok(FailureAnswer::not_marked("already reported moments ago"));
         }
         ReportAdmission::RateLimited => {
             return Err(ApiError::new(
@@ -64,7 +89,9 @@ pub(super) async fn report_failure(State(ctx): State<Ctx>, ApiPath(id): ApiPath<
     let policy = ctx.failure_policy;
     if policy.reports > 1 {
         if ctx.machine.read().event_settings.min_level > crate::domain::oplog::Level::Warning {
-            return Ok(Json(json!({"marked_failed": false, "reason": "reports are not recorded (the event log's minimum level is above warning), so --fail-after-reports cannot count them"})).into_response());
+            return Ok(FailureAnswer::not_marked(
+                "reports are not recorded (the event log's minimum level is above warning), so --fail-after-reports cannot count them",
+            ));
         }
         // Every report committed so far, from any node, is in the replicated event log.
         super::read_barrier(&ctx, super::Consistency::Linearizable).await?;
@@ -77,7 +104,7 @@ pub(super) async fn report_failure(State(ctx): State<Ctx>, ApiPath(id): ApiPath<
                 r.server,
                 policy.window_ms / 1000
             );
-            return Ok(Json(json!({"marked_failed": false, "reason": reason, "reporters": reporters})).into_response());
+            return Ok(Json(FailureAnswer { reporters: Some(reporters), ..FailureAnswer::reason(reason) }).into_response());
         }
     }
     let meta = WriteMeta {
@@ -88,11 +115,13 @@ pub(super) async fn report_failure(State(ctx): State<Ctx>, ApiPath(id): ApiPath<
     };
     let change = Change::MarkServerFailed { name: r.server.clone() };
     match submit(&ctx, meta, CommandBody::Apply { changes: vec![change] }).await {
-        Ok(Outcome::RevisionSealed { revision }) => Ok(Json(json!({"marked_failed": true, "revision": revision})).into_response()),
-        Ok(other) => Ok(Json(json!({"marked_failed": false, "outcome": other})).into_response()),
+        Ok(Outcome::RevisionSealed { revision }) => {
+            Ok(Json(FailureAnswer { marked_failed: true, revision: Some(revision), ..FailureAnswer::default() }).into_response())
+        }
+        Ok(other) => Ok(Json(FailureAnswer { outcome: Some(other), ..FailureAnswer::default() }).into_response()),
         // Changed meanwhile (failed or disabled by someone else): nothing to do, but say why.
         Err(e) if e.status != StatusCode::SERVICE_UNAVAILABLE => {
-            Ok(Json(json!({"marked_failed": false, "reason": e.message})).into_response())
+            Ok(FailureAnswer::not_marked(e.message))
         }
         Err(e) => Err(e),
     }

@@ -180,12 +180,13 @@ impl AgentTracker {
 pub fn routes() -> Vec<RouteSpec> {
     use axum::http::Method as M;
     vec![
-        route(M::GET, "/v1/agents", Access::Roles(READ_CONFIG), list_agents),
-        route(M::POST, "/v1/agents", Access::Roles(WRITE_CONFIG), register_agent),
-        route(M::DELETE, "/v1/agents/{id}", Access::Roles(WRITE_CONFIG), remove_agent),
-        route(M::GET, "/v1/agents/{id}/config", Access::AgentSelf, watch_config),
-        route(M::POST, "/v1/agents/{id}/ack", Access::AgentSelf, ack),
-        route(M::POST, "/v1/agents/{id}/failures", Access::AgentSelf, super::agent_reports::report_failure),
+        route(M::GET, "/v1/agents", Access::Roles(READ_CONFIG), list_agents).returns::<AgentsPage>(),
+        route(M::POST, "/v1/agents", Access::Roles(WRITE_CONFIG), register_agent).writes(),
+        route(M::DELETE, "/v1/agents/{id}", Access::Roles(WRITE_CONFIG), remove_agent).writes(),
+        route(M::GET, "/v1/agents/{id}/config", Access::AgentSelf, watch_config).returns::<crate::projection::AgentConfig>(),
+        route(M::POST, "/v1/agents/{id}/ack", Access::AgentSelf, ack).returns::<Acknowledged>(),
+        route(M::POST, "/v1/agents/{id}/failures", Access::AgentSelf, super::agent_reports::report_failure)
+            .returns::<super::agent_reports::FailureAnswer>(),
         route(M::GET, "/internal/agent-contacts", Access::Peer, contacts),
     ]
 }
@@ -366,7 +367,7 @@ async fn ack(State(ctx): State<Ctx>, ApiPath(id): ApiPath<String>, ApiJson(r): A
         return Err(ApiError::bad_request(format!("revision {} is ahead of this node ({head})", r.revision)));
     }
     ctx.agents.touch(&id, ctx.node.id, Some(r.revision));
-    Ok(Json(json!({"acknowledged": r.revision})).into_response())
+    Ok(Json(Acknowledged { acknowledged: r.revision }).into_response())
 }
 
 async fn contacts(State(ctx): State<Ctx>) -> Response {
@@ -391,6 +392,25 @@ struct AgentsQuery {
 
 /// Registered agents with their deployment status, merged from all reachable nodes, a page
 /// at a time (`next` names the `after` of the next page, `null` on the last).
+/// A page of registered agents.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+struct AgentsPage {
+    revision: u64,
+    /// Per agent: `id`, `registered_ms`, `clusters`, `tasks`, `deployed_revision`,
+    /// `desired_revision`, `last_contact_ms`, `node`, `lag`, `connected`, `reported`, `stale`.
+    agents: Vec<serde_json::Map<String, serde_json::Value>>,
+    /// The `after` of the next page; null on the last.
+    next: Option<serde_json::Value>,
+    /// Peers (addresses) whose agent contacts could not be merged in: their agents may look idle.
+    unreachable_nodes: Vec<String>,
+}
+
+/// The revision an agent acknowledged deploying.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+struct Acknowledged {
+    acknowledged: u64,
+}
+
 async fn list_agents(State(ctx): State<Ctx>, ApiQuery(q): ApiQuery<AgentsQuery>) -> Result<Response, ApiError> {
     let limit = match q.limit {
         None => super::resources::PAGE_DEFAULT,
@@ -413,7 +433,11 @@ async fn list_agents(State(ctx): State<Ctx>, ApiQuery(q): ApiQuery<AgentsQuery>)
         agents.truncate(limit);
         agents.last().map(|a| a["id"].clone())
     });
-    Ok(read_response(revision, &json!({"revision": revision, "agents": agents, "next": next.flatten(), "unreachable_nodes": unreachable})))
+    let agents = agents.into_iter().map(|a| match a {
+        serde_json::Value::Object(m) => m,
+        _ => serde_json::Map::new(),
+    });
+    Ok(read_response(revision, &AgentsPage { revision, agents: agents.collect(), next: next.flatten(), unreachable_nodes: unreachable }))
 }
 
 /// Registered agents (those `keep` accepts, at most `limit`) with their deployment status

@@ -5,7 +5,7 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{route, RouteSpec};
@@ -13,7 +13,7 @@ use crate::auth::Access::Roles;
 use crate::auth::{READ_AUDIT, READ_CONFIG, WRITE_CONFIG};
 use super::{outcome_response, read_barrier, read_response, submit, ApiError, ApiJson, ApiPath, ApiQuery, Consistency, Ctx, WriteMeta};
 use crate::domain::diff::diff;
-use crate::domain::{state_digest, Change, CommandBody, HistoryRecord, State as DomainState, COMMENT_MAX_LEN};
+use crate::domain::{state_digest, AgentId, Change, CommandBody, State as DomainState, COMMENT_MAX_LEN};
 use crate::machine::{fold_stored, RejectionRecord};
 
 /// Most history records returned by one `GET /v1/history`.
@@ -27,20 +27,20 @@ pub fn routes() -> Vec<RouteSpec> {
     use axum::http::Method as M;
     let (read, write, audit) = (Roles(READ_CONFIG), Roles(WRITE_CONFIG), Roles(READ_AUDIT));
     vec![
-        route(M::GET, "/v1/changesets", read, list_changesets),
-        route(M::POST, "/v1/changesets", write, create_changeset),
-        route(M::GET, "/v1/changesets/{id}", read, get_changeset),
-        route(M::DELETE, "/v1/changesets/{id}", write, discard_changeset),
-        route(M::POST, "/v1/changesets/{id}/changes", write, add_changes),
-        route(M::GET, "/v1/changesets/{id}/preview", read, preview_changeset),
-        route(M::POST, "/v1/changesets/{id}/apply", write, apply_changeset),
-        route(M::GET, "/v1/history", audit, history),
+        route(M::GET, "/v1/changesets", read, list_changesets).returns::<Vec<ChangesetSummary>>(),
+        route(M::POST, "/v1/changesets", write, create_changeset).writes(),
+        route(M::GET, "/v1/changesets/{id}", read, get_changeset).returns::<crate::domain::changeset::Changeset>(),
+        route(M::DELETE, "/v1/changesets/{id}", write, discard_changeset).writes(),
+        route(M::POST, "/v1/changesets/{id}/changes", write, add_changes).writes(),
+        route(M::GET, "/v1/changesets/{id}/preview", read, preview_changeset).returns::<Preview>(),
+        route(M::POST, "/v1/changesets/{id}/apply", write, apply_changeset).writes(),
+        route(M::GET, "/v1/history", audit, history).returns::<HistoryPage>(),
         route(M::GET, "/v1/history/export", audit, export),
-        route(M::GET, "/v1/history/{revision}", audit, history_one),
-        route(M::GET, "/v1/rejections", audit, rejections),
-        route(M::GET, "/v1/state", read, state),
-        route(M::GET, "/v1/state/digest", read, digest),
-        route(M::GET, "/v1/diff", audit, diff_route),
+        route(M::GET, "/v1/history/{revision}", audit, history_one).returns::<serde_json::Map<String, serde_json::Value>>(),
+        route(M::GET, "/v1/rejections", audit, rejections).returns::<Vec<RejectionRecord>>(),
+        route(M::GET, "/v1/state", read, state).returns::<StateView>(),
+        route(M::GET, "/v1/state/digest", read, digest).returns::<StateDigest>(),
+        route(M::GET, "/v1/diff", audit, diff_route).returns::<DiffView>(),
     ]
 }
 
@@ -64,15 +64,32 @@ async fn create_changeset(State(ctx): State<Ctx>, meta: WriteMeta, ApiJson(r): A
     Ok(outcome_response(outcome, StatusCode::CREATED))
 }
 
+/// A staged changeset in a list: its changes counted, not shown.
+#[derive(Serialize, schemars::JsonSchema)]
+struct ChangesetSummary {
+    id: String,
+    description: String,
+    created_by: String,
+    created_ms: u64,
+    /// The revision when it was created.
+    base_revision: u64,
+    /// How many changes it holds.
+    changes: usize,
+}
+
 async fn list_changesets(State(ctx): State<Ctx>, c: Consistency) -> Result<Response, ApiError> {
     read_barrier(&ctx, c).await?;
     let live = ctx.machine.read();
     let list: Vec<_> = live
         .changesets
         .values()
-        .map(|cs| {
-            json!({"id": cs.id, "description": cs.description, "created_by": cs.created_by,
-                   "created_ms": cs.created_ms, "base_revision": cs.base_revision, "changes": cs.changes.len()})
+        .map(|cs| ChangesetSummary {
+            id: cs.id.clone(),
+            description: cs.description.clone(),
+            created_by: cs.created_by.clone(),
+            created_ms: cs.created_ms,
+            base_revision: cs.base_revision,
+            changes: cs.changes.len(),
         })
         .collect();
     Ok(read_response(live.state.revision, &list))
@@ -127,6 +144,40 @@ struct PreviewQuery {
 /// What a changeset would do if applied now: the diff, the agents it reaches (count, and one
 /// page of ids) and the task configurations it leaves without a usable server (applying
 /// those needs `?confirm=true`); or why it would be rejected.
+/// What applying a changeset now would do (`valid`, with `diff` and `reach`), or why it would
+/// be rejected (`error`).
+#[derive(Serialize, schemars::JsonSchema)]
+struct Preview {
+    id: String,
+    /// The revision the preview was computed at.
+    revision: u64,
+    valid: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    diff: Option<Vec<crate::domain::diff::DiffEntry>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reach: Option<PreviewReach>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<PreviewError>,
+}
+
+/// The agents a changeset reaches and the task configurations it leaves without a usable server.
+#[derive(Serialize, schemars::JsonSchema)]
+struct PreviewReach {
+    /// How many agents get a new configuration.
+    agents: usize,
+    /// A page of their ids (`agents_limit`, `agents_after`).
+    agent_ids: Vec<AgentId>,
+    /// The `agents_after` of the next page.
+    next: Option<String>,
+    lost: Vec<crate::projection::LostTask>,
+}
+
+#[derive(Serialize, schemars::JsonSchema)]
+struct PreviewError {
+    code: String,
+    message: String,
+}
+
 async fn preview_changeset(
     State(ctx): State<Ctx>,
     c: Consistency,
@@ -151,21 +202,28 @@ async fn preview_changeset(
                 .take(limit + 1)
                 .collect();
             let next = (page.len() > limit).then(|| page[limit - 1].to_string());
-            json!({
-                "id": id,
-                "revision": live.state.revision,
-                "valid": true,
-                "diff": diff(&live.state, &after),
-                "reach": {
-                    "agents": reach.agents.len(),
-                    "agent_ids": &page[..page.len().min(limit)],
-                    "next": next,
-                    "lost": reach.lost,
-                },
-            })
+            Preview {
+                id,
+                revision: live.state.revision,
+                valid: true,
+                diff: Some(diff(&live.state, &after)),
+                reach: Some(PreviewReach {
+                    agents: reach.agents.len(),
+                    agent_ids: page[..page.len().min(limit)].iter().map(|a| (*a).clone()).collect(),
+                    next,
+                    lost: reach.lost,
+                }),
+                error: None,
+            }
         }
-        Err(r) => json!({"id": id, "revision": live.state.revision, "valid": false,
-                         "error": {"code": r.code.as_str(), "message": r.message}}),
+        Err(r) => Preview {
+            id,
+            revision: live.state.revision,
+            valid: false,
+            diff: None,
+            reach: None,
+            error: Some(PreviewError { code: r.code.as_str().to_string(), message: r.message }),
+        },
     };
     Ok(read_response(live.state.revision, &body))
 }
@@ -228,6 +286,17 @@ struct HistoryQuery {
     limit: Option<usize>,
 }
 
+/// A page of the history. Each record is the JSON an export holds (see `GET
+/// /v1/history/{revision}` and docs/verify_history.py for its fields and hashing).
+#[derive(Serialize, schemars::JsonSchema)]
+struct HistoryPage {
+    /// The latest revision.
+    revision: u64,
+    records: Vec<serde_json::Map<String, serde_json::Value>>,
+    /// The `from` of the next page; absent on the last.
+    next_from: Option<u64>,
+}
+
 async fn history(State(ctx): State<Ctx>, c: Consistency, ApiQuery(q): ApiQuery<HistoryQuery>) -> Result<Response, ApiError> {
     let entity = match &q.entity {
         None => None,
@@ -275,8 +344,8 @@ async fn history(State(ctx): State<Ctx>, c: Consistency, ApiQuery(q): ApiQuery<H
     .map_err(|e| ApiError::internal(e.to_string()))?
     .map_err(|e| ApiError::internal(e.to_string()))?;
     let (records, next) = scan;
-    let records: Vec<_> = records.iter().map(HistoryRecord::to_json).collect();
-    Ok(read_response(head, &json!({"revision": head, "records": records, "next_from": next})))
+    let records: Vec<_> = records.iter().map(|r| object(r.to_json())).collect();
+    Ok(read_response(head, &HistoryPage { revision: head, records, next_from: next }))
 }
 
 async fn history_one(State(ctx): State<Ctx>, c: Consistency, ApiPath(revision): ApiPath<u64>) -> Result<Response, ApiError> {
@@ -359,16 +428,52 @@ pub async fn state_at(ctx: &Ctx, revision: Option<u64>) -> Result<DomainState, A
         .map_err(|e| ApiError::internal(e.to_string()))
 }
 
-fn state_json(s: &DomainState) -> serde_json::Value {
-    let servers: Vec<_> = s.servers.values().map(super::resources::ServerView::from).collect();
-    json!({
-        "revision": s.revision,
-        "digest": state_digest(s).to_string(),
-        "servers": servers,
-        "agents": s.agents,
-        "clusters": s.clusters,
-        "tasks": s.tasks,
-    })
+/// The whole configuration at a revision, with its digest.
+#[derive(Serialize, schemars::JsonSchema)]
+struct StateView {
+    revision: u64,
+    /// SHA-256 of the state's canonical encoding (equal on every node at this revision).
+    digest: String,
+    servers: Vec<super::resources::ServerView>,
+    /// Registered agents, by id.
+    agents: serde_json::Map<String, serde_json::Value>,
+    /// Agent clusters, by name.
+    clusters: serde_json::Map<String, serde_json::Value>,
+    /// Tasks with their failover lists per agent cluster, by name.
+    tasks: serde_json::Map<String, serde_json::Value>,
+}
+
+fn object(v: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+    match v {
+        serde_json::Value::Object(m) => m,
+        _ => serde_json::Map::new(),
+    }
+}
+
+fn state_json(s: &DomainState) -> StateView {
+    StateView {
+        revision: s.revision,
+        digest: state_digest(s).to_string(),
+        servers: s.servers.values().map(super::resources::ServerView::from).collect(),
+        agents: object(json!(s.agents)),
+        clusters: object(json!(s.clusters)),
+        tasks: object(json!(s.tasks)),
+    }
+}
+
+/// The state's digest at a revision.
+#[derive(Serialize, schemars::JsonSchema)]
+struct StateDigest {
+    revision: u64,
+    digest: String,
+}
+
+/// What changed between two revisions.
+#[derive(Serialize, schemars::JsonSchema)]
+struct DiffView {
+    from: u64,
+    to: u64,
+    changes: Vec<crate::domain::diff::DiffEntry>,
 }
 
 async fn state(
@@ -392,7 +497,7 @@ async fn digest(
     read_barrier(&ctx, c).await?;
     check_past_state_access(&ctx, identity.as_deref(), q.revision)?;
     let s = state_at(&ctx, q.revision).await?;
-    Ok(read_response(s.revision, &json!({"revision": s.revision, "digest": state_digest(&s).to_string()})))
+    Ok(read_response(s.revision, &StateDigest { revision: s.revision, digest: state_digest(&s).to_string() }))
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -406,7 +511,7 @@ async fn diff_route(State(ctx): State<Ctx>, c: Consistency, ApiQuery(q): ApiQuer
     read_barrier(&ctx, c).await?;
     let a = state_at(&ctx, Some(q.from)).await?;
     let b = state_at(&ctx, q.to).await?;
-    Ok(read_response(b.revision, &json!({"from": a.revision, "to": b.revision, "changes": diff(&a, &b)})))
+    Ok(read_response(b.revision, &DiffView { from: a.revision, to: b.revision, changes: diff(&a, &b) }))
 }
 
 /// Records sent per chunk of an export stream.

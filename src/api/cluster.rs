@@ -4,17 +4,17 @@
 use axum::http::Method;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
 
 use super::*;
+use super::read::Health;
 use crate::auth::{Access, ADMIN, READ_CONFIG};
 
 pub(super) fn routes() -> Vec<RouteSpec> {
     vec![
-        route(Method::GET, "/v1/cluster", Access::Roles(READ_CONFIG), cluster),
-        route(Method::POST, "/v1/cluster/nodes", Access::Roles(ADMIN), add_node),
-        route(Method::DELETE, "/v1/cluster/nodes/{id}", Access::Roles(ADMIN), remove_node),
-        route(Method::POST, "/v1/cluster/leader", Access::Roles(ADMIN), transfer_leader),
+        route(Method::GET, "/v1/cluster", Access::Roles(READ_CONFIG), cluster).returns::<ClusterStatus>(),
+        route(Method::POST, "/v1/cluster/nodes", Access::Roles(ADMIN), add_node).returns::<NodeAdded>(),
+        route(Method::DELETE, "/v1/cluster/nodes/{id}", Access::Roles(ADMIN), remove_node).returns::<NodeRemoved>(),
+        route(Method::POST, "/v1/cluster/leader", Access::Roles(ADMIN), transfer_leader).returns::<LeaderTransferred>(),
     ]
 }
 
@@ -24,69 +24,104 @@ const MEMBER_VERSION_TIMEOUT_MS: u64 = 500;
 
 async fn cluster(axum::extract::State(ctx): axum::extract::State<Ctx>) -> Response {
     let mut status = cluster_status(&ctx);
-    // Each member's version and leader priority, as its /healthz reports them (null when it
+    // Each member's version and leader priority, as its /healthz reports them (absent when it
     // does not answer in time), so a rolling upgrade shows which nodes run what.
-    if let Some(members) = status["members"].as_array_mut() {
-        let me = ctx.node.id;
-        let asks = members.iter().map(|m| {
-            let url = ctx.transport.url(m["addr"].as_str().unwrap_or_default(), "/healthz");
-            let http = ctx.peer_http.clone();
-            let is_me = m["id"].as_u64() == Some(me);
-            async move {
-                if is_me {
-                    return Some((serde_json::Value::from(env!("CARGO_PKG_VERSION")), json!(ctx.leader_priority)));
-                }
-                let answer = http.get(url).timeout(std::time::Duration::from_millis(MEMBER_VERSION_TIMEOUT_MS)).send().await.ok()?;
-                answer.json::<serde_json::Value>().await.ok().map(|v| (v["version"].clone(), v["leader_priority"].clone()))
+    let me = ctx.node.id;
+    let mine = Health::of(&ctx);
+    let asks = status.members.iter().map(|m| {
+        let url = ctx.transport.url(&m.addr, "/healthz");
+        let http = ctx.peer_http.clone();
+        let is_me = m.id == me;
+        let mine = mine.clone();
+        async move {
+            if is_me {
+                return Some(mine);
             }
-        });
-        let answers = futures::future::join_all(asks).await;
-        for (m, a) in members.iter_mut().zip(answers) {
-            let (version, priority) = a.unwrap_or_default();
-            m["version"] = version;
-            m["leader_priority"] = priority;
+            let answer = http.get(url).timeout(std::time::Duration::from_millis(MEMBER_VERSION_TIMEOUT_MS)).send().await.ok()?;
+            answer.json::<Health>().await.ok()
+        }
+    });
+    let answers = futures::future::join_all(asks).await;
+    for (m, a) in status.members.iter_mut().zip(answers) {
+        if let Some(h) = a {
+            m.version = Some(h.version);
+            m.leader_priority = h.leader_priority;
         }
     }
     Json(status).into_response()
 }
 
+/// One node's view of the cluster (`GET /v1/cluster`).
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct ClusterStatus {
+    /// The node that answered.
+    pub node_id: u64,
+    /// Its Roster version.
+    pub version: String,
+    /// Its Raft role: Leader, Follower, Candidate or Learner.
+    pub state: String,
+    pub leader: Option<u64>,
+    pub term: u64,
+    pub last_log_index: Option<u64>,
+    pub applied_index: Option<u64>,
+    pub snapshot_index: Option<u64>,
+    pub purged_index: Option<u64>,
+    /// The revision of the state this node has applied.
+    pub revision: u64,
+    pub members: Vec<MemberStatus>,
+    /// On the leader: how many log entries each member is behind, by node id.
+    pub follower_lag: std::collections::BTreeMap<String, u64>,
+}
+
+/// A member of the cluster.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct MemberStatus {
+    pub id: u64,
+    pub addr: String,
+    /// A voter; a learner otherwise.
+    pub voter: bool,
+    /// Its version as its `/healthz` reports it; absent when it did not answer in time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Its `--leader-priority`, when it has one and answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leader_priority: Option<u32>,
+}
+
 /// This node's view of the cluster: members, roles, leader, term, indexes, follower lag.
-pub fn cluster_status(ctx: &Ctx) -> serde_json::Value {
+pub fn cluster_status(ctx: &Ctx) -> ClusterStatus {
     let m = ctx.node.raft.metrics().borrow().clone();
-    let members: Vec<_> = m
-        .membership_config
-        .membership()
+    let membership = m.membership_config.membership();
+    let members = membership
         .nodes()
-        .map(|(id, node)| {
-            let voter = m.membership_config.membership().voter_ids().any(|v| v == *id);
-            json!({"id": id, "addr": node.addr, "voter": voter})
+        .map(|(id, node)| MemberStatus {
+            id: *id,
+            addr: node.addr.clone(),
+            voter: membership.voter_ids().any(|v| v == *id),
+            version: None,
+            leader_priority: None,
         })
         .collect();
-    let lag: serde_json::Map<String, serde_json::Value> = m
+    let last = m.last_log_index.unwrap_or(0);
+    let follower_lag = m
         .replication
         .as_ref()
-        .map(|r| {
-            let last = m.last_log_index.unwrap_or(0);
-            r.iter()
-                .map(|(id, matched)| (id.to_string(), json!(last.saturating_sub(matched.map(|l| l.index).unwrap_or(0)))))
-                .collect()
-        })
+        .map(|r| r.iter().map(|(id, matched)| (id.to_string(), last.saturating_sub(matched.map(|l| l.index).unwrap_or(0)))).collect())
         .unwrap_or_default();
-    let revision = ctx.machine.read().state.revision;
-    json!({
-        "node_id": m.id,
-        "version": env!("CARGO_PKG_VERSION"),
-        "state": format!("{:?}", m.state),
-        "leader": m.current_leader,
-        "term": m.current_term,
-        "last_log_index": m.last_log_index,
-        "applied_index": m.last_applied.map(|l| l.index),
-        "snapshot_index": m.snapshot.map(|l| l.index),
-        "purged_index": m.purged.map(|l| l.index),
-        "revision": revision,
-        "members": members,
-        "follower_lag": lag,
-    })
+    ClusterStatus {
+        node_id: m.id,
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        state: format!("{:?}", m.state),
+        leader: m.current_leader,
+        term: m.current_term,
+        last_log_index: m.last_log_index,
+        applied_index: m.last_applied.map(|l| l.index),
+        snapshot_index: m.snapshot.map(|l| l.index),
+        purged_index: m.purged.map(|l| l.index),
+        revision: ctx.machine.read().state.revision,
+        members,
+        follower_lag,
+    }
 }
 
 #[derive(serde::Deserialize, schemars::JsonSchema)]
@@ -99,7 +134,7 @@ struct AddNodeRequest {
 /// Adds a node: it joins as a learner, catches up, then becomes a voter.
 async fn add_node(axum::extract::State(ctx): axum::extract::State<Ctx>, meta: WriteMeta, ApiJson(r): ApiJson<AddNodeRequest>) -> Result<Response, ApiError> {
     add_node_as(&ctx, r.id, r.addr, meta.actor).await?;
-    Ok(Json(json!({"added": r.id})).into_response())
+    Ok(Json(NodeAdded { added: r.id }).into_response())
 }
 
 /// Adds node `id` at `addr` (checked to be host:port) and records who did it.
@@ -143,7 +178,7 @@ fn check_host_port(addr: &str) -> Result<(), &'static str> {
 /// Removes a node (the leader included) from the membership.
 async fn remove_node(axum::extract::State(ctx): axum::extract::State<Ctx>, meta: WriteMeta, ApiPath(id): ApiPath<u64>) -> Result<Response, ApiError> {
     remove_node_as(&ctx, id, meta.actor).await?;
-    Ok(Json(json!({"removed": id})).into_response())
+    Ok(Json(NodeRemoved { removed: id }).into_response())
 }
 
 /// Removes node `id` (the leader included) and records who did it.
@@ -171,7 +206,25 @@ async fn transfer_leader(axum::extract::State(ctx): axum::extract::State<Ctx>, m
         serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("the body must be {{\"node\": ID}} or empty: {e}")))?
     };
     let (previous, leader, took) = transfer_leader_as(&ctx, r.node, meta.actor).await?;
-    Ok(Json(json!({"previous": previous, "leader": leader, "took_ms": took.as_millis() as u64})).into_response())
+    Ok(Json(LeaderTransferred { previous, leader, took_ms: took.as_millis() as u64 }).into_response())
+}
+
+#[derive(serde::Serialize, schemars::JsonSchema)]
+struct NodeAdded {
+    added: u64,
+}
+
+#[derive(serde::Serialize, schemars::JsonSchema)]
+struct NodeRemoved {
+    removed: u64,
+}
+
+/// A finished leader transfer: who led before, who leads now, how long writes paused.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+struct LeaderTransferred {
+    previous: Option<u64>,
+    leader: Option<u64>,
+    took_ms: u64,
 }
 
 /// Moves the leadership to `to` (or the most up-to-date other voter) and records who did it.

@@ -17,9 +17,9 @@ pub const EVENTS_PAGE_MAX: usize = 1000;
 pub fn routes() -> Vec<RouteSpec> {
     use axum::http::Method as M;
     vec![
-        route(M::GET, "/v1/events", Roles(READ_AUDIT), list),
-        route(M::GET, "/v1/events/settings", Roles(READ_AUDIT), get_settings),
-        route(M::PUT, "/v1/events/settings", Roles(ADMIN), put_settings),
+        route(M::GET, "/v1/events", Roles(READ_AUDIT), list).returns::<Vec<crate::domain::oplog::OpEvent>>(),
+        route(M::GET, "/v1/events/settings", Roles(READ_AUDIT), get_settings).returns::<EventSettings>(),
+        route(M::PUT, "/v1/events/settings", Roles(ADMIN), put_settings).returns::<EventSettings>(),
     ]
 }
 

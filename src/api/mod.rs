@@ -93,6 +93,22 @@ pub struct RouteSpec {
     handler: MethodRouter<Ctx>,
     /// Adds the handler's parameters and body to its OpenAPI operation.
     describe: fn(&mut openapi::OpBuilder<'_>),
+    /// The JSON Schema of the body a success answers with (see [`RouteSpec::returns`]).
+    returns: Option<fn(&mut schemars::SchemaGenerator) -> schemars::Schema>,
+}
+
+impl RouteSpec {
+    /// Declares the type of the JSON body the route answers with on success, for the OpenAPI
+    /// document. Schemathesis checks every answer against it (`response_schema_conformance`).
+    pub fn returns<T: schemars::JsonSchema>(mut self) -> Self {
+        self.returns = Some(|g| g.subschema_for::<T>());
+        self
+    }
+
+    /// A write route: it answers with the [`Outcome`](crate::domain::Outcome) of its command.
+    pub fn writes(self) -> Self {
+        self.returns::<crate::domain::Outcome>()
+    }
 }
 
 /// Declares a route: method, path template, access rule and handler.
@@ -102,7 +118,7 @@ where
     T: openapi::Describe + 'static,
 {
     let filter = MethodFilter::try_from(method.clone()).expect("routes use standard methods");
-    RouteSpec { method, path, access, handler: axum::routing::on(filter, handler), describe: <T as openapi::Describe>::describe }
+    RouteSpec { method, path, access, handler: axum::routing::on(filter, handler), describe: <T as openapi::Describe>::describe, returns: None }
 }
 
 /// Every route of the public API with its access rule; the router is built from this table,
@@ -132,7 +148,8 @@ pub fn route_rules() -> Vec<(Method, &'static str, Access)> {
 pub use agent_reports::{FailurePolicy, FAIL_AFTER_REPORTS_DEFAULT, FAIL_REPORT_WINDOW_SECS_DEFAULT};
 pub use agents::{agent_rows, forget_stale_agents, AGENT_STALE_AFTER_SECS_DEFAULT};
 pub use audit::state_at;
-pub use cluster::{add_node_as, cluster_status, remove_node_as, transfer_leader_as};
+pub use cluster::{add_node_as, cluster_status, remove_node_as, transfer_leader_as, ClusterStatus, MemberStatus};
+pub use read::Health;
 pub use read::{read_barrier, read_response, Consistency};
 pub use router::{refuse_body_above, router};
 pub use write::{outcome_response, submit, submit_error, write_error, WriteMeta};

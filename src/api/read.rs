@@ -9,16 +9,15 @@ use axum::http::{HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
-use serde_json::json;
 
 use super::*;
 use crate::auth::{Access, Identity, ANY_ROLE};
 
 pub(super) fn routes() -> Vec<RouteSpec> {
     vec![
-        route(Method::GET, "/healthz", Access::Open, healthz),
-        route(Method::GET, "/readyz", Access::Open, readyz),
-        route(Method::GET, "/v1/whoami", Access::Roles(ANY_ROLE), whoami),
+        route(Method::GET, "/healthz", Access::Open, healthz).returns::<Health>(),
+        route(Method::GET, "/readyz", Access::Open, readyz).returns::<Ready>(),
+        route(Method::GET, "/v1/whoami", Access::Roles(ANY_ROLE), whoami).returns::<WhoAmI>(),
         route(Method::GET, "/v1/openapi.json", Access::Roles(ANY_ROLE), super::openapi::serve),
     ]
 }
@@ -72,19 +71,58 @@ pub fn read_response<T: Serialize>(revision: u64, body: &T) -> Response {
 /// The caller's identity as the node sees it.
 async fn whoami(id: Option<axum::Extension<Identity>>) -> Response {
     match id {
-        Some(axum::Extension(id)) => Json(json!({"name": id.name, "role": id.role, "agent": id.agent})).into_response(),
-        None => Json(json!({"name": null, "role": null, "authentication": "disabled"})).into_response(),
+        Some(axum::Extension(id)) => Json(WhoAmI { name: Some(id.name), role: Some(id.role), agent: id.agent, authentication: None }).into_response(),
+        None => Json(WhoAmI { name: None, role: None, agent: None, authentication: Some("disabled".into()) }).into_response(),
+    }
+}
+
+/// A node's `/healthz` answer: it runs, which build, which data format.
+#[derive(Clone, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+pub struct Health {
+    /// Always `ok` (a node that cannot answer does not answer).
+    #[serde(default)]
+    pub status: String,
+    pub version: String,
+    /// The newest data format this build writes (a rolling upgrade waits for every member).
+    #[serde(default)]
+    pub data_format: u32,
+    /// Its `--leader-priority` (lower is preferred); absent without one.
+    pub leader_priority: Option<u32>,
+}
+
+impl Health {
+    pub fn of(ctx: &Ctx) -> Self {
+        Self {
+            status: "ok".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            data_format: crate::machine::upgrade::DATA_FORMAT,
+            leader_priority: ctx.leader_priority,
+        }
     }
 }
 
 async fn healthz(axum::extract::State(ctx): axum::extract::State<Ctx>) -> Response {
-    Json(json!({
-        "status": "ok",
-        "version": env!("CARGO_PKG_VERSION"),
-        "data_format": crate::machine::upgrade::DATA_FORMAT,
-        "leader_priority": ctx.leader_priority,
-    }))
-    .into_response()
+    Json(Health::of(&ctx)).into_response()
+}
+
+/// A ready node: it knows the leader.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+struct Ready {
+    /// Always `ready`.
+    status: String,
+    leader: u64,
+}
+
+/// Who the caller is. With authentication disabled every field but `authentication` is null.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+struct WhoAmI {
+    name: Option<String>,
+    role: Option<crate::domain::tokens::Role>,
+    /// The agent an agent token speaks for.
+    agent: Option<crate::domain::AgentId>,
+    /// `disabled` on a node without tokens (`--insecure`); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    authentication: Option<String>,
 }
 
 async fn readyz(axum::extract::State(ctx): axum::extract::State<Ctx>) -> Response {
@@ -93,7 +131,7 @@ async fn readyz(axum::extract::State(ctx): axum::extract::State<Ctx>) -> Respons
         return ApiError::unavailable(format!("this node's Raft core has stopped: {fatal}")).into_response();
     }
     match metrics.current_leader {
-        Some(leader) => Json(json!({"status": "ready", "leader": leader})).into_response(),
+        Some(leader) => Json(Ready { status: "ready".into(), leader }).into_response(),
         None => ApiError::unavailable("no leader is known yet").into_response(),
     }
 }

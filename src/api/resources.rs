@@ -24,32 +24,32 @@ use crate::domain::{
 pub fn routes() -> Vec<RouteSpec> {
     let (read, write) = (Roles(READ_CONFIG), Roles(WRITE_CONFIG));
     vec![
-        route(POST, "/v1/commands", write, post_command),
-        route(GET, "/v1/servers", read, list_servers),
-        route(POST, "/v1/servers", write, add_server),
-        route(GET, "/v1/servers/{name}", read, get_server),
-        route(PATCH, "/v1/servers/{name}", write, update_server),
-        route(DELETE, "/v1/servers/{name}", write, delete_server),
-        route(POST, "/v1/servers/{name}/enable", write, enable_server),
-        route(POST, "/v1/servers/{name}/disable", write, disable_server),
-        route(GET, "/v1/agent-clusters", read, list_clusters),
-        route(POST, "/v1/agent-clusters", write, create_cluster),
-        route(GET, "/v1/agent-clusters/{name}", read, get_cluster),
-        route(DELETE, "/v1/agent-clusters/{name}", write, delete_cluster),
-        route(PUT, "/v1/agent-clusters/{name}/agents/{id}", write, add_agent),
-        route(DELETE, "/v1/agent-clusters/{name}/agents/{id}", write, remove_agent),
-        route(GET, "/v1/tasks", read, list_tasks),
-        route(POST, "/v1/tasks", write, create_task),
-        route(GET, "/v1/tasks/{task}", read, get_task),
-        route(DELETE, "/v1/tasks/{task}", write, delete_task),
-        route(GET, "/v1/tasks/{task}/configs/{cluster}", read, get_config),
-        route(PUT, "/v1/tasks/{task}/configs/{cluster}", write, put_config),
-        route(DELETE, "/v1/tasks/{task}/configs/{cluster}", write, delete_config),
-        route(POST, "/v1/tasks/{task}/configs/{cluster}/servers", write, add_list_server),
-        route(PATCH, "/v1/tasks/{task}/configs/{cluster}/servers/{server}", write, set_list_server_weight),
-        route(DELETE, "/v1/tasks/{task}/configs/{cluster}/servers/{server}", write, remove_list_server),
-        route(POST, "/v1/tasks/{task}/configs/{cluster}/servers/{server}/move", write, move_list_server),
-        route(PUT, "/v1/tasks/{task}/configs/{cluster}/load-balancing", write, set_load_balancing),
+        route(POST, "/v1/commands", write, post_command).writes(),
+        route(GET, "/v1/servers", read, list_servers).returns::<Vec<ServerView>>(),
+        route(POST, "/v1/servers", write, add_server).writes(),
+        route(GET, "/v1/servers/{name}", read, get_server).returns::<ServerView>(),
+        route(PATCH, "/v1/servers/{name}", write, update_server).writes(),
+        route(DELETE, "/v1/servers/{name}", write, delete_server).writes(),
+        route(POST, "/v1/servers/{name}/enable", write, enable_server).writes(),
+        route(POST, "/v1/servers/{name}/disable", write, disable_server).writes(),
+        route(GET, "/v1/agent-clusters", read, list_clusters).returns::<Vec<ClusterView>>(),
+        route(POST, "/v1/agent-clusters", write, create_cluster).writes(),
+        route(GET, "/v1/agent-clusters/{name}", read, get_cluster).returns::<ClusterView>(),
+        route(DELETE, "/v1/agent-clusters/{name}", write, delete_cluster).writes(),
+        route(PUT, "/v1/agent-clusters/{name}/agents/{id}", write, add_agent).writes(),
+        route(DELETE, "/v1/agent-clusters/{name}/agents/{id}", write, remove_agent).writes(),
+        route(GET, "/v1/tasks", read, list_tasks).returns::<Vec<TaskView>>(),
+        route(POST, "/v1/tasks", write, create_task).writes(),
+        route(GET, "/v1/tasks/{task}", read, get_task).returns::<TaskView>(),
+        route(DELETE, "/v1/tasks/{task}", write, delete_task).writes(),
+        route(GET, "/v1/tasks/{task}/configs/{cluster}", read, get_config).returns::<ConfigView>(),
+        route(PUT, "/v1/tasks/{task}/configs/{cluster}", write, put_config).writes(),
+        route(DELETE, "/v1/tasks/{task}/configs/{cluster}", write, delete_config).writes(),
+        route(POST, "/v1/tasks/{task}/configs/{cluster}/servers", write, add_list_server).writes(),
+        route(PATCH, "/v1/tasks/{task}/configs/{cluster}/servers/{server}", write, set_list_server_weight).writes(),
+        route(DELETE, "/v1/tasks/{task}/configs/{cluster}/servers/{server}", write, remove_list_server).writes(),
+        route(POST, "/v1/tasks/{task}/configs/{cluster}/servers/{server}/move", write, move_list_server).writes(),
+        route(PUT, "/v1/tasks/{task}/configs/{cluster}/load-balancing", write, set_load_balancing).writes(),
     ]
 }
 
@@ -187,7 +187,7 @@ async fn post_command(State(ctx): State<Ctx>, meta: WriteMeta, ApiJson(req): Api
 // ---- servers
 
 /// A server as the API shows it.
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 pub struct ServerView {
     pub name: ServerName,
     pub scheme: Scheme,
@@ -309,9 +309,19 @@ struct CreateNamed<N> {
     name: N,
 }
 
-fn cluster_view(s: &DomainState, name: &ClusterName) -> serde_json::Value {
-    let tasks: Vec<&TaskName> = s.tasks.iter().filter(|(_, t)| t.configs.contains_key(name)).map(|(n, _)| n).collect();
-    serde_json::json!({"name": name, "agents": s.clusters[name].agents, "tasks": tasks})
+/// An agent cluster as the API shows it.
+#[derive(Serialize, schemars::JsonSchema)]
+struct ClusterView {
+    name: ClusterName,
+    /// Its member agents, by id.
+    agents: Vec<AgentId>,
+    /// The tasks that have a failover list for this cluster.
+    tasks: Vec<TaskName>,
+}
+
+fn cluster_view(s: &DomainState, name: &ClusterName) -> ClusterView {
+    let tasks = s.tasks.iter().filter(|(_, t)| t.configs.contains_key(name)).map(|(n, _)| n.clone()).collect();
+    ClusterView { name: name.clone(), agents: s.clusters[name].agents.iter().cloned().collect(), tasks }
 }
 
 async fn list_clusters(
@@ -359,7 +369,8 @@ async fn remove_agent(State(ctx): State<Ctx>, meta: WriteMeta, ApiPath((cluster,
 
 // ---- tasks and configurations
 
-#[derive(Serialize)]
+/// A task's failover list for one agent cluster.
+#[derive(Serialize, schemars::JsonSchema)]
 struct ConfigView {
     task: TaskName,
     cluster: ClusterName,
@@ -367,7 +378,9 @@ struct ConfigView {
     servers: Vec<ListEntryView>,
 }
 
-#[derive(Serialize)]
+/// One entry of a failover list, with the server's address and status (absent when the
+/// server is not registered).
+#[derive(Serialize, schemars::JsonSchema)]
 struct ListEntryView {
     name: ServerName,
     url: Option<String>,
@@ -402,10 +415,16 @@ fn config_view(s: &DomainState, task: &TaskName, cluster: &ClusterName) -> Optio
     })
 }
 
-fn task_view(s: &DomainState, task: &TaskName) -> Option<serde_json::Value> {
+/// A task with its failover list per agent cluster.
+#[derive(Serialize, schemars::JsonSchema)]
+struct TaskView {
+    name: TaskName,
+    configs: Vec<ConfigView>,
+}
+
+fn task_view(s: &DomainState, task: &TaskName) -> Option<TaskView> {
     let t = s.tasks.get(task)?;
-    let configs: Vec<ConfigView> = t.configs.keys().filter_map(|c| config_view(s, task, c)).collect();
-    Some(serde_json::json!({"name": task, "configs": configs}))
+    Some(TaskView { name: task.clone(), configs: t.configs.keys().filter_map(|c| config_view(s, task, c)).collect() })
 }
 
 async fn list_tasks(

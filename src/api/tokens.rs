@@ -5,8 +5,7 @@ use axum::extract::State;
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
 use super::{read_barrier, read_response, route, submit, ApiError, ApiJson, ApiPath, Consistency, Ctx, RouteSpec, WriteMeta};
 use crate::auth::{new_secret, Access, ADMIN};
@@ -15,10 +14,38 @@ use crate::domain::{AgentId, CommandBody};
 
 pub fn routes() -> Vec<RouteSpec> {
     vec![
-        route(Method::GET, "/v1/tokens", Access::Roles(ADMIN), list),
-        route(Method::POST, "/v1/tokens", Access::Roles(ADMIN), create),
-        route(Method::DELETE, "/v1/tokens/{name}", Access::Roles(ADMIN), revoke),
+        route(Method::GET, "/v1/tokens", Access::Roles(ADMIN), list).returns::<Vec<TokenView>>(),
+        route(Method::POST, "/v1/tokens", Access::Roles(ADMIN), create).returns::<TokenCreated>(),
+        route(Method::DELETE, "/v1/tokens/{name}", Access::Roles(ADMIN), revoke).returns::<TokenRevoked>(),
     ]
+}
+
+/// A new token, with its secret: shown only in this answer.
+#[derive(Serialize, schemars::JsonSchema)]
+struct TokenCreated {
+    name: TokenName,
+    role: Role,
+    agent: Option<AgentId>,
+    /// The secret (`rst_...`), for the user's token file.
+    token: String,
+    note: &'static str,
+}
+
+/// A token as an admin sees it (never its secret or hash).
+#[derive(Serialize, schemars::JsonSchema)]
+struct TokenView {
+    name: TokenName,
+    role: Role,
+    agent: Option<AgentId>,
+    created_by: String,
+    created_ms: u64,
+    /// `file` (the node's token file) or `api` (created through the API, replicated).
+    source: &'static str,
+}
+
+#[derive(Serialize, schemars::JsonSchema)]
+struct TokenRevoked {
+    revoked: TokenName,
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -46,17 +73,20 @@ async fn create(State(ctx): State<Ctx>, meta: WriteMeta, ApiJson(r): ApiJson<Cre
     token.check().map_err(ApiError::bad_request)?;
     let (name, role, agent) = (token.name.clone(), token.role, token.agent.clone());
     submit(&ctx, meta, CommandBody::CreateToken { token }).await?;
-    let body = json!({"name": name, "role": role, "agent": agent, "token": secret,
-                      "note": "the secret is shown only now; the cluster keeps only its hash"});
+    let body = TokenCreated { name, role, agent, token: secret, note: "the secret is shown only now; the cluster keeps only its hash" };
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
 async fn list(State(ctx): State<Ctx>, c: Consistency) -> Result<Response, ApiError> {
     read_barrier(&ctx, c).await?;
     let live = ctx.machine.read();
-    let describe = |t: &TokenRecord, source: &str| {
-        json!({"name": t.name, "role": t.role, "agent": t.agent, "created_by": t.created_by,
-               "created_ms": t.created_ms, "source": source})
+    let describe = |t: &TokenRecord, source: &'static str| TokenView {
+        name: t.name.clone(),
+        role: t.role,
+        agent: t.agent.clone(),
+        created_by: t.created_by.clone(),
+        created_ms: t.created_ms,
+        source,
     };
     let mut list: Vec<_> = ctx.auth.file_tokens().iter().map(|t| describe(t, "file")).collect();
     list.extend(live.tokens.values().map(|t| describe(t, "api")));
@@ -71,5 +101,5 @@ async fn revoke(State(ctx): State<Ctx>, meta: WriteMeta, ApiPath(name): ApiPath<
         )));
     }
     submit(&ctx, meta, CommandBody::RevokeToken { name: name.clone() }).await?;
-    Ok(Json(json!({"revoked": name})).into_response())
+    Ok(Json(TokenRevoked { revoked: name }).into_response())
 }

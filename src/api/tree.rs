@@ -7,7 +7,6 @@ use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::json;
 
 use super::{read_barrier, read_response, route, ApiError, ApiPath, ApiQuery, Consistency, Ctx, RouteSpec, HEADER_REVISION};
 use crate::auth::Access::Roles;
@@ -20,10 +19,10 @@ pub fn routes() -> Vec<RouteSpec> {
     let audit = Roles(READ_AUDIT);
     vec![
         route(M::GET, "/v1/history/checkpoint", audit, checkpoint),
-        route(M::GET, "/v1/history/tree-head", audit, tree_head),
+        route(M::GET, "/v1/history/tree-head", audit, tree_head).returns::<TreeHead>(),
         route(M::GET, "/v1/history/public-key", Roles(ANY_ROLE), public_key),
-        route(M::GET, "/v1/history/{revision}/proof", audit, inclusion),
-        route(M::GET, "/v1/history/consistency", audit, consistency),
+        route(M::GET, "/v1/history/{revision}/proof", audit, inclusion).returns::<InclusionProof>(),
+        route(M::GET, "/v1/history/consistency", audit, consistency).returns::<ConsistencyProof>(),
     ]
 }
 
@@ -57,11 +56,41 @@ async fn checkpoint(State(ctx): State<Ctx>, c: Consistency) -> Result<Response, 
     Ok(text_response(size, key.sign_checkpoint(size, &root)))
 }
 
+/// The Merkle tree head over the whole history (RFC 9162), hashes in hex.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+struct TreeHead {
+    tree_size: u64,
+    root_hash: String,
+    /// The signed checkpoint (C2SP signed note); absent when the node has no history key.
+    checkpoint: Option<String>,
+}
+
+/// An inclusion proof: revision `revision` is leaf `leaf_index` of the tree of `tree_size`.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+struct InclusionProof {
+    revision: u64,
+    leaf_index: u64,
+    tree_size: u64,
+    leaf_hash: String,
+    root_hash: String,
+    audit_path: Vec<String>,
+}
+
+/// A consistency proof: the tree of `first` revisions is a prefix of the tree of `second`.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+struct ConsistencyProof {
+    first: u64,
+    second: u64,
+    first_root: String,
+    second_root: String,
+    proof: Vec<String>,
+}
+
 async fn tree_head(State(ctx): State<Ctx>, c: Consistency) -> Result<Response, ApiError> {
     read_barrier(&ctx, c).await?;
     let (size, root) = head(&ctx);
     let checkpoint = ctx.history_key.as_ref().map(|k| k.sign_checkpoint(size, &root));
-    Ok(read_response(size, &json!({"tree_size": size, "root_hash": root.to_string(), "checkpoint": checkpoint})))
+    Ok(read_response(size, &TreeHead { tree_size: size, root_hash: root.to_string(), checkpoint }))
 }
 
 async fn public_key(State(ctx): State<Ctx>) -> Result<Response, ApiError> {
@@ -124,8 +153,14 @@ async fn inclusion(State(ctx): State<Ctx>, c: Consistency, ApiPath(revision): Ap
     let path: Vec<String> = path.iter().map(Hash::to_string).collect();
     Ok(read_response(
         latest,
-        &json!({"revision": revision, "leaf_index": revision - 1, "tree_size": size,
-                "leaf_hash": leaf.to_string(), "root_hash": root.to_string(), "audit_path": path}),
+        &InclusionProof {
+            revision,
+            leaf_index: revision - 1,
+            tree_size: size,
+            leaf_hash: leaf.to_string(),
+            root_hash: root.to_string(),
+            audit_path: path,
+        },
     ))
 }
 
@@ -156,6 +191,6 @@ async fn consistency(State(ctx): State<Ctx>, c: Consistency, ApiQuery(q): ApiQue
     let proof: Vec<String> = proof.iter().map(Hash::to_string).collect();
     Ok(read_response(
         latest,
-        &json!({"first": first, "second": second, "first_root": r1.to_string(), "second_root": r2.to_string(), "proof": proof}),
+        &ConsistencyProof { first, second, first_root: r1.to_string(), second_root: r2.to_string(), proof },
     ))
 }

@@ -7,7 +7,7 @@ use super::command::{Change, RejectCode, Rejection};
 use super::names::{CHANGES_PER_COMMAND_MAX, OPEN_CHANGESETS_MAX};
 
 /// A staged set of changes, kept in the replicated state until applied or discarded.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Changeset {
     pub id: String,
     pub description: String,

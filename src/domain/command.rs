@@ -123,7 +123,7 @@ pub struct Command {
 }
 
 /// Why a command was rejected. Each code maps to one API error code and HTTP status.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RejectCode {
     NotFound,
@@ -148,7 +148,7 @@ impl RejectCode {
 }
 
 /// A rejection with its reason.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Rejection {
     pub code: RejectCode,
     pub message: String,
@@ -161,7 +161,7 @@ impl Rejection {
 }
 
 /// The state machine's answer to a command.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// The command became revision `revision` (a history record sealed onto the chain).

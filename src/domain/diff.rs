@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use super::model::State;
 
 /// One difference.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct DiffEntry {
     /// `added`, `removed` or `changed`.
     pub kind: &'static str,

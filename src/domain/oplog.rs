@@ -62,7 +62,7 @@ impl Default for EventSettings {
 }
 
 /// One recorded event.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct OpEvent {
     pub seq: u64,
     pub time_ms: u64,

@@ -9,7 +9,7 @@ use crate::domain::{Command, Hash, Outcome, Rejection, Replayer, State};
 use crate::reader::Reader;
 
 /// A command that was rejected, kept for audit.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RejectionRecord {
     pub log_index: u64,
     pub time_ms: u64,

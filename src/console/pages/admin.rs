@@ -4,26 +4,24 @@ use super::*;
 
 pub async fn cluster(State(ctx): Cx, viewer: Viewer, Query(m): Query<Msg>) -> Response {
     let status = crate::api::cluster_status(&ctx);
-    let revision = status["revision"].as_u64().unwrap_or(0);
-    let lag: BTreeMap<String, serde_json::Value> =
-        status["follower_lag"].as_object().map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default();
+    let revision = status.revision;
+    let or_none = |i: Option<u64>, none: &str| i.map_or_else(|| none.to_string(), |i| i.to_string());
     let content = html! {
         dl id="cluster" {
-            dt { "This node" } dd { (status["node_id"]) " (" (status["state"].as_str().unwrap_or("")) ")" }
-            dt { "Leader" } dd { (status["leader"]) }
-            dt { "Term" } dd { (status["term"]) }
-            dt { "Last log index" } dd { (status["last_log_index"]) }
-            dt { "Applied index" } dd { (status["applied_index"]) }
-            dt { "Snapshot index" } dd { (status["snapshot_index"].as_u64().map_or_else(|| "none yet".to_string(), |i| i.to_string())) }
+            dt { "This node" } dd { (status.node_id) " (" (status.state) ")" }
+            dt { "Leader" } dd { (or_none(status.leader, "none known")) }
+            dt { "Term" } dd { (status.term) }
+            dt { "Last log index" } dd { (or_none(status.last_log_index, "none")) }
+            dt { "Applied index" } dd { (or_none(status.applied_index, "none")) }
+            dt { "Snapshot index" } dd { (or_none(status.snapshot_index, "none yet")) }
         }
         table id="members" {
             thead { tr { th { "Node" } th { "Address" } th { "Role" } th { "Lag (entries)" } } }
-            tbody { @for m in status["members"].as_array().into_iter().flatten() {
-                @let id = m["id"].to_string();
+            tbody { @for m in &status.members {
                 tr {
-                    td { (id) } td.mono { (m["addr"].as_str().unwrap_or("")) }
-                    td { @if status["leader"] == m["id"] { "leader" } @else if m["voter"].as_bool() == Some(true) { "follower" } @else { "learner" } }
-                    td { (lag.get(&id).map(|v| v.to_string()).unwrap_or_else(|| "-".into())) }
+                    td { (m.id) } td.mono { (m.addr) }
+                    td { @if status.leader == Some(m.id) { "leader" } @else if m.voter { "follower" } @else { "learner" } }
+                    td { (status.follower_lag.get(&m.id.to_string()).map(|v| v.to_string()).unwrap_or_else(|| "-".into())) }
                 }
             } }
         }
