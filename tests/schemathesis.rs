@@ -2,7 +2,9 @@
 //! by `scripts/deps.sh` into a virtual environment) generates requests from
 //! `GET /v1/openapi.json` against a secure single node and a secure 3-node cluster, and checks
 //! that no answer is a server error and that statuses, content types and bodies conform to the
-//! document, and that invalid input is refused. Bounded: a few examples per operation.
+//! document, that invalid input is refused, and that a refused request (4xx) leaves the state
+//! digest unchanged (`tests/schemathesis_hooks.py` reads it before and after each request).
+//! Bounded: a few examples per operation.
 //!
 //! Left out: the routes that change the cluster itself (membership, leader transfer), the
 //! backup stream, the agent's long poll (it waits by design), `/metrics` (text) and the
@@ -28,28 +30,40 @@ fn schemathesis() -> PathBuf {
 fn fuzz(addr: &str, dir: &Path) {
     let examples = std::env::var("ROSTER_SCHEMATHESIS_EXAMPLES").unwrap_or_else(|_| "8".into());
     let token = secure().token("admin");
+    let ca = secure().dir.join(roster::tls::CA_CERT);
+    let report = dir.join(format!("digest-checks-{}", addr.replace([':', '.'], "-")));
+    let hooks = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/schemathesis_hooks.py");
     let out = Command::new(schemathesis())
         .arg("run")
         .arg(format!("https://{addr}/v1/openapi.json"))
         .args(["--url", &format!("https://{addr}")])
         .args(["--header", &format!("Authorization: Bearer {token}")])
-        .args(["--tls-verify", secure().dir.join(roster::tls::CA_CERT).to_str().unwrap()])
-        .args(["--checks", "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,negative_data_rejection"])
+        .args(["--tls-verify", ca.to_str().unwrap()])
+        .args(["--checks", "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,negative_data_rejection,refused_requests_change_nothing"])
         .args(["--max-examples", &examples])
         .args(["--seed", "7"])
         // No example database: every run generates the same requests from the seed.
         .args(["--generation-database", "none"])
-        .args(["--workers", "2"])
+        // One at a time: the digest check reads the state around each request.
+        .args(["--workers", "1"])
         .args(["--request-timeout", "20"])
         .args(["--exclude-path-regex", "^/v1/cluster/(nodes|leader)|^/v1/backup|^/v1/agents/[^/]+/config$|^/metrics$|^/internal/"])
         .args(["--suppress-health-check", "all"])
         .args(["--report", "junit", "--report-dir"])
         .arg(dir.join("report"))
         .env("NO_COLOR", "1")
+        .env("SCHEMATHESIS_HOOKS", &hooks)
+        .env("ROSTER_DIGEST_URL", format!("https://{addr}/v1/state/digest"))
+        .env("ROSTER_DIGEST_TOKEN", &token)
+        .env("ROSTER_DIGEST_CA", &ca)
+        .env("ROSTER_DIGEST_REPORT", &report)
         .output()
         .expect("run schemathesis");
     let text = format!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "schemathesis found problems against {addr}:\n{text}");
+    let checked: u64 = std::fs::read_to_string(&report).expect("the digest hooks ran").trim().parse().unwrap();
+    assert!(checked > 100, "only {checked} refused requests had their digest checked:\n{text}");
+    eprintln!("{checked} refused requests left the state digest unchanged");
     eprintln!("{}", text.lines().rev().take(12).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n"));
 }
 
