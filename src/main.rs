@@ -20,6 +20,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run a management node.
+    #[command(after_help = "Examples:\n  roster secure-init /etc/roster --hosts node1.example,10.0.0.11\n  roster serve --node-id 1 --listen 10.0.0.11:7001 --data-dir /var/lib/roster --secure-dir /etc/roster \\\n      --peers 1=10.0.0.11:7001,2=10.0.0.12:7001,3=10.0.0.13:7001\n  roster serve --node-id 4 --listen 10.0.0.14:7001 --data-dir /var/lib/roster --secure-dir /etc/roster --join\n      (then: roster ctl cluster add-node 4 10.0.0.14:7001)")]
     Serve {
         /// This node's id (1, 2, ...).
         #[arg(long, default_value_t = 1)]
@@ -113,10 +114,13 @@ enum Cmd {
         security: SecurityArgs,
     },
     /// Administer a cluster over its HTTP API.
+    #[command(after_help = "Examples:\n  roster ctl servers add rt1 --host 10.0.0.1 --port 8080\n  roster ctl tasks set-servers billing --cluster eu rt1 rt2\n  CS=$(roster ctl -q changesets create --description \"eu rollout\")\n  roster ctl --changeset $CS tasks add-server billing --cluster eu rt3\n  roster ctl -m \"add rt3\" --expected-revision $(roster ctl revision) apply $CS\n  roster ctl -o json tasks get billing\n\nExit statuses: 0 ok, 1 error, 2 usage, 3 conflict (HTTP 409), 4 unavailable.")]
     Ctl(roster::cli::CtlArgs),
     /// Run the agent of a client computer.
+    #[command(after_help = "Example:\n  roster agent --id host7 --endpoints 10.0.0.11:7001,10.0.0.12:7001,10.0.0.13:7001 \\\n      --ca /etc/roster/ca.pem --token-file /etc/roster/host7.token \\\n      --state-dir /var/lib/roster-agent --listen 127.0.0.1:7400\n  (the token: roster ctl tokens create host7 agent --agent host7 --secret-file host7.token)")]
     Agent(roster::agent::AgentArgs),
     /// Ask the local agent which server a task should use now.
+    #[command(after_help = "Examples:\n  roster resolve billing                       # prints the URL to use now\n  roster resolve \"Account Inquiry (v2)\"        # names are percent-encoded for you")]
     Resolve {
         task: String,
         /// The local agent's address.
@@ -178,6 +182,7 @@ enum Cmd {
     },
     /// Audit tools: export, verify, replay the history.
     #[command(subcommand)]
+    #[command(after_help = "Examples:\n  roster audit export -o history.jsonl        # with an auditor token\n  roster audit verify history.jsonl\n  roster audit replay history.jsonl --to 42\n  roster audit checkpoint -o head.txt --public-key history-key.vkey")]
     Audit(roster::audit::AuditCmd),
     /// Write a new data dir from a backup (`roster ctl backup`), after checking its checksum,
     /// every history record's hash and link, and the fold. Start the new cluster's nodes on
@@ -197,6 +202,7 @@ enum Cmd {
         data_dir: PathBuf,
     },
     /// Start a local multi-node cluster on loopback.
+    #[command(after_help = "Examples:\n  roster dev                     # 3 secure nodes on 127.0.0.1:7001-7003, data in ./roster-dev\n  roster dev --insecure          # plain HTTP, no tokens\n  roster dev --base-port 8001    # other ports")]
     Dev(roster::dev::DevArgs),
     /// Benchmarks (fold speed, restart time).
     #[command(subcommand)]

@@ -399,6 +399,12 @@ fn ctl_exit_statuses_failover_completions_and_man_page() {
     for shell in ["zsh", "fish"] {
         assert!(run(&["completions", shell]).status.success(), "{shell}");
     }
+    // The main commands show examples in their help, and the examples parse.
+    for cmd in ["serve", "ctl", "agent", "resolve", "audit", "dev"] {
+        let help = run(&[cmd, "--help"]);
+        let text = String::from_utf8_lossy(&help.stdout);
+        assert!(help.status.success() && text.contains("Example"), "roster {cmd} --help shows no example:\n{text}");
+    }
     let man = run(&["man"]);
     let text = String::from_utf8_lossy(&man.stdout);
     assert!(man.status.success() && text.contains(".TH roster") && text.contains("serve"), "{text}");
