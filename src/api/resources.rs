@@ -66,37 +66,75 @@ async fn apply_one(ctx: &Ctx, meta: WriteMeta, change: Change) -> Result<Respons
 pub(super) const PAGE_DEFAULT: usize = 1_000;
 pub(super) const PAGE_MAX: usize = 10_000;
 
-/// The pagination parameters of a list route.
-#[derive(Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-struct PageQuery {
-    /// Items per page (default 1000, at most 10000).
-    #[serde(default)]
-    limit: Option<u32>,
-    /// Start after this name: the `X-Roster-Next` of the previous page.
-    #[serde(default)]
-    after: Option<String>,
-    /// Read the page at this revision: the `X-Roster-Revision` of the first page, so a listing
-    /// of several pages is of one revision. An older revision needs an auditing role.
-    #[serde(default)]
-    revision: Option<u64>,
-    /// tasks: only those configured for this agent cluster. servers: not used.
-    #[serde(default)]
-    cluster: Option<String>,
-    /// tasks: only those whose lists name this server ("which lists use this server").
-    #[serde(default)]
-    server: Option<String>,
-    /// servers: only those with this status (enabled, disabled, failed).
-    #[serde(default)]
-    status: Option<ServerStatus>,
+/// Declares a list route's query: the pagination parameters every list has, and its own
+/// filters (an unknown parameter is refused, and the OpenAPI document lists only the filters
+/// the route has).
+macro_rules! page_query {
+    ($(#[$doc:meta])* $name:ident { $($(#[$fdoc:meta])* $field:ident: $ty:ty,)* }) => {
+        $(#[$doc])*
+        #[derive(Deserialize, schemars::JsonSchema)]
+        #[serde(deny_unknown_fields)]
+        struct $name {
+            /// Items per page (default 1000, at most 10000).
+            #[serde(default)]
+            limit: Option<u32>,
+            /// Start after this name: the `X-Roster-Next` of the previous page.
+            #[serde(default)]
+            after: Option<String>,
+            /// Read the page at this revision: the `X-Roster-Revision` of the first page, so a
+            /// listing of several pages is of one revision. An older revision needs an auditing
+            /// role.
+            #[serde(default)]
+            revision: Option<u64>,
+            $($(#[$fdoc])* #[serde(default)] $field: Option<$ty>,)*
+        }
+
+        impl PageParams for $name {
+            fn page(&self) -> Page<'_> {
+                Page { limit: self.limit, after: self.after.as_deref(), revision: self.revision }
+            }
+        }
+    };
 }
 
-impl PageQuery {
+page_query!(
+    /// `GET /v1/servers`.
+    ServersQuery {
+        /// Only the servers with this status (enabled, disabled, failed).
+        status: ServerStatus,
+    }
+);
+page_query!(
+    /// `GET /v1/agent-clusters`.
+    ClustersQuery {}
+);
+page_query!(
+    /// `GET /v1/tasks`.
+    TasksQuery {
+        /// Only the tasks configured for this agent cluster.
+        cluster: String,
+        /// Only the tasks whose lists name this server ("which lists use this server").
+        server: String,
+    }
+);
+
+/// The pagination parameters of a list query.
+struct Page<'a> {
+    limit: Option<u32>,
+    after: Option<&'a str>,
+    revision: Option<u64>,
+}
+
+trait PageParams {
+    fn page(&self) -> Page<'_>;
+
     /// Whether a name comes after the `after` cursor (every name does without one).
     fn past(&self, name: &str) -> bool {
-        self.after.as_deref().is_none_or(|a| name > a)
+        self.page().after.is_none_or(|a| name > a)
     }
+}
 
+impl Page<'_> {
     fn limit(&self) -> Result<usize, ApiError> {
         match self.limit {
             None => Ok(PAGE_DEFAULT),
@@ -110,8 +148,8 @@ impl PageQuery {
 /// each value, so a late page does not build the views of the earlier ones); answers it as a JSON
 /// array with `X-Roster-Revision` and, when more remain, `X-Roster-Next` (the `after` of the
 /// next page) and a `Link: <...>; rel="next"` header.
-fn page_response<T: Serialize>(revision: u64, path: &str, q: &PageQuery, items: impl Iterator<Item = (String, T)>) -> Result<Response, ApiError> {
-    let limit = q.limit()?;
+fn page_response<T: Serialize>(revision: u64, path: &str, q: &impl PageParams, items: impl Iterator<Item = (String, T)>) -> Result<Response, ApiError> {
+    let limit = q.page().limit()?;
     let mut page = Vec::new();
     let mut next = None;
     for (name, item) in items {
@@ -139,13 +177,13 @@ fn page_response<T: Serialize>(revision: u64, path: &str, q: &PageQuery, items: 
 async fn with_page_state(
     ctx: &Ctx,
     c: Consistency,
-    q: &PageQuery,
+    q: &impl PageParams,
     id: Option<&crate::auth::Identity>,
     f: impl FnOnce(&DomainState) -> Result<Response, ApiError>,
 ) -> Result<Response, ApiError> {
     read_barrier(ctx, c).await?;
     let head = ctx.machine.read().state.revision;
-    match q.revision {
+    match q.page().revision {
         Some(r) if r != head => {
             if id.is_some_and(|i| !crate::auth::READ_AUDIT.contains(&i.role)) {
                 return Err(ApiError::new(
@@ -248,11 +286,8 @@ async fn list_servers(
     State(ctx): State<Ctx>,
     c: Consistency,
     id: Option<axum::Extension<crate::auth::Identity>>,
-    ApiQuery(q): ApiQuery<PageQuery>,
+    ApiQuery(q): ApiQuery<ServersQuery>,
 ) -> Result<Response, ApiError> {
-    if q.cluster.is_some() || q.server.is_some() {
-        return Err(ApiError::bad_request("servers are filtered by status only"));
-    }
     with_page_state(&ctx, c, &q, id.as_ref().map(|e| &e.0), |s| {
         let items = s
             .servers
@@ -328,11 +363,8 @@ async fn list_clusters(
     State(ctx): State<Ctx>,
     c: Consistency,
     id: Option<axum::Extension<crate::auth::Identity>>,
-    ApiQuery(q): ApiQuery<PageQuery>,
+    ApiQuery(q): ApiQuery<ClustersQuery>,
 ) -> Result<Response, ApiError> {
-    if q.cluster.is_some() || q.server.is_some() || q.status.is_some() {
-        return Err(ApiError::bad_request("agent clusters take no filter"));
-    }
     with_page_state(&ctx, c, &q, id.as_ref().map(|e| &e.0), |s| {
         let items = s.clusters.keys().skip_while(|n| !q.past(n.as_str())).map(|n| (n.to_string(), cluster_view(s, n)));
         page_response(s.revision, "/v1/agent-clusters", &q, items)
@@ -431,11 +463,8 @@ async fn list_tasks(
     State(ctx): State<Ctx>,
     c: Consistency,
     id: Option<axum::Extension<crate::auth::Identity>>,
-    ApiQuery(q): ApiQuery<PageQuery>,
+    ApiQuery(q): ApiQuery<TasksQuery>,
 ) -> Result<Response, ApiError> {
-    if q.status.is_some() {
-        return Err(ApiError::bad_request("tasks are filtered by cluster and server"));
-    }
     let cluster = q.cluster.clone().map(ClusterName::new).transpose()?;
     let server = q.server.clone().map(ServerName::new).transpose()?;
     with_page_state(&ctx, c, &q, id.as_ref().map(|e| &e.0), |s| {
