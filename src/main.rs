@@ -91,6 +91,11 @@ enum Cmd {
         /// most once per 15 s. Nodes without it are never preferred.
         #[arg(long)]
         leader_priority: Option<u32>,
+        /// Join as a learner: a member that replicates the log and serves reads, agents, the
+        /// console and forwarded writes, but never votes (`cluster add-node` adds a node
+        /// started with it as a learner). Scales out agent watches without slowing commits.
+        #[arg(long, requires = "join")]
+        learner: bool,
         /// An agent that no node has heard from for this long, and that holds no config
         /// watch, is shown as stale in `agents list`.
         #[arg(long, default_value_t = roster::api::AGENT_STALE_AFTER_SECS_DEFAULT)]
@@ -327,6 +332,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             election_timeout_min_ms,
             election_timeout_max_ms,
             leader_priority,
+            learner,
             agent_stale_after_secs,
             forget_agents_after_secs,
             fail_after_reports,
@@ -359,6 +365,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 election_timeout_min_ms,
                 election_timeout_max_ms,
                 leader_priority,
+                learner,
                 agent_stale_after_ms: agent_stale_after_secs.saturating_mul(1000),
                 forget_agents_after_ms: forget_agents_after_secs.map(|s| s.saturating_mul(1000)),
                 failure_policy: roster::api::FailurePolicy { reports: fail_after_reports, window_ms: fail_report_window_secs.saturating_mul(1000) },

@@ -63,6 +63,8 @@ pub struct ServeConfig {
     /// `--leader-priority`: leadership moves to the most preferred caught-up voter (lower
     /// first; `None`: never preferred). See [`crate::preferred`].
     pub leader_priority: Option<u32>,
+    /// `--learner`: this node is to stay a learner (it says so on `/healthz`).
+    pub learner: bool,
     /// `--agent-stale-after-secs`, in ms.
     pub agent_stale_after_ms: u64,
     /// `--forget-agents-after-secs`, in ms: the leader removes agents unseen this long.
@@ -168,6 +170,7 @@ impl ServeConfig {
             election_timeout_min_ms: ELECTION_TIMEOUT_MIN_MS_DEFAULT,
             election_timeout_max_ms: ELECTION_TIMEOUT_MAX_MS_DEFAULT,
             leader_priority: None,
+            learner: false,
             agent_stale_after_ms: crate::api::AGENT_STALE_AFTER_SECS_DEFAULT * 1000,
             forget_agents_after_ms: None,
             failure_policy: Default::default(),
@@ -356,6 +359,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         peer_http,
         history_key,
         leader_priority: config.leader_priority,
+        learner: config.learner,
         agent_stale_after_ms: config.agent_stale_after_ms,
         failure_policy: config.failure_policy,
     };

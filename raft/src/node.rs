@@ -78,6 +78,10 @@ pub enum AdminRequest {
     /// Hand leadership to voter `to` (or, with `None`, to the most up-to-date other voter);
     /// see [`crate::transfer`].
     TransferLeader { to: Option<NodeId> },
+    /// Add a node as a learner that stays one: it replicates the log and serves reads, agents
+    /// and forwarded writes, but never votes (promote it later with `AddNode`). Appended last,
+    /// so the encoding of the other requests is unchanged.
+    AddLearner { id: NodeId, addr: String },
 }
 
 /// Writes (and membership changes) give up after this long without a committed answer.
@@ -396,10 +400,34 @@ impl RaftNode {
                 self.raft.change_membership(next, false).await.map_err(map)?;
                 Ok(())
             }
+            AdminRequest::AddLearner { id, addr } => {
+                if voters.contains(&id) {
+                    return Err(ProposeError::Rejected(format!("node {id} is a voter; remove it first to make it a learner")));
+                }
+                tracing::info!(id, %addr, "adding node as a learner");
+                let added = self.raft.add_learner(id, BasicNode::new(addr), false).await.map_err(map)?;
+                // A learner that cannot be reached would only cost the leader replication
+                // work: keep it only once it has caught up to its own membership entry.
+                if let Err(why) = self.wait_caught_up(id, added.log_id.index, Duration::from_millis(self.learner_catch_up_ms)).await {
+                    tracing::warn!(id, "not keeping the learner: {why}");
+                    let _ = self
+                        .raft
+                        .change_membership(openraft::ChangeMembers::RemoveNodes(BTreeSet::from([id])), false)
+                        .await;
+                    return Err(ProposeError::Rejected(format!("node {id} was not added as a learner: {why}")));
+                }
+                Ok(())
+            }
             AdminRequest::RemoveNode { id } => {
                 let known = self.raft.metrics().borrow().membership_config.membership().get_node(&id).is_some();
                 if !known {
                     return Err(ProposeError::Rejected(format!("node {id} is not a member")));
+                }
+                if !voters.contains(&id) {
+                    tracing::info!(id, "removing learner");
+                    let remove = openraft::ChangeMembers::RemoveNodes(BTreeSet::from([id]));
+                    self.raft.change_membership(remove, false).await.map_err(map)?;
+                    return Ok(());
                 }
                 let mut next = voters.clone();
                 next.remove(&id);

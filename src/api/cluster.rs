@@ -129,27 +129,56 @@ pub fn cluster_status(ctx: &Ctx) -> ClusterStatus {
 struct AddNodeRequest {
     id: u64,
     addr: String,
+    /// Add it as a learner that never votes (also the case for a node started with
+    /// `--learner`). Without it, a learner already in the cluster is promoted to voter.
+    #[serde(default)]
+    learner: bool,
 }
 
-/// Adds a node: it joins as a learner, catches up, then becomes a voter.
+/// Adds a node: it joins as a learner, catches up, then becomes a voter (or stays a learner).
 async fn add_node(axum::extract::State(ctx): axum::extract::State<Ctx>, meta: WriteMeta, ApiJson(r): ApiJson<AddNodeRequest>) -> Result<Response, ApiError> {
-    add_node_as(&ctx, r.id, r.addr, meta.actor).await?;
-    Ok(Json(NodeAdded { added: r.id }).into_response())
+    let learner = add_node_as(&ctx, r.id, r.addr, r.learner, meta.actor).await?;
+    Ok(Json(NodeAdded { added: r.id, learner }).into_response())
 }
 
-/// Adds node `id` at `addr` (checked to be host:port) and records who did it.
-pub async fn add_node_as(ctx: &Ctx, id: u64, addr: String, actor: String) -> Result<(), ApiError> {
-    let r = AddNodeRequest { id, addr };
-    if r.id == 0 {
+/// Adds node `id` at `addr` (checked to be host:port) as a voter, or as a learner when
+/// `learner` is set or the node was started with `--learner`, and records who did it.
+/// Returns whether it was added as a learner.
+pub async fn add_node_as(ctx: &Ctx, id: u64, addr: String, learner: bool, actor: String) -> Result<bool, ApiError> {
+    if id == 0 {
         return Err(ApiError::bad_request("node ids start at 1"));
     }
-    if let Err(why) = check_host_port(&r.addr) {
-        return Err(ApiError::bad_request(format!("{:?} is not a host:port address: {why}", r.addr)));
+    if let Err(why) = check_host_port(&addr) {
+        return Err(ApiError::bad_request(format!("{addr:?} is not a host:port address: {why}")));
     }
-    ctx.node.admin(roster_raft::node::AdminRequest::AddNode { id: r.id, addr: r.addr.clone() }).await.map_err(write_error)?;
-    let msg = format!("node {} ({}) joined the cluster", r.id, r.addr);
+    let learner = learner || started_as_learner(ctx, &addr).await;
+    let req = if learner {
+        roster_raft::node::AdminRequest::AddLearner { id, addr: addr.clone() }
+    } else {
+        roster_raft::node::AdminRequest::AddNode { id, addr: addr.clone() }
+    };
+    ctx.node.admin(req).await.map_err(write_error)?;
+    let msg = format!("node {id} ({addr}) joined the cluster{}", if learner { " as a learner" } else { "" });
     events::record(ctx, crate::domain::oplog::Level::Info, "node_joined", msg, actor).await;
-    Ok(())
+    Ok(learner)
+}
+
+/// Whether the node at `addr` says on `/healthz` that it was started with `--learner`. A node
+/// that is still starting is asked again for up to 10 s; one that
+/// never answers is not taken for a learner (adding it as a voter then fails on catch-up, so it
+/// never votes either).
+async fn started_as_learner(ctx: &Ctx, addr: &str) -> bool {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(roster_raft::node::LEARNER_CATCH_UP_MS.min(10_000));
+    loop {
+        let ask = ctx.peer_http.get(ctx.transport.url(addr, "/healthz")).timeout(std::time::Duration::from_millis(MEMBER_VERSION_TIMEOUT_MS));
+        if let Ok(answer) = ask.send().await {
+            return answer.json::<Health>().await.is_ok_and(|h| h.learner);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 /// A node address is `host:port` and nothing else: no scheme (the cluster's own transport,
@@ -212,6 +241,8 @@ async fn transfer_leader(axum::extract::State(ctx): axum::extract::State<Ctx>, m
 #[derive(serde::Serialize, schemars::JsonSchema)]
 struct NodeAdded {
     added: u64,
+    /// Added as a learner (it does not vote).
+    learner: bool,
 }
 
 #[derive(serde::Serialize, schemars::JsonSchema)]

@@ -73,6 +73,8 @@ pub struct Ctx {
     pub history_key: Option<std::sync::Arc<crate::domain::checkpoint::HistoryKey>>,
     /// This node's `--leader-priority` (reported by `/healthz`).
     pub leader_priority: Option<u32>,
+    /// This node was started with `--learner` (reported by `/healthz`).
+    pub learner: bool,
     /// An agent no node has heard from for this long (and holding no watch) is `stale`.
     pub agent_stale_after_ms: u64,
     /// How many agents' failure reports mark a server failed.

@@ -88,6 +88,9 @@ pub struct Health {
     pub data_format: u32,
     /// Its `--leader-priority` (lower is preferred); absent without one.
     pub leader_priority: Option<u32>,
+    /// Started with `--learner`: `cluster add-node` adds it as a learner.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub learner: bool,
 }
 
 impl Health {
@@ -97,6 +100,7 @@ impl Health {
             version: env!("CARGO_PKG_VERSION").into(),
             data_format: crate::machine::upgrade::DATA_FORMAT,
             leader_priority: ctx.leader_priority,
+            learner: ctx.learner,
         }
     }
 }

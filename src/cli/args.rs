@@ -453,8 +453,15 @@ pub enum TokensCmd {
 pub enum ClusterCmd {
     /// Members, roles, leader, term, indexes and follower lag.
     Status,
-    /// Add a node: it joins as a learner, catches up, then becomes a voter.
-    AddNode { id: u64, addr: String },
+    /// Add a node: it joins as a learner, catches up, then becomes a voter; with `--learner`
+    /// (or when the node was started with `--learner`) it stays a learner that never votes.
+    /// Run it without `--learner` on a learner to promote it.
+    AddNode {
+        id: u64,
+        addr: String,
+        #[arg(long)]
+        learner: bool,
+    },
     /// Remove a node (the leader included).
     RemoveNode { id: u64 },
     /// Hand leadership to voter ID (default: the most up-to-date other voter), e.g. before

@@ -258,9 +258,9 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
                 });
             }
         }
-        CtlCommand::Cluster(ClusterCmd::AddNode { id, addr }) => {
-            ok(client.send(M::POST, "/v1/cluster/nodes", Some(&json!({"id": id, "addr": addr}))).await?)?;
-            println!("node {id} added");
+        CtlCommand::Cluster(ClusterCmd::AddNode { id, addr, learner }) => {
+            let v = ok(client.send(M::POST, "/v1/cluster/nodes", Some(&json!({"id": id, "addr": addr, "learner": learner}))).await?)?;
+            println!("node {id} added{}", if v["learner"] == true { " as a learner" } else { "" });
         }
         CtlCommand::Cluster(ClusterCmd::TransferLeader { id }) => {
             let v = ok(client.send(M::POST, "/v1/cluster/leader", Some(&json!({"node": id}))).await?)?;

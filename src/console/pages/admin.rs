@@ -27,12 +27,13 @@ pub async fn cluster(State(ctx): Cx, viewer: Viewer, Query(m): Query<Msg>) -> Re
         }
         @if viewer.is_admin() {
             h2 { "Add a node" }
-            p.note { "The node joins as a learner, catches up, then votes. Start it first with the same cluster secret." }
+            p.note { "The node joins as a learner, catches up, then votes; as a learner only, it serves agents and reads but never votes (also for a node started with --learner). Start it first with the same cluster secret." }
             form.inline id="add-node" method="post" {
                 (csrf_field(&viewer))
                 input type="hidden" name="action" value="add";
                 input name="id" type="number" min="1" placeholder="node id" required;
                 input name="addr" placeholder="host:port" required;
+                label { input type="checkbox" name="learner"; " learner only" }
                 button type="submit" { "Add node" }
             }
             h2 { "Remove a node" }
@@ -156,7 +157,11 @@ pub async fn cluster_post(State(ctx): Cx, viewer: Viewer, body: Bytes) -> Respon
     let id = f.get("id").parse::<u64>().map_err(|_| format!("node id {:?} is not a number", f.get("id")));
     let result = match (f.get("action"), id) {
         (_, Err(e)) => Err(e),
-        ("add", Ok(id)) => crate::api::add_node_as(&ctx, id, f.get("addr").to_string(), actor).await.map(|()| format!("node {id} added")).map_err(|e| e.message),
+        ("add", Ok(id)) => {
+            let learner = f.get("learner") == "on";
+            let added = crate::api::add_node_as(&ctx, id, f.get("addr").to_string(), learner, actor).await;
+            added.map(|l| format!("node {id} added{}", if l { " as a learner" } else { "" })).map_err(|e| e.message)
+        }
         ("remove", Ok(id)) => crate::api::remove_node_as(&ctx, id, actor).await.map(|()| format!("node {id} removed")).map_err(|e| e.message),
         (other, _) => Err(format!("unknown action {other:?}")),
     };
