@@ -75,6 +75,11 @@ impl SpawnSpec {
 }
 
 impl LocalCluster {
+    /// The process id of node `i` (0-based), while it runs.
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.children.get(i).and_then(Child::id)
+    }
+
     /// Stops node `i` (0-based): gracefully (SIGTERM, then waits up to 20 s) or with SIGKILL.
     pub async fn stop_node(&mut self, i: usize, graceful: bool) {
         let child = &mut self.children[i];

@@ -10,11 +10,7 @@ use super::{free_port, tempfile_dir};
 /// Most simulated agents (each holds one connection; mind `ulimit -n`).
 pub const AGENTS_BENCH_MAX: usize = 50_000;
 
-fn rss_kb(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).context("no VmRSS")?;
-    Ok(line.split_whitespace().nth(1).context("bad VmRSS")?.parse()?)
-}
+use super::rss_kb;
 
 async fn post_changes(http: &reqwest::Client, base: &str, changes: Vec<serde_json::Value>) -> anyhow::Result<u64> {
     let r = http.post(format!("{base}/v1/commands")).json(&serde_json::json!({"changes": changes})).send().await?;

@@ -63,6 +63,16 @@ pub enum BenchCmd {
         /// of `--insecure`.
         #[arg(long, conflicts_with = "endpoints")]
         secure: bool,
+        /// Rounds of `--duration-secs` each, back to back on the same cluster, one line per
+        /// round (with the revision reached and the leader's memory): whether a write's cost
+        /// grows with the history.
+        #[arg(long, default_value_t = 1)]
+        rounds: u32,
+        /// `add`: each write registers a new server (the configuration grows with the run);
+        /// `update`: each write changes the port of one of 1,000 servers registered first (the
+        /// configuration keeps its size, only the history grows).
+        #[arg(long, default_value = "add")]
+        workload: String,
     },
     /// Deployment fan-out: simulated agents (tasks in this process) hold config watches on one
     /// node; times apply → all agents acknowledged, and the node's memory per agent.
@@ -172,14 +182,23 @@ pub async fn run(cmd: BenchCmd) -> anyhow::Result<()> {
     match cmd {
         BenchCmd::Fold { revisions } => tokio::task::spawn_blocking(move || fold::fold(revisions)).await?,
         BenchCmd::Restart { revisions, data_dir, runs } => restart::restart(revisions, data_dir, runs).await,
-        BenchCmd::Write { clients, duration_secs, endpoints, target, secure } => {
-            write::write_bench(clients, Duration::from_secs(duration_secs), endpoints, &target, secure).await
+        BenchCmd::Write { clients, duration_secs, endpoints, target, secure, rounds, workload } => {
+            let run = write::WriteRun { clients, duration: Duration::from_secs(duration_secs), rounds, workload, target, secure };
+            write::write_bench(run, endpoints).await
         }
         BenchCmd::Agents { agents, applies, secure } => agents::agents_bench(agents, applies, secure).await,
         BenchCmd::RollingRestart { clients, kill_trials, serve_args } => rolling::rolling_restart(clients, kill_trials, &serve_args).await,
         BenchCmd::Proofs { revisions, data_dir, samples } => proofs::proofs(revisions, data_dir, samples).await,
         BenchCmd::Console { servers, tasks, clusters, agents, runs } => console::console_bench(servers, tasks, clusters, agents, runs).await,
     }
+}
+
+/// A process's resident memory in KiB (`VmRSS`).
+fn rss_kb(pid: u32) -> anyhow::Result<u64> {
+    use anyhow::Context;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).context("no VmRSS")?;
+    Ok(line.split_whitespace().nth(1).context("bad VmRSS")?.parse()?)
 }
 
 fn tempfile_dir() -> anyhow::Result<PathBuf> {
