@@ -71,6 +71,13 @@ pub struct AgentConfig {
 pub fn project(state: &State, agent: &AgentId) -> AgentConfig {
     let clusters: Vec<ClusterName> =
         state.clusters.iter().filter(|(_, c)| c.agents.contains(agent)).map(|(n, _)| n.clone()).collect();
+    let tasks = project_tasks(state, &clusters);
+    AgentConfig { agent: agent.clone(), revision: state.revision, clusters, tasks }
+}
+
+/// The tasks of an agent in `clusters` (name order): every agent in the same clusters gets the
+/// same ones.
+fn project_tasks(state: &State, clusters: &[ClusterName]) -> BTreeMap<TaskName, AgentTask> {
     let mut tasks = BTreeMap::new();
     for (task_name, task) in &state.tasks {
         // `clusters` is in name order, so the first match is the winning cluster.
@@ -87,7 +94,31 @@ pub fn project(state: &State, agent: &AgentId) -> AgentConfig {
             tasks.insert(task_name.clone(), AgentTask { cluster: cluster.clone(), load_balancing: cfg.load_balancing, servers });
         }
     }
-    AgentConfig { agent: agent.clone(), revision: state.revision, clusters, tasks }
+    tasks
+}
+
+/// The digests of many agents' configurations in one state, computed once per distinct set of
+/// clusters rather than once per agent (agents in the same clusters have the same
+/// configuration): a revision that touches a cluster of 10,000 agents projects it once.
+struct Digests<'a> {
+    state: &'a State,
+    /// Each agent's clusters, built at the first question (one pass over the clusters).
+    clusters_of: Option<BTreeMap<AgentId, Vec<ClusterName>>>,
+    by_clusters: HashMap<Vec<ClusterName>, Hash>,
+}
+
+impl<'a> Digests<'a> {
+    fn new(state: &'a State) -> Self {
+        Self { state, clusters_of: None, by_clusters: HashMap::new() }
+    }
+
+    /// The digest of `agent`'s configuration: of its `clusters` and `tasks` as [`project`] gives
+    /// them.
+    fn of(&mut self, agent: &AgentId) -> Hash {
+        let state = self.state;
+        let clusters = self.clusters_of.get_or_insert_with(|| clusters_by_agent(state)).get(agent).cloned().unwrap_or_default();
+        *self.by_clusters.entry(clusters).or_insert_with_key(|clusters| digest_parts(clusters, &project_tasks(state, clusters)))
+    }
 }
 
 /// Each agent's clusters in name order, as [`project`] lists them (agents in no cluster are
@@ -108,9 +139,9 @@ pub fn task_count(state: &State, clusters: &[ClusterName]) -> usize {
     state.tasks.values().filter(|t| clusters.iter().any(|c| t.configs.contains_key(c))).count()
 }
 
-fn digest(config: &AgentConfig) -> Hash {
+fn digest_parts(clusters: &Vec<ClusterName>, tasks: &BTreeMap<TaskName, AgentTask>) -> Hash {
     let mut h = Sha256::new();
-    h.update(roster_codec::encode(&(&config.clusters, &config.tasks)));
+    h.update(roster_codec::encode(&(clusters, tasks)));
     Hash(h.finalize().into())
 }
 
@@ -142,11 +173,8 @@ pub fn reach(before: &State, after: &State, events: &[Event]) -> Reach {
     let mut maybe = BTreeSet::new();
     candidates(before, events, &mut maybe);
     candidates(after, events, &mut maybe);
-    let differs = |a: &AgentId| {
-        let (x, y) = (project(before, a), project(after, a));
-        x.clusters != y.clusters || x.tasks != y.tasks
-    };
-    let agents = maybe.into_iter().filter(differs).collect();
+    let (mut was, mut is) = (Digests::new(before), Digests::new(after));
+    let agents = maybe.into_iter().filter(|a| was.of(a) != is.of(a)).collect();
     let mut lost = Vec::new();
     for (task, t) in &after.tasks {
         for (cluster, cfg) in &t.configs {
@@ -248,8 +276,9 @@ impl AgentWakers {
     /// corrected) and the stored ones to drop (agents no longer registered).
     pub fn rebuild(&mut self, state: &State, stored: &HashMap<AgentId, Mark>) -> MarkChanges {
         let mut changes = MarkChanges::default();
+        let mut digests = Digests::new(state);
         for id in state.agents.keys() {
-            let d = digest(&project(state, id));
+            let d = digests.of(id);
             let changed = match stored.get(id) {
                 Some(m) if m.digest == d && m.changed <= state.revision => m.changed,
                 _ => {
@@ -270,6 +299,7 @@ impl AgentWakers {
     pub fn update(&mut self, state: &State, candidates: &BTreeSet<AgentId>) -> MarkChanges {
         let mut woken = 0;
         let mut changes = MarkChanges::default();
+        let mut digests = Digests::new(state);
         for id in candidates {
             if !state.agents.contains_key(id) {
                 // Removed (or never registered): wake its watches, which answer with its now
@@ -281,7 +311,7 @@ impl AgentWakers {
                 }
                 continue;
             }
-            let d = digest(&project(state, id));
+            let d = digests.of(id);
             match self.agents.get_mut(id) {
                 Some(e) if e.digest == d => continue,
                 Some(e) => {
@@ -377,5 +407,15 @@ mod tests {
             assert_eq!(clusters, projected.clusters, "{agent}");
             assert_eq!(task_count(&state, &clusters), projected.tasks.len(), "{agent}");
         }
+        // The shared digests (one projection per set of clusters) are each agent's own, and
+        // agents differ exactly when their configurations do.
+        let mut digests = Digests::new(&state);
+        for agent in ["a1", "a2", "a3", "a4", "unregistered"] {
+            let p = project(&state, &a(agent));
+            assert_eq!(digests.of(&a(agent)), digest_parts(&p.clusters, &p.tasks), "{agent}");
+        }
+        assert_eq!(digests.of(&a("a3")), digests.of(&a("unregistered")), "no clusters, no tasks");
+        assert_ne!(digests.of(&a("a1")), digests.of(&a("a2")));
+        assert_eq!(digests.by_clusters.len(), 4, "one projection per distinct set of clusters");
     }
 }

@@ -1,5 +1,6 @@
 //! `roster bench console`: how long each console page takes to render on a node holding a
-//! large configuration (by default 1,000 servers, 10,000 task configurations, 10,000 agents).
+//! large configuration (by default 1,000 servers, 10,000 task configurations, 10,000 agents),
+//! and the node's memory holding it.
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -7,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde_json::{json, Value};
 
-use super::{free_port, tempfile_dir};
+use super::{free_port, rss_kb, tempfile_dir};
 
 async fn post_changes(http: &reqwest::Client, base: &str, changes: Vec<Value>) -> anyhow::Result<()> {
     for chunk in changes.chunks(crate::domain::CHANGES_PER_COMMAND_MAX) {
@@ -52,6 +53,13 @@ pub(super) async fn console_bench(servers: usize, tasks: usize, clusters: usize,
         }
     }
     post_changes(&http, &base, changes).await?;
+    // The node's memory holding this configuration (the live state, its indexes and the
+    // history written so far), once the writes have settled.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    if let Some(pid) = node.id() {
+        let rev = http.get(format!("{base}/v1/state/digest")).send().await?.json::<Value>().await?["revision"].as_u64().unwrap_or(0);
+        println!("node RSS holding it: {} MB (at revision {rev})", rss_kb(pid)? / 1024);
+    }
     let pages = [
         "/ui/servers",
         "/ui/servers/rt1",
