@@ -12,6 +12,11 @@ pub const AGENTS_BENCH_MAX: usize = 50_000;
 
 use super::rss_kb;
 
+/// Simulated agents connecting from one loopback source address.
+const AGENTS_PER_SOURCE_ADDRESS: usize = 5_000;
+/// Tries of one simulated agent's ack.
+const ACK_ATTEMPTS: u32 = 5;
+
 async fn post_changes(http: &reqwest::Client, base: &str, changes: Vec<serde_json::Value>) -> anyhow::Result<u64> {
     let r = http.post(format!("{base}/v1/commands")).json(&serde_json::json!({"changes": changes})).send().await?;
     let status = r.status();
@@ -49,7 +54,23 @@ pub(super) async fn agents_bench(agents: usize, applies: usize, secure: bool) ->
         .kill_on_drop(true)
         .spawn()?;
     let pid = node.id().context("node pid")?;
-    let http = transport.client_builder()?.pool_max_idle_per_host(agents + 16).timeout(Duration::from_secs(120)).build()?;
+    let http = transport.client_builder()?.pool_max_idle_per_host(16).timeout(Duration::from_secs(120)).build()?;
+    // The simulated agents connect from 127.1.0.1 up (loopback answers all of 127/8), a few
+    // thousand per source address, so their connections (and the TIME_WAIT of earlier runs)
+    // never run out of ephemeral ports on one address.
+    let sources = agents.div_ceil(AGENTS_PER_SOURCE_ADDRESS);
+    let agent_clients = (0..sources)
+        .map(|k| {
+            let source = std::net::Ipv4Addr::new(127, 1, (k / 250) as u8, (k % 250 + 1) as u8);
+            transport
+                .client_builder()?
+                .local_address(std::net::IpAddr::V4(source))
+                .pool_max_idle_per_host(AGENTS_PER_SOURCE_ADDRESS + 16)
+                .timeout(Duration::from_secs(120))
+                .build()
+                .map_err(anyhow::Error::from)
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let started = Instant::now();
     while !http.get(format!("{base}/readyz")).send().await.map(|r| r.status().is_success()).unwrap_or(false) {
         anyhow::ensure!(started.elapsed() < Duration::from_secs(30), "node not ready");
@@ -78,7 +99,7 @@ pub(super) async fn agents_bench(agents: usize, applies: usize, secure: bool) ->
     let acked: Arc<Vec<AtomicU64>> = Arc::new((0..agents).map(|_| AtomicU64::new(0)).collect());
     let mut tasks = Vec::new();
     for (i, id) in ids.iter().enumerate() {
-        let (http, base, id, acked) = (http.clone(), base.clone(), id.clone(), acked.clone());
+        let (http, base, id, acked) = (agent_clients[i % sources].clone(), base.clone(), id.clone(), acked.clone());
         tasks.push(tokio::spawn(async move {
             let mut after = 0u64;
             loop {
@@ -87,9 +108,15 @@ pub(super) async fn agents_bench(agents: usize, applies: usize, secure: bool) ->
                     Ok(r) if r.status() == reqwest::StatusCode::OK => {
                         let Ok(v) = r.json::<serde_json::Value>().await else { continue };
                         let rev = v["revision"].as_u64().unwrap_or(after);
-                        let ack = http.post(format!("{base}/v1/agents/{id}/ack")).json(&serde_json::json!({"revision": rev})).send().await;
-                        if ack.is_ok() {
-                            acked[i].store(rev, Ordering::Release);
+                        // An ack lost in the connection burst is sent again (a few times), as
+                        // the real agent does, or the run would wait for it forever.
+                        for attempt in 0..ACK_ATTEMPTS {
+                            let ack = http.post(format!("{base}/v1/agents/{id}/ack")).json(&serde_json::json!({"revision": rev})).send().await;
+                            if ack.is_ok_and(|a| a.status().is_success()) {
+                                acked[i].store(rev, Ordering::Release);
+                                break;
+                            }
+                            tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
                         }
                         after = rev;
                     }
