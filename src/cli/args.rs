@@ -257,6 +257,7 @@ pub enum ServersCmd {
         #[arg(long)]
         status: Option<String>,
     },
+    /// Show one server.
     Get { name: String },
     /// Register a server: `--host H [--port P] [--pool P] [--scheme S]`, or the whole address
     /// as one `--url scheme://host:port/?pool=P`. The port defaults to 6700.
@@ -290,19 +291,27 @@ pub enum ServersCmd {
         #[arg(long)]
         scheme: Option<String>,
     },
+    /// Delete a server (it leaves every failover list).
     Delete { name: String },
+    /// Enable a server (also clears `failed`).
     Enable { name: String },
+    /// Disable a server: agents skip it, it stays in the lists.
     Disable { name: String },
 }
 
 #[derive(Subcommand, Debug)]
 pub enum ClustersCmd {
+    /// List agent clusters with their agents and tasks.
     List,
+    /// Show one agent cluster.
     Get { name: String },
+    /// Create an agent cluster.
     Create { name: String },
+    /// Delete an agent cluster (and its task configurations).
     Delete { name: String },
     /// Add an agent to the cluster (one that has not made contact yet is registered with it).
     AddAgent { cluster: String, agent: String },
+    /// Remove an agent from the cluster.
     RemoveAgent { cluster: String, agent: String },
 }
 
@@ -311,6 +320,7 @@ pub enum AgentsCmd {
     /// Agents with their state (connected: holds a config watch; stale: not seen for
     /// --agent-stale-after-secs), clusters, deployed revision, last contact and lag.
     List,
+    /// Register an agent before it makes contact.
     Register { id: String },
     /// Forget an agent: out of every cluster, registration dropped (its tokens stay; revoke
     /// them too to keep a running agent from registering again).
@@ -330,8 +340,11 @@ pub enum TasksCmd {
         #[arg(long)]
         server: Option<String>,
     },
+    /// Show a task's failover lists, per agent cluster.
     Get { task: String },
+    /// Create a task (without lists yet).
     Create { task: String },
+    /// Delete a task and all its lists.
     Delete { task: String },
     /// Replace the failover list (in order).
     SetServers {
@@ -373,6 +386,7 @@ pub enum TasksCmd {
         #[arg(long)]
         weight: Option<u16>,
     },
+    /// Remove a server from the failover list.
     RemoveServer {
         task: String,
         #[arg(long)]
@@ -396,6 +410,7 @@ pub enum TasksCmd {
         #[arg(value_enum)]
         state: OnOff,
     },
+    /// Delete a task's failover list for one agent cluster.
     DeleteConfig {
         task: String,
         #[arg(long)]
@@ -417,20 +432,26 @@ pub enum OnOff {
 
 #[derive(Subcommand, Debug)]
 pub enum ChangesetsCmd {
+    /// List staged changesets.
     List,
+    /// Show a changeset's changes, as staged.
     Show { id: String },
+    /// Create a changeset to stage changes in (`ctl --changeset ID ...`).
     Create {
         #[arg(long, default_value = "")]
         description: String,
     },
     /// Add raw changes given as JSON (e.g. '{"create_cluster":{"name":"eu"}}').
     Add { id: String, changes: Vec<String> },
+    /// Show what applying it would change, and the agents it reaches.
     Preview { id: String },
+    /// Drop a changeset without applying it.
     Discard { id: String },
 }
 
 #[derive(Subcommand, Debug)]
 pub enum TokensCmd {
+    /// List tokens (never their secrets).
     List,
     /// Create a token; its secret is printed once.
     Create {
@@ -446,6 +467,7 @@ pub enum TokensCmd {
         #[arg(long)]
         secret_file: Option<std::path::PathBuf>,
     },
+    /// Revoke a token created through the API.
     Revoke { name: String },
 }
 
