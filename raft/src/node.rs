@@ -382,16 +382,10 @@ impl RaftNode {
                     return Err(ProposeError::Rejected(format!("node {id} is already a voter")));
                 }
                 tracing::info!(id, %addr, "adding node as learner");
-                let added = self.raft.add_learner(id, BasicNode::new(addr), false).await.map_err(map)?;
                 // Promote only a learner that has caught up to its own membership entry: a
                 // node that is unreachable (or far behind) must never become a voter, or the
                 // cluster would lose fault tolerance to a member that cannot vote or ack.
-                if let Err(why) = self.wait_caught_up(id, added.log_id.index, Duration::from_millis(self.learner_catch_up_ms)).await {
-                    tracing::warn!(id, "not promoting node: {why}; removing the learner");
-                    let _ = self
-                        .raft
-                        .change_membership(openraft::ChangeMembers::RemoveNodes(BTreeSet::from([id])), false)
-                        .await;
+                if let Err(why) = self.add_caught_up_learner(id, addr).await.map_err(map)? {
                     return Err(ProposeError::Rejected(format!("node {id} was not made a voter: {why}")));
                 }
                 let mut next = voters;
@@ -405,15 +399,8 @@ impl RaftNode {
                     return Err(ProposeError::Rejected(format!("node {id} is a voter; remove it first to make it a learner")));
                 }
                 tracing::info!(id, %addr, "adding node as a learner");
-                let added = self.raft.add_learner(id, BasicNode::new(addr), false).await.map_err(map)?;
-                // A learner that cannot be reached would only cost the leader replication
-                // work: keep it only once it has caught up to its own membership entry.
-                if let Err(why) = self.wait_caught_up(id, added.log_id.index, Duration::from_millis(self.learner_catch_up_ms)).await {
-                    tracing::warn!(id, "not keeping the learner: {why}");
-                    let _ = self
-                        .raft
-                        .change_membership(openraft::ChangeMembers::RemoveNodes(BTreeSet::from([id])), false)
-                        .await;
+                // A learner that cannot be reached would only cost the leader replication work.
+                if let Err(why) = self.add_caught_up_learner(id, addr).await.map_err(map)? {
                     return Err(ProposeError::Rejected(format!("node {id} was not added as a learner: {why}")));
                 }
                 Ok(())
@@ -439,6 +426,23 @@ impl RaftNode {
                 Ok(())
             }
         }
+    }
+
+    /// Adds `id` as a learner and waits until it has caught up to its own membership entry; one
+    /// that has not within the catch-up time is removed again, and `Ok(Err(why))` says why.
+    async fn add_caught_up_learner(
+        &self,
+        id: NodeId,
+        addr: String,
+    ) -> Result<Result<(), String>, RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>> {
+        let added = self.raft.add_learner(id, BasicNode::new(addr), false).await?;
+        if let Err(why) = self.wait_caught_up(id, added.log_id.index, Duration::from_millis(self.learner_catch_up_ms)).await {
+            tracing::warn!(id, "the learner did not catch up: {why}; removing it");
+            let remove = openraft::ChangeMembers::RemoveNodes(BTreeSet::from([id]));
+            let _ = self.raft.change_membership(remove, false).await;
+            return Ok(Err(why));
+        }
+        Ok(Ok(()))
     }
 
     pub(crate) async fn call_leader<R: DeserializeOwned>(
