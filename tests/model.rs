@@ -277,3 +277,33 @@ proptest! {
         });
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, .. ProptestConfig::default() })]
+
+    /// The state machine validates a command of several changes in place (`decide_mut`,
+    /// undoing as it goes) instead of on a copy of the state (`decide`): both give the same
+    /// events or the same rejection, and the state is left exactly as it was.
+    #[test]
+    fn deciding_in_place_equals_deciding_on_a_copy(setup in prop::collection::vec(arb_change(), 0..30), commands in prop::collection::vec(prop::collection::vec(arb_change(), 1..6), 1..12)) {
+        use roster::domain::{decide, decide_mut, State};
+        let mut state = State::default();
+        for c in &setup {
+            if let Ok(events) = decide(&state, std::slice::from_ref(c), 1) {
+                let revision = state.revision + 1;
+                state.apply_record_events(revision, &events);
+            }
+        }
+        for changes in &commands {
+            let before = state.clone();
+            let on_copy = decide(&state, changes, 1);
+            let in_place = decide_mut(&mut state, changes, 1);
+            prop_assert_eq!(&on_copy, &in_place);
+            prop_assert_eq!(&state, &before, "decide_mut left the state changed");
+            if let Ok(events) = in_place {
+                let revision = state.revision + 1;
+                state.apply_record_events(revision, &events);
+            }
+        }
+    }
+}

@@ -205,6 +205,18 @@ pub fn simulate(state: &State, changes: &[Change], time_ms: u64) -> Result<(Stat
 /// Validates `changes` against `state` and returns the events that apply them all, or the
 /// first reason one of them cannot be applied. Later changes see the effect of earlier ones.
 pub fn decide(state: &State, changes: &[Change], time_ms: u64) -> Result<Vec<Event>, Rejection> {
+    check_count(changes)?;
+    if let [only] = changes {
+        return decide_one(state, only, time_ms);
+    }
+    // Why a scratch copy: later changes must be validated against the effect of earlier ones,
+    // and a rejection must leave the state untouched. The state machine uses `decide_mut`,
+    // which needs no copy.
+    let mut scratch = state.clone();
+    decide_mut(&mut scratch, changes, time_ms)
+}
+
+fn check_count(changes: &[Change]) -> Result<(), Rejection> {
     if changes.is_empty() {
         return Err(Rejection::new(RejectCode::Invalid, "a command needs at least one change"));
     }
@@ -214,22 +226,37 @@ pub fn decide(state: &State, changes: &[Change], time_ms: u64) -> Result<Vec<Eve
             format!("{} changes exceed the limit of {CHANGES_PER_COMMAND_MAX} per command", changes.len()),
         ));
     }
+    Ok(())
+}
+
+/// [`decide`] on a state it may change while it validates: each change's events are applied
+/// in place so later changes see them, and every one is undone before it returns, so the
+/// state is as it was whatever the outcome. Costs O(changes), where [`decide`] copies the
+/// state for a command of several changes.
+pub fn decide_mut(state: &mut State, changes: &[Change], time_ms: u64) -> Result<Vec<Event>, Rejection> {
+    check_count(changes)?;
     if let [only] = changes {
         return decide_one(state, only, time_ms);
     }
-    // Why a scratch copy: later changes must be validated against the effect of earlier ones,
-    // and a rejection must leave the live state untouched.
-    let mut scratch = state.clone();
+    let mut undo = Vec::new();
     let mut events = Vec::new();
+    let mut outcome = Ok(());
     for (i, change) in changes.iter().enumerate() {
-        let evs = decide_one(&scratch, change, time_ms)
-            .map_err(|r| Rejection::new(r.code, format!("change {}: {}", i + 1, r.message)))?;
-        for e in &evs {
-            scratch.apply_event(e);
+        match decide_one(state, change, time_ms) {
+            Ok(evs) => {
+                undo.extend(evs.iter().map(|e| state.apply_event_undoable(e)));
+                events.extend(evs);
+            }
+            Err(r) => {
+                outcome = Err(Rejection::new(r.code, format!("change {}: {}", i + 1, r.message)));
+                break;
+            }
         }
-        events.extend(evs);
     }
-    Ok(events)
+    while let Some(u) = undo.pop() {
+        state.undo(u);
+    }
+    outcome.map(|()| events)
 }
 
 fn server<'a>(state: &'a State, name: &ServerName) -> Result<&'a Server, Rejection> {

@@ -18,7 +18,7 @@ pub mod names;
 pub mod tokens;
 
 pub use changeset::Changeset;
-pub use command::{decide, simulate, Change, Command, CommandBody, MoveDirection, Outcome, RejectCode, Rejection};
+pub use command::{decide, decide_mut, simulate, Change, Command, CommandBody, MoveDirection, Outcome, RejectCode, Rejection};
 pub use history::{state_digest, HISTORY_FORMAT, ChainError, Hash, HistoryRecord, RecordBody, Replayer};
-pub use model::{Agent, AgentCluster, Event, Server, ServerStatus, State, Task, TaskConfig, Weighting, PRIORITY_MAX, PRIORITY_MIN, WEIGHT_MAX, WEIGHT_MIN};
+pub use model::{Agent, AgentCluster, Event, Server, ServerStatus, State, Task, TaskConfig, Undo, Weighting, PRIORITY_MAX, PRIORITY_MIN, WEIGHT_MAX, WEIGHT_MIN};
 pub use names::*;

@@ -9,11 +9,11 @@ use roster_storage::{codec, Txn};
 use crate::domain::changeset::{self, changeset_id, Changeset};
 use crate::domain::command::check_expected;
 use crate::domain::oplog::{self, Level, OpEvent};
-use crate::domain::{tokens, decide, AgentId, Command, CommandBody, HistoryRecord, Outcome, RecordBody};
+use crate::domain::{tokens, decide_mut, AgentId, Command, CommandBody, HistoryRecord, Outcome, RecordBody};
 use crate::projection;
 
 use super::records::CheckpointRef;
-use super::{Live, CHECKPOINT_EVERY_REVISIONS, SETTING_TOKENS};
+use super::{checkpoint_spacing, Live, CHECKPOINT_EVERY_REVISIONS, SETTING_TOKENS};
 
 /// Records an operational event if its level passes the settings; returns its sequence number.
 pub(super) fn record_event(live: &mut Live, txn: &mut Txn<'_>, level: Level, kind: &str, message: String, actor: &str, time_ms: u64) -> Option<u64> {
@@ -39,7 +39,7 @@ pub(super) fn execute(
 ) -> Outcome {
     let result = match &cmd.body {
         CommandBody::Apply { changes } => check_expected(&live.state, cmd.expected_revision)
-            .and_then(|()| decide(&live.state, changes, cmd.time_ms))
+            .and_then(|()| decide_mut(&mut live.state, changes, cmd.time_ms))
             .map(|events| seal_revision(live, log_id, cmd, None, events, txn, agents)),
         CommandBody::CreateChangeset { description } => changeset::check_create(live.changesets.len()).map(|()| {
             let cs = Changeset {
@@ -68,7 +68,7 @@ pub(super) fn execute(
             Some(cs) => {
                 let changes = cs.changes.clone();
                 check_expected(&live.state, cmd.expected_revision)
-                    .and_then(|()| decide(&live.state, &changes, cmd.time_ms))
+                    .and_then(|()| decide_mut(&mut live.state, &changes, cmd.time_ms))
                     .map(|events| {
                         txn.delete_changeset(id.as_bytes());
                         live.changesets.remove(id);
@@ -154,9 +154,11 @@ fn seal_revision(
     for (level, kind, message) in implied {
         record_event(live, txn, level, kind, message, &cmd.actor, cmd.time_ms);
     }
-    if revision % CHECKPOINT_EVERY_REVISIONS == 0 {
+    if revision - live.last_checkpoint >= live.checkpoint_spacing.max(CHECKPOINT_EVERY_REVISIONS) {
         let cp = CheckpointRef { state: &live.state, head: &live.head };
         txn.put_checkpoint(revision, &codec::encode(&cp));
+        live.last_checkpoint = revision;
+        live.checkpoint_spacing = checkpoint_spacing(&live.state);
     }
     Outcome::RevisionSealed { revision }
 }

@@ -24,8 +24,11 @@ pub use crate::domain::Changeset;
 pub use records::{fold_stored, RejectionRecord};
 use records::{corrupt, fingerprint, IdempotencyEntry};
 
-/// A checkpoint of the folded state is written every this many revisions, so a restart or a
-/// state-at-revision query folds at most this many records.
+/// A checkpoint of the folded state is written at least this many revisions after the last
+/// one, and, for a large configuration, only once as many revisions as the configuration had
+/// items ([`checkpoint_spacing`]): encoding the state costs O(state), so spacing checkpoints by
+/// the state's size keeps a write's cost O(1) on average, not O(state). A restart or a
+/// state-at-revision query folds at most that many records (folding one costs O(1)).
 pub const CHECKPOINT_EVERY_REVISIONS: u64 = 10_000;
 /// An idempotency key's outcome is kept this long (by command time): a retry with the same
 /// key within it gets the first outcome; after it, the key is free again.
@@ -53,6 +56,21 @@ pub struct Live {
     pub tokens: BTreeMap<TokenName, TokenRecord>,
     /// Token name by the hash of its secret.
     pub token_hashes: HashMap<[u8; 32], TokenName>,
+    /// The revision of this node's newest fold checkpoint (0: none), and how many revisions
+    /// after it the next one is due ([`checkpoint_spacing`]).
+    pub last_checkpoint: u64,
+    pub checkpoint_spacing: u64,
+}
+
+/// How many revisions after a fold checkpoint the next one is due: [`CHECKPOINT_EVERY_REVISIONS`],
+/// or as many as `state` (the state checkpointed) has items — servers, agents, clusters, tasks
+/// and task configurations — if that is more. A configuration growing by g items per revision
+/// is checkpointed every (1 + g)× more revisions, never less often than that, so the encoding
+/// costs O(1 + g) per revision on average and a restart folds at most that many records.
+pub fn checkpoint_spacing(state: &State) -> u64 {
+    let configs: usize = state.tasks.values().map(|t| t.configs.len()).sum();
+    let items = state.servers.len() + state.agents.len() + state.clusters.len() + state.tasks.len() + configs;
+    CHECKPOINT_EVERY_REVISIONS.max(items as u64)
 }
 
 impl Live {
@@ -164,6 +182,7 @@ impl Application<TypeConfig> for RosterMachine {
             // One checkpoint at the head now, so the next start does not refold the history.
             store.put_checkpoint(state.revision, &codec::encode(&records::CheckpointRef { state: &state, head: &head }))?;
         }
+        let last_checkpoint = store.checkpoint_at_or_before(u64::MAX)?.map_or(0, |(revision, _)| revision);
         let tree = upgrade::catch_up_tree(store, state.revision)?;
         if stored_format != Some(upgrade::DATA_FORMAT) {
             let from = stored_format.unwrap_or(1);
@@ -206,7 +225,8 @@ impl Application<TypeConfig> for RosterMachine {
         let changes = self.shared.projection.lock().expect("projection lock poisoned").rebuild(&state, &marks);
         store_marks(store, changes);
         self.store = Some(store.clone());
-        *live = Live { state, head, tree, changesets, event_seq, event_settings, ..Live::default() };
+        let checkpoint_spacing = checkpoint_spacing(&state);
+        *live = Live { state, head, tree, changesets, event_seq, event_settings, last_checkpoint, checkpoint_spacing, ..Live::default() };
         live.set_tokens(tokens);
         drop(live);
         self.shared.revision_tx.send_replace(revision);
@@ -390,5 +410,50 @@ mod tests {
         assert!(revision.has_changed().unwrap() && *revision.borrow_and_update() == 1);
         assert!(agent.has_changed().unwrap(), "the agent was not woken after the batch was written");
         assert!(store.history_get(1).unwrap().is_some());
+    }
+
+    /// Fold checkpoints are spaced by the configuration's size: a configuration growing with
+    /// every revision is checkpointed less often as it grows (never O(state) per revision on
+    /// average), and a restart picks up the spacing from the newest checkpoint.
+    #[test]
+    fn checkpoints_are_spaced_by_the_configurations_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::new(roster_storage::open(&dir.path().join("db")).unwrap());
+        let (mut machine, handle) = RosterMachine::new();
+        machine.load(&store).unwrap();
+        let membership = openraft::StoredMembership::default();
+        // Each revision registers two servers, so the state outgrows the revision count.
+        let total = 40_000u64;
+        for revision in 1..=total {
+            let log_id = LogId::new(openraft::CommittedLeaderId::new(1, 1), revision);
+            let host = crate::domain::Host::new("h").unwrap();
+            let changes = (0..2)
+                .map(|i| Change::AddServer { name: ServerName::new(format!("s{revision}-{i}")).unwrap(), host: host.clone(), port: 80, pool: None, scheme: None })
+                .collect();
+            let mut txn = store.offline_txn();
+            machine.apply(&log_id, &proposal(changes), &mut txn);
+            store.offline_commit::<TypeConfig>(txn, &Some(log_id), &membership).unwrap();
+            machine.applied();
+        }
+        let mut at = Vec::new();
+        let mut upto = total;
+        while let Some((revision, _)) = store.checkpoint_at_or_before(upto).unwrap() {
+            at.push(revision);
+            if revision == 0 {
+                break;
+            }
+            upto = revision - 1;
+        }
+        at.reverse();
+        // 10,000 (the floor), then 20,000 items later, then 60,000 items later (past the run).
+        assert_eq!(at, vec![10_000, 30_000], "checkpoints at {at:?}");
+        let live = handle.read();
+        assert_eq!((live.last_checkpoint, live.checkpoint_spacing), (30_000, 60_000));
+        drop(live);
+        // A restart starts from the newest checkpoint and keeps the spacing of the state it loads.
+        let (mut again, handle) = RosterMachine::new();
+        again.load(&store).unwrap();
+        let live = handle.read();
+        assert_eq!((live.state.revision, live.last_checkpoint, live.checkpoint_spacing), (total, 30_000, 80_000));
     }
 }
