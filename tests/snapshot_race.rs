@@ -23,7 +23,110 @@ fn blank(index: u64) -> Entry<TypeConfig> {
     Entry { log_id: LogId::new(CommittedLeaderId::new(1, 1), index), payload: EntryPayload::Blank }
 }
 
-async fn read_all(mut f: tokio::fs::File) -> Vec<u8> {
+/// An entry registering `n` servers, one revision each.
+fn writes(index: u64, n: u64) -> Entry<TypeConfig> {
+    use roster::domain::{Change, Command, CommandBody, Host, ServerName};
+    let commands = (0..n)
+        .map(|i| {
+            let cmd = Command {
+                actor: "test".into(),
+                time_ms: 1,
+                comment: String::new(),
+                expected_revision: None,
+                idempotency_key: None,
+                body: CommandBody::Apply {
+                    changes: vec![Change::AddServer { name: ServerName::new(format!("s{index}-{i}")).unwrap(), host: Host::new("h").unwrap(), port: 80, pool: None, scheme: None }],
+                },
+            };
+            roster_storage::codec::encode(&cmd)
+        })
+        .collect();
+    Entry { log_id: LogId::new(CommittedLeaderId::new(1, 1), index), payload: EntryPayload::Normal(roster_raft::Proposal { commands }) }
+}
+
+fn files(dir: &std::path::Path, ext: &str) -> Vec<std::path::PathBuf> {
+    let mut out: Vec<_> = std::fs::read_dir(dir.join("snapshots"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == ext))
+        .collect();
+    out.sort();
+    out
+}
+
+/// Successive snapshots share their history segments: a build writes only the records since
+/// the last one, the newest segments are merged eight at a time, every built snapshot reads as
+/// one intact stream and installs on another node with the same history, and a damaged
+/// segment is never sent: the snapshot is rebuilt with its history written afresh.
+#[test]
+fn snapshots_share_history_segments_and_install_whole() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sm = open(dir.path());
+        let mut last_files: Vec<std::path::PathBuf> = Vec::new();
+        let mut revisions = 0;
+        for round in 1..=9u64 {
+            sm.apply(vec![writes(round, 10)]).await.unwrap();
+            revisions += 10;
+            let built = sm.get_snapshot_builder().await.build_snapshot().await.unwrap();
+            let bytes = read_all(*built.snapshot).await;
+            let summary = roster_storage::codec::stream::verify(&bytes[..]).expect("a built snapshot is intact");
+            let segs = files(dir.path(), "hist");
+            if round < 8 {
+                // One more segment per build; the earlier ones are the same files.
+                assert_eq!(segs.len(), round as usize, "round {round}: {segs:?}");
+                assert_eq!(&segs[..last_files.len()], &last_files[..], "round {round}: earlier segments were rewritten");
+            } else if round == 8 {
+                // Eight segments of one tier became one.
+                assert_eq!(segs.len(), 1, "round 8: {segs:?}");
+            } else {
+                assert_eq!(segs.len(), 2, "round 9: {segs:?}");
+                assert_eq!(segs[0], last_files[0], "round 9: the merged segment was rewritten");
+            }
+            last_files = segs;
+            // History frames: one per revision, plus the other families in the snapshot's own file.
+            assert!(summary.frames >= revisions, "round {round}: {} frames for {revisions} revisions", summary.frames);
+            assert_eq!(files(dir.path(), "snap").len(), 1);
+        }
+
+        // The chain installs on an empty node: same history, same state.
+        let other = tempfile::tempdir().unwrap();
+        let mut dst = open(other.path());
+        let current = sm.get_current_snapshot().await.unwrap().unwrap();
+        let mut file = dst.begin_receiving_snapshot().await.unwrap();
+        let bytes = read_all(*current.snapshot).await;
+        use tokio::io::AsyncWriteExt as _;
+        file.write_all(&bytes).await.unwrap();
+        dst.install_snapshot(&current.meta, file).await.unwrap();
+        let (a, b) = (sm.state_store(), dst.state_store());
+        for revision in [1, 45, revisions] {
+            assert_eq!(a.history_get(revision).unwrap(), b.history_get(revision).unwrap(), "revision {revision}");
+        }
+        assert!(b.history_get(revisions + 1).unwrap().is_none());
+        // The installed node's next build writes its history as segments.
+        dst.apply(vec![writes(100, 3)]).await.unwrap();
+        dst.get_snapshot_builder().await.build_snapshot().await.unwrap();
+        assert_eq!(files(other.path(), "hist").len(), 1);
+        assert!(b.history_get(revisions + 3).unwrap().is_some());
+
+        // A damaged segment: the current snapshot is rebuilt, its history written afresh.
+        let seg = files(dir.path(), "hist")[0].clone();
+        let mut damaged = std::fs::read(&seg).unwrap();
+        damaged[20] ^= 0xFF;
+        std::fs::write(&seg, damaged).unwrap();
+        let served = sm.get_current_snapshot().await.unwrap().unwrap();
+        assert_ne!(served.meta.snapshot_id, current.meta.snapshot_id, "the damaged segment was sent");
+        let bytes = read_all(*served.snapshot).await;
+        assert!(roster_storage::codec::stream::verify(&bytes[..]).unwrap().frames >= revisions);
+        let segs = files(dir.path(), "hist");
+        assert_eq!(segs.len(), 1, "{segs:?}");
+        assert!(!segs.contains(&seg), "the damaged segment is still used");
+    });
+}
+
+async fn read_all(mut f: roster_storage::SnapshotFile) -> Vec<u8> {
     let mut out = Vec::new();
     f.read_to_end(&mut out).await.unwrap();
     out

@@ -103,6 +103,13 @@ pub mod stream {
     pub const STREAM_VERSION: u8 = 2;
     /// The oldest stream version still read (no trailer).
     const STREAM_VERSION_NO_TRAILER: u8 = 1;
+    /// A link of a chain that is not its last: laid out as version 2, and another stream
+    /// must follow its trailer. A chain is version-3 links ending with one version-2 stream
+    /// (a snapshot made of shared history segments and its own part, read as one file); a lone
+    /// version-2 stream is a chain of one. A reader that knows only versions 1 and 2 refuses a
+    /// chain instead of reading only its first link, and a chain cut at a link's end is
+    /// refused as truncated.
+    pub const STREAM_VERSION_CHAINED: u8 = 3;
     /// Largest key or value accepted in a frame; larger means a corrupt stream.
     pub const FRAME_PART_MAX_BYTES: u32 = 256 << 20;
 
@@ -128,9 +135,18 @@ pub mod stream {
     impl<W: Write> Writer<W> {
         /// Starts a stream by writing its header.
         pub fn new(inner: W) -> io::Result<Self> {
+            Self::with_version(inner, STREAM_VERSION)
+        }
+
+        /// Starts a link of a chain that other streams follow ([`STREAM_VERSION_CHAINED`]).
+        pub fn chained(inner: W) -> io::Result<Self> {
+            Self::with_version(inner, STREAM_VERSION_CHAINED)
+        }
+
+        fn with_version(inner: W, version: u8) -> io::Result<Self> {
             let mut w = Self { inner, hasher: Sha256::new(), frames: 0 };
             w.put(MAGIC)?;
-            w.put(&[STREAM_VERSION])?;
+            w.put(&[version])?;
             Ok(w)
         }
 
@@ -160,8 +176,39 @@ pub mod stream {
         }
     }
 
+    /// SHA-256 of `bytes`, in hex.
+    pub fn sha256_hex(bytes: &[u8]) -> String {
+        hex_of(&Sha256::digest(bytes))
+    }
+
     fn hex_of(bytes: &[u8]) -> String {
         bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The summary of a chain made of streams with these summaries, in order: the frames of
+    /// all, and the SHA-256 of their checksums' bytes one after the other. What [`verify`]
+    /// returns for the chain read as one file.
+    pub fn chain_summary<'a>(links: impl IntoIterator<Item = &'a Summary>) -> Summary {
+        let mut h = Sha256::new();
+        let mut frames = 0;
+        for s in links {
+            frames += s.frames;
+            for i in (0..s.checksum.len()).step_by(2) {
+                h.update([u8::from_str_radix(&s.checksum[i..i + 2], 16).unwrap_or(0)]);
+            }
+        }
+        Summary { frames, checksum: hex_of(&h.finalize()) }
+    }
+
+    /// How a [`Reader`] treats the end of a stream.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Mode {
+        /// One stream of version 1 or 2, nothing after it.
+        Plain,
+        /// A chain: version-3 links, then a version-2 stream, nothing after it.
+        Chain,
+        /// One link of any version, nothing after it (a history segment's own file).
+        Link,
     }
 
     /// Reads a stream frame by frame; at the end marker it checks the trailer.
@@ -171,24 +218,55 @@ pub mod stream {
         frames: u64,
         version: u8,
         done: Option<Summary>,
+        mode: Mode,
+        /// The summaries of the links of a chain read so far.
+        links: Vec<Summary>,
     }
 
     impl<R: Read> Reader<R> {
-        /// Reads and checks the header.
+        /// Reads and checks the header of a stream or of a chain's first link.
         pub fn new(inner: R) -> io::Result<Self> {
-            let mut r = Self { inner, hasher: Sha256::new(), frames: 0, version: 0, done: None };
+            let mut r = Self { inner, hasher: Sha256::new(), frames: 0, version: 0, done: None, mode: Mode::Plain, links: Vec::new() };
+            r.header(None)?;
+            if r.version == STREAM_VERSION_CHAINED {
+                r.mode = Mode::Chain;
+            }
+            Ok(r)
+        }
+
+        /// Reads one link of a chain on its own (version 2 or 3): the file of a history
+        /// segment. Its summary is the link's own.
+        pub fn link(inner: R) -> io::Result<Self> {
+            let mut r = Self::new(inner)?;
+            r.mode = Mode::Link;
+            Ok(r)
+        }
+
+        /// Reads and checks a header; `first` is its magic's first byte when already read.
+        fn header(&mut self, first: Option<u8>) -> io::Result<()> {
             let mut magic = [0u8; 8];
-            r.take(&mut magic)?;
+            match first {
+                Some(b) => {
+                    magic[0] = b;
+                    self.hasher.update([b]);
+                    self.take(&mut magic[1..])?;
+                }
+                None => self.take(&mut magic)?,
+            }
             if &magic != MAGIC {
                 return Err(bad("not a roster snapshot"));
             }
             let mut v = [0u8; 1];
-            r.take(&mut v)?;
-            if v[0] != STREAM_VERSION && v[0] != STREAM_VERSION_NO_TRAILER {
+            self.take(&mut v)?;
+            let known = [STREAM_VERSION, STREAM_VERSION_NO_TRAILER, STREAM_VERSION_CHAINED];
+            if !known.contains(&v[0]) {
                 return Err(io::Error::new(io::ErrorKind::InvalidData, CodecError::UnsupportedVersion { found: v[0] }));
             }
-            r.version = v[0];
-            Ok(r)
+            if self.mode == Mode::Chain && v[0] == STREAM_VERSION_NO_TRAILER {
+                return Err(bad("a version 1 stream inside a chain"));
+            }
+            self.version = v[0];
+            Ok(())
         }
 
         fn take(&mut self, buf: &mut [u8]) -> io::Result<()> {
@@ -221,6 +299,10 @@ pub mod stream {
             self.take(&mut section)?;
             if section[0] == END {
                 self.finish()?;
+                if self.done.is_none() {
+                    // Another link of the chain follows.
+                    return self.frame();
+                }
                 return Ok(None);
             }
             let key = self.part()?;
@@ -252,11 +334,29 @@ pub mod stream {
                 Summary { frames: count, checksum: hex_of(&sum) }
             };
             let mut extra = [0u8; 1];
-            if self.inner.read(&mut extra)? != 0 {
-                return Err(bad("bytes after the snapshot's trailer"));
+            let more = self.inner.read(&mut extra)? != 0;
+            if self.mode != Mode::Chain {
+                if more {
+                    return Err(bad("bytes after the snapshot's trailer"));
+                }
+                self.done = Some(summary);
+                return Ok(());
             }
-            self.done = Some(summary);
-            Ok(())
+            self.links.push(summary);
+            let last = self.version != STREAM_VERSION_CHAINED;
+            match (last, more) {
+                (true, true) => Err(bad("bytes after the last stream of a chain")),
+                (true, false) => {
+                    self.done = Some(chain_summary(&self.links));
+                    Ok(())
+                }
+                (false, false) => Err(bad("the chain ends after a link that says more follow (truncated file)")),
+                (false, true) => {
+                    // The next link; its magic starts with the byte just read.
+                    self.frames = 0;
+                    self.header(Some(extra[0]))
+                }
+            }
         }
 
         /// The checked summary, once [`Reader::frame`] returned `None`.
@@ -265,9 +365,16 @@ pub mod stream {
         }
     }
 
-    /// Reads a whole stream and checks its structure and trailer.
+    /// Reads a whole stream (or chain) and checks its structure and trailers.
     pub fn verify(r: impl Read) -> io::Result<Summary> {
         let mut reader = Reader::new(r)?;
+        while reader.frame()?.is_some() {}
+        Ok(reader.summary().cloned().expect("set at the end marker"))
+    }
+
+    /// Reads one link of a chain on its own ([`Reader::link`]) and checks it.
+    pub fn verify_link(r: impl Read) -> io::Result<Summary> {
+        let mut reader = Reader::link(r)?;
         while reader.frame()?.is_some() {}
         Ok(reader.summary().cloned().expect("set at the end marker"))
     }
@@ -307,6 +414,42 @@ pub mod stream {
                 assert!(verify(&b[..]).is_err(), "byte {i} flipped accepted");
             }
             let mut longer = bytes.clone();
+            longer.push(0);
+            assert!(verify(&longer[..]).is_err());
+        }
+
+        fn link(version3: bool, frames: &[(&[u8], &[u8])]) -> (Vec<u8>, Summary) {
+            let mut w = if version3 { Writer::chained(Vec::new()).unwrap() } else { Writer::new(Vec::new()).unwrap() };
+            for (k, v) in frames {
+                w.frame(0, k, v).unwrap();
+            }
+            w.finish().unwrap()
+        }
+
+        #[test]
+        fn a_chain_reads_as_one_stream_and_a_cut_anywhere_is_refused() {
+            let (a, sa) = link(true, &[(b"1", b"one"), (b"2", b"two")]);
+            let (b, sb) = link(true, &[]);
+            let (c, sc) = link(false, &[(b"x", b"rest")]);
+            let chain = [a.clone(), b.clone(), c.clone()].concat();
+            let mut r = Reader::new(&chain[..]).unwrap();
+            let mut keys = Vec::new();
+            while let Some((_, k, _)) = r.frame().unwrap() {
+                keys.push(k);
+            }
+            assert_eq!(keys, vec![b"1".to_vec(), b"2".to_vec(), b"x".to_vec()]);
+            let whole = r.summary().unwrap().clone();
+            assert_eq!(whole, chain_summary([&sa, &sb, &sc]));
+            assert_eq!(whole.frames, 3);
+            // Cut anywhere, including at the end of a link, it is refused.
+            for len in 0..chain.len() {
+                assert!(verify(&chain[..len]).is_err(), "a chain cut to {len} bytes was accepted");
+            }
+            // A link read on its own has its own summary; the last link alone is a plain stream.
+            assert_eq!(verify_link(&a[..]).unwrap(), sa);
+            assert_eq!(verify(&c[..]).unwrap(), sc);
+            assert!(verify(&a[..]).is_err(), "a link that says more follow is not a whole stream");
+            let mut longer = chain.clone();
             longer.push(0);
             assert!(verify(&longer[..]).is_err());
         }

@@ -24,7 +24,7 @@ openraft::declare_raft_types!(
         NodeId = u64,
         Node = openraft::BasicNode,
         Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = tokio::fs::File,
+        SnapshotData = roster_storage::SnapshotFile,
         AsyncRuntime = openraft::TokioRuntime,
 );
 

@@ -23,11 +23,13 @@ pub mod failpoint;
 pub mod log_store;
 pub mod metrics;
 pub mod snapshot;
+pub mod snapshot_file;
 pub mod state_machine;
 
 pub use db::{open, StoreError};
 pub use log_store::LogStore;
-pub use snapshot::{DataDirReport, SnapshotFileInfo};
+pub use snapshot::{DataDirReport, Segment, SnapshotFileInfo};
+pub use snapshot_file::SnapshotFile;
 pub use state_machine::{Application, StateMachineStore, StateStore, Txn};
 
 /// Checks a stopped node's data directory (`db/` and `snapshots/` under it) without changing

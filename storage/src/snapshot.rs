@@ -42,12 +42,16 @@ use crate::db::{
     CF_DEPLOYMENTS, CF_LOGS, CF_RAFT_META, CF_REJECTIONS, CF_SM_META, CF_SNAPSHOT, CF_TREE,
 };
 use crate::failpoint;
+use crate::snapshot_file::SnapshotFile;
 
 pub(crate) const KEY_APPLIED: &[u8] = b"applied";
 pub(crate) const KEY_MEMBERSHIP: &[u8] = b"membership";
 /// In `snapshot`: the current snapshot's meta, and its file's size and checksum.
 pub(crate) const KEY_SNAPSHOT_META: &[u8] = b"meta";
 pub(crate) const KEY_SNAPSHOT_FILE: &[u8] = b"file";
+/// In `snapshot`: the history segments the current snapshot is made of before its own file
+/// (a list of [`Segment`], oldest first; absent: its own file holds everything).
+pub(crate) const KEY_SEGMENTS: &[u8] = b"segments";
 /// In `sm_meta`, set while a snapshot install is in progress: the meta of the snapshot being
 /// installed, and (for the log store's purge guard) its last log index as 8 big-endian bytes.
 pub(crate) const KEY_INSTALLING: &[u8] = b"installing";
@@ -63,6 +67,11 @@ pub(crate) const SNAPSHOT_CFS: [&str; 6] = [CF_HISTORY, CF_IDEMPOTENCY, CF_CHANG
 /// agents' configuration marks).
 pub(crate) const DERIVED_CFS: [&str; 3] = [CF_CHECKPOINTS, CF_TREE, CF_DEPLOYMENTS];
 
+/// Segments are merged this many at a time, when the newest this many are of one size tier
+/// (frames in [FANIN^k, FANIN^(k+1))): at most FANIN − 1 segments per tier, and a history
+/// record is rewritten O(log_FANIN(history)) times over the life of a data directory.
+const SEGMENT_MERGE_FANIN: usize = 8;
+
 /// Largest write batch while installing a snapshot.
 const INSTALL_BATCH_BYTES: usize = 4 << 20;
 
@@ -72,6 +81,35 @@ pub struct SnapshotFileInfo {
     pub bytes: u64,
     pub frames: u64,
     pub checksum: String,
+}
+
+/// An immutable file of history records (revisions `first..=last`), one link of a chain
+/// ([`stream::STREAM_VERSION_CHAINED`]). The history only grows, so successive snapshots share
+/// their segments and a build writes only the records since the last one: a snapshot costs
+/// O(state + new history), not O(history).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Segment {
+    pub first: u64,
+    pub last: u64,
+    /// Its file's name in the snapshot directory (`*.hist`).
+    pub file: String,
+    pub info: SnapshotFileInfo,
+    /// SHA-256 of the stored value of its last record. If the history under it was replaced
+    /// (a snapshot installed, records rehashed by a format upgrade) they differ, and the next
+    /// build writes the segments afresh.
+    pub last_value: String,
+}
+
+impl Segment {
+    fn tier(&self) -> u32 {
+        let mut n = self.info.frames.max(1);
+        let mut tier = 0;
+        while n >= SEGMENT_MERGE_FANIN as u64 {
+            n /= SEGMENT_MERGE_FANIN as u64;
+            tier += 1;
+        }
+        tier
+    }
 }
 
 /// The snapshot directory and the lock that serializes every operation on it.
@@ -161,11 +199,14 @@ fn prune<C: RaftTypeConfig>(db: &DB, dir: &SnapshotDir) -> Result<(), StoreError
     if let Some(meta) = installing::<C>(db)? {
         keep.push(dir.file(&meta.snapshot_id));
     }
+    for seg in segments(db)? {
+        keep.push(dir.path.join(&seg.file));
+    }
     failpoint::hit("snapshot_prune");
     if let Ok(entries) = std::fs::read_dir(&dir.path) {
         for e in entries.flatten() {
             let p = e.path();
-            if p.extension().is_some_and(|x| x == "snap") && !keep.contains(&p) {
+            if p.extension().is_some_and(|x| x == "snap" || x == "hist") && !keep.contains(&p) {
                 let _ = std::fs::remove_file(&p);
             }
         }
@@ -173,11 +214,147 @@ fn prune<C: RaftTypeConfig>(db: &DB, dir: &SnapshotDir) -> Result<(), StoreError
     Ok(())
 }
 
+/// The history segments of the current snapshot, oldest first.
+pub(crate) fn segments(db: &DB) -> Result<Vec<Segment>, StoreError> {
+    Ok(decode(CF_SNAPSHOT, db.get_cf(cf(db, CF_SNAPSHOT), KEY_SEGMENTS)?)?.unwrap_or_default())
+}
+
+/// Reads one segment's file through and checks it against its record.
+fn verify_segment(dir: &Path, seg: &Segment) -> Result<(), StoreError> {
+    let path = dir.join(&seg.file);
+    let damaged = |e: String| StoreError::Invalid(format!("history segment {} is damaged: {e}", path.display()));
+    let file = File::open(&path).map_err(|e| damaged(e.to_string()))?;
+    let bytes = file.metadata().map_err(|e| damaged(e.to_string()))?.len();
+    let summary = stream::verify_link(BufReader::with_capacity(1 << 20, file)).map_err(|e| damaged(e.to_string()))?;
+    let found = SnapshotFileInfo { bytes, frames: summary.frames, checksum: summary.checksum };
+    if found != seg.info {
+        return Err(damaged(format!("it is {found:?}, recorded as {:?}", seg.info)));
+    }
+    Ok(())
+}
+
+/// Whether `segments` still describe the history in `view`: every file is there with its
+/// recorded size, and the last record is the one the last segment ends with.
+fn segments_fit(db: &DB, view: &rocksdb::SnapshotWithThreadMode<'_, DB>, dir: &SnapshotDir, segments: &[Segment]) -> Result<bool, StoreError> {
+    let Some(newest) = segments.last() else { return Ok(true) };
+    for seg in segments {
+        match std::fs::metadata(dir.path.join(&seg.file)) {
+            Ok(m) if m.len() == seg.info.bytes => {}
+            _ => return Ok(false),
+        }
+    }
+    let stored = view.get_cf(cf(db, CF_HISTORY), u64_key(newest.last))?;
+    Ok(stored.is_some_and(|v| stream::sha256_hex(&v) == newest.last_value))
+}
+
+/// Writes the history records of `view` from revision `first` on as a new segment, if there
+/// are any. The file is complete, fsynced, read back and named before this returns.
+fn write_segment(db: &DB, view: &rocksdb::SnapshotWithThreadMode<'_, DB>, dir: &SnapshotDir, first: u64) -> Result<Option<Segment>, StoreError> {
+    let io = io_err("writing a history segment");
+    let mut opts = ReadOptions::default();
+    opts.fill_cache(false);
+    opts.set_snapshot(view);
+    let start = u64_key(first);
+    let mut records = db.iterator_cf_opt(cf(db, CF_HISTORY), opts, IteratorMode::From(&start, rocksdb::Direction::Forward)).peekable();
+    if records.peek().is_none() {
+        return Ok(None);
+    }
+    let tmp = dir.temp("segment");
+    let mut w = stream::Writer::chained(BufWriter::with_capacity(1 << 20, File::create(&tmp).map_err(&io)?)).map_err(&io)?;
+    let (mut from, mut to, mut last_value) = (None, 0, String::new());
+    for item in records {
+        let (k, v) = item?;
+        let revision = crate::db::key_u64(&k)?;
+        from.get_or_insert(revision);
+        to = revision;
+        w.frame(0, &k, &v).map_err(&io)?;
+        last_value = stream::sha256_hex(&v);
+    }
+    let seg = finish_segment(dir, w, &tmp, from.unwrap_or(first), to, last_value)?;
+    Ok(Some(seg))
+}
+
+/// Completes a segment written to `tmp`: trailer, fsync, read back, renamed to its name.
+fn finish_segment(
+    dir: &SnapshotDir,
+    w: stream::Writer<BufWriter<File>>,
+    tmp: &Path,
+    first: u64,
+    last: u64,
+    last_value: String,
+) -> Result<Segment, StoreError> {
+    let io = io_err("writing a history segment");
+    let (w, summary) = w.finish().map_err(&io)?;
+    let file = w.into_inner().map_err(|e| io(e.into_error()))?;
+    file.sync_all().map_err(&io)?;
+    let bytes = file.metadata().map_err(&io)?.len();
+    drop(file);
+    let name = format!("{first:020}-{last:020}-{}-{}.hist", std::process::id(), dir.next_seq());
+    let seg = Segment { first, last, file: name, info: SnapshotFileInfo { bytes, frames: summary.frames, checksum: summary.checksum }, last_value };
+    let final_path = dir.path.join(&seg.file);
+    std::fs::rename(tmp, &final_path).map_err(&io)?;
+    // Check on build: what is on disk is what was written.
+    verify_segment(&dir.path, &seg)?;
+    Ok(seg)
+}
+
+/// Merges the newest segments while the newest [`SEGMENT_MERGE_FANIN`] are of one tier.
+fn merge_segments(dir: &SnapshotDir, segments: &mut Vec<Segment>) -> Result<(), StoreError> {
+    loop {
+        let n = segments.len();
+        if n < SEGMENT_MERGE_FANIN {
+            return Ok(());
+        }
+        let tail = &segments[n - SEGMENT_MERGE_FANIN..];
+        if tail.iter().any(|s| s.tier() != tail[0].tier()) {
+            return Ok(());
+        }
+        let io = io_err("merging history segments");
+        let tmp = dir.temp("merge");
+        let mut w = stream::Writer::chained(BufWriter::with_capacity(1 << 20, File::create(&tmp).map_err(&io)?)).map_err(&io)?;
+        for seg in tail {
+            let path = dir.path.join(&seg.file);
+            let mut r = stream::Reader::link(BufReader::with_capacity(1 << 20, File::open(&path).map_err(&io)?)).map_err(&io)?;
+            while let Some((section, k, v)) = r.frame().map_err(|e| StoreError::Invalid(format!("history segment {}: {e}", path.display())))? {
+                w.frame(section, &k, &v).map_err(&io)?;
+            }
+        }
+        let (first, last, last_value) = (tail[0].first, tail[SEGMENT_MERGE_FANIN - 1].last, tail[SEGMENT_MERGE_FANIN - 1].last_value.clone());
+        let merged = finish_segment(dir, w, &tmp, first, last, last_value)?;
+        segments.truncate(n - SEGMENT_MERGE_FANIN);
+        segments.push(merged);
+    }
+}
+
+/// Opens the files of a snapshot whose own file is `path`: its segments, then that file.
+fn open_chain(dir: &SnapshotDir, segments: &[Segment], path: &Path) -> Result<SnapshotFile, StoreError> {
+    let io = io_err("opening the snapshot's files");
+    let mut files = Vec::with_capacity(segments.len() + 1);
+    for seg in segments {
+        files.push(File::open(dir.path.join(&seg.file)).map_err(&io)?);
+    }
+    files.push(File::open(path).map_err(&io)?);
+    SnapshotFile::chain(files).map_err(io)
+}
+
 /// Writes every replicated family as it is in `view`, one frame per key, section = position in
 /// [`SNAPSHOT_CFS`] (snapshots and backups).
 pub(crate) fn write_sections<W: std::io::Write>(db: &DB, view: &rocksdb::SnapshotWithThreadMode<'_, DB>, w: &mut stream::Writer<W>) -> Result<(), StoreError> {
+    write_sections_except(db, view, w, &[])
+}
+
+/// [`write_sections`] without the families in `skip`.
+fn write_sections_except<W: std::io::Write>(
+    db: &DB,
+    view: &rocksdb::SnapshotWithThreadMode<'_, DB>,
+    w: &mut stream::Writer<W>,
+    skip: &[&str],
+) -> Result<(), StoreError> {
     let io = io_err("writing the stream");
     for (section, name) in SNAPSHOT_CFS.iter().enumerate() {
+        if skip.contains(name) {
+            continue;
+        }
         let mut opts = ReadOptions::default();
         opts.fill_cache(false);
         opts.set_snapshot(view);
@@ -190,11 +367,17 @@ pub(crate) fn write_sections<W: std::io::Write>(db: &DB, view: &rocksdb::Snapsho
 }
 
 /// Builds a snapshot of the replicated column families from one point-in-time view, makes it
-/// the current snapshot, and returns its meta and an open handle. Memory use is one record.
+/// the current snapshot, and returns its meta and its files. Memory use is one record.
+///
+/// The history goes into segments shared with the previous snapshot: only the records since
+/// its last segment are written (and, now and then, the newest segments merged); the snapshot's
+/// own file holds the other families, whose size is the state's. `fresh`: write the whole
+/// history into a new segment instead (the current segments were found damaged).
 pub(crate) fn build<C: RaftTypeConfig>(
     db: &DB,
     dir: &SnapshotDir,
-) -> Result<(SnapshotMeta<C::NodeId, C::Node>, File), StoreError> {
+    fresh: bool,
+) -> Result<(SnapshotMeta<C::NodeId, C::Node>, SnapshotFile), StoreError> {
     let _guard = dir.lock();
     // Everything in the snapshot must be durable before openraft purges the log it covers.
     db.flush_wal(true)?;
@@ -204,10 +387,39 @@ pub(crate) fn build<C: RaftTypeConfig>(
     let applied: Option<LogId<C::NodeId>> = decode::<Option<_>>(CF_SM_META, view.get_cf(meta_cf, KEY_APPLIED)?)?.flatten();
     let membership: StoredMembership<C::NodeId, C::Node> =
         decode(CF_SM_META, view.get_cf(meta_cf, KEY_MEMBERSHIP)?)?.unwrap_or_default();
+
+    if let Some((cur, _)) = current::<C>(db)? {
+        if cur.last_log_id > applied {
+            // Never move the current snapshot backwards: serve the newer one.
+            let file = open_chain(dir, &segments(db)?, &dir.file(&cur.snapshot_id))?;
+            return Ok((cur, file));
+        }
+    }
+
+    let mut shared = if fresh { Vec::new() } else { segments(db)? };
+    if !segments_fit(db, &view, dir, &shared)? {
+        tracing::info!("the history under the snapshot's segments changed; writing them afresh");
+        shared.clear();
+    }
+    let mut new_segments = shared.clone();
+    let next = new_segments.last().map_or(0, |s| s.last + 1);
+    if let Some(seg) = write_segment(db, &view, dir, next)? {
+        new_segments.push(seg);
+    }
+    if let Err(e) = merge_segments(dir, &mut new_segments) {
+        if fresh {
+            return Err(e);
+        }
+        tracing::warn!("{e}; writing the snapshot's history afresh");
+        drop(view);
+        drop(_guard);
+        return build::<C>(db, dir, true);
+    }
+
     let io = io_err("writing snapshot");
     let tmp = dir.temp("build");
     let mut w = stream::Writer::new(BufWriter::with_capacity(1 << 20, File::create(&tmp).map_err(&io)?)).map_err(&io)?;
-    write_sections(db, &view, &mut w)?;
+    write_sections_except(db, &view, &mut w, &[CF_HISTORY])?;
     let (w, summary) = w.finish().map_err(&io)?;
     let file = w.into_inner().map_err(|e| io(e.into_error()))?;
     file.sync_all().map_err(&io)?;
@@ -218,14 +430,6 @@ pub(crate) fn build<C: RaftTypeConfig>(
         return Err(StoreError::Invalid(format!("snapshot {} reads back differently than written", tmp.display())));
     }
 
-    if let Some((cur, _)) = current::<C>(db)? {
-        if cur.last_log_id > applied {
-            // Never move the current snapshot backwards: serve the newer one.
-            let _ = std::fs::remove_file(&tmp);
-            let file = File::open(dir.file(&cur.snapshot_id)).map_err(io_err("opening the current snapshot"))?;
-            return Ok((cur, file));
-        }
-    }
     let n = dir.next_seq();
     let snapshot_id = match &applied {
         Some(id) => format!("{}-{}-{}-{n}", id.leader_id, id.index, std::process::id()),
@@ -239,10 +443,11 @@ pub(crate) fn build<C: RaftTypeConfig>(
     let mut batch = WriteBatch::default();
     batch.put_cf(cf(db, CF_SNAPSHOT), KEY_SNAPSHOT_META, codec::encode(&meta));
     batch.put_cf(cf(db, CF_SNAPSHOT), KEY_SNAPSHOT_FILE, codec::encode(&info));
+    batch.put_cf(cf(db, CF_SNAPSHOT), KEY_SEGMENTS, codec::encode(&new_segments));
     db.write_opt(batch, &sync_write())?;
     failpoint::hit("snapshot_build_after");
     prune::<C>(db, dir)?;
-    let file = File::open(&path).map_err(io_err("opening the new snapshot"))?;
+    let file = open_chain(dir, &new_segments, &path)?;
     Ok((meta, file))
 }
 
@@ -252,10 +457,17 @@ pub(crate) fn build<C: RaftTypeConfig>(
 pub(crate) fn open_current<C: RaftTypeConfig>(
     db: &DB,
     dir: &SnapshotDir,
-) -> Result<Option<(SnapshotMeta<C::NodeId, C::Node>, File)>, StoreError> {
+) -> Result<Option<(SnapshotMeta<C::NodeId, C::Node>, SnapshotFile)>, StoreError> {
     let _guard = dir.lock();
     let Some((meta, info)) = current::<C>(db)? else { return Ok(None) };
     let path = dir.file(&meta.snapshot_id);
+    let shared = segments(db)?;
+    for seg in &shared {
+        if let Err(e) = verify_segment(&dir.path, seg) {
+            tracing::error!("{e}; building a new snapshot");
+            return Ok(None);
+        }
+    }
     match verify_file(&path) {
         Ok(found) if info.as_ref().is_none_or(|i| *i == found) => {}
         Ok(found) => {
@@ -267,8 +479,7 @@ pub(crate) fn open_current<C: RaftTypeConfig>(
             return Ok(None);
         }
     }
-    let file = File::open(&path).map_err(io_err("opening the current snapshot"))?;
-    Ok(Some((meta, file)))
+    Ok(Some((meta, open_chain(dir, &shared, &path)?)))
 }
 
 /// Installs a received snapshot: names the (fsynced) received file `<id>.snap`, then installs
@@ -361,6 +572,8 @@ fn install_named<C: RaftTypeConfig>(
     batch.put_cf(meta_cf, KEY_MEMBERSHIP, codec::encode(&meta.last_membership));
     batch.put_cf(cf(db, CF_SNAPSHOT), KEY_SNAPSHOT_META, codec::encode(meta));
     batch.put_cf(cf(db, CF_SNAPSHOT), KEY_SNAPSHOT_FILE, codec::encode(&info));
+    // The installed file holds the whole history; the next build writes segments from it.
+    batch.delete_cf(cf(db, CF_SNAPSHOT), KEY_SEGMENTS);
     batch.delete_cf(meta_cf, KEY_INSTALLING);
     batch.delete_cf(meta_cf, KEY_INSTALLING_INDEX);
     if let Some(upto) = &meta.last_log_id {
@@ -478,6 +691,20 @@ fn check_with<C: RaftTypeConfig>(db: &DB, snapshot_dir: &Path, verify_files: boo
             Err(e) => problems.push(e.to_string()),
         }
         snapshot_id = Some(meta.snapshot_id);
+        for seg in segments(db)? {
+            let checked = if verify_files {
+                verify_segment(snapshot_dir, &seg)
+            } else {
+                match std::fs::metadata(snapshot_dir.join(&seg.file)) {
+                    Ok(m) if m.len() == seg.info.bytes => Ok(()),
+                    Ok(m) => Err(StoreError::Invalid(format!("history segment {} has {} bytes, recorded as {}", seg.file, m.len(), seg.info.bytes))),
+                    Err(e) => Err(StoreError::Invalid(format!("history segment {} is missing: {e}", seg.file))),
+                }
+            };
+            if let Err(e) = checked {
+                problems.push(e.to_string());
+            }
+        }
     }
     if let Some(meta) = &pending {
         if let Err(e) = verify_file(&snapshot_dir.join(format!("{}.snap", meta.snapshot_id))) {

@@ -43,6 +43,7 @@ use crate::codec;
 use crate::db::{cf, StoreError, CF_SM_META};
 
 use crate::snapshot::{self as snap, SnapshotDir, KEY_APPLIED, KEY_MEMBERSHIP};
+use crate::snapshot_file::SnapshotFile;
 
 pub use store::{ClosedSignal, StateStore, Txn};
 
@@ -122,21 +123,21 @@ pub struct SnapshotBuilder<C> {
     _c: std::marker::PhantomData<C>,
 }
 
-impl<C: RaftTypeConfig<SnapshotData = tokio::fs::File>> RaftSnapshotBuilder<C> for SnapshotBuilder<C> {
+impl<C: RaftTypeConfig<SnapshotData = SnapshotFile>> RaftSnapshotBuilder<C> for SnapshotBuilder<C> {
     async fn build_snapshot(&mut self) -> Result<Snapshot<C>, StorageError<C::NodeId>> {
         let store = self.store.clone();
         let dir = self.dir.clone();
-        let (meta, file) = tokio::task::spawn_blocking(move || snap::build::<C>(&store.db, &dir))
+        let (meta, file) = tokio::task::spawn_blocking(move || snap::build::<C>(&store.db, &dir, false))
             .await
             .map_err(sm_read::<C>)?
             .map_err(sm_read::<C>)?;
-        Ok(Snapshot { meta, snapshot: Box::new(tokio::fs::File::from_std(file)) })
+        Ok(Snapshot { meta, snapshot: Box::new(file) })
     }
 }
 
 impl<C, A> RaftStateMachine<C> for StateMachineStore<C, A>
 where
-    C: RaftTypeConfig<Entry = openraft::Entry<C>, SnapshotData = tokio::fs::File>,
+    C: RaftTypeConfig<Entry = openraft::Entry<C>, SnapshotData = SnapshotFile>,
     C::R: Default,
     A: Application<C>,
 {
@@ -193,12 +194,12 @@ where
 
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<C::SnapshotData>, StorageError<C::NodeId>> {
         let path = self.snapshots.temp("receive");
-        let file = tokio::fs::OpenOptions::new()
+        let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .create_new(true)
             .open(&path)
-            .await
+            .and_then(SnapshotFile::single)
             .map_err(sm_write::<C>)?;
         // An earlier transfer that never completed leaves its file behind; it is not needed.
         if let Some(old) = self.receiving.replace(path) {
@@ -212,13 +213,13 @@ where
         meta: &SnapshotMeta<C::NodeId, C::Node>,
         snapshot: Box<C::SnapshotData>,
     ) -> Result<(), StorageError<C::NodeId>> {
-        use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+        use tokio::io::AsyncSeekExt;
         let mut src = *snapshot;
-        src.flush().await.map_err(sm_write::<C>)?;
         // The received file is renamed into place when it is the one this store handed out;
-        // otherwise (a snapshot given directly) it is copied to a staging file first.
+        // otherwise (a snapshot given directly, possibly a chain of files) it is copied to a
+        // staging file first.
         let received = match self.receiving.take() {
-            Some(path) if same_file(&src, &path).await => path,
+            Some(path) if src.as_single().is_some_and(|f| same_file(f, &path)) => path,
             other => {
                 if let Some(p) = other {
                     let _ = tokio::fs::remove_file(p).await;
@@ -227,12 +228,13 @@ where
                 let staged = self.snapshots.temp("stage");
                 let mut dst = tokio::fs::File::create(&staged).await.map_err(sm_write::<C>)?;
                 tokio::io::copy(&mut src, &mut dst).await.map_err(sm_write::<C>)?;
-                dst.flush().await.map_err(sm_write::<C>)?;
-                src = dst;
+                dst.sync_all().await.map_err(sm_write::<C>)?;
                 staged
             }
         };
-        src.sync_all().await.map_err(sm_write::<C>)?;
+        if let Some(f) = src.as_single() {
+            f.sync_all().map_err(sm_write::<C>)?;
+        }
         drop(src);
 
         let db = self.store.db.clone();
@@ -266,20 +268,20 @@ where
                 }
                 let db = self.store.db.clone();
                 let dir = self.snapshots.clone();
-                tokio::task::spawn_blocking(move || snap::build::<C>(&db, &dir))
+                tokio::task::spawn_blocking(move || snap::build::<C>(&db, &dir, true))
                     .await
                     .map_err(sm_read::<C>)?
                     .map_err(sm_read::<C>)?
             }
         };
-        Ok(Some(Snapshot { meta, snapshot: Box::new(tokio::fs::File::from_std(file)) }))
+        Ok(Some(Snapshot { meta, snapshot: Box::new(file) }))
     }
 }
 
 /// Whether an open file is the file at `path` (same device and inode).
-async fn same_file(file: &tokio::fs::File, path: &Path) -> bool {
+fn same_file(file: &std::fs::File, path: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
-    match (file.metadata().await, tokio::fs::metadata(path).await) {
+    match (file.metadata(), std::fs::metadata(path)) {
         (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
         _ => false,
     }
