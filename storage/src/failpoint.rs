@@ -16,6 +16,7 @@ pub const NAMES: &[&str] = &[
     "apply_before",
     "apply_after",
     "snapshot_build_before",
+    "snapshot_build_segment",
     "snapshot_build_renamed",
     "snapshot_build_after",
     "snapshot_prune",
