@@ -88,6 +88,10 @@ pub async fn render(State(ctx): State<MetricsState>) -> Response {
     let commands = roster_raft::node::BATCH_COMMANDS.load(std::sync::atomic::Ordering::Relaxed);
     let _ = writeln!(out, "# HELP roster_proposal_batches_total Raft entries proposed by this node.\n# TYPE roster_proposal_batches_total counter\nroster_proposal_batches_total {batches}");
     let _ = writeln!(out, "# HELP roster_proposal_commands_total Commands carried in those entries.\n# TYPE roster_proposal_commands_total counter\nroster_proposal_commands_total {commands}");
+    let forwards = roster_raft::node::FORWARD_REQUESTS.load(std::sync::atomic::Ordering::Relaxed);
+    let forwarded = roster_raft::node::FORWARDED_COMMANDS.load(std::sync::atomic::Ordering::Relaxed);
+    let _ = writeln!(out, "# HELP roster_forward_requests_total Requests this node sent to forward writes to the leader.\n# TYPE roster_forward_requests_total counter\nroster_forward_requests_total {forwards}");
+    let _ = writeln!(out, "# HELP roster_forwarded_commands_total Commands carried in those requests.\n# TYPE roster_forwarded_commands_total counter\nroster_forwarded_commands_total {forwarded}");
     for (name, help, h) in [
         ("roster_log_append_seconds", "Raft log appends, fsync included.", &LOG_APPEND_SECONDS),
         ("roster_apply_seconds", "State machine apply batches.", &APPLY_SECONDS),

@@ -184,11 +184,14 @@ fn a_late_node_catches_up_from_a_snapshot() {
 fn concurrent_writes_are_batched_without_mixing_up_results() {
     let dir = tempfile::tempdir().unwrap();
     let cluster = Cluster::start(dir.path(), 3, &[]);
+    let leader = cluster.wait_leader(Duration::from_secs(10));
+    let follower = (leader + 1) % 3;
     let eps = cluster.addrs.clone();
     let results: Vec<(u64, String)> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..32)
             .map(|t| {
-                let eps = eps.clone();
+                // Half the writers go through one follower only, which forwards in batches.
+                let eps = if t % 2 == 0 { vec![eps[follower].clone()] } else { eps.clone() };
                 s.spawn(move || {
                     let mut out = Vec::new();
                     for i in 0..5 {
@@ -225,6 +228,14 @@ fn concurrent_writes_are_batched_without_mixing_up_results() {
         listed.as_array().unwrap().iter().any(|c| c["id"].as_str().unwrap().matches('-').count() == 2),
         "no two commands shared a Raft entry, so batching was not exercised"
     );
+    let metrics = common::secure().admin(Duration::from_secs(5)).get(cluster.node(follower).url("/metrics")).send().unwrap().text().unwrap();
+    let counter = |name: &str| -> u64 {
+        metrics.lines().find_map(|l| l.strip_prefix(name)?.trim().parse().ok()).unwrap_or_else(|| panic!("no {name} in {metrics}"))
+    };
+    let (requests, commands) = (counter("roster_forward_requests_total "), counter("roster_forwarded_commands_total "));
+    eprintln!("the follower forwarded {commands} commands in {requests} requests");
+    assert!(commands >= 160, "the follower forwarded {commands} commands");
+    assert!(requests < commands, "the follower forwarded {commands} commands in {requests} requests: none was batched");
 }
 
 /// Security (issue 18, item 4): a node address is host:port only (no scheme: the cluster's own

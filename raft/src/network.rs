@@ -28,6 +28,8 @@ pub const ROUTE_VOTE: &str = "/raft/vote";
 pub const ROUTE_SNAPSHOT: &str = "/raft/snapshot";
 /// A follower forwards a client proposal to the leader.
 pub const ROUTE_FORWARD: &str = "/raft/forward";
+/// A follower forwards a batch of client proposals to the leader in one request.
+pub const ROUTE_FORWARD_BATCH: &str = "/raft/forward-batch";
 /// A follower asks the leader for a read index.
 pub const ROUTE_READ_INDEX: &str = "/raft/read-index";
 /// A membership change forwarded to the leader.

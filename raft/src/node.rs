@@ -17,7 +17,7 @@ use openraft::error::{ClientWriteError, RaftError};
 use openraft::BasicNode;
 use roster_storage::{Application, LogStore, StateMachineStore, StateStore};
 
-use crate::network::{peer_client, HttpNetwork, ROUTE_ADMIN, ROUTE_FORWARD, ROUTE_READ_INDEX};
+use crate::network::{peer_client, HttpNetwork, ROUTE_ADMIN, ROUTE_FORWARD, ROUTE_FORWARD_BATCH, ROUTE_READ_INDEX};
 use crate::transport::Transport;
 use crate::types::{NodeId, Proposal, Raft, TypeConfig};
 
@@ -112,8 +112,75 @@ pub static COMMIT_SECONDS: roster_storage::metrics::Histogram = roster_storage::
 /// Batches proposed, and commands in them (their ratio is the mean batch size).
 pub static BATCHES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 pub static BATCH_COMMANDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+/// Requests this node sent to forward commands to the leader, and the commands in them.
+pub static FORWARD_REQUESTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+pub static FORWARDED_COMMANDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 type Pending = (Vec<u8>, oneshot::Sender<Result<Vec<u8>, ProposeError>>);
+
+/// A command a follower forwards: the leader's address, the deadline, the command, and where
+/// its answer (or why the call to the leader failed) goes.
+type Forwarding = (String, Instant, Vec<u8>, oneshot::Sender<Result<Result<Vec<u8>, ProposeError>, CallError>>);
+
+/// Gathers the commands a follower forwards into one request per leader address, as the
+/// batcher gathers proposals: at 64 concurrent writers through a follower, one forward per
+/// command cost the leader an HTTP request each. Each command keeps its own answer; a batch
+/// the leader may have received but did not answer is indeterminate for all its commands.
+async fn forward_loop(node: RaftNode, mut rx: mpsc::Receiver<Forwarding>) {
+    let permits = Arc::new(Semaphore::new(PROPOSALS_IN_FLIGHT_MAX));
+    loop {
+        let Ok(permit) = permits.clone().acquire_owned().await else { return };
+        let Some(first) = rx.recv().await else { return };
+        let mut batch = vec![first];
+        while batch.len() < PROPOSAL_BATCH_MAX {
+            match rx.try_recv() {
+                Ok(f) => batch.push(f),
+                Err(_) => break,
+            }
+        }
+        let mut by_leader: BTreeMap<String, Vec<Forwarding>> = BTreeMap::new();
+        for f in batch {
+            by_leader.entry(f.0.clone()).or_default().push(f);
+        }
+        let permit = Arc::new(permit);
+        for (addr, items) in by_leader {
+            let node = node.clone();
+            let permit = permit.clone();
+            tokio::spawn(async move {
+                let _permit = permit;
+                let deadline = items.iter().map(|f| f.1).min().expect("a batch is not empty");
+                let (commands, waiters): (Vec<Vec<u8>>, Vec<_>) = items.into_iter().map(|(_, _, c, w)| (c, w)).unzip();
+                let n = commands.len();
+                FORWARD_REQUESTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                FORWARDED_COMMANDS.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+                let answers = if n == 1 {
+                    // One command goes the way a single forward always has.
+                    node.call_leader::<Result<Vec<u8>, ProposeError>>(&addr, ROUTE_FORWARD, &commands[0], deadline).await.map(|a| vec![a])
+                } else {
+                    node.call_leader::<Vec<Result<Vec<u8>, ProposeError>>>(&addr, ROUTE_FORWARD_BATCH, &commands, deadline).await
+                };
+                match answers {
+                    Ok(answers) if answers.len() == n => {
+                        for (w, a) in waiters.into_iter().zip(answers) {
+                            let _ = w.send(Ok(a));
+                        }
+                    }
+                    Ok(answers) => {
+                        let e = CallError::Lost(format!("the leader answered {} of {n} forwarded commands", answers.len()));
+                        for w in waiters {
+                            let _ = w.send(Err(e.clone()));
+                        }
+                    }
+                    Err(e) => {
+                        for w in waiters {
+                            let _ = w.send(Err(e.clone()));
+                        }
+                    }
+                }
+            });
+        }
+    }
+}
 
 /// Gathers concurrent commands into batches, one Raft entry each. openraft 0.9 appends and
 /// fsyncs each client write on its own, so batching here is what lets many writers share one
@@ -177,6 +244,8 @@ pub struct RaftNode {
     /// What peers must present on the Raft routes.
     pub(crate) cluster_secret: Option<Arc<str>>,
     batcher: mpsc::Sender<Pending>,
+    /// Commands this node forwards to the leader, gathered into batches (`forward_loop`).
+    forwarder: mpsc::Sender<Forwarding>,
     learner_catch_up_ms: u64,
     /// Proposal batches in flight and read indexes hold it shared; a leader transfer holds it
     /// exclusively, so nothing sent to the followers renews their leases while it waits them
@@ -217,7 +286,8 @@ impl RaftNode {
         let gate = Arc::new(tokio::sync::RwLock::new(()));
         tokio::spawn(batch_loop(raft.clone(), rx, gate.clone()));
         let cluster_secret = config.cluster_secret.as_deref().map(Arc::from);
-        Ok(Self {
+        let (forwarder, forwarded) = mpsc::channel(PROPOSAL_QUEUE_MAX);
+        let node = Self {
             id: config.node_id,
             raft,
             store,
@@ -225,11 +295,23 @@ impl RaftNode {
             transport: config.transport,
             cluster_secret,
             batcher,
+            forwarder,
             learner_catch_up_ms: config.learner_catch_up_ms,
             gate,
             admin_lock: Arc::new(tokio::sync::Mutex::new(())),
             lease_ms: config.raft.election_timeout_max,
-        })
+        };
+        tokio::spawn(forward_loop(node.clone(), forwarded));
+        Ok(node)
+    }
+
+    /// The leader and its address, when this node knows of one other than itself.
+    fn leader_elsewhere(&self) -> Option<(NodeId, String)> {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        let id = m.current_leader.filter(|id| *id != self.id)?;
+        let addr = m.membership_config.membership().get_node(&id)?.addr.clone();
+        Some((id, addr))
     }
 
     /// Proposes one encoded command and waits until it is committed and applied; returns the
@@ -239,13 +321,18 @@ impl RaftNode {
         let deadline = Instant::now() + Duration::from_millis(WRITE_TIMEOUT_MS);
         let mut backoff = RETRY_BACKOFF_FIRST_MS;
         loop {
-            let leader = match self.write_local(proposal.clone()).await {
-                Err(ProposeError::NotLeader { leader }) => leader,
-                other => return other,
+            // A follower that knows the leader forwards at once; the leader's answer says so
+            // if it no longer leads.
+            let leader = match self.leader_elsewhere() {
+                Some(leader) => Some(leader),
+                None => match self.write_local(proposal.clone()).await {
+                    Err(ProposeError::NotLeader { leader }) => leader,
+                    other => return other,
+                },
             };
             let known = leader.as_ref().map(|(id, _)| *id);
             if let Some((id, addr)) = leader.filter(|(id, _)| *id != self.id) {
-                match self.call_leader::<Result<Vec<u8>, ProposeError>>(&addr, ROUTE_FORWARD, &proposal, deadline).await {
+                match self.forward(addr, deadline, proposal.clone()).await {
                     Ok(Ok(reply)) => return Ok(reply),
                     // The leader changed under us: go around again.
                     Ok(Err(ProposeError::NotLeader { .. })) | Err(CallError::NotSent(_)) => {
@@ -261,6 +348,35 @@ impl RaftNode {
             self.wait_leader_change(known, Duration::from_millis(backoff)).await;
             backoff = (backoff * 2).min(RETRY_BACKOFF_MAX_MS);
         }
+    }
+
+    /// Forwards one command to the leader at `addr` through the forwarding batcher.
+    async fn forward(&self, addr: String, deadline: Instant, command: Vec<u8>) -> Result<Result<Vec<u8>, ProposeError>, CallError> {
+        let (tx, rx) = oneshot::channel();
+        if self.forwarder.send((addr, deadline, command, tx)).await.is_err() {
+            return Err(CallError::NotSent("the node is shutting down".into()));
+        }
+        rx.await.unwrap_or_else(|_| Err(CallError::NotSent("the node is shutting down".into())))
+    }
+
+    /// Proposes several commands on this node (the leader side of a forwarded batch): all are
+    /// queued for the batcher before any answer is awaited, so they share Raft entries.
+    pub async fn write_local_many(&self, commands: Vec<Vec<u8>>) -> Vec<Result<Vec<u8>, ProposeError>> {
+        let mut waiting = Vec::with_capacity(commands.len());
+        for command in commands {
+            let (tx, rx) = oneshot::channel();
+            let queued = self.batcher.send((command, tx)).await.is_ok();
+            waiting.push(queued.then_some(rx));
+        }
+        let mut answers = Vec::with_capacity(waiting.len());
+        for rx in waiting {
+            let answer = match rx {
+                Some(rx) => rx.await.unwrap_or_else(|_| Err(ProposeError::Unavailable("the node is shutting down".into()))),
+                None => Err(ProposeError::Unavailable("the node is shutting down".into())),
+            };
+            answers.push(answer);
+        }
+        answers
     }
 
     /// Proposes on this node only (the leader side of forwarding), batched with concurrent
@@ -537,6 +653,7 @@ impl RaftNode {
 }
 
 /// Why a call to the leader failed.
+#[derive(Clone, Debug)]
 pub(crate) enum CallError {
     /// Certainly not delivered (connection refused): safe to retry.
     NotSent(String),

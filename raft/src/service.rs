@@ -9,14 +9,14 @@ use axum::routing::post;
 use axum::Router;
 use roster_storage::codec;
 
-use crate::network::{ROUTE_ADMIN, ROUTE_APPEND, ROUTE_FORWARD, ROUTE_READ_INDEX, ROUTE_SNAPSHOT, ROUTE_TRANSFER, ROUTE_VOTE};
+use crate::network::{ROUTE_ADMIN, ROUTE_APPEND, ROUTE_FORWARD, ROUTE_FORWARD_BATCH, ROUTE_READ_INDEX, ROUTE_SNAPSHOT, ROUTE_TRANSFER, ROUTE_VOTE};
 use crate::node::{AdminRequest, RaftNode};
 
 /// Largest Raft RPC body accepted: an append batch or one snapshot chunk.
 pub const RAFT_RPC_BODY_MAX_BYTES: usize = 64 << 20;
 
 /// Every Raft route (all POST), each guarded by the cluster secret.
-pub const ROUTES: &[&str] = &[ROUTE_APPEND, ROUTE_VOTE, ROUTE_SNAPSHOT, ROUTE_FORWARD, ROUTE_READ_INDEX, ROUTE_ADMIN, ROUTE_TRANSFER];
+pub const ROUTES: &[&str] = &[ROUTE_APPEND, ROUTE_VOTE, ROUTE_SNAPSHOT, ROUTE_FORWARD, ROUTE_FORWARD_BATCH, ROUTE_READ_INDEX, ROUTE_ADMIN, ROUTE_TRANSFER];
 
 /// Routes for Raft RPC and leader forwarding, to be merged into the node's HTTP router.
 pub fn router(node: RaftNode) -> Router {
@@ -25,6 +25,7 @@ pub fn router(node: RaftNode) -> Router {
         .route(ROUTE_VOTE, post(vote))
         .route(ROUTE_SNAPSHOT, post(snapshot))
         .route(ROUTE_FORWARD, post(forward))
+        .route(ROUTE_FORWARD_BATCH, post(forward_batch))
         .route(ROUTE_READ_INDEX, post(read_index))
         .route(ROUTE_ADMIN, post(admin))
         .route(ROUTE_TRANSFER, post(transfer))
@@ -79,6 +80,13 @@ async fn snapshot(State(node): State<RaftNode>, body: Bytes) -> Response {
 async fn forward(State(node): State<RaftNode>, body: Bytes) -> Response {
     match codec::decode::<Vec<u8>>(&body) {
         Ok(p) => codec::encode(&node.write_local(p).await).into_response(),
+        Err(e) => bad_request(e),
+    }
+}
+
+async fn forward_batch(State(node): State<RaftNode>, body: Bytes) -> Response {
+    match codec::decode::<Vec<Vec<u8>>>(&body) {
+        Ok(commands) => codec::encode(&node.write_local_many(commands).await).into_response(),
         Err(e) => bad_request(e),
     }
 }
