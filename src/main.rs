@@ -104,6 +104,11 @@ enum Cmd {
         /// round); off by default. At least --agent-stale-after-secs.
         #[arg(long)]
         forget_agents_after_secs: Option<u64>,
+        /// Most agent config watches this node holds at once; more are refused with 503 and
+        /// the agents back off and retry (another node). Each held watch costs about 40 KB of
+        /// memory and one file descriptor; the node raises its file limit as far as it may.
+        #[arg(long, default_value_t = roster::api::WATCHES_PER_NODE_MAX)]
+        watches_max: usize,
         /// A server becomes failed cluster-wide after failure reports from this many distinct
         /// agents (1: the first report, the product's behaviour)...
         #[arg(long, default_value_t = roster::api::FAIL_AFTER_REPORTS_DEFAULT)]
@@ -335,6 +340,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             learner,
             agent_stale_after_secs,
             forget_agents_after_secs,
+            watches_max,
             fail_after_reports,
             fail_report_window_secs,
             security,
@@ -350,6 +356,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             roster::server::check_failure_detection(heartbeat_ms, election_timeout_min_ms, election_timeout_max_ms).map_err(anyhow::Error::msg)?;
             anyhow::ensure!(agent_stale_after_secs >= 1, "--agent-stale-after-secs must be at least 1");
+            anyhow::ensure!((1..=1_000_000).contains(&watches_max), "--watches-max must be 1..=1000000");
             anyhow::ensure!((1..=1000).contains(&fail_after_reports), "--fail-after-reports must be 1 to 1000");
             anyhow::ensure!(fail_report_window_secs >= 1, "--fail-report-window-secs must be at least 1");
             if let Some(f) = forget_agents_after_secs {
@@ -368,6 +375,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 learner,
                 agent_stale_after_ms: agent_stale_after_secs.saturating_mul(1000),
                 forget_agents_after_ms: forget_agents_after_secs.map(|s| s.saturating_mul(1000)),
+                watches_max,
                 failure_policy: roster::api::FailurePolicy { reports: fail_after_reports, window_ms: fail_report_window_secs.saturating_mul(1000) },
                 advertise,
                 peers: parse_peers(&peers)?,

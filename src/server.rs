@@ -67,6 +67,8 @@ pub struct ServeConfig {
     pub learner: bool,
     /// `--agent-stale-after-secs`, in ms.
     pub agent_stale_after_ms: u64,
+    /// `--watches-max`: most agent watches held at once.
+    pub watches_max: usize,
     /// `--forget-agents-after-secs`, in ms: the leader removes agents unseen this long.
     pub forget_agents_after_ms: Option<u64>,
     /// `--fail-after-reports` and `--fail-report-window-secs`.
@@ -173,6 +175,7 @@ impl ServeConfig {
             learner: false,
             agent_stale_after_ms: crate::api::AGENT_STALE_AFTER_SECS_DEFAULT * 1000,
             forget_agents_after_ms: None,
+            watches_max: crate::api::WATCHES_PER_NODE_MAX,
             failure_policy: Default::default(),
         }
     }
@@ -181,11 +184,12 @@ impl ServeConfig {
 /// File descriptors kept aside from client connections (RocksDB files, peers, logs).
 pub const FDS_RESERVED_MIN: usize = 64;
 
-/// The connection cap: `HTTP_CONNECTIONS_MAX`, or less if the process's file limit is lower
-/// (after raising the soft limit to the hard one), keeping `FDS_RESERVED_MIN` (or a quarter)
-/// of the descriptors for everything else. A cap above the real limit would let a connection
-/// flood starve the node of descriptors (`accept: Too many open files`, failed RocksDB opens).
-pub fn connection_cap() -> usize {
+/// The connection cap: `HTTP_CONNECTIONS_MAX` (or `watches_max` plus that much more, for a node
+/// told to hold more watches), or less if the process's file limit is lower (after raising the
+/// soft limit to the hard one), keeping `FDS_RESERVED_MIN` (or a quarter) of the descriptors
+/// for everything else. A cap above the real limit would let a connection flood starve the
+/// node of descriptors (`accept: Too many open files`, failed RocksDB opens).
+pub fn connection_cap(watches_max: usize) -> usize {
     let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit and setrlimit only read and write the struct passed to them.
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
@@ -199,7 +203,7 @@ pub fn connection_cap() -> usize {
     }
     let soft = (limit.rlim_cur as u64).min(1 << 24) as usize;
     let reserved = (soft / 4).max(FDS_RESERVED_MIN);
-    soft.saturating_sub(reserved).clamp(16, HTTP_CONNECTIONS_MAX)
+    soft.saturating_sub(reserved).clamp(16, HTTP_CONNECTIONS_MAX.max(watches_max.saturating_add(HTTP_CONNECTIONS_MAX / 6)))
 }
 
 /// Parses `1=127.0.0.1:7001,2=127.0.0.1:7002`.
@@ -353,7 +357,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
         node: node.clone(),
         machine: handle.clone(),
         http_metrics: Default::default(),
-        agents: Default::default(),
+        agents: crate::api::AgentTracker::with_watches_max(config.watches_max),
         auth,
         transport,
         peer_http,
@@ -377,7 +381,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let header_read_timeout = Duration::from_millis(config.header_read_timeout_ms);
     let peer_budget = if peer_listener.is_some() { PEER_CONNECTIONS_MAX } else { 0 };
-    let connections_max = connection_cap().saturating_sub(peer_budget).max(16);
+    let connections_max = connection_cap(config.watches_max).saturating_sub(peer_budget).max(16);
     tracing::info!(connections_max, peer_listen = ?peer_addr, "serving HTTP");
     let peer = match (peer_listener, peer_router) {
         (Some(l), Some(r)) => {

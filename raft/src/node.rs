@@ -118,6 +118,22 @@ pub static FORWARDED_COMMANDS: std::sync::atomic::AtomicU64 = std::sync::atomic:
 
 type Pending = (Vec<u8>, oneshot::Sender<Result<Vec<u8>, ProposeError>>);
 
+/// Waits for a free slot among the batches in flight, then for a first item, and takes every
+/// item queued behind it, up to [`PROPOSAL_BATCH_MAX`]. Waiting for the slot first lets the
+/// queue fill while earlier batches are in flight. `None` once the queue is closed.
+async fn next_batch<T>(permits: &Arc<Semaphore>, rx: &mut mpsc::Receiver<T>) -> Option<(tokio::sync::OwnedSemaphorePermit, Vec<T>)> {
+    let permit = permits.clone().acquire_owned().await.ok()?;
+    let first = rx.recv().await?;
+    let mut batch = vec![first];
+    while batch.len() < PROPOSAL_BATCH_MAX {
+        match rx.try_recv() {
+            Ok(item) => batch.push(item),
+            Err(_) => break,
+        }
+    }
+    Some((permit, batch))
+}
+
 /// A command a follower forwards: the leader's address, the deadline, the command, and where
 /// its answer (or why the call to the leader failed) goes.
 type Forwarding = (String, Instant, Vec<u8>, oneshot::Sender<Result<Result<Vec<u8>, ProposeError>, CallError>>);
@@ -126,25 +142,19 @@ type Forwarding = (String, Instant, Vec<u8>, oneshot::Sender<Result<Result<Vec<u
 /// batcher gathers proposals: at 64 concurrent writers through a follower, one forward per
 /// command cost the leader an HTTP request each. Each command keeps its own answer; a batch
 /// the leader may have received but did not answer is indeterminate for all its commands.
-async fn forward_loop(node: RaftNode, mut rx: mpsc::Receiver<Forwarding>) {
+///
+/// It holds only the peer client, never a `RaftNode`: the queue closes, and the loop ends, when
+/// the last `RaftNode` handle is dropped, so a stopped node's database is released.
+async fn forward_loop(http: reqwest::Client, transport: Transport, mut rx: mpsc::Receiver<Forwarding>) {
     let permits = Arc::new(Semaphore::new(PROPOSALS_IN_FLIGHT_MAX));
-    loop {
-        let Ok(permit) = permits.clone().acquire_owned().await else { return };
-        let Some(first) = rx.recv().await else { return };
-        let mut batch = vec![first];
-        while batch.len() < PROPOSAL_BATCH_MAX {
-            match rx.try_recv() {
-                Ok(f) => batch.push(f),
-                Err(_) => break,
-            }
-        }
+    while let Some((permit, batch)) = next_batch(&permits, &mut rx).await {
         let mut by_leader: BTreeMap<String, Vec<Forwarding>> = BTreeMap::new();
         for f in batch {
             by_leader.entry(f.0.clone()).or_default().push(f);
         }
         let permit = Arc::new(permit);
         for (addr, items) in by_leader {
-            let node = node.clone();
+            let (http, transport) = (http.clone(), transport.clone());
             let permit = permit.clone();
             tokio::spawn(async move {
                 let _permit = permit;
@@ -155,9 +165,9 @@ async fn forward_loop(node: RaftNode, mut rx: mpsc::Receiver<Forwarding>) {
                 FORWARDED_COMMANDS.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
                 let answers = if n == 1 {
                     // One command goes the way a single forward always has.
-                    node.call_leader::<Result<Vec<u8>, ProposeError>>(&addr, ROUTE_FORWARD, &commands[0], deadline).await.map(|a| vec![a])
+                    call_peer::<Result<Vec<u8>, ProposeError>>(&http, &transport, &addr, ROUTE_FORWARD, &commands[0], deadline).await.map(|a| vec![a])
                 } else {
-                    node.call_leader::<Vec<Result<Vec<u8>, ProposeError>>>(&addr, ROUTE_FORWARD_BATCH, &commands, deadline).await
+                    call_peer::<Vec<Result<Vec<u8>, ProposeError>>>(&http, &transport, &addr, ROUTE_FORWARD_BATCH, &commands, deadline).await
                 };
                 match answers {
                     Ok(answers) if answers.len() == n => {
@@ -187,17 +197,7 @@ async fn forward_loop(node: RaftNode, mut rx: mpsc::Receiver<Forwarding>) {
 /// append.
 async fn batch_loop(raft: Raft, mut rx: mpsc::Receiver<Pending>, gate: Arc<tokio::sync::RwLock<()>>) {
     let permits = Arc::new(Semaphore::new(PROPOSALS_IN_FLIGHT_MAX));
-    loop {
-        // Waiting for a permit first lets the queue fill while earlier batches are in flight.
-        let Ok(permit) = permits.clone().acquire_owned().await else { return };
-        let Some(first) = rx.recv().await else { return };
-        let mut batch = vec![first];
-        while batch.len() < PROPOSAL_BATCH_MAX {
-            match rx.try_recv() {
-                Ok(p) => batch.push(p),
-                Err(_) => break,
-            }
-        }
+    while let Some((permit, batch)) = next_batch(&permits, &mut rx).await {
         // Held until the batch is answered; a leader transfer waits for it and holds new
         // batches back (see `RaftNode::gate`).
         let shared = gate.clone().read_owned().await;
@@ -287,6 +287,7 @@ impl RaftNode {
         tokio::spawn(batch_loop(raft.clone(), rx, gate.clone()));
         let cluster_secret = config.cluster_secret.as_deref().map(Arc::from);
         let (forwarder, forwarded) = mpsc::channel(PROPOSAL_QUEUE_MAX);
+        tokio::spawn(forward_loop(http.clone(), config.transport.clone(), forwarded));
         let node = Self {
             id: config.node_id,
             raft,
@@ -301,7 +302,6 @@ impl RaftNode {
             admin_lock: Arc::new(tokio::sync::Mutex::new(())),
             lease_ms: config.raft.election_timeout_max,
         };
-        tokio::spawn(forward_loop(node.clone(), forwarded));
         Ok(node)
     }
 
@@ -568,24 +568,7 @@ impl RaftNode {
         body: &impl Serialize,
         deadline: Instant,
     ) -> Result<R, CallError> {
-        let timeout = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
-        let sent = self
-            .http
-            .post(self.transport.url(addr, route))
-            .timeout(timeout)
-            .body(codec::encode(body))
-            .send()
-            .await;
-        let resp = match sent {
-            Ok(r) => r,
-            Err(e) if e.is_connect() => return Err(CallError::NotSent(e.to_string())),
-            Err(e) => return Err(CallError::Lost(e.to_string())),
-        };
-        if !resp.status().is_success() {
-            return Err(CallError::Lost(format!("leader answered {}", resp.status())));
-        }
-        let bytes = resp.bytes().await.map_err(|e| CallError::Lost(e.to_string()))?;
-        codec::decode(&bytes).map_err(|e| CallError::Lost(e.to_string()))
+        call_peer(&self.http, &self.transport, addr, route, body, deadline).await
     }
 
     /// Sleeps for `at_most`, waking early once this node learns of a leader other than
@@ -650,6 +633,29 @@ impl RaftNode {
             tracing::warn!("raft shutdown: {e}");
         }
     }
+}
+
+/// POSTs `body` to a peer's `route` and decodes its answer, by `deadline`.
+async fn call_peer<R: DeserializeOwned>(
+    http: &reqwest::Client,
+    transport: &Transport,
+    addr: &str,
+    route: &str,
+    body: &impl Serialize,
+    deadline: Instant,
+) -> Result<R, CallError> {
+    let timeout = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+    let sent = http.post(transport.url(addr, route)).timeout(timeout).body(codec::encode(body)).send().await;
+    let resp = match sent {
+        Ok(r) => r,
+        Err(e) if e.is_connect() => return Err(CallError::NotSent(e.to_string())),
+        Err(e) => return Err(CallError::Lost(e.to_string())),
+    };
+    if !resp.status().is_success() {
+        return Err(CallError::Lost(format!("leader answered {}", resp.status())));
+    }
+    let bytes = resp.bytes().await.map_err(|e| CallError::Lost(e.to_string()))?;
+    codec::decode(&bytes).map_err(|e| CallError::Lost(e.to_string()))
 }
 
 /// Why a call to the leader failed.

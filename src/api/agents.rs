@@ -106,10 +106,17 @@ pub struct AgentTracker {
 
 impl Default for AgentTracker {
     fn default() -> Self {
+        Self::with_watches_max(WATCHES_PER_NODE_MAX)
+    }
+}
+
+impl AgentTracker {
+    /// A tracker that holds at most `watches_max` watches at once.
+    pub fn with_watches_max(watches_max: usize) -> Self {
         Self {
             contacts: Default::default(),
             reports: Default::default(),
-            watches: Arc::new(tokio::sync::Semaphore::new(WATCHES_PER_NODE_MAX)),
+            watches: Arc::new(tokio::sync::Semaphore::new(watches_max)),
             closing: Arc::new(tokio::sync::watch::channel(false).0),
             acks: Arc::new(tokio::sync::watch::channel(0).0),
         }

@@ -23,7 +23,7 @@ use axum::http::Method;
 use axum::routing::{MethodFilter, MethodRouter};
 use roster_raft::{RaftNode, Transport};
 
-pub use agents::AgentTracker;
+pub use agents::{AgentTracker, WATCHES_PER_NODE_MAX};
 pub use error::{ApiError, ApiJson, ApiPath, ApiQuery};
 
 use crate::auth::{Access, Auth};
