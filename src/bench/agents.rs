@@ -12,7 +12,7 @@ use super::{free_port, tempfile_dir};
 /// limit too; otherwise it says which `ulimit -n` is needed.
 pub const AGENTS_BENCH_MAX: usize = 100_000;
 /// File descriptors kept for everything but the agents' connections.
-const FDS_SPARE: u64 = 20_000;
+const FDS_SPARE: u64 = 2_000;
 
 use super::rss_kb;
 
@@ -30,6 +30,7 @@ fn raise_file_limit(want: u64) -> anyhow::Result<()> {
     if limit.rlim_cur >= want {
         return Ok(());
     }
+    // Up to the hard limit anyone may go; above it only a process allowed to raise it.
     let raised = libc::rlimit { rlim_cur: want, rlim_max: limit.rlim_max.max(want) };
     if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
         anyhow::bail!(
