@@ -29,16 +29,13 @@ async fn cluster(axum::extract::State(ctx): axum::extract::State<Ctx>) -> Respon
     let me = ctx.node.id;
     let mine = Health::of(&ctx);
     let asks = status.members.iter().map(|m| {
-        let url = ctx.transport.url(&m.addr, "/healthz");
-        let http = ctx.peer_http.clone();
-        let is_me = m.id == me;
-        let mine = mine.clone();
+        let (is_me, mine, addr) = (m.id == me, mine.clone(), m.addr.clone());
+        let ctx = &ctx;
         async move {
             if is_me {
                 return Some(mine);
             }
-            let answer = http.get(url).timeout(std::time::Duration::from_millis(MEMBER_VERSION_TIMEOUT_MS)).send().await.ok()?;
-            answer.json::<Health>().await.ok()
+            fetch_health(ctx, &addr).await.flatten()
         }
     });
     let answers = futures::future::join_all(asks).await;
@@ -170,15 +167,22 @@ pub async fn add_node_as(ctx: &Ctx, id: u64, addr: String, learner: bool, actor:
 async fn started_as_learner(ctx: &Ctx, addr: &str) -> bool {
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(roster_raft::node::LEARNER_CATCH_UP_MS.min(10_000));
     loop {
-        let ask = ctx.peer_http.get(ctx.transport.url(addr, "/healthz")).timeout(std::time::Duration::from_millis(MEMBER_VERSION_TIMEOUT_MS));
-        if let Ok(answer) = ask.send().await {
-            return answer.json::<Health>().await.is_ok_and(|h| h.learner);
+        if let Some(answer) = fetch_health(ctx, addr).await {
+            return answer.is_some_and(|h| h.learner);
         }
         if tokio::time::Instant::now() >= deadline {
             return false;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+}
+
+/// Asks the node at `addr` for its `/healthz`, waiting at most `MEMBER_VERSION_TIMEOUT_MS`:
+/// `None` when it could not be reached, `Some(None)` when its answer is not a [`Health`].
+async fn fetch_health(ctx: &Ctx, addr: &str) -> Option<Option<Health>> {
+    let ask = ctx.peer_http.get(ctx.transport.url(addr, "/healthz")).timeout(std::time::Duration::from_millis(MEMBER_VERSION_TIMEOUT_MS));
+    let answer = ask.send().await.ok()?;
+    Some(answer.json::<Health>().await.ok())
 }
 
 /// A node address is `host:port` and nothing else: no scheme (the cluster's own transport,
