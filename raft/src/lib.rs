@@ -4,6 +4,7 @@
 //! Client requests and replies are opaque bytes here ([`Proposal`], [`Reply`]); the domain
 //! encodes and decodes them. This crate knows nothing of the Roster domain or its HTTP API.
 
+pub mod batch;
 pub mod network;
 pub mod node;
 pub mod service;

@@ -7,19 +7,24 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use roster_storage::codec;
+
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::BasicNode;
 use roster_storage::{Application, LogStore, StateMachineStore, StateStore};
 
-use crate::network::{peer_client, HttpNetwork, ROUTE_ADMIN, ROUTE_FORWARD, ROUTE_FORWARD_BATCH, ROUTE_READ_INDEX};
+use crate::batch::{batch_loop, call_peer, forward_loop, CallError, Forwarding, Pending, PROPOSAL_QUEUE_MAX};
+pub use crate::batch::{
+    APPEND_ENTRIES_MAX, BATCHES, BATCH_COMMANDS, COMMIT_SECONDS, FORWARDED_COMMANDS, FORWARD_REQUESTS, PROPOSALS_IN_FLIGHT_MAX,
+    PROPOSAL_BATCH_BYTES_MAX, PROPOSAL_BATCH_MAX,
+};
+use crate::network::{peer_client, HttpNetwork, ROUTE_ADMIN, ROUTE_READ_INDEX};
 use crate::transport::Transport;
-use crate::types::{NodeId, Proposal, Raft, TypeConfig};
+use crate::types::{NodeId, Raft, TypeConfig};
 
 /// Everything a node needs to start.
 #[derive(Clone, Debug)]
@@ -49,6 +54,9 @@ impl NodeConfig {
             heartbeat_interval: 100,
             election_timeout_min: 400,
             election_timeout_max: 800,
+            // Entries are batches of at most `PROPOSAL_BATCH_BYTES_MAX` (plus one command), so
+            // an append of this many stays under the peers' body limit.
+            max_payload_entries: APPEND_ENTRIES_MAX,
             ..Default::default()
         }
     }
@@ -96,142 +104,10 @@ pub const RETRY_BACKOFF_MAX_MS: u64 = 500;
 /// A retry waits at least this long even when a new leader is already known.
 pub const RETRY_WAKE_FLOOR_MS: u64 = 2;
 
-fn leader_of(f: &openraft::error::ForwardToLeader<NodeId, BasicNode>) -> Option<(NodeId, String)> {
+pub(crate) fn leader_of(f: &openraft::error::ForwardToLeader<NodeId, BasicNode>) -> Option<(NodeId, String)> {
     f.leader_id.zip(f.leader_node.as_ref().map(|n| n.addr.clone()))
 }
 
-/// Most commands carried by one Raft entry.
-pub const PROPOSAL_BATCH_MAX: usize = 512;
-/// Most batches proposed and not yet answered at once.
-pub const PROPOSALS_IN_FLIGHT_MAX: usize = 4;
-/// Most commands waiting to be batched; further writers wait (backpressure).
-pub const PROPOSAL_QUEUE_MAX: usize = 16_384;
-
-/// Time from proposing a batch to its commit and local apply.
-pub static COMMIT_SECONDS: roster_storage::metrics::Histogram = roster_storage::metrics::Histogram::new();
-/// Batches proposed, and commands in them (their ratio is the mean batch size).
-pub static BATCHES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-pub static BATCH_COMMANDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-/// Requests this node sent to forward commands to the leader, and the commands in them.
-pub static FORWARD_REQUESTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-pub static FORWARDED_COMMANDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
-type Pending = (Vec<u8>, oneshot::Sender<Result<Vec<u8>, ProposeError>>);
-
-/// Waits for a free slot among the batches in flight, then for a first item, and takes every
-/// item queued behind it, up to [`PROPOSAL_BATCH_MAX`]. Waiting for the slot first lets the
-/// queue fill while earlier batches are in flight. `None` once the queue is closed.
-async fn next_batch<T>(permits: &Arc<Semaphore>, rx: &mut mpsc::Receiver<T>) -> Option<(tokio::sync::OwnedSemaphorePermit, Vec<T>)> {
-    let permit = permits.clone().acquire_owned().await.ok()?;
-    let first = rx.recv().await?;
-    let mut batch = vec![first];
-    while batch.len() < PROPOSAL_BATCH_MAX {
-        match rx.try_recv() {
-            Ok(item) => batch.push(item),
-            Err(_) => break,
-        }
-    }
-    Some((permit, batch))
-}
-
-/// A command a follower forwards: the leader's address, the deadline, the command, and where
-/// its answer (or why the call to the leader failed) goes.
-type Forwarding = (String, Instant, Vec<u8>, oneshot::Sender<Result<Result<Vec<u8>, ProposeError>, CallError>>);
-
-/// Gathers the commands a follower forwards into one request per leader address, as the
-/// batcher gathers proposals: at 64 concurrent writers through a follower, one forward per
-/// command cost the leader an HTTP request each. Each command keeps its own answer; a batch
-/// the leader may have received but did not answer is indeterminate for all its commands.
-///
-/// It holds only the peer client, never a `RaftNode`: the queue closes, and the loop ends, when
-/// the last `RaftNode` handle is dropped, so a stopped node's database is released.
-async fn forward_loop(http: reqwest::Client, transport: Transport, mut rx: mpsc::Receiver<Forwarding>) {
-    let permits = Arc::new(Semaphore::new(PROPOSALS_IN_FLIGHT_MAX));
-    while let Some((permit, batch)) = next_batch(&permits, &mut rx).await {
-        let mut by_leader: BTreeMap<String, Vec<Forwarding>> = BTreeMap::new();
-        for f in batch {
-            by_leader.entry(f.0.clone()).or_default().push(f);
-        }
-        let permit = Arc::new(permit);
-        for (addr, items) in by_leader {
-            let (http, transport) = (http.clone(), transport.clone());
-            let permit = permit.clone();
-            tokio::spawn(async move {
-                let _permit = permit;
-                let deadline = items.iter().map(|f| f.1).min().expect("a batch is not empty");
-                let (commands, waiters): (Vec<Vec<u8>>, Vec<_>) = items.into_iter().map(|(_, _, c, w)| (c, w)).unzip();
-                let n = commands.len();
-                FORWARD_REQUESTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                FORWARDED_COMMANDS.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
-                let answers = if n == 1 {
-                    // One command goes the way a single forward always has.
-                    call_peer::<Result<Vec<u8>, ProposeError>>(&http, &transport, &addr, ROUTE_FORWARD, &commands[0], deadline).await.map(|a| vec![a])
-                } else {
-                    call_peer::<Vec<Result<Vec<u8>, ProposeError>>>(&http, &transport, &addr, ROUTE_FORWARD_BATCH, &commands, deadline).await
-                };
-                match answers {
-                    Ok(answers) if answers.len() == n => {
-                        for (w, a) in waiters.into_iter().zip(answers) {
-                            let _ = w.send(Ok(a));
-                        }
-                    }
-                    Ok(answers) => {
-                        let e = CallError::Lost(format!("the leader answered {} of {n} forwarded commands", answers.len()));
-                        for w in waiters {
-                            let _ = w.send(Err(e.clone()));
-                        }
-                    }
-                    Err(e) => {
-                        for w in waiters {
-                            let _ = w.send(Err(e.clone()));
-                        }
-                    }
-                }
-            });
-        }
-    }
-}
-
-/// Gathers concurrent commands into batches, one Raft entry each. openraft 0.9 appends and
-/// fsyncs each client write on its own, so batching here is what lets many writers share one
-/// append.
-async fn batch_loop(raft: Raft, mut rx: mpsc::Receiver<Pending>, gate: Arc<tokio::sync::RwLock<()>>) {
-    let permits = Arc::new(Semaphore::new(PROPOSALS_IN_FLIGHT_MAX));
-    while let Some((permit, batch)) = next_batch(&permits, &mut rx).await {
-        // Held until the batch is answered; a leader transfer waits for it and holds new
-        // batches back (see `RaftNode::gate`).
-        let shared = gate.clone().read_owned().await;
-        let raft = raft.clone();
-        tokio::spawn(async move {
-            let _shared = shared;
-            let (commands, waiters): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
-            let n = commands.len();
-            let started = std::time::Instant::now();
-            let result = raft.client_write(Proposal { commands }).await;
-            COMMIT_SECONDS.observe(started.elapsed());
-            BATCH_COMMANDS.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
-            BATCHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            drop(permit);
-            match result {
-                Ok(resp) if resp.data.results.len() == n => {
-                    for (w, r) in waiters.into_iter().zip(resp.data.results) {
-                        let _ = w.send(Ok(r));
-                    }
-                }
-                Ok(resp) => panic!("state machine answered {} of {n} commands", resp.data.results.len()),
-                Err(e) => {
-                    let err = match e {
-                        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => ProposeError::NotLeader { leader: leader_of(&f) },
-                        other => ProposeError::Unavailable(other.to_string()),
-                    };
-                    for w in waiters {
-                        let _ = w.send(Err(err.clone()));
-                    }
-                }
-            }
-        });
-    }
-}
 
 /// A started node.
 #[derive(Clone)]
@@ -635,34 +511,3 @@ impl RaftNode {
     }
 }
 
-/// POSTs `body` to a peer's `route` and decodes its answer, by `deadline`.
-async fn call_peer<R: DeserializeOwned>(
-    http: &reqwest::Client,
-    transport: &Transport,
-    addr: &str,
-    route: &str,
-    body: &impl Serialize,
-    deadline: Instant,
-) -> Result<R, CallError> {
-    let timeout = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
-    let sent = http.post(transport.url(addr, route)).timeout(timeout).body(codec::encode(body)).send().await;
-    let resp = match sent {
-        Ok(r) => r,
-        Err(e) if e.is_connect() => return Err(CallError::NotSent(e.to_string())),
-        Err(e) => return Err(CallError::Lost(e.to_string())),
-    };
-    if !resp.status().is_success() {
-        return Err(CallError::Lost(format!("leader answered {}", resp.status())));
-    }
-    let bytes = resp.bytes().await.map_err(|e| CallError::Lost(e.to_string()))?;
-    codec::decode(&bytes).map_err(|e| CallError::Lost(e.to_string()))
-}
-
-/// Why a call to the leader failed.
-#[derive(Clone, Debug)]
-pub(crate) enum CallError {
-    /// Certainly not delivered (connection refused): safe to retry.
-    NotSent(String),
-    /// May have been delivered: retrying could apply twice.
-    Lost(String),
-}

@@ -25,7 +25,8 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::network::ROUTE_TRANSFER;
-use crate::node::{CallError, ProposeError, RaftNode, WRITE_TIMEOUT_MS};
+use crate::batch::CallError;
+use crate::node::{ProposeError, RaftNode, WRITE_TIMEOUT_MS};
 use crate::types::NodeId;
 
 /// The target must have the leader's whole log within this long after proposals stop.
