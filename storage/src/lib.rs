@@ -22,6 +22,8 @@ pub mod db;
 pub mod failpoint;
 pub mod log_store;
 pub mod metrics;
+pub mod check;
+pub mod segments;
 pub mod snapshot;
 pub mod snapshot_file;
 pub mod state_machine;

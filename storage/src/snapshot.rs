@@ -42,7 +42,11 @@ use crate::db::{
     CF_DEPLOYMENTS, CF_LOGS, CF_RAFT_META, CF_REJECTIONS, CF_SM_META, CF_SNAPSHOT, CF_TREE,
 };
 use crate::failpoint;
+use crate::segments::{merge_segments, open_chain, segments, segments_fit, verify_segment, write_segment};
 use crate::snapshot_file::SnapshotFile;
+pub use crate::check::{check, DataDirReport};
+pub(crate) use crate::check::check_startup;
+pub use crate::segments::Segment;
 
 pub(crate) const KEY_APPLIED: &[u8] = b"applied";
 pub(crate) const KEY_MEMBERSHIP: &[u8] = b"membership";
@@ -67,11 +71,6 @@ pub(crate) const SNAPSHOT_CFS: [&str; 6] = [CF_HISTORY, CF_IDEMPOTENCY, CF_CHANG
 /// agents' configuration marks).
 pub(crate) const DERIVED_CFS: [&str; 3] = [CF_CHECKPOINTS, CF_TREE, CF_DEPLOYMENTS];
 
-/// Segments are merged this many at a time, when the newest this many are of one size tier
-/// (frames in [FANIN^k, FANIN^(k+1))): at most FANIN − 1 segments per tier, and a history
-/// record is rewritten O(log_FANIN(history)) times over the life of a data directory.
-const SEGMENT_MERGE_FANIN: usize = 8;
-
 /// Largest write batch while installing a snapshot.
 const INSTALL_BATCH_BYTES: usize = 4 << 20;
 
@@ -81,35 +80,6 @@ pub struct SnapshotFileInfo {
     pub bytes: u64,
     pub frames: u64,
     pub checksum: String,
-}
-
-/// An immutable file of history records (revisions `first..=last`), one link of a chain
-/// ([`stream::STREAM_VERSION_CHAINED`]). The history only grows, so successive snapshots share
-/// their segments and a build writes only the records since the last one: a snapshot costs
-/// O(state + new history), not O(history).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Segment {
-    pub first: u64,
-    pub last: u64,
-    /// Its file's name in the snapshot directory (`*.hist`).
-    pub file: String,
-    pub info: SnapshotFileInfo,
-    /// SHA-256 of the stored value of its last record. If the history under it was replaced
-    /// (a snapshot installed, records rehashed by a format upgrade) they differ, and the next
-    /// build writes the segments afresh.
-    pub last_value: String,
-}
-
-impl Segment {
-    fn tier(&self) -> u32 {
-        let mut n = self.info.frames.max(1);
-        let mut tier = 0;
-        while n >= SEGMENT_MERGE_FANIN as u64 {
-            n /= SEGMENT_MERGE_FANIN as u64;
-            tier += 1;
-        }
-        tier
-    }
 }
 
 /// The snapshot directory and the lock that serializes every operation on it.
@@ -148,12 +118,12 @@ impl SnapshotDir {
         self.path.join(format!("{snapshot_id}.snap"))
     }
 
-    fn next_seq(&self) -> u64 {
+    pub(crate) fn next_seq(&self) -> u64 {
         self.seq.fetch_add(1, Ordering::Relaxed)
     }
 }
 
-fn io_err(what: &'static str) -> impl Fn(std::io::Error) -> StoreError {
+pub(crate) fn io_err(what: &'static str) -> impl Fn(std::io::Error) -> StoreError {
     move |e| StoreError::Invalid(format!("{what}: {e}"))
 }
 
@@ -171,7 +141,7 @@ pub fn verify_file(path: &Path) -> Result<SnapshotFileInfo, StoreError> {
     Ok(SnapshotFileInfo { bytes, frames: summary.frames, checksum: summary.checksum })
 }
 
-fn decode<T: serde::de::DeserializeOwned>(family: &'static str, raw: Option<impl AsRef<[u8]>>) -> Result<Option<T>, StoreError> {
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(family: &'static str, raw: Option<impl AsRef<[u8]>>) -> Result<Option<T>, StoreError> {
     raw.map(|b| codec::decode(b.as_ref()).map_err(|source| StoreError::Codec { cf: family, source })).transpose()
 }
 
@@ -185,7 +155,7 @@ pub(crate) fn current<C: RaftTypeConfig>(
     Ok(Some((meta, info)))
 }
 
-fn installing<C: RaftTypeConfig>(db: &DB) -> Result<Option<SnapshotMeta<C::NodeId, C::Node>>, StoreError> {
+pub(crate) fn installing<C: RaftTypeConfig>(db: &DB) -> Result<Option<SnapshotMeta<C::NodeId, C::Node>>, StoreError> {
     decode(CF_SM_META, db.get_cf(cf(db, CF_SM_META), KEY_INSTALLING)?)
 }
 
@@ -212,129 +182,6 @@ fn prune<C: RaftTypeConfig>(db: &DB, dir: &SnapshotDir) -> Result<(), StoreError
         }
     }
     Ok(())
-}
-
-/// The history segments of the current snapshot, oldest first.
-pub(crate) fn segments(db: &DB) -> Result<Vec<Segment>, StoreError> {
-    Ok(decode(CF_SNAPSHOT, db.get_cf(cf(db, CF_SNAPSHOT), KEY_SEGMENTS)?)?.unwrap_or_default())
-}
-
-/// Reads one segment's file through and checks it against its record.
-fn verify_segment(dir: &Path, seg: &Segment) -> Result<(), StoreError> {
-    let path = dir.join(&seg.file);
-    let damaged = |e: String| StoreError::Invalid(format!("history segment {} is damaged: {e}", path.display()));
-    let file = File::open(&path).map_err(|e| damaged(e.to_string()))?;
-    let bytes = file.metadata().map_err(|e| damaged(e.to_string()))?.len();
-    let summary = stream::verify_link(BufReader::with_capacity(1 << 20, file)).map_err(|e| damaged(e.to_string()))?;
-    let found = SnapshotFileInfo { bytes, frames: summary.frames, checksum: summary.checksum };
-    if found != seg.info {
-        return Err(damaged(format!("it is {found:?}, recorded as {:?}", seg.info)));
-    }
-    Ok(())
-}
-
-/// Whether `segments` still describe the history in `view`: every file is there with its
-/// recorded size, and the last record is the one the last segment ends with.
-fn segments_fit(db: &DB, view: &rocksdb::SnapshotWithThreadMode<'_, DB>, dir: &SnapshotDir, segments: &[Segment]) -> Result<bool, StoreError> {
-    let Some(newest) = segments.last() else { return Ok(true) };
-    for seg in segments {
-        match std::fs::metadata(dir.path.join(&seg.file)) {
-            Ok(m) if m.len() == seg.info.bytes => {}
-            _ => return Ok(false),
-        }
-    }
-    let stored = view.get_cf(cf(db, CF_HISTORY), u64_key(newest.last))?;
-    Ok(stored.is_some_and(|v| stream::sha256_hex(&v) == newest.last_value))
-}
-
-/// Writes the history records of `view` from revision `first` on as a new segment, if there
-/// are any. The file is complete, fsynced, read back and named before this returns.
-fn write_segment(db: &DB, view: &rocksdb::SnapshotWithThreadMode<'_, DB>, dir: &SnapshotDir, first: u64) -> Result<Option<Segment>, StoreError> {
-    let io = io_err("writing a history segment");
-    let mut opts = ReadOptions::default();
-    opts.fill_cache(false);
-    opts.set_snapshot(view);
-    let start = u64_key(first);
-    let mut records = db.iterator_cf_opt(cf(db, CF_HISTORY), opts, IteratorMode::From(&start, rocksdb::Direction::Forward)).peekable();
-    if records.peek().is_none() {
-        return Ok(None);
-    }
-    let tmp = dir.temp("segment");
-    let mut w = stream::Writer::chained(BufWriter::with_capacity(1 << 20, File::create(&tmp).map_err(&io)?)).map_err(&io)?;
-    let (mut from, mut to, mut last_value) = (None, 0, String::new());
-    for item in records {
-        let (k, v) = item?;
-        let revision = crate::db::key_u64(&k)?;
-        from.get_or_insert(revision);
-        to = revision;
-        w.frame(0, &k, &v).map_err(&io)?;
-        last_value = stream::sha256_hex(&v);
-    }
-    let seg = finish_segment(dir, w, &tmp, from.unwrap_or(first), to, last_value)?;
-    Ok(Some(seg))
-}
-
-/// Completes a segment written to `tmp`: trailer, fsync, read back, renamed to its name.
-fn finish_segment(
-    dir: &SnapshotDir,
-    w: stream::Writer<BufWriter<File>>,
-    tmp: &Path,
-    first: u64,
-    last: u64,
-    last_value: String,
-) -> Result<Segment, StoreError> {
-    let io = io_err("writing a history segment");
-    let (w, summary) = w.finish().map_err(&io)?;
-    let file = w.into_inner().map_err(|e| io(e.into_error()))?;
-    file.sync_all().map_err(&io)?;
-    let bytes = file.metadata().map_err(&io)?.len();
-    drop(file);
-    let name = format!("{first:020}-{last:020}-{}-{}.hist", std::process::id(), dir.next_seq());
-    let seg = Segment { first, last, file: name, info: SnapshotFileInfo { bytes, frames: summary.frames, checksum: summary.checksum }, last_value };
-    let final_path = dir.path.join(&seg.file);
-    std::fs::rename(tmp, &final_path).map_err(&io)?;
-    // Check on build: what is on disk is what was written.
-    verify_segment(&dir.path, &seg)?;
-    Ok(seg)
-}
-
-/// Merges the newest segments while the newest [`SEGMENT_MERGE_FANIN`] are of one tier.
-fn merge_segments(dir: &SnapshotDir, segments: &mut Vec<Segment>) -> Result<(), StoreError> {
-    loop {
-        let n = segments.len();
-        if n < SEGMENT_MERGE_FANIN {
-            return Ok(());
-        }
-        let tail = &segments[n - SEGMENT_MERGE_FANIN..];
-        if tail.iter().any(|s| s.tier() != tail[0].tier()) {
-            return Ok(());
-        }
-        let io = io_err("merging history segments");
-        let tmp = dir.temp("merge");
-        let mut w = stream::Writer::chained(BufWriter::with_capacity(1 << 20, File::create(&tmp).map_err(&io)?)).map_err(&io)?;
-        for seg in tail {
-            let path = dir.path.join(&seg.file);
-            let mut r = stream::Reader::link(BufReader::with_capacity(1 << 20, File::open(&path).map_err(&io)?)).map_err(&io)?;
-            while let Some((section, k, v)) = r.frame().map_err(|e| StoreError::Invalid(format!("history segment {}: {e}", path.display())))? {
-                w.frame(section, &k, &v).map_err(&io)?;
-            }
-        }
-        let (first, last, last_value) = (tail[0].first, tail[SEGMENT_MERGE_FANIN - 1].last, tail[SEGMENT_MERGE_FANIN - 1].last_value.clone());
-        let merged = finish_segment(dir, w, &tmp, first, last, last_value)?;
-        segments.truncate(n - SEGMENT_MERGE_FANIN);
-        segments.push(merged);
-    }
-}
-
-/// Opens the files of a snapshot whose own file is `path`: its segments, then that file.
-fn open_chain(dir: &SnapshotDir, segments: &[Segment], path: &Path) -> Result<SnapshotFile, StoreError> {
-    let io = io_err("opening the snapshot's files");
-    let mut files = Vec::with_capacity(segments.len() + 1);
-    for seg in segments {
-        files.push(File::open(dir.path.join(&seg.file)).map_err(&io)?);
-    }
-    files.push(File::open(path).map_err(&io)?);
-    SnapshotFile::chain(files).map_err(io)
 }
 
 /// Writes every replicated family as it is in `view`, one frame per key, section = position in
@@ -590,154 +437,4 @@ fn install_named<C: RaftTypeConfig>(
     db.write_opt(batch, &sync_write())?;
     failpoint::hit("snapshot_install_after");
     prune::<C>(db, dir)
-}
-
-/// What a data directory's Raft and snapshot state looks like, and what is wrong with it.
-#[derive(Debug, Clone, Serialize)]
-pub struct DataDirReport {
-    pub applied_index: Option<u64>,
-    pub last_purged_index: Option<u64>,
-    pub first_log_index: Option<u64>,
-    pub last_log_index: Option<u64>,
-    /// The id of a snapshot whose install a crash interrupted (redone at the next start).
-    pub install_pending: Option<String>,
-    pub snapshot_id: Option<String>,
-    pub snapshot_file: Option<SnapshotFileInfo>,
-    /// Every problem found; empty means the directory is consistent.
-    pub problems: Vec<String>,
-}
-
-/// Checks a (stopped) node's database and snapshot directory: applied ≥ last purged unless an
-/// install is pending, no hole in the log after the last purged index, and the file the
-/// current snapshot meta (and a pending install) names exists, has its recorded size and
-/// checksum, and parses.
-pub fn check<C: RaftTypeConfig>(db: &DB, snapshot_dir: &Path) -> Result<DataDirReport, StoreError> {
-    check_with::<C>(db, snapshot_dir, true)
-}
-
-/// [`check`], optionally without reading the snapshot files through (they are checked when
-/// they are used: at start-up, when sent, when installed).
-fn check_with<C: RaftTypeConfig>(db: &DB, snapshot_dir: &Path, verify_files: bool) -> Result<DataDirReport, StoreError> {
-    let applied: Option<LogId<C::NodeId>> =
-        decode::<Option<_>>(CF_SM_META, db.get_cf(cf(db, CF_SM_META), KEY_APPLIED)?)?.flatten();
-    let purged: Option<LogId<C::NodeId>> = decode(CF_RAFT_META, db.get_cf(cf(db, CF_RAFT_META), KEY_LAST_PURGED)?)?;
-    let pending = installing::<C>(db)?;
-    let mut problems = Vec::new();
-    let (applied_index, purged_index) = (applied.as_ref().map(|l| l.index), purged.as_ref().map(|l| l.index));
-    if pending.is_none() && purged_index > applied_index {
-        problems.push(format!(
-            "applied index {applied_index:?} is behind the last purged index {purged_index:?} with no install pending"
-        ));
-    }
-    let mut first = None;
-    let mut last: Option<u64> = None;
-    for item in db.iterator_cf(cf(db, CF_LOGS), IteratorMode::Start) {
-        let (k, _) = item?;
-        let i = crate::db::key_u64(&k)?;
-        if first.is_none() {
-            first = Some(i);
-            if let Some(p) = purged_index {
-                if i <= p {
-                    problems.push(format!("log entry {i} is at or below the last purged index {p}"));
-                }
-            }
-        }
-        if let Some(prev) = last {
-            if i != prev + 1 {
-                problems.push(format!("hole in the log between {prev} and {i}"));
-            }
-        }
-        last = Some(i);
-    }
-    if let Some(f) = first {
-        // openraft reads every entry after the last purged one (to re-apply and to serve).
-        let expected = purged_index.map_or(0, |p| p + 1);
-        if f > expected {
-            problems.push(format!(
-                "the log starts at {f}, but it was purged only up to {purged_index:?}: entries {expected}..{} are missing",
-                f - 1
-            ));
-        }
-    }
-    let mut snapshot_id = None;
-    let mut snapshot_file = None;
-    if let Some((meta, info)) = current::<C>(db)? {
-        let path = snapshot_dir.join(format!("{}.snap", meta.snapshot_id));
-        // Without reading it through: it must exist with its recorded size. A crash cannot
-        // lose it (it is fsynced and renamed before the database names it), so its absence
-        // means the database lost writes it had synced: a damaged disk.
-        let checked = if verify_files {
-            verify_file(&path)
-        } else {
-            match (std::fs::metadata(&path), &info) {
-                (Err(e), _) => Err(StoreError::Invalid(format!("snapshot file {} is missing: {e}", path.display()))),
-                (Ok(m), Some(i)) if m.len() != i.bytes => Err(StoreError::Invalid(format!(
-                    "snapshot file {} has {} bytes, recorded as {}",
-                    path.display(),
-                    m.len(),
-                    i.bytes
-                ))),
-                (Ok(_), Some(i)) => Ok(i.clone()),
-                (Ok(m), None) => Ok(SnapshotFileInfo { bytes: m.len(), frames: 0, checksum: String::new() }),
-            }
-        };
-        match checked {
-            Ok(found) => {
-                if let Some(info) = &info {
-                    if *info != found {
-                        problems.push(format!("snapshot file {} is {found:?}, recorded as {info:?}", path.display()));
-                    }
-                }
-                snapshot_file = Some(found);
-            }
-            Err(e) => problems.push(e.to_string()),
-        }
-        snapshot_id = Some(meta.snapshot_id);
-        for seg in segments(db)? {
-            let checked = if verify_files {
-                verify_segment(snapshot_dir, &seg)
-            } else {
-                match std::fs::metadata(snapshot_dir.join(&seg.file)) {
-                    Ok(m) if m.len() == seg.info.bytes => Ok(()),
-                    Ok(m) => Err(StoreError::Invalid(format!("history segment {} has {} bytes, recorded as {}", seg.file, m.len(), seg.info.bytes))),
-                    Err(e) => Err(StoreError::Invalid(format!("history segment {} is missing: {e}", seg.file))),
-                }
-            };
-            if let Err(e) = checked {
-                problems.push(e.to_string());
-            }
-        }
-    }
-    if let Some(meta) = &pending {
-        if let Err(e) = verify_file(&snapshot_dir.join(format!("{}.snap", meta.snapshot_id))) {
-            problems.push(format!("the pending install cannot be finished: {e}"));
-        }
-    }
-    Ok(DataDirReport {
-        applied_index,
-        last_purged_index: purged_index,
-        first_log_index: first,
-        last_log_index: last,
-        install_pending: pending.map(|m| m.snapshot_id),
-        snapshot_id,
-        snapshot_file,
-        problems,
-    })
-}
-
-/// Refuses to run on a data directory whose Raft log and applied state do not fit together
-/// (the applied state behind the purged log with no install to finish, a hole in the log):
-/// what a crash cannot produce but a damaged disk can. Runs at open, after a pending install
-/// was finished; costs one pass over the log's keys (bounded by the snapshot policy).
-pub(crate) fn check_startup<C: RaftTypeConfig>(db: &DB, snapshot_dir: &Path) -> Result<(), StoreError> {
-    let report = check_with::<C>(db, snapshot_dir, false)?;
-    if report.problems.is_empty() {
-        return Ok(());
-    }
-    Err(StoreError::Invalid(format!(
-        "this data directory is damaged: {}. Its state cannot be trusted; remove the data \
-         directory and let the node rejoin (README: \"Replacing a damaged node\"); \
-         `roster check-data-dir` shows the details",
-        report.problems.join("; ")
-    )))
 }
