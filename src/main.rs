@@ -6,6 +6,9 @@ use clap::{Parser, Subcommand};
 
 // Why mimalloc: glibc's allocator kept most of the memory of a burst of agent responses, so a
 // node holding many agent watches stayed several times larger than its live data.
+// `--features system-alloc` keeps the system allocator instead, so heap profilers that
+// intercept malloc (heaptrack) can see the heap.
+#[cfg(not(feature = "system-alloc"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use roster::server::{parse_peers, ServeConfig};
