@@ -247,6 +247,16 @@ fn bodies_are_read_only_after_access_is_checked() {
     assert!(!answer.contains("100 Continue"), "a token-less client was invited to send its body: {answer:?}");
     assert!(answer.contains(" 401 "), "{answer:?}");
 
+    // The same on a connection an agent's request opened (served by the node's own small
+    // HTTP/1.1 server rather than hyper).
+    let mut agent = tls_connect(&addr);
+    let ack = format!("POST /v1/agents/a1/ack HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: 100\r\nExpect: 100-continue\r\n\r\n");
+    agent.write_all(ack.as_bytes()).unwrap();
+    agent.flush().unwrap();
+    let (answer, _) = read_answer(&mut agent, Duration::from_secs(10));
+    assert!(!answer.contains("100 Continue"), "a token-less agent connection was invited to send its body: {answer:?}");
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer:?}");
+
     // Duplicate Authorization headers are refused.
     let token = common::secure().token("admin");
     let mut dup = tls_connect(&addr);

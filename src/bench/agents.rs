@@ -84,7 +84,17 @@ pub(super) async fn agents_bench(agents: usize, applies: usize, secure: bool) ->
     };
     let base = transport.url(&addr, "");
     raise_file_limit(agents as u64 + FDS_SPARE)?;
-    let mut node = tokio::process::Command::new(std::env::current_exe()?)
+    // ROSTER_BENCH_NODE_WRAPPER runs the node under another program, such as a heap profiler
+    // (`heaptrack`, with a `--features system-alloc` build).
+    let mut node = match std::env::var_os("ROSTER_BENCH_NODE_WRAPPER") {
+        Some(wrapper) => {
+            let mut c = tokio::process::Command::new(wrapper);
+            c.arg(std::env::current_exe()?);
+            c
+        }
+        None => tokio::process::Command::new(std::env::current_exe()?),
+    };
+    let mut node = node
         .args(["serve", "--listen", &addr, "--data-dir"])
         .arg(dir.join("node"))
         .args(["--watches-max", &(agents + 1_000).to_string()])

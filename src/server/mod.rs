@@ -16,6 +16,10 @@ use tokio::net::TcpListener;
 use crate::api::{self, Ctx};
 use crate::machine::{MachineHandle, RosterMachine};
 
+mod h1;
+mod listener;
+pub(crate) use listener::serve_http;
+
 /// Most HTTP connections one node serves at once (agents hold one each).
 pub const HTTP_CONNECTIONS_MAX: usize = 60_000;
 /// Most connections on the peer listener (`--peer-listen`): a few per peer suffice.
@@ -393,121 +397,6 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Running> {
     };
     let server = tokio::spawn(serve_http(listener, router, acceptor, header_read_timeout, connections_max, stopped));
     Ok(Running { addr, peer_addr, node, machine: handle, stop, agents, server, peer, leader_events, preferred, forgetting, prober })
-}
-
-/// Serves HTTP/1.1 until `stopped`, then lets in-flight requests finish.
-///
-/// Why not `axum::serve`: it exposes no connection limits. Here a client must send a request's
-/// headers within `header_read_timeout` (slow or idle connections are closed), headers and
-/// buffers are bounded by `HTTP_BUFFER_MAX_BYTES`, and connections are capped at
-/// `HTTP_CONNECTIONS_MAX`.
-pub(crate) async fn serve_http(
-    listener: TcpListener,
-    router: axum::Router,
-    tls: Option<tokio_rustls::TlsAcceptor>,
-    header_read_timeout: Duration,
-    connections_max: usize,
-    stopped: tokio::sync::oneshot::Receiver<()>,
-) {
-    use hyper_util::rt::TokioIo;
-    let (closing_tx, closing_rx) = tokio::sync::watch::channel(false);
-    let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(connections_max));
-    let mut stopped = std::pin::pin!(stopped);
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = &mut stopped => break,
-        };
-        let stream = match accepted {
-            Ok((s, _)) => s,
-            Err(e) => {
-                // Out of file descriptors and the like: back off instead of spinning.
-                tracing::warn!("accept: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            tracing::warn!("connection limit {connections_max} reached; refusing a connection");
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
-        let service = hyper_util::service::TowerToHyperService::new(router.clone());
-        let closing = closing_rx.clone();
-        let tls = tls.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            match tls {
-                None => serve_connection(TokioIo::new(stream), service, header_read_timeout, closing).await,
-                // The handshake gets the same time budget as a request's headers.
-                Some(acceptor) => {
-                    if !starts_with_tls(&stream, header_read_timeout).await {
-                        answer_plain_http_on_tls(stream).await;
-                        return;
-                    }
-                    match tokio::time::timeout(header_read_timeout, acceptor.accept(stream)).await {
-                    Ok(Ok(tls_stream)) => serve_connection(TokioIo::new(tls_stream), service, header_read_timeout, closing).await,
-                    Ok(Err(e)) => tracing::debug!("TLS handshake failed: {e}"),
-                    Err(_) => tracing::debug!("TLS handshake timed out"),
-                    }
-                }
-            }
-        });
-    }
-    let _ = closing_tx.send(true);
-}
-
-/// Whether the first byte a client sends opens a TLS handshake (a record of type 22). `false`
-/// for something else, such as a plain HTTP request; `true` when nothing arrives in time (the
-/// handshake's own timeout then closes the connection).
-async fn starts_with_tls(stream: &tokio::net::TcpStream, within: Duration) -> bool {
-    let mut first = [0u8; 1];
-    match tokio::time::timeout(within, stream.peek(&mut first)).await {
-        Ok(Ok(1)) => first[0] == 0x16,
-        _ => true,
-    }
-}
-
-/// Answers a plain-HTTP request sent to the TLS port with a clear error instead of a TLS
-/// alert the client cannot show.
-async fn answer_plain_http_on_tls(mut stream: tokio::net::TcpStream) {
-    use tokio::io::AsyncWriteExt;
-    let body = r#"{"error":{"code":"tls_required","message":"this node speaks HTTPS only: use https:// (and the cluster's CA)"}}"#;
-    let answer = format!(
-        "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(answer.as_bytes())).await;
-    let _ = stream.shutdown().await;
-}
-
-/// Serves one HTTP/1.1 connection until it ends or the node closes.
-async fn serve_connection<I, S>(io: I, service: S, header_read_timeout: Duration, mut closing: tokio::sync::watch::Receiver<bool>)
-where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-    S: hyper::service::HttpService<hyper::body::Incoming> + Send,
-    S::Future: Send + 'static,
-    S::ResBody: Send + 'static,
-    <S::ResBody as hyper::body::Body>::Data: Send,
-    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(header_read_timeout)
-        .max_buf_size(HTTP_BUFFER_MAX_BYTES)
-        // A request head larger than this is refused with 431 (the buffer bound alone lets
-        // hyper parse a head before it checks its size).
-        .max_header_size(HTTP_BUFFER_MAX_BYTES);
-    let conn = builder.serve_connection(io, service);
-    let mut conn = std::pin::pin!(conn);
-    tokio::select! {
-        _ = conn.as_mut() => {}
-        _ = async { let _ = closing.wait_for(|c| *c).await; } => {
-            conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
-        }
-    }
 }
 
 /// Records a `leader_elected` event each time this node becomes leader (in a new term).

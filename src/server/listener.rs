@@ -1,0 +1,192 @@
+//! The HTTP listener: accepts connections (TLS or plain), caps them, bounds their heads and
+//! idle time, and serves each with hyper, or with [`super::h1`] when it carries agent watches.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpListener;
+
+use super::{h1, HTTP_BUFFER_MAX_BYTES};
+
+/// Serves HTTP/1.1 until `stopped`, then lets in-flight requests finish.
+///
+/// Why not `axum::serve`: it exposes no connection limits. Here a client must send a request's
+/// headers within `header_read_timeout` (slow or idle connections are closed), headers and
+/// buffers are bounded by `HTTP_BUFFER_MAX_BYTES`, and connections are capped at
+/// `HTTP_CONNECTIONS_MAX`.
+pub(crate) async fn serve_http(
+    listener: TcpListener,
+    router: axum::Router,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    header_read_timeout: Duration,
+    connections_max: usize,
+    stopped: tokio::sync::oneshot::Receiver<()>,
+) {
+    let (closing_tx, closing_rx) = tokio::sync::watch::channel(false);
+    let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(connections_max));
+    let mut stopped = std::pin::pin!(stopped);
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = &mut stopped => break,
+        };
+        let stream = match accepted {
+            Ok((s, _)) => s,
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!("accept: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            tracing::warn!("connection limit {connections_max} reached; refusing a connection");
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let router = router.clone();
+        let closing = closing_rx.clone();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            match tls {
+                None => serve_either(stream, router, header_read_timeout, closing).await,
+                // The handshake gets the same time budget as a request's headers.
+                Some(acceptor) => {
+                    if !starts_with_tls(&stream, header_read_timeout).await {
+                        answer_plain_http_on_tls(stream).await;
+                        return;
+                    }
+                    match tokio::time::timeout(header_read_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(tls_stream)) => serve_either(tls_stream, router, header_read_timeout, closing).await,
+                        Ok(Err(e)) => tracing::debug!("TLS handshake failed: {e}"),
+                        Err(_) => tracing::debug!("TLS handshake timed out"),
+                    }
+                }
+            }
+        });
+    }
+    let _ = closing_tx.send(true);
+}
+
+/// Reads a connection's first request head, then serves the connection with [`h1`] when it
+/// is an agent's request (the connection will mostly hold watches) and with hyper otherwise.
+async fn serve_either<I>(mut io: I, router: axum::Router, header_read_timeout: Duration, mut closing: tokio::sync::watch::Receiver<bool>)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut buf = Vec::new();
+    let first = tokio::select! {
+        r = tokio::time::timeout(header_read_timeout, h1::read_head(&mut io, &mut buf)) => r,
+        _ = async { let _ = closing.wait_for(|c| *c).await; } => return,
+    };
+    match first {
+        // Boxed, each path: a task holds only the future of the path it takes (hyper's is several
+        // KB, and a node holds a connection per agent).
+        Ok(Ok(n)) if h1::serves(&buf[..n]) => Box::pin(h1::serve(io, buf, router, header_read_timeout, closing)).await,
+        // hyper reads the head again (and answers a malformed or oversized one).
+        Ok(Ok(_) | Err(h1::HeadError::TooLarge | h1::HeadError::Malformed)) => {
+            let io = hyper_util::rt::TokioIo::new(Rewind { prefix: Bytes::from(buf), inner: io });
+            Box::pin(serve_connection(io, hyper_util::service::TowerToHyperService::new(router), header_read_timeout, closing)).await
+        }
+        // Closed, or no whole head in time: an idle or slow connection ends.
+        Ok(Err(h1::HeadError::Closed)) | Err(_) => {}
+    }
+}
+
+/// A connection whose first bytes were already read: they are read again first.
+struct Rewind<I> {
+    prefix: Bytes,
+    inner: I,
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for Rewind<I> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            buf.put_slice(&self.prefix[..n]);
+            if n == self.prefix.len() {
+                self.prefix = Bytes::new();
+            } else {
+                self.prefix.advance(n);
+            }
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for Rewind<I> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[std::io::IoSlice<'_>]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Whether the first byte a client sends opens a TLS handshake (a record of type 22). `false`
+/// for something else, such as a plain HTTP request; `true` when nothing arrives in time (the
+/// handshake's own timeout then closes the connection).
+async fn starts_with_tls(stream: &tokio::net::TcpStream, within: Duration) -> bool {
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(within, stream.peek(&mut first)).await {
+        Ok(Ok(1)) => first[0] == 0x16,
+        _ => true,
+    }
+}
+
+/// Answers a plain-HTTP request sent to the TLS port with a clear error instead of a TLS
+/// alert the client cannot show.
+async fn answer_plain_http_on_tls(mut stream: tokio::net::TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    let body = r#"{"error":{"code":"tls_required","message":"this node speaks HTTPS only: use https:// (and the cluster's CA)"}}"#;
+    let answer = format!(
+        "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(answer.as_bytes())).await;
+    let _ = stream.shutdown().await;
+}
+
+/// Serves one HTTP/1.1 connection until it ends or the node closes.
+async fn serve_connection<I, S>(io: I, service: S, header_read_timeout: Duration, mut closing: tokio::sync::watch::Receiver<bool>)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::HttpService<hyper::body::Incoming> + Send,
+    S::Future: Send + 'static,
+    S::ResBody: Send + 'static,
+    <S::ResBody as hyper::body::Body>::Data: Send,
+    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(header_read_timeout)
+        .max_buf_size(HTTP_BUFFER_MAX_BYTES)
+        // A request head larger than this is refused with 431 (the buffer bound alone lets
+        // hyper parse a head before it checks its size).
+        .max_header_size(HTTP_BUFFER_MAX_BYTES);
+    let conn = builder.serve_connection(io, service);
+    let mut conn = std::pin::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = async { let _ = closing.wait_for(|c| *c).await; } => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+}
+
