@@ -1,6 +1,7 @@
 //! `roster agent`: the process on a client computer. It watches its configuration on the
 //! management cluster (failing over between endpoints), deploys every update to a local file
-//! atomically (write, fsync, rename), acknowledges it, and answers "which server should this
+//! atomically (write, fsync, rename), acknowledges it (its next watch, after that revision,
+//! does), and answers "which server should this
 //! task use now?" on a local HTTP endpoint. Without a reachable cluster it serves the last
 //! deployed file; a task the cluster does not configure is served from the local defaults
 //! file only. One task never mixes the two sources.
@@ -227,10 +228,11 @@ impl Agent {
                     Ok(config) => {
                         let revision = config.revision;
                         match self.deploy(config, &ep) {
+                            // The next watch, asking for changes after this revision, is
+                            // the acknowledgement (the node records it as deployed): no
+                            // separate ack request, and no second connection for one.
                             Ok(()) => {
                                 tracing::info!(revision, endpoint = %ep, "deployed");
-                                let ack = format!("{}/v1/agents/{id}/ack", self.base(&ep));
-                                let _ = self.client.http().post(ack).json(&json!({"revision": revision})).send().await;
                                 None
                             }
                             Err(e) => Some(format!("deploying: {e:#}")),

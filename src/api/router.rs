@@ -35,15 +35,17 @@ async fn guard_route(axum::extract::State(g): axum::extract::State<RouteGuard>, 
     let (parts, body) = req.into_parts();
     let flags = body_flags(&parts.headers);
     let head = axum::extract::Request::from_parts(parts, axum::body::Body::empty());
-    let resp = match crate::auth::authorize(&g.auth, g.access, head).await {
+    // Every await but the handler's is boxed: this future lives as long as the request (a
+    // held agent watch: up to a minute, one per agent), so it is only as large as `next`'s.
+    let resp = match Box::pin(crate::auth::authorize(&g.auth, g.access, head)).await {
         Ok(head) => {
             let (parts, _) = head.into_parts();
-            match read_body(&parts.headers, body, &g.body_budget).await {
+            match Box::pin(read_body(&parts.headers, body, &g.body_budget)).await {
                 Ok((body, _permit)) => next.run(axum::extract::Request::from_parts(parts, body)).await,
                 Err(resp) => resp,
             }
         }
-        Err(denied) => early_answer(flags, body, denied_response(denied)).await,
+        Err(denied) => Box::pin(early_answer(flags, body, denied_response(denied))).await,
     };
     g.metrics.observe(started, resp.status());
     resp

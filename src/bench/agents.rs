@@ -18,8 +18,6 @@ use super::rss_kb;
 
 /// Simulated agents connecting from one loopback source address.
 const AGENTS_PER_SOURCE_ADDRESS: usize = 5_000;
-/// Tries of one simulated agent's ack.
-const ACK_ATTEMPTS: u32 = 5;
 
 /// Raises this process's open-file limit to at least `want` (soft, and hard when needed: root
 /// may), so the node it starts inherits it.
@@ -53,6 +51,17 @@ fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
     let utime: u64 = fields.get(11).context("no utime")?.parse()?;
     let stime: u64 = fields.get(12).context("no stime")?.parse()?;
     Ok(utime + stime)
+}
+
+/// Sockets process `pid` has open (its connections, and a few listeners).
+fn sockets_open(pid: u32) -> anyhow::Result<usize> {
+    let mut n = 0;
+    for fd in std::fs::read_dir(format!("/proc/{pid}/fd"))? {
+        if std::fs::read_link(fd?.path()).is_ok_and(|l| l.to_string_lossy().starts_with("socket:")) {
+            n += 1;
+        }
+    }
+    Ok(n)
 }
 
 async fn post_changes(http: &reqwest::Client, base: &str, changes: Vec<serde_json::Value>) -> anyhow::Result<u64> {
@@ -144,8 +153,9 @@ pub(super) async fn agents_bench(agents: usize, applies: usize, secure: bool) ->
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss_before = rss_kb(pid)?;
+    let sockets_before = sockets_open(pid)?;
 
-    // Each simulated agent: watch, deploy (record), ack, repeat.
+    // Each simulated agent: watch, deploy (record), watch again after it (which acknowledges it).
     let acked: Arc<Vec<AtomicU64>> = Arc::new((0..agents).map(|_| AtomicU64::new(0)).collect());
     let mut tasks = Vec::new();
     for (i, id) in ids.iter().enumerate() {
@@ -158,16 +168,8 @@ pub(super) async fn agents_bench(agents: usize, applies: usize, secure: bool) ->
                     Ok(r) if r.status() == reqwest::StatusCode::OK => {
                         let Ok(v) = r.json::<serde_json::Value>().await else { continue };
                         let rev = v["revision"].as_u64().unwrap_or(after);
-                        // An ack lost in the connection burst is sent again (a few times), as
-                        // the real agent does, or the run would wait for it forever.
-                        for attempt in 0..ACK_ATTEMPTS {
-                            let ack = http.post(format!("{base}/v1/agents/{id}/ack")).json(&serde_json::json!({"revision": rev})).send().await;
-                            if ack.is_ok_and(|a| a.status().is_success()) {
-                                acked[i].store(rev, Ordering::Release);
-                                break;
-                            }
-                            tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
-                        }
+                        // As the real agent: the next watch (after=rev) acknowledges it.
+                        acked[i].store(rev, Ordering::Release);
                         after = rev;
                     }
                     Ok(_) => {}
@@ -203,13 +205,17 @@ pub(super) async fn agents_bench(agents: usize, applies: usize, secure: bool) ->
     let head: serde_json::Value = http.get(format!("{base}/v1/state/digest")).send().await?.json().await?;
     let initial = head["revision"].as_u64().unwrap_or(0);
     wait_all(initial, Duration::from_secs(120)).await.context("agents did not all deploy the initial configuration")?;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Let the burst settle: connections the clients opened in it and left idle are closed by
+    // the node after its header read timeout, leaving one held watch per agent.
+    tokio::time::sleep(Duration::from_millis(crate::server::HEADER_READ_TIMEOUT_MS_DEFAULT + 1_000)).await;
     let rss_connected = rss_kb(pid)?;
     println!(
-        "{agents} agents connected: node RSS {} MB -> {} MB = {:.1} KB per agent connection",
+        "{agents} agents connected: node RSS {} MB -> {} MB = {:.1} KB per agent; node sockets {} -> {}",
         rss_before / 1024,
         rss_connected / 1024,
-        (rss_connected.saturating_sub(rss_before)) as f64 / agents as f64
+        (rss_connected.saturating_sub(rss_before)) as f64 / agents as f64,
+        sockets_before,
+        sockets_open(pid)?,
     );
     // The node's CPU while it holds every watch and nothing changes.
     let cpu = cpu_ticks(pid)?;

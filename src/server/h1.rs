@@ -144,6 +144,58 @@ fn parse_head(head: &[u8]) -> Result<Head, (StatusCode, &'static str)> {
     Ok(Head { request, body_len, keep_alive, expects_continue })
 }
 
+/// The next request head, within `header_read_timeout`; `Closed` also when the node closes
+/// while none has started.
+async fn next_head<I: AsyncRead + Unpin>(
+    io: &mut I,
+    buf: &mut Vec<u8>,
+    header_read_timeout: Duration,
+    closing: &mut tokio::sync::watch::Receiver<bool>,
+) -> Result<usize, HeadError> {
+    let idle = buf.is_empty();
+    tokio::select! {
+        r = tokio::time::timeout(header_read_timeout, read_head(io, buf)) => r.unwrap_or(Err(HeadError::Closed)),
+        _ = async { let _ = closing.wait_for(|c| *c).await; }, if idle => Err(HeadError::Closed),
+    }
+}
+
+/// Most body bytes read for a request: one past the API's limit (the router then answers 413).
+const BODY_TAKE_MAX: usize = crate::api::BODY_MAX_BYTES + 1;
+
+/// A request handed to the router, with what the connection needs to finish it.
+struct Started {
+    response: std::pin::Pin<Box<tower::util::Oneshot<axum::Router, Request<Body>>>>,
+    /// Fires when the router first asks for the body.
+    wanted_rx: tokio::sync::oneshot::Receiver<()>,
+    /// Takes the body to the router (`None` when there is none, or once sent).
+    data_tx: Option<tokio::sync::oneshot::Sender<Bytes>>,
+    body_len: usize,
+    keep_alive: bool,
+    expects_continue: bool,
+    head_only: bool,
+}
+
+/// Hands a parsed request to the router. Not async, so that the request's parts are never
+/// kept in the connection's future while it waits.
+fn start(router: &axum::Router, head: Head) -> Started {
+    let Head { request, body_len, keep_alive, expects_continue } = head;
+    let head_only = request.method() == Method::HEAD;
+    // The body is read only when the router asks for it (after access was checked).
+    let (wanted_tx, wanted_rx) = tokio::sync::oneshot::channel::<()>();
+    let (data_tx, data_rx) = tokio::sync::oneshot::channel::<Bytes>();
+    let (body, data_tx) = if body_len == 0 {
+        (Body::empty(), None)
+    } else {
+        let body = Body::from_stream(futures::stream::once(async move {
+            let _ = wanted_tx.send(());
+            data_rx.await.map_err(|_| std::io::Error::other("the connection closed before the request body arrived"))
+        }));
+        (body, Some(data_tx))
+    };
+    let response = Box::pin(tower::ServiceExt::oneshot(router.clone(), request.map(|()| body)));
+    Started { response, wanted_rx, data_tx, body_len, keep_alive, expects_continue, head_only }
+}
+
 /// Serves one connection until it closes, fails, times out between requests, or the node
 /// closes (`closing`; a request being served is answered first). `buf` holds what was read
 /// of it already (the listener read the first head to choose this server).
@@ -157,43 +209,24 @@ pub(super) async fn serve<I>(
     I: AsyncRead + AsyncWrite + Unpin + Send,
 {
     loop {
-        let head_len = tokio::select! {
-            r = tokio::time::timeout(header_read_timeout, read_head(&mut io, &mut buf)) => match r {
-                Ok(Ok(n)) => n,
-                Ok(Err(HeadError::TooLarge)) => {
-                    return answer_error(&mut io, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "the request head is too large").await;
-                }
-                Ok(Err(HeadError::Malformed)) => return answer_error(&mut io, StatusCode::BAD_REQUEST, "malformed request head").await,
-                // Closed, or no whole head in time: an idle or slow connection ends.
-                _ => return,
-            },
-            _ = async { let _ = closing.wait_for(|c| *c).await; }, if buf.is_empty() => return,
+        // Awaits other than the request's own are boxed: a parked connection's future is only
+        // as large as its largest await.
+        let head_len = match Box::pin(next_head(&mut io, &mut buf, header_read_timeout, &mut closing)).await {
+            Ok(n) => n,
+            Err(HeadError::TooLarge) => {
+                return Box::pin(answer_error(&mut io, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "the request head is too large")).await;
+            }
+            Err(HeadError::Malformed) => return Box::pin(answer_error(&mut io, StatusCode::BAD_REQUEST, "malformed request head")).await,
+            // Closed, no whole head in time (an idle or slow connection), or the node closing.
+            Err(HeadError::Closed) => return,
         };
-        let head = match parse_head(&buf[..head_len]) {
-            Ok(h) => h,
-            Err((status, why)) => return answer_error(&mut io, status, why).await,
+        let started = match parse_head(&buf[..head_len]) {
+            Ok(head) => start(&router, head),
+            Err((status, why)) => return Box::pin(answer_error(&mut io, status, why)).await,
         };
         buf.drain(..head_len);
-        let Head { request, body_len, mut keep_alive, expects_continue } = head;
-        let head_only = request.method() == Method::HEAD;
-        // The body is read only when the router asks for it (after access was checked), at
-        // most one byte past the API's limit (the router then answers 413).
-        let body_take = body_len.min(crate::api::BODY_MAX_BYTES + 1);
-        let (wanted_tx, mut wanted_rx) = tokio::sync::oneshot::channel::<()>();
-        let (data_tx, data_rx) = tokio::sync::oneshot::channel::<Bytes>();
-        let mut data_tx = Some(data_tx);
-        let body = if body_len == 0 {
-            data_tx = None;
-            Body::empty()
-        } else {
-            Body::from_stream(futures::stream::once(async move {
-                let _ = wanted_tx.send(());
-                data_rx.await.map_err(|_| std::io::Error::other("the connection closed before the request body arrived"))
-            }))
-        };
-        let request = request.map(|()| body);
-        let response = tower::ServiceExt::oneshot(router.clone(), request);
-        let mut response = std::pin::pin!(response);
+        let Started { mut response, mut wanted_rx, mut data_tx, body_len, mut keep_alive, expects_continue, head_only } = started;
+        let body_take = body_len.min(BODY_TAKE_MAX);
         let mut wanted = false;
         let response = loop {
             let reading_body = wanted && data_tx.is_some();
@@ -217,7 +250,7 @@ pub(super) async fn serve<I>(
                 w = &mut wanted_rx, if !wanted && data_tx.is_some() => {
                     wanted = true;
                     if w.is_ok() && expects_continue && buf.len() < body_take
-                        && write_all(&mut io, b"HTTP/1.1 100 Continue\r\n\r\n").await.is_err() {
+                        && Box::pin(write_all(&mut io, b"HTTP/1.1 100 Continue\r\n\r\n")).await.is_err() {
                         return;
                     }
                 }
@@ -237,7 +270,7 @@ pub(super) async fn serve<I>(
         if *closing.borrow() {
             keep_alive = false;
         }
-        if write_response(&mut io, response, head_only, keep_alive).await.is_err() || !keep_alive {
+        if Box::pin(write_response(&mut io, response, head_only, keep_alive)).await.is_err() || !keep_alive {
             let _ = tokio::time::timeout(WRITE_TIMEOUT, io.shutdown()).await;
             return;
         }
@@ -380,7 +413,7 @@ mod tests {
         let (_tx, closing) = tokio::sync::watch::channel(false);
         let serving = serve(io, Vec::new(), axum::Router::new(), Duration::from_secs(1), closing);
         let size = std::mem::size_of_val(&serving);
-        assert!(size <= 4096, "a connection's future is {size} bytes");
+        assert!(size <= 1024, "a connection's future is {size} bytes");
     }
 
     #[tokio::test]

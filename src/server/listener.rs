@@ -52,24 +52,45 @@ pub(crate) async fn serve_http(
         let tls = tls.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            match tls {
-                None => serve_either(stream, router, header_read_timeout, closing).await,
-                // The handshake gets the same time budget as a request's headers.
-                Some(acceptor) => {
-                    if !starts_with_tls(&stream, header_read_timeout).await {
-                        answer_plain_http_on_tls(stream).await;
-                        return;
-                    }
-                    match tokio::time::timeout(header_read_timeout, acceptor.accept(stream)).await {
-                        Ok(Ok(tls_stream)) => serve_either(tls_stream, router, header_read_timeout, closing).await,
-                        Ok(Err(e)) => tracing::debug!("TLS handshake failed: {e}"),
-                        Err(_) => tracing::debug!("TLS handshake timed out"),
-                    }
-                }
-            }
+            serve_accepted(stream, tls, router, header_read_timeout, closing).await;
         });
     }
     let _ = closing_tx.send(true);
+}
+
+/// Serves an accepted connection: the TLS handshake if any, then its requests. What a task
+/// holds for the life of the connection is this future, so every await that is not the whole
+/// connection's is boxed (a node holds a connection per agent).
+async fn serve_accepted(
+    stream: tokio::net::TcpStream,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    router: axum::Router,
+    header_read_timeout: Duration,
+    closing: tokio::sync::watch::Receiver<bool>,
+) {
+    match tls {
+        None => Box::pin(serve_either(stream, router, header_read_timeout, closing)).await,
+        Some(acceptor) => Box::pin(serve_tls(stream, acceptor, router, header_read_timeout, closing)).await,
+    }
+}
+
+/// The TLS handshake (in the header read timeout), then the connection's requests.
+async fn serve_tls(
+    stream: tokio::net::TcpStream,
+    acceptor: tokio_rustls::TlsAcceptor,
+    router: axum::Router,
+    header_read_timeout: Duration,
+    closing: tokio::sync::watch::Receiver<bool>,
+) {
+    if !starts_with_tls(&stream, header_read_timeout).await {
+        return answer_plain_http_on_tls(stream).await;
+    }
+    let tls_stream = match tokio::time::timeout(header_read_timeout, acceptor.accept(stream)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return tracing::debug!("TLS handshake failed: {e}"),
+        Err(_) => return tracing::debug!("TLS handshake timed out"),
+    };
+    serve_either(tls_stream, router, header_read_timeout, closing).await
 }
 
 /// Reads a connection's first request head, then serves the connection with [`h1`] when it
@@ -84,9 +105,9 @@ where
         _ = async { let _ = closing.wait_for(|c| *c).await; } => return,
     };
     match first {
-        // Boxed, each path: a task holds only the future of the path it takes (hyper's is several
-        // KB, and a node holds a connection per agent).
-        Ok(Ok(n)) if h1::serves(&buf[..n]) => Box::pin(h1::serve(io, buf, router, header_read_timeout, closing)).await,
+        // Boxed, each path: a connection holds only the future of the path it takes (hyper's
+        // is several KB).
+        Ok(Ok(n)) if h1::serves(&buf[..n]) => h1::serve(io, buf, router, header_read_timeout, closing).await,
         // hyper reads the head again (and answers a malformed or oversized one).
         Ok(Ok(_) | Err(h1::HeadError::TooLarge | h1::HeadError::Malformed)) => {
             let io = hyper_util::rt::TokioIo::new(Rewind { prefix: Bytes::from(buf), inner: io });
@@ -190,3 +211,22 @@ where
     }
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A node holds a connection per agent: the task's own future stays small (the TLS
+    /// handshake and the two ways of serving are boxed).
+    #[tokio::test]
+    async fn a_connection_task_is_small() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (stream, _) = listener.accept().await.unwrap();
+        let (_tx, closing) = tokio::sync::watch::channel(false);
+        let task = serve_accepted(stream, None, axum::Router::new(), Duration::from_secs(1), closing);
+        let size = std::mem::size_of_val(&task);
+        assert!(size <= 512, "a connection task's future is {size} bytes");
+        drop((task, client));
+    }
+}
