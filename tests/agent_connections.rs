@@ -1,7 +1,7 @@
 //! Agents' connections (served by the node's small HTTP/1.1 server, `server/h1.rs`) over a
 //! real socket: keep-alive across watches and acks, `Expect: 100-continue`, pipelining,
-//! `Connection: close`, a chunked body refused with 501, and a client that goes away ending
-//! its held watch at once.
+//! `Connection: close`, a chunked body refused with 501, a client that goes away ending its
+//! held watch at once, and a held watch answered when its configuration changes.
 
 mod common;
 
@@ -130,25 +130,36 @@ fn agent_connections_keep_alive_pipeline_and_end_with_their_client() {
     assert_eq!(s.read(&mut [0u8; 16]).unwrap_or(0), 0, "the connection stays open after Connection: close");
 
     // A held watch counts the agent as connected; the client going away ends it at once
-    // (long before its 60 s wait).
-    let mut held = TcpStream::connect(&addr).unwrap();
-    write!(held, "GET /v1/agents/a1/config?after={revision}&wait_ms=60000 HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
-    let t = Instant::now();
-    while !connected(&api, "a1") {
-        assert!(t.elapsed() < Duration::from_secs(10), "the held watch never counted");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    drop(held);
-    let t = Instant::now();
-    while connected(&api, "a1") {
-        assert!(t.elapsed() < Duration::from_secs(10), "the watch of a client that went away is still held");
-        std::thread::sleep(Duration::from_millis(20));
+    // (long before its 60 s wait), on a connection h1 serves and on one hyper serves (its first
+    // request was not an agent's).
+    for hyper_first in [false, true] {
+        let mut held = TcpStream::connect(&addr).unwrap();
+        held.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        if hyper_first {
+            write!(held, "GET /healthz HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+            assert_eq!(read_answer(&mut held, &mut Vec::new()).status, 200);
+        }
+        write!(held, "GET /v1/agents/a1/config?after={revision}&wait_ms=60000 HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+        let t = Instant::now();
+        while !connected(&api, "a1") {
+            assert!(t.elapsed() < Duration::from_secs(10), "the held watch never counted (hyper first: {hyper_first})");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        drop(held);
+        let t = Instant::now();
+        while connected(&api, "a1") {
+            assert!(t.elapsed() < Duration::from_secs(10), "the watch of a client that went away is still held (hyper first: {hyper_first})");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
-    // A held watch still wakes with the change that concerns it.
+    // A held watch wakes with the change that concerns it, also on a connection hyper serves
+    // (its first request was not an agent's).
     let mut s = TcpStream::connect(&addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     let mut rest = Vec::new();
+    write!(s, "GET /healthz HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+    assert_eq!(read_answer(&mut s, &mut rest).status, 200);
     write!(s, "GET /v1/agents/a1/config?after={revision}&wait_ms=30000 HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
     let t = Instant::now();
     while !connected(&api, "a1") {

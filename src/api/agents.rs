@@ -311,53 +311,72 @@ async fn watch_config(State(ctx): State<Ctx>, ApiPath(id): ApiPath<String>, ApiQ
     if *closing.borrow_and_update() {
         return Err(ApiError::unavailable("this node is stopping; try another node"));
     }
-    let _permit = ctx
+    let permit = ctx
         .agents
         .watches
         .clone()
         .try_acquire_owned()
         .map_err(|_| ApiError::unavailable("this node holds the maximum number of agent watches; try another node"))?;
-    // Boxed: the registration path (a Raft write) is rare, and inlining its large future would
-    // grow every held watch's memory.
+    // Boxed: the registration path (a Raft write) is rare and its future large.
     Box::pin(ensure_registered(&ctx, &id)).await?;
     // Asking for changes after R means the agent has deployed R.
     ctx.agents.touch(&id, ctx.node.id, Some(q.after));
-    let _holding = ctx.agents.hold(&id);
-    let mut changed = ctx.machine.subscribe_agent(&id);
-    // Only a node that is behind the agent also waits for its own progress; otherwise the
-    // watch wakes only when this agent's configuration changes.
-    let mut applied: Option<tokio::sync::watch::Receiver<u64>> = None;
+    let holding = ctx.agents.hold(&id);
+    let changed = ctx.machine.subscribe_agent(&id);
     let deadline = tokio::time::Instant::now() + wait;
-    loop {
-        {
-            let live = ctx.machine.read();
-            let changed_at = *changed.borrow_and_update();
-            let behind = live.state.revision < q.after;
-            // Never answer from a state older than what the agent already has.
-            if changed_at > q.after && !behind {
-                let config = project(&live.state, &id);
-                return Ok(read_response(config.revision, &config));
+    // The watch is held by a deferred answer: the route's middleware and this handler end now.
+    let held = HeldWatch { machine: ctx.machine.clone(), id, after: q.after, deadline, _permit: permit, _holding: holding };
+    Ok(super::router::deferred(held.answer(changed, closing)))
+}
+
+/// A config watch being held: what its deferred answer needs, and the guards that count it
+/// (the node's watch budget, the agent's "connected").
+struct HeldWatch {
+    machine: crate::machine::MachineHandle,
+    id: AgentId,
+    after: u64,
+    deadline: tokio::time::Instant,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    _holding: Holding,
+}
+
+impl HeldWatch {
+    /// The agent's configuration once it changed after `after` (never from a state older
+    /// than the agent's), or 204 at the deadline or when the node stops.
+    async fn answer(self, mut changed: tokio::sync::watch::Receiver<u64>, mut closing: tokio::sync::watch::Receiver<bool>) -> Response {
+        // Only a node that is behind the agent also waits for its own progress; otherwise the
+        // watch wakes only when this agent's configuration changes.
+        let mut applied: Option<tokio::sync::watch::Receiver<u64>> = None;
+        loop {
+            {
+                let live = self.machine.read();
+                let changed_at = *changed.borrow_and_update();
+                let behind = live.state.revision < self.after;
+                if changed_at > self.after && !behind {
+                    let config = project(&live.state, &self.id);
+                    return read_response(config.revision, &config);
+                }
+                if behind && applied.is_none() {
+                    applied = Some(self.machine.subscribe());
+                } else if !behind {
+                    applied = None;
+                }
             }
-            if behind && applied.is_none() {
-                applied = Some(ctx.machine.subscribe());
-            } else if !behind {
-                applied = None;
+            let progress = async {
+                match applied.as_mut() {
+                    Some(rx) => rx.changed().await.is_ok(),
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                r = changed.changed() => { if r.is_err() { break; } }
+                ok = progress => { if !ok { break; } }
+                _ = closing.changed() => break,
+                _ = tokio::time::sleep_until(self.deadline) => break,
             }
         }
-        let progress = async {
-            match applied.as_mut() {
-                Some(rx) => rx.changed().await.is_ok(),
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            r = changed.changed() => { if r.is_err() { break; } }
-            ok = progress => { if !ok { break; } }
-            _ = closing.changed() => break,
-            _ = tokio::time::sleep_until(deadline) => break,
-        }
+        StatusCode::NO_CONTENT.into_response()
     }
-    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]

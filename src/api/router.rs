@@ -168,7 +168,36 @@ async fn refuse_oversized_body(req: axum::extract::Request, next: axum::middlewa
     if declared_length(req.headers()).is_some_and(|n| n > BODY_MAX_BYTES as u64) {
         return closing(too_large());
     }
-    next.run(req).await
+    let mut resp = next.run(req).await;
+    match take_deferred(&mut resp) {
+        Some(later) => later.await,
+        None => resp,
+    }
+}
+
+/// An answer a handler gives later, when it holds a request (an agent's config watch, up to a
+/// minute): the handler returns at once, so the route's middleware (access check, metrics, body
+/// handling) and the handler's own future end, and only this future is held until the answer
+/// is ready. The API's outermost layer ([`refuse_oversized_body`]) awaits it. The route's
+/// latency metrics see the time to defer, not the hold.
+type Later = std::pin::Pin<Box<dyn std::future::Future<Output = Response> + Send>>;
+
+/// The response extension carrying a [`Later`] (extensions must be `Clone` and `Sync`).
+#[derive(Clone)]
+struct Deferred(std::sync::Arc<std::sync::Mutex<Option<Later>>>);
+
+/// A response that [`refuse_oversized_body`] replaces with what `later` answers.
+pub(crate) fn deferred(later: impl std::future::Future<Output = Response> + Send + 'static) -> Response {
+    // Seen only if the deferred answer were lost on the way out: never with this router.
+    let mut resp = ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "a deferred answer was lost").into_response();
+    resp.extensions_mut().insert(Deferred(std::sync::Arc::new(std::sync::Mutex::new(Some(Box::pin(later))))));
+    resp
+}
+
+fn take_deferred(resp: &mut Response) -> Option<Later> {
+    let deferred = resp.extensions_mut().remove::<Deferred>()?;
+    let later = deferred.0.lock().ok()?.take();
+    later
 }
 
 /// Reads an allowed request's whole body within [`BODY_READ_TIMEOUT_MS`], holding its size

@@ -82,15 +82,32 @@ async fn serve_tls(
     header_read_timeout: Duration,
     closing: tokio::sync::watch::Receiver<bool>,
 ) {
-    if !starts_with_tls(&stream, header_read_timeout).await {
-        return answer_plain_http_on_tls(stream).await;
+    if !Box::pin(starts_with_tls(&stream, header_read_timeout)).await {
+        return Box::pin(answer_plain_http_on_tls(stream)).await;
     }
-    let tls_stream = match tokio::time::timeout(header_read_timeout, acceptor.accept(stream)).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => return tracing::debug!("TLS handshake failed: {e}"),
-        Err(_) => return tracing::debug!("TLS handshake timed out"),
+    // The handshake's future and the TLS stream are large (rustls' state): the first is
+    // boxed, the second kept in a box so that this future holds only a pointer to it.
+    let Some(tls_stream) = handshake_done(Box::pin(tokio::time::timeout(header_read_timeout, acceptor.accept(stream))).await) else {
+        return;
     };
     serve_either(tls_stream, router, header_read_timeout, closing).await
+}
+
+/// The stream of a finished handshake, boxed; `None` (logged) when it failed or timed out.
+fn handshake_done<S>(
+    outcome: Result<std::io::Result<tokio_rustls::server::TlsStream<S>>, tokio::time::error::Elapsed>,
+) -> Option<Box<tokio_rustls::server::TlsStream<S>>> {
+    match outcome {
+        Ok(Ok(s)) => Some(Box::new(s)),
+        Ok(Err(e)) => {
+            tracing::debug!("TLS handshake failed: {e}");
+            None
+        }
+        Err(_) => {
+            tracing::debug!("TLS handshake timed out");
+            None
+        }
+    }
 }
 
 /// Reads a connection's first request head, then serves the connection with [`h1`] when it
