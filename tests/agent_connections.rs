@@ -180,3 +180,53 @@ fn agent_connections_keep_alive_pipeline_and_end_with_their_client() {
     assert!(config["revision"].as_u64().unwrap() > revision, "{config}");
     assert!(config.to_string().contains("rt1"), "{config}");
 }
+
+/// A node holds at most `--watches-max` watches: one more gets 503 (the agent tries another
+/// node), and a slot frees when a held watch ends.
+#[test]
+fn watches_past_the_limit_get_503() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = format!("127.0.0.1:{}", common::free_port());
+    let node = NodeProcess::start_with(&dir.path().join("n"), 1, &addr, "", &["--insecure", "--watches-max", "2"]);
+    node.wait_ready(Duration::from_secs(30));
+    // Each agent's first watch (after=0) answers at once and registers it.
+    let mut revision = 0;
+    for agent in ["w1", "w2", "w3"] {
+        let mut s = TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        write!(s, "GET /v1/agents/{agent}/config?after=0&wait_ms=100 HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+        let a = read_answer(&mut s, &mut Vec::new());
+        assert_eq!(a.status, 200, "{}", a.head);
+        revision = json(&a)["revision"].as_u64().unwrap();
+    }
+    let watch = |agent: &str, wait_ms: u64| {
+        let mut s = TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        write!(s, "GET /v1/agents/{agent}/config?after={revision}&wait_ms={wait_ms} HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+        (s, Vec::new())
+    };
+    let api = Api::insecure(&addr);
+    let held: Vec<_> = ["w1", "w2"].iter().map(|a| watch(a, 60_000)).collect();
+    let t = Instant::now();
+    while !(connected(&api, "w1") && connected(&api, "w2")) {
+        assert!(t.elapsed() < Duration::from_secs(10), "the two watches were never held");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (mut third, mut rest) = watch("w3", 60_000);
+    let a = read_answer(&mut third, &mut rest);
+    assert_eq!(a.status, 503, "{}", a.head);
+    assert!(String::from_utf8_lossy(&a.body).contains("maximum number of agent watches"), "{:?}", String::from_utf8_lossy(&a.body));
+    // One held watch ends: the next watch is held again (and answered 204 at its deadline).
+    drop(held);
+    let t = Instant::now();
+    loop {
+        let (mut s, mut rest) = watch("w3", 200);
+        let a = read_answer(&mut s, &mut rest);
+        if a.status == 204 {
+            break;
+        }
+        assert_eq!(a.status, 503, "{}", a.head);
+        assert!(t.elapsed() < Duration::from_secs(10), "the watch budget never freed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
