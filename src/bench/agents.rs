@@ -32,8 +32,9 @@ fn raise_file_limit(want: u64) -> anyhow::Result<()> {
     let raised = libc::rlimit { rlim_cur: want, rlim_max: limit.rlim_max.max(want) };
     if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
         anyhow::bail!(
-            "this many agents need {want} open files, and the limit is {} (hard {}); raise it first \
-             (as root: `ulimit -Hn {want}; ulimit -n {want}`) or use fewer --agents",
+            "this many agents need {want} open files (a node keeps a quarter of its limit for other \
+             files), and the limit is {} (hard {}); raise it first (as root: `ulimit -Hn {want}; \
+             ulimit -n {want}`) or use fewer --agents",
             limit.rlim_cur,
             limit.rlim_max
         );
@@ -92,7 +93,10 @@ pub(super) async fn agents_bench(agents: usize, applies: usize, secure: bool) ->
         roster_raft::Transport::insecure()
     };
     let base = transport.url(&addr, "");
-    raise_file_limit(agents as u64 + FDS_SPARE)?;
+    // The node keeps a quarter of its file limit for other files (`server::connection_cap`):
+    // its limit (inherited) must leave a connection per agent and some to spare.
+    let node_fds = (agents as u64 + FDS_SPARE / 2) * 4 / 3;
+    raise_file_limit((agents as u64 + FDS_SPARE).max(node_fds))?;
     // ROSTER_BENCH_NODE_WRAPPER runs the node under another program, such as a heap profiler
     // (`heaptrack`, with a `--features system-alloc` build).
     let mut node = match std::env::var_os("ROSTER_BENCH_NODE_WRAPPER") {
