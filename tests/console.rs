@@ -257,6 +257,12 @@ fn an_operator_configures_failover_in_the_browser() {
     b.screenshot("10-tokens");
     b.goto(&format!("https://{addr2}/ui/cluster"));
     assert!(!b.find_all("#add-node").is_empty() && !b.find_all("#remove-node").is_empty(), "node forms for an admin");
+    // The stopped node is shown unreachable, and only it.
+    let members = b.text("#members");
+    let stopped = &cluster.addrs[leader];
+    assert_eq!(members.matches("unreachable").count(), 1, "{members}");
+    assert!(members.lines().any(|l| l.contains(stopped.as_str()) && l.contains("unreachable")), "{members}");
+    b.screenshot("10-cluster-admin");
     sign_in(&b, &addr2, &made);
     assert!(b.text("nav .who").contains("ui-made (viewer)"), "{}", b.text("nav"));
 

@@ -23,14 +23,18 @@ pub(super) fn routes() -> Vec<RouteSpec> {
 const MEMBER_VERSION_TIMEOUT_MS: u64 = 500;
 
 async fn cluster(axum::extract::State(ctx): axum::extract::State<Ctx>) -> Response {
-    let mut status = cluster_status(&ctx);
-    // Each member's version and leader priority, as its /healthz reports them (absent when it
-    // does not answer in time), so a rolling upgrade shows which nodes run what.
+    Json(cluster_status_asked(&ctx).await).into_response()
+}
+
+/// [`cluster_status`] with each member's version and leader priority, as its `/healthz`
+/// reports them (absent when it does not answer in time: it is unreachable from here).
+pub async fn cluster_status_asked(ctx: &Ctx) -> ClusterStatus {
+    let mut status = cluster_status(ctx);
+    // Each member's version shows which nodes run what during a rolling upgrade.
     let me = ctx.node.id;
-    let mine = Health::of(&ctx);
+    let mine = Health::of(ctx);
     let asks = status.members.iter().map(|m| {
         let (is_me, mine, addr) = (m.id == me, mine.clone(), m.addr.clone());
-        let ctx = &ctx;
         async move {
             if is_me {
                 return Some(mine);
@@ -45,7 +49,7 @@ async fn cluster(axum::extract::State(ctx): axum::extract::State<Ctx>) -> Respon
             m.leader_priority = h.leader_priority;
         }
     }
-    Json(status).into_response()
+    status
 }
 
 /// One node's view of the cluster (`GET /v1/cluster`).

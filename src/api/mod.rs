@@ -150,7 +150,7 @@ pub fn route_rules() -> Vec<(Method, &'static str, Access)> {
 pub use agent_reports::{FailurePolicy, FAIL_AFTER_REPORTS_DEFAULT, FAIL_REPORT_WINDOW_SECS_DEFAULT};
 pub use agents::{agent_rows, forget_stale_agents, AGENT_STALE_AFTER_SECS_DEFAULT};
 pub use audit::state_at;
-pub use cluster::{add_node_as, cluster_status, remove_node_as, transfer_leader_as, ClusterStatus, MemberStatus};
+pub use cluster::{add_node_as, cluster_status, cluster_status_asked, remove_node_as, transfer_leader_as, ClusterStatus, MemberStatus};
 pub use read::Health;
 pub use read::{read_barrier, read_response, Consistency};
 pub use router::{refuse_body_above, router};

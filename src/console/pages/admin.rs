@@ -3,7 +3,7 @@
 use super::*;
 
 pub async fn cluster(State(ctx): Cx, viewer: Viewer, Query(m): Query<Msg>) -> Response {
-    let status = crate::api::cluster_status(&ctx);
+    let status = crate::api::cluster_status_asked(&ctx).await;
     let revision = status.revision;
     let or_none = |i: Option<u64>, none: &str| i.map_or_else(|| none.to_string(), |i| i.to_string());
     let content = html! {
@@ -16,11 +16,13 @@ pub async fn cluster(State(ctx): Cx, viewer: Viewer, Query(m): Query<Msg>) -> Re
             dt { "Snapshot index" } dd { (or_none(status.snapshot_index, "none yet")) }
         }
         table id="members" {
-            thead { tr { th { "Node" } th { "Address" } th { "Role" } th { "Lag (entries)" } } }
+            thead { tr { th { "Node" } th { "Address" } th { "Role" } th { "Version" } th { "Lag (entries)" } } }
             tbody { @for m in &status.members {
                 tr {
                     td { (m.id) } td.mono { (m.addr) }
                     td { @if status.leader == Some(m.id) { "leader" } @else if m.voter { "follower" } @else { "learner" } }
+                    // A member that did not answer this node in time: stopped, or cut off.
+                    td { @match &m.version { Some(v) => (v), None => span.badge.failed { "unreachable" } } }
                     td { (status.follower_lag.get(&m.id.to_string()).map(|v| v.to_string()).unwrap_or_else(|| "-".into())) }
                 }
             } }
