@@ -188,8 +188,10 @@ struct Deferred(std::sync::Arc<std::sync::Mutex<Option<Later>>>);
 
 /// A response that [`refuse_oversized_body`] replaces with what `later` answers.
 pub(crate) fn deferred(later: impl std::future::Future<Output = Response> + Send + 'static) -> Response {
-    // Seen only if the deferred answer were lost on the way out: never with this router.
-    let mut resp = ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "a deferred answer was lost").into_response();
+    // What the route's middleware sees (its metrics count a 2xx, like the answer's 200 or 204);
+    // a client would see it only if the deferred answer were lost on the way out, never with
+    // this router.
+    let mut resp = ApiError::new(StatusCode::ACCEPTED, "deferred", "the answer was deferred and then lost").into_response();
     resp.extensions_mut().insert(Deferred(std::sync::Arc::new(std::sync::Mutex::new(Some(Box::pin(later))))));
     resp
 }

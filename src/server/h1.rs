@@ -128,7 +128,15 @@ fn parse_head(head: &[u8]) -> Result<Head, (StatusCode, &'static str)> {
     let mut lengths = headers.get_all(header::CONTENT_LENGTH).iter();
     let body_len = match (lengths.next(), lengths.next()) {
         (None, _) => 0,
-        (Some(v), None) => v.to_str().ok().and_then(|s| s.trim().parse::<usize>().ok()).ok_or(bad("invalid Content-Length"))?,
+        (Some(v), None) => {
+            let digits = v.to_str().map(str::trim).unwrap_or("");
+            // Digits only: `+5` or `5,5` is refused rather than read one way here and another
+            // by a proxy in front.
+            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(bad("invalid Content-Length"));
+            }
+            digits.parse::<usize>().map_err(|_| bad("invalid Content-Length"))?
+        }
         (Some(_), Some(_)) => return Err(bad("more than one Content-Length")),
     };
     let connection = |token: &str| {
@@ -402,7 +410,10 @@ mod tests {
         let h = parse_head(b"GET /x HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").unwrap();
         assert!(h.keep_alive);
         assert_eq!(parse_head(b"GET /x HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n").unwrap_err().0, StatusCode::BAD_REQUEST);
-        assert_eq!(parse_head(b"GET /x HTTP/1.1\r\nContent-Length: -1\r\n\r\n").unwrap_err().0, StatusCode::BAD_REQUEST);
+        for bad in ["-1", "+5", "5,5", "", "0x10", "99999999999999999999999"] {
+            let head = format!("GET /x HTTP/1.1\r\nContent-Length: {bad}\r\n\r\n");
+            assert_eq!(parse_head(head.as_bytes()).unwrap_err().0, StatusCode::BAD_REQUEST, "Content-Length {bad:?}");
+        }
         assert_eq!(parse_head(b"POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n").unwrap_err().0, StatusCode::NOT_IMPLEMENTED);
     }
 
