@@ -179,6 +179,12 @@ fn agent_connections_keep_alive_pipeline_and_end_with_their_client() {
     let config = json(&a);
     assert!(config["revision"].as_u64().unwrap() > revision, "{config}");
     assert!(config.to_string().contains("rt1"), "{config}");
+
+    // The route's metrics count held watches as answered (2xx), never as errors.
+    let metrics = reqwest::blocking::get(format!("http://{addr}/metrics")).unwrap().text().unwrap();
+    let watch_route = r#"route="/v1/agents/{id}/config""#;
+    assert!(metrics.lines().any(|l| l.contains(watch_route) && l.contains(r#"status="2xx""#)), "{metrics}");
+    assert!(!metrics.lines().any(|l| l.contains(watch_route) && l.contains(r#"status="5xx""#)), "{metrics}");
 }
 
 /// A node holds at most `--watches-max` watches: one more gets 503 (the agent tries another
