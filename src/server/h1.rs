@@ -154,7 +154,7 @@ fn parse_head(head: &[u8]) -> Result<Head, (StatusCode, &'static str)> {
 
 /// The next request head, within `header_read_timeout`; `Closed` also when the node closes
 /// while none has started.
-async fn next_head<I: AsyncRead + Unpin>(
+pub(super) async fn next_head<I: AsyncRead + Unpin>(
     io: &mut I,
     buf: &mut Vec<u8>,
     header_read_timeout: Duration,
@@ -303,10 +303,7 @@ async fn answer_error<I: AsyncWrite + Unpin>(io: &mut I, status: StatusCode, mes
         StatusCode::NOT_IMPLEMENTED => "not_implemented",
         _ => "bad_request",
     };
-    let body = serde_json::json!({"error": {"code": code, "message": message}}).to_string();
-    let mut response = Response::new(Body::from(body));
-    *response.status_mut() = status;
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let response = axum::response::IntoResponse::into_response(crate::api::ApiError::new(status, code, message.to_string()));
     let _ = write_response(io, response, false, false).await;
     let _ = tokio::time::timeout(WRITE_TIMEOUT, io.shutdown()).await;
 }

@@ -117,21 +117,16 @@ where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let mut buf = Vec::new();
-    let first = tokio::select! {
-        r = tokio::time::timeout(header_read_timeout, h1::read_head(&mut io, &mut buf)) => r,
-        _ = async { let _ = closing.wait_for(|c| *c).await; } => return,
-    };
-    match first {
-        // Boxed, each path: a connection holds only the future of the path it takes (hyper's
-        // is several KB).
-        Ok(Ok(n)) if h1::serves(&buf[..n]) => h1::serve(io, buf, router, header_read_timeout, closing).await,
-        // hyper reads the head again (and answers a malformed or oversized one).
-        Ok(Ok(_) | Err(h1::HeadError::TooLarge | h1::HeadError::Malformed)) => {
+    match h1::next_head(&mut io, &mut buf, header_read_timeout, &mut closing).await {
+        Ok(n) if h1::serves(&buf[..n]) => h1::serve(io, buf, router, header_read_timeout, closing).await,
+        // hyper reads the head again (and answers a malformed or oversized one). Boxed: its
+        // future is several KB, and a connection h1 serves should not hold that room.
+        Ok(_) | Err(h1::HeadError::TooLarge | h1::HeadError::Malformed) => {
             let io = hyper_util::rt::TokioIo::new(Rewind { prefix: Bytes::from(buf), inner: io });
             Box::pin(serve_connection(io, hyper_util::service::TowerToHyperService::new(router), header_read_timeout, closing)).await
         }
-        // Closed, or no whole head in time: an idle or slow connection ends.
-        Ok(Err(h1::HeadError::Closed)) | Err(_) => {}
+        // Closed, no whole head in time (an idle or slow connection), or the node closing.
+        Err(h1::HeadError::Closed) => {}
     }
 }
 
