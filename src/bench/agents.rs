@@ -93,9 +93,9 @@ pub(super) async fn agents_bench(agents: usize, applies: usize, secure: bool) ->
         roster_raft::Transport::insecure()
     };
     let base = transport.url(&addr, "");
-    // The node keeps a quarter of its file limit for other files (`server::connection_cap`):
-    // its limit (inherited) must leave a connection per agent and some to spare.
-    let node_fds = (agents as u64 + FDS_SPARE / 2) * 4 / 3;
+    // The node (which inherits this limit) keeps a quarter of it for other files: it must
+    // leave a connection per agent and some to spare.
+    let node_fds = crate::server::file_limit_for_connections(agents as u64 + FDS_SPARE / 2);
     raise_file_limit((agents as u64 + FDS_SPARE).max(node_fds))?;
     // ROSTER_BENCH_NODE_WRAPPER runs the node under another program, such as a heap profiler
     // (`heaptrack`, with a `--features system-alloc` build).

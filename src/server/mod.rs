@@ -193,6 +193,12 @@ pub const FDS_RESERVED_MIN: usize = 64;
 /// soft limit to the hard one), keeping `FDS_RESERVED_MIN` (or a quarter) of the descriptors
 /// for everything else. A cap above the real limit would let a connection flood starve the
 /// node of descriptors (`accept: Too many open files`, failed RocksDB opens).
+/// The file limit under which [`connection_cap`] allows `connections` (the inverse of its
+/// reservation of a quarter of the limit).
+pub fn file_limit_for_connections(connections: u64) -> u64 {
+    (connections * 4).div_ceil(3).max(connections + FDS_RESERVED_MIN as u64)
+}
+
 pub fn connection_cap(watches_max: usize) -> usize {
     let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit and setrlimit only read and write the struct passed to them.
@@ -206,8 +212,13 @@ pub fn connection_cap(watches_max: usize) -> usize {
         }
     }
     let soft = (limit.rlim_cur as u64).min(1 << 24) as usize;
-    let reserved = (soft / 4).max(FDS_RESERVED_MIN);
-    soft.saturating_sub(reserved).clamp(16, HTTP_CONNECTIONS_MAX.max(watches_max.saturating_add(HTTP_CONNECTIONS_MAX / 6)))
+    connections_under(soft).clamp(16, HTTP_CONNECTIONS_MAX.max(watches_max.saturating_add(HTTP_CONNECTIONS_MAX / 6)))
+}
+
+/// Connections a file limit of `soft` leaves, after a quarter (at least `FDS_RESERVED_MIN`)
+/// is kept for everything else.
+fn connections_under(soft: usize) -> usize {
+    soft.saturating_sub((soft / 4).max(FDS_RESERVED_MIN))
 }
 
 /// Parses `1=127.0.0.1:7001,2=127.0.0.1:7002`.
@@ -493,6 +504,15 @@ pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()>) -> any
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_file_limit_for_connections_leaves_them_all() {
+        for n in [1u64, 10, 100, 999, 1_000, 14_000, 18_500, 100_000] {
+            let limit = file_limit_for_connections(n);
+            assert!(connections_under(limit as usize) as u64 >= n, "{n} connections under a limit of {limit}");
+            assert!(connections_under(limit as usize - 2) as u64 <= n, "{limit} is more than {n} connections need");
+        }
+    }
 
     #[test]
     fn failure_detection_settings_are_checked() {
