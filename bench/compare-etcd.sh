@@ -5,6 +5,7 @@
 #   Roster: bench/roster-update.lua (one server's port changed per request) to a follower (it
 #           forwards to the leader) and to the leader; plain HTTP like etcd's side.
 # Usage: bench/compare-etcd.sh [SECONDS per run, default 10] [ROSTER binary, default target/release/roster]
+#   CONNECTIONS="64 256" bench/compare-etcd.sh 60   runs only those connection counts (tail latency runs).
 # Needs: apt-get install -y wrk etcd-server etcd-client; a built roster (cargo build --release).
 # Prints one line per run and a table at the end; every process it starts is stopped on exit.
 set -euo pipefail
@@ -24,7 +25,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-connections=(1 16 64 256)
+read -r -a connections <<<"${CONNECTIONS:-1 16 64 256}"
 results=()
 
 # One wrk run: prints "writes/s p50 p99 max" (ms) and keeps a line for the table.

@@ -43,12 +43,15 @@ pub(super) fn generate_data_dir(dir: &std::path::Path, revisions: u64, addr: &st
             machine.apply(&last, &Proposal { commands: vec![codec::encode(&cmd)] }, &mut txn);
         }
         store.offline_commit::<TypeConfig>(txn, &Some(last), &membership)?;
+        // As a node does once a batch is written: checkpoints due in it are built now.
+        machine.applied();
         anyhow::ensure!(handle.read().state.revision == end, "generation was rejected at revision {end}");
         if end % 100_000 == 0 || end == revisions {
             eprintln!("  generated {end}/{revisions}");
         }
         rev = end + 1;
     }
+    anyhow::ensure!(handle.wait_for_checkpoints(Duration::from_secs(600)), "the fold checkpoints were not written in 600 s");
     Ok(())
 }
 

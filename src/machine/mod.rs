@@ -2,6 +2,7 @@
 //! seals history records onto the hash chain and writes everything through the storage
 //! transaction. Shared read access for the API goes through [`MachineHandle`].
 
+mod checkpoints;
 mod execute;
 mod records;
 pub mod upgrade;
@@ -56,8 +57,8 @@ pub struct Live {
     pub tokens: BTreeMap<TokenName, TokenRecord>,
     /// Token name by the hash of its secret.
     pub token_hashes: HashMap<[u8; 32], TokenName>,
-    /// The revision of this node's newest fold checkpoint (0: none), and how many revisions
-    /// after it the next one is due ([`checkpoint_spacing`]).
+    /// The revision of this node's newest fold checkpoint, written or falling due (0: none),
+    /// and how many revisions after it the next one is due ([`checkpoint_spacing`]).
     pub last_checkpoint: u64,
     pub checkpoint_spacing: u64,
 }
@@ -97,6 +98,8 @@ struct Shared {
     projection: Mutex<AgentWakers>,
     /// What the last load upgraded in the data dir, for the event log.
     upgrade_note: Mutex<Option<String>>,
+    /// The revision of the newest fold checkpoint written in the background.
+    checkpoint_tx: watch::Sender<u64>,
 }
 
 /// Read access to the live state from the API, cheap to clone.
@@ -131,6 +134,21 @@ impl MachineHandle {
         *self.shared.projection.lock().expect("projection lock poisoned").subscribe(agent).borrow()
     }
 
+    /// Blocks until the newest fold checkpoint that fell due is written, at most `limit`;
+    /// true if it was. For offline tools (data dir generation) and tests: a node never waits.
+    pub fn wait_for_checkpoints(&self, limit: std::time::Duration) -> bool {
+        let due = self.read().last_checkpoint;
+        let written = self.shared.checkpoint_tx.subscribe();
+        let deadline = std::time::Instant::now() + limit;
+        while *written.borrow() < due {
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        true
+    }
+
     /// What loading upgraded in the data dir (once; `None` when nothing was upgraded).
     pub fn take_upgrade_note(&self) -> Option<String> {
         self.shared.upgrade_note.lock().expect("upgrade note lock poisoned").take()
@@ -151,20 +169,34 @@ pub struct RosterMachine {
     pending_revision: Option<u64>,
     /// Where the agents' configuration marks are kept (set at load).
     store: Option<StateStore>,
+    /// A fold checkpoint that fell due in the batch, built once the batch is written.
+    checkpoint_due: Option<u64>,
+    checkpoints: checkpoints::Checkpointer,
 }
 
 impl RosterMachine {
     pub fn new() -> (Self, MachineHandle) {
         let (revision_tx, _) = watch::channel(0);
         let (events_tx, _) = watch::channel(0);
+        let (checkpoint_tx, _) = watch::channel(0);
+        let checkpoints = checkpoints::Checkpointer::new(checkpoint_tx.clone());
         let shared = Arc::new(Shared {
             live: RwLock::new(Live::default()),
             revision_tx,
             events_tx,
             projection: Mutex::new(AgentWakers::default()),
             upgrade_note: Mutex::new(None),
+            checkpoint_tx,
         });
-        (Self { shared: shared.clone(), pending_agents: BTreeSet::new(), pending_revision: None, store: None }, MachineHandle { shared })
+        let machine = Self {
+            shared: shared.clone(),
+            pending_agents: BTreeSet::new(),
+            pending_revision: None,
+            store: None,
+            checkpoint_due: None,
+            checkpoints,
+        };
+        (machine, MachineHandle { shared })
     }
 }
 
@@ -231,6 +263,7 @@ impl Application<TypeConfig> for RosterMachine {
         drop(live);
         self.shared.revision_tx.send_replace(revision);
         self.shared.events_tx.send_replace(event_seq);
+        self.shared.checkpoint_tx.send_replace(last_checkpoint);
         Ok(())
     }
 
@@ -248,6 +281,9 @@ impl Application<TypeConfig> for RosterMachine {
         }
         if let Some(revision) = self.pending_revision.take() {
             self.shared.revision_tx.send_replace(revision);
+        }
+        if let (Some(revision), Some(store)) = (self.checkpoint_due.take(), &self.store) {
+            self.checkpoints.request(store, revision);
         }
         let event_seq = self.shared.live.read().expect("state machine lock poisoned").event_seq;
         self.shared.events_tx.send_if_modified(|seq| std::mem::replace(seq, event_seq) != event_seq);
@@ -324,8 +360,12 @@ impl RosterMachine {
 
         let mut live = self.shared.live.write().expect("state machine lock poisoned");
         let mut agents = BTreeSet::new();
+        let checkpointed = live.last_checkpoint;
         let outcome = execute::execute(&mut live, log_id, position, &cmd, txn, &mut agents);
         let revision = live.state.revision;
+        if live.last_checkpoint != checkpointed {
+            self.checkpoint_due = Some(live.last_checkpoint);
+        }
         drop(live);
         // Agents are woken in `applied`, once the batch holding this revision is written.
         self.pending_agents.append(&mut agents);
@@ -414,7 +454,8 @@ mod tests {
 
     /// Fold checkpoints are spaced by the configuration's size: a configuration growing with
     /// every revision is checkpointed less often as it grows (never O(state) per revision on
-    /// average), and a restart picks up the spacing from the newest checkpoint.
+    /// average), they are written in the background with the state the apply had, and a
+    /// restart picks up the spacing from the newest checkpoint.
     #[test]
     fn checkpoints_are_spaced_by_the_configurations_size() {
         let dir = tempfile::tempdir().unwrap();
@@ -435,6 +476,8 @@ mod tests {
             store.offline_commit::<TypeConfig>(txn, &Some(log_id), &membership).unwrap();
             machine.applied();
         }
+        // Checkpoints are written in the background once their batch is: wait for the last.
+        assert!(handle.wait_for_checkpoints(std::time::Duration::from_secs(60)), "the checkpoints were not written in 60 s");
         let mut at = Vec::new();
         let mut upto = total;
         while let Some((revision, _)) = store.checkpoint_at_or_before(upto).unwrap() {
@@ -449,6 +492,10 @@ mod tests {
         assert_eq!(at, vec![10_000, 30_000], "checkpoints at {at:?}");
         let live = handle.read();
         assert_eq!((live.last_checkpoint, live.checkpoint_spacing), (30_000, 60_000));
+        // The background fold wrote the state the apply had: folding on from the checkpoint
+        // gives the live state and head.
+        let (state, head) = fold_stored(&store, total).unwrap();
+        assert!(state == live.state && head == live.head, "the fold from the checkpoint differs from the live state");
         drop(live);
         // A restart starts from the newest checkpoint and keeps the spacing of the state it loads.
         let (mut again, handle) = RosterMachine::new();

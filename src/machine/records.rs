@@ -45,6 +45,11 @@ pub(super) fn corrupt(e: impl std::fmt::Display) -> StoreError {
 
 /// Folds the stored history from its newest checkpoint at or before `upto` (inclusive).
 pub fn fold_stored(store: &StateStore, upto: u64) -> Result<(State, Hash), StoreError> {
+    fold_stored_while(store, upto, || true)
+}
+
+/// [`fold_stored`], stopping early (with the state folded so far) once `go_on` says no.
+pub(super) fn fold_stored_while(store: &StateStore, upto: u64, go_on: impl Fn() -> bool) -> Result<(State, Hash), StoreError> {
     let mut replayer = match store.checkpoint_at_or_before(upto)? {
         Some((_, bytes)) => {
             let cp: Checkpoint = codec::decode(&bytes).map_err(corrupt)?;
@@ -54,7 +59,7 @@ pub fn fold_stored(store: &StateStore, upto: u64) -> Result<(State, Hash), Store
     };
     let from = replayer.state.revision + 1;
     Reader::new(store.clone()).records(from, |record| {
-        if record.body.revision > upto {
+        if record.body.revision > upto || !go_on() {
             return Ok(false);
         }
         replayer.push(&record).map_err(corrupt)?;

@@ -297,7 +297,8 @@ impl StateStore {
         Ok(())
     }
 
-    /// Writes a checkpoint outside of an apply (used when rebuilding derived data).
+    /// Writes a fold checkpoint. Checkpoints are derived data, built off the apply path, so
+    /// they are written on their own rather than in an apply's batch.
     pub fn put_checkpoint(&self, revision: u64, bytes: &[u8]) -> Result<(), StoreError> {
         self.db.put_cf(cf(&self.db, CF_CHECKPOINTS), u64_key(revision), bytes)?;
         Ok(())
@@ -424,10 +425,6 @@ impl<'a> Txn<'a> {
 
     pub fn put_event_settings(&mut self, bytes: &[u8]) {
         self.batch.put_cf(cf(&self.store.db, CF_SETTINGS), KEY_EVENT_SETTINGS, bytes);
-    }
-
-    pub fn put_checkpoint(&mut self, revision: u64, bytes: &[u8]) {
-        self.batch.put_cf(cf(&self.store.db, CF_CHECKPOINTS), u64_key(revision), bytes);
     }
 
     /// Records the rejection of the command at `position` in entry `log_index`, keeping only
