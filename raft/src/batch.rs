@@ -34,6 +34,10 @@ const _: () = assert!((APPEND_ENTRIES_MAX as usize) * (PROPOSAL_BATCH_BYTES_MAX 
 pub const PROPOSALS_IN_FLIGHT_MAX: usize = 4;
 /// Most commands waiting to be batched; further writers wait (backpressure).
 pub const PROPOSAL_QUEUE_MAX: usize = 16_384;
+/// A batch that takes longer than this from proposal to commit and local apply is logged as a
+/// warning with its size (as etcd warns of slow applies): the write latency's tail, with a time
+/// to match against snapshot builds, slow disks and elections in the same log.
+pub const SLOW_COMMIT_WARN_MS: u64 = 100;
 
 /// Time from proposing a batch to its commit and local apply.
 pub static COMMIT_SECONDS: roster_storage::metrics::Histogram = roster_storage::metrics::Histogram::new();
@@ -172,7 +176,11 @@ pub(crate) async fn batch_loop(raft: Raft, mut rx: mpsc::Receiver<Pending>, gate
             let n = commands.len();
             let started = std::time::Instant::now();
             let result = raft.client_write(Proposal { commands }).await;
-            COMMIT_SECONDS.observe(started.elapsed());
+            let took = started.elapsed();
+            COMMIT_SECONDS.observe(took);
+            if took >= std::time::Duration::from_millis(SLOW_COMMIT_WARN_MS) {
+                tracing::warn!(ms = took.as_millis() as u64, commands = n, "a proposal took over {SLOW_COMMIT_WARN_MS} ms to commit and apply");
+            }
             BATCH_COMMANDS.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
             BATCHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             drop(permit);

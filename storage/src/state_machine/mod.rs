@@ -127,10 +127,12 @@ impl<C: RaftTypeConfig<SnapshotData = SnapshotFile>> RaftSnapshotBuilder<C> for 
     async fn build_snapshot(&mut self) -> Result<Snapshot<C>, StorageError<C::NodeId>> {
         let store = self.store.clone();
         let dir = self.dir.clone();
+        let started = std::time::Instant::now();
         let (meta, file) = tokio::task::spawn_blocking(move || snap::build::<C>(&store.db, &dir, false))
             .await
             .map_err(sm_read::<C>)?
             .map_err(sm_read::<C>)?;
+        tracing::info!(snapshot = %meta.snapshot_id, ms = started.elapsed().as_millis() as u64, "snapshot built");
         Ok(Snapshot { meta, snapshot: Box::new(file) })
     }
 }
