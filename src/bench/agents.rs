@@ -1,6 +1,8 @@
 //! `roster bench agents`: simulated agents holding config watches on one node.
 
 use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -73,9 +75,145 @@ async fn post_changes(http: &reqwest::Client, base: &str, changes: Vec<serde_jso
     v["committed"]["revision"].as_u64().context("no revision")
 }
 
+/// Registers `ids` as agents in agent cluster `bench`, whose task `billing` fails over from
+/// rt1 to rt2, through `base` (the leader or any node).
+pub(super) async fn register_agents(http: &reqwest::Client, base: &str, ids: &[String]) -> anyhow::Result<()> {
+    post_changes(http, base, vec![
+        serde_json::json!({"add_server": {"name": "rt1", "host": "10.0.0.1", "port": 80}}),
+        serde_json::json!({"add_server": {"name": "rt2", "host": "10.0.0.2", "port": 80}}),
+        serde_json::json!({"create_cluster": {"name": "bench"}}),
+        serde_json::json!({"set_servers": {"task": "billing", "cluster": "bench", "servers": ["rt1", "rt2"]}}),
+    ])
+    .await?;
+    for chunk in ids.chunks(crate::domain::CHANGES_PER_COMMAND_MAX / 2) {
+        let mut changes = Vec::new();
+        for id in chunk {
+            changes.push(serde_json::json!({"register_agent": {"id": id}}));
+            changes.push(serde_json::json!({"add_agent_to_cluster": {"cluster": "bench", "agent": id}}));
+        }
+        post_changes(http, base, changes).await?;
+    }
+    Ok(())
+}
+
+/// Simulated agents, as tasks of this process: each holds a config watch on its node, deploys
+/// what it gets, and acknowledges it with its next watch (as `roster agent` does).
+pub(super) struct SimAgents {
+    /// The revision each agent deployed last.
+    acked: Arc<Vec<AtomicU64>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl SimAgents {
+    /// Starts one simulated agent per id; agent `i` watches `nodes[i % nodes.len()]` (base
+    /// URLs). They connect from 127.1.0.1 up, a few thousand per source address, so their
+    /// connections (and the TIME_WAIT of earlier runs) never run out of ephemeral ports.
+    pub(super) fn start(transport: &roster_raft::Transport, ids: &[String], nodes: &[String]) -> anyhow::Result<Self> {
+        let sources = ids.len().div_ceil(AGENTS_PER_SOURCE_ADDRESS);
+        let clients = (0..sources)
+            .map(|k| {
+                let source = std::net::Ipv4Addr::new(127, 1, (k / 250) as u8, (k % 250 + 1) as u8);
+                transport
+                    .client_builder()?
+                    .local_address(std::net::IpAddr::V4(source))
+                    .pool_max_idle_per_host(AGENTS_PER_SOURCE_ADDRESS + 16)
+                    .timeout(Duration::from_secs(120))
+                    .build()
+                    .map_err(anyhow::Error::from)
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let acked: Arc<Vec<AtomicU64>> = Arc::new((0..ids.len()).map(|_| AtomicU64::new(0)).collect());
+        let mut tasks = Vec::new();
+        for (i, id) in ids.iter().enumerate() {
+            let (http, base, id, acked) = (clients[i % sources].clone(), nodes[i % nodes.len()].clone(), id.clone(), acked.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut after = 0u64;
+                loop {
+                    let url = format!("{base}/v1/agents/{id}/config?after={after}&wait_ms=60000");
+                    match http.get(&url).send().await {
+                        Ok(r) if r.status() == reqwest::StatusCode::OK => {
+                            let Ok(v) = r.json::<serde_json::Value>().await else { continue };
+                            let rev = v["revision"].as_u64().unwrap_or(after);
+                            // As the real agent: the next watch (after=rev) acknowledges it.
+                            acked[i].store(rev, Ordering::Release);
+                            after = rev;
+                        }
+                        Ok(_) => {}
+                        Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                    }
+                }
+            }));
+        }
+        Ok(Self { acked, tasks })
+    }
+
+    /// Waits until every agent deployed `target` or later, at most `limit`: how long each took.
+    pub(super) async fn wait_all(&self, target: u64, limit: Duration) -> Option<Vec<Duration>> {
+        let t = Instant::now();
+        let mut done_at = vec![None; self.acked.len()];
+        while t.elapsed() < limit {
+            let mut all = true;
+            for (i, a) in self.acked.iter().enumerate() {
+                if done_at[i].is_none() {
+                    if a.load(Ordering::Acquire) >= target {
+                        done_at[i] = Some(t.elapsed());
+                    } else {
+                        all = false;
+                    }
+                }
+            }
+            if all {
+                return Some(done_at.into_iter().map(|d| d.unwrap_or_default()).collect());
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        None
+    }
+
+    /// Applies `applies` changes that concern every agent through `leader` (a base URL) and
+    /// prints how long the agents took to acknowledge each, and a summary.
+    pub(super) async fn time_applies(&self, http: &reqwest::Client, leader: &str, applies: usize) -> anyhow::Result<()> {
+        let agents = self.acked.len();
+        let mut all_done = Vec::new();
+        for n in 0..applies {
+            let t0 = Instant::now();
+            let rev = post_changes(http, leader, vec![serde_json::json!({"set_load_balancing": {"task": "billing", "cluster": "bench", "enabled": n % 2 == 0}})]).await?;
+            let times = self.wait_all(rev, Duration::from_secs(120)).await.context("not every agent acknowledged in 120 s")?;
+            let base_ms = t0.elapsed().as_secs_f64() * 1000.0 - times.iter().max().copied().unwrap_or_default().as_secs_f64() * 1000.0;
+            let mut ms: Vec<f64> = times.iter().map(|d| base_ms + d.as_secs_f64() * 1000.0).collect();
+            ms.sort_by(|a, b| a.total_cmp(b));
+            let p = |q: f64| ms[((ms.len() as f64 * q) as usize).min(ms.len() - 1)];
+            println!("apply {}: revision {rev}: acknowledged by all {agents} agents: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms", n + 1, p(0.5), p(0.99), p(1.0));
+            all_done.push(p(1.0));
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        all_done.sort_by(|a, b| a.total_cmp(b));
+        if let (Some(median), Some(max)) = (all_done.get(all_done.len() / 2), all_done.last()) {
+            println!("time to all {agents} acknowledged over {applies} applies: median {median:.0} ms, max {max:.0} ms");
+        }
+        Ok(())
+    }
+}
+
+impl Drop for SimAgents {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// The node's CPU use, as a percentage of one core, over `over`.
+pub(super) async fn cpu_percent(pid: u32, over: Duration) -> anyhow::Result<f64> {
+    let cpu = cpu_ticks(pid)?;
+    tokio::time::sleep(over).await;
+    let used = cpu_ticks(pid)?.saturating_sub(cpu);
+    // SAFETY: sysconf only reads a configuration value.
+    let per_sec = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Ok(used as f64 / per_sec / over.as_secs_f64() * 100.0)
+}
+
 pub(super) async fn agents_bench(agents: usize, applies: usize, secure: bool) -> anyhow::Result<()> {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    use std::sync::Arc;
     anyhow::ensure!((1..=AGENTS_BENCH_MAX).contains(&agents), "--agents must be 1..={AGENTS_BENCH_MAX}");
     anyhow::ensure!((1..=100).contains(&applies), "--applies must be 1..=100");
     let dir = tempfile_dir()?;
@@ -93,10 +231,7 @@ pub(super) async fn agents_bench(agents: usize, applies: usize, secure: bool) ->
         roster_raft::Transport::insecure()
     };
     let base = transport.url(&addr, "");
-    // The node (which inherits this limit) keeps a quarter of it for other files: it must
-    // leave a connection per agent and some to spare.
-    let node_fds = crate::server::file_limit_for_connections(agents as u64 + FDS_SPARE / 2);
-    raise_file_limit((agents as u64 + FDS_SPARE).max(node_fds))?;
+    raise_limit_for_agents(agents as u64, agents as u64)?;
     // ROSTER_BENCH_NODE_WRAPPER runs the node under another program, such as a heap profiler
     // (`heaptrack`, with a `--features system-alloc` build).
     let mut node = match std::env::var_os("ROSTER_BENCH_NODE_WRAPPER") {
@@ -118,100 +253,16 @@ pub(super) async fn agents_bench(agents: usize, applies: usize, secure: bool) ->
         .spawn()?;
     let pid = node.id().context("node pid")?;
     let http = transport.client_builder()?.pool_max_idle_per_host(16).timeout(Duration::from_secs(120)).build()?;
-    // The simulated agents connect from 127.1.0.1 up (loopback answers all of 127/8), a few
-    // thousand per source address, so their connections (and the TIME_WAIT of earlier runs)
-    // never run out of ephemeral ports on one address.
-    let sources = agents.div_ceil(AGENTS_PER_SOURCE_ADDRESS);
-    let agent_clients = (0..sources)
-        .map(|k| {
-            let source = std::net::Ipv4Addr::new(127, 1, (k / 250) as u8, (k % 250 + 1) as u8);
-            transport
-                .client_builder()?
-                .local_address(std::net::IpAddr::V4(source))
-                .pool_max_idle_per_host(AGENTS_PER_SOURCE_ADDRESS + 16)
-                .timeout(Duration::from_secs(120))
-                .build()
-                .map_err(anyhow::Error::from)
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let started = Instant::now();
-    while !http.get(format!("{base}/readyz")).send().await.map(|r| r.status().is_success()).unwrap_or(false) {
-        anyhow::ensure!(started.elapsed() < Duration::from_secs(30), "node not ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_ready(&http, &base).await?;
     println!("setting up {agents} agents in one agent cluster...");
     let ids: Vec<String> = (0..agents).map(|i| format!("sim{i}")).collect();
-    post_changes(&http, &base, vec![
-        serde_json::json!({"add_server": {"name": "rt1", "host": "10.0.0.1", "port": 80}}),
-        serde_json::json!({"add_server": {"name": "rt2", "host": "10.0.0.2", "port": 80}}),
-        serde_json::json!({"create_cluster": {"name": "bench"}}),
-        serde_json::json!({"set_servers": {"task": "billing", "cluster": "bench", "servers": ["rt1", "rt2"]}}),
-    ]).await?;
-    for chunk in ids.chunks(crate::domain::CHANGES_PER_COMMAND_MAX / 2) {
-        let mut changes = Vec::new();
-        for id in chunk {
-            changes.push(serde_json::json!({"register_agent": {"id": id}}));
-            changes.push(serde_json::json!({"add_agent_to_cluster": {"cluster": "bench", "agent": id}}));
-        }
-        post_changes(&http, &base, changes).await?;
-    }
+    register_agents(&http, &base, &ids).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss_before = rss_kb(pid)?;
     let sockets_before = sockets_open(pid)?;
 
-    // Each simulated agent: watch, deploy (record), watch again after it (which acknowledges it).
-    let acked: Arc<Vec<AtomicU64>> = Arc::new((0..agents).map(|_| AtomicU64::new(0)).collect());
-    let mut tasks = Vec::new();
-    for (i, id) in ids.iter().enumerate() {
-        let (http, base, id, acked) = (agent_clients[i % sources].clone(), base.clone(), id.clone(), acked.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut after = 0u64;
-            loop {
-                let url = format!("{base}/v1/agents/{id}/config?after={after}&wait_ms=60000");
-                match http.get(&url).send().await {
-                    Ok(r) if r.status() == reqwest::StatusCode::OK => {
-                        let Ok(v) = r.json::<serde_json::Value>().await else { continue };
-                        let rev = v["revision"].as_u64().unwrap_or(after);
-                        // As the real agent: the next watch (after=rev) acknowledges it.
-                        acked[i].store(rev, Ordering::Release);
-                        after = rev;
-                    }
-                    Ok(_) => {}
-                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-                }
-            }
-        }));
-    }
-    let wait_all = |target: u64, limit: Duration| {
-        let acked = acked.clone();
-        async move {
-            let t = Instant::now();
-            let mut done_at = vec![None; acked.len()];
-            while t.elapsed() < limit {
-                let mut all = true;
-                for (i, a) in acked.iter().enumerate() {
-                    if done_at[i].is_none() {
-                        if a.load(Ordering::Acquire) >= target {
-                            done_at[i] = Some(t.elapsed());
-                        } else {
-                            all = false;
-                        }
-                    }
-                }
-                if all {
-                    return Some(done_at.into_iter().map(|d| d.unwrap_or_default()).collect::<Vec<_>>());
-                }
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-            None
-        }
-    };
-    let head: serde_json::Value = http.get(format!("{base}/v1/state/digest")).send().await?.json().await?;
-    let initial = head["revision"].as_u64().unwrap_or(0);
-    wait_all(initial, Duration::from_secs(120)).await.context("agents did not all deploy the initial configuration")?;
-    // Let the burst settle: connections the clients opened in it and left idle are closed by
-    // the node after its header read timeout, leaving one held watch per agent.
-    tokio::time::sleep(Duration::from_millis(crate::server::HEADER_READ_TIMEOUT_MS_DEFAULT + 1_000)).await;
+    let sim = SimAgents::start(&transport, &ids, std::slice::from_ref(&base))?;
+    settle(&sim, &http, &base).await?;
     let rss_connected = rss_kb(pid)?;
     println!(
         "{agents} agents connected: node RSS {} MB -> {} MB = {:.1} KB per agent; node sockets {} -> {}",
@@ -222,34 +273,40 @@ pub(super) async fn agents_bench(agents: usize, applies: usize, secure: bool) ->
         sockets_open(pid)?,
     );
     // The node's CPU while it holds every watch and nothing changes.
-    let cpu = cpu_ticks(pid)?;
     let idle = Duration::from_secs(10);
-    tokio::time::sleep(idle).await;
-    let used = cpu_ticks(pid)?.saturating_sub(cpu);
-    // SAFETY: sysconf only reads a configuration value.
-    let per_sec = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    println!("node CPU while idle with {agents} held watches: {:.1}% of one core (over {} s)", used as f64 / per_sec / idle.as_secs_f64() * 100.0, idle.as_secs());
-    let mut all_done = Vec::new();
-    for n in 0..applies {
-        let t0 = Instant::now();
-        let rev = post_changes(&http, &base, vec![serde_json::json!({"set_load_balancing": {"task": "billing", "cluster": "bench", "enabled": n % 2 == 0}})]).await?;
-        let times = wait_all(rev, Duration::from_secs(120)).await.context("not every agent acknowledged in 120 s")?;
-        let base_ms = t0.elapsed().as_secs_f64() * 1000.0 - times.iter().max().copied().unwrap_or_default().as_secs_f64() * 1000.0;
-        let mut ms: Vec<f64> = times.iter().map(|d| base_ms + d.as_secs_f64() * 1000.0).collect();
-        ms.sort_by(|a, b| a.total_cmp(b));
-        let p = |q: f64| ms[((ms.len() as f64 * q) as usize).min(ms.len() - 1)];
-        println!("apply {}: revision {rev}: acknowledged by all {agents} agents: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms", n + 1, p(0.5), p(0.99), p(1.0));
-        all_done.push(p(1.0));
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    all_done.sort_by(|a, b| a.total_cmp(b));
-    println!("time to all {agents} acknowledged over {applies} applies: median {:.0} ms, max {:.0} ms", all_done[all_done.len() / 2], all_done[all_done.len() - 1]);
-    for t in tasks {
-        t.abort();
-    }
+    println!("node CPU while idle with {agents} held watches: {:.1}% of one core (over {} s)", cpu_percent(pid, idle).await?, idle.as_secs());
+    sim.time_applies(&http, &base, applies).await?;
+    drop(sim);
     let _ = node.start_kill();
     let _ = node.wait().await;
     let _ = std::fs::remove_dir_all(dir);
     Ok(())
 }
 
+/// Raises the file limit for `agents` simulated agents in this process, and for a node (which
+/// inherits the limit, and keeps a quarter of it for other files) holding `per_node` of them.
+pub(super) fn raise_limit_for_agents(agents: u64, per_node: u64) -> anyhow::Result<()> {
+    let node_fds = crate::server::file_limit_for_connections(per_node + FDS_SPARE / 2);
+    raise_file_limit((agents + FDS_SPARE).max(node_fds))
+}
+
+/// Waits until the node at `base` answers `/readyz`, at most 30 s.
+pub(super) async fn wait_ready(http: &reqwest::Client, base: &str) -> anyhow::Result<()> {
+    let started = Instant::now();
+    while !http.get(format!("{base}/readyz")).send().await.map(|r| r.status().is_success()).unwrap_or(false) {
+        anyhow::ensure!(started.elapsed() < Duration::from_secs(30), "node {base} not ready in 30 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+/// Waits until every simulated agent deployed the head that `base` reports, then lets the
+/// connection burst settle: connections the clients opened in it and left idle are closed by
+/// the node after its header read timeout, leaving one held watch per agent.
+pub(super) async fn settle(sim: &SimAgents, http: &reqwest::Client, base: &str) -> anyhow::Result<()> {
+    let head: serde_json::Value = http.get(format!("{base}/v1/state/digest")).send().await?.json().await?;
+    let initial = head["revision"].as_u64().unwrap_or(0);
+    sim.wait_all(initial, Duration::from_secs(120)).await.context("agents did not all deploy the initial configuration")?;
+    tokio::time::sleep(Duration::from_millis(crate::server::HEADER_READ_TIMEOUT_MS_DEFAULT + 1_000)).await;
+    Ok(())
+}

@@ -5,11 +5,13 @@
 //!   then start `roster serve` on it and time until it serves the last revision.
 //! - `write`: write throughput and latency through a running or a started 3-node cluster.
 //! - `agents`: deployment fan-out to simulated agents, and node memory per held watch.
+//! - `learners`: agents served by learner nodes, and the voters' write throughput beside them.
 //! - `console`: console page render times on a large configuration.
 
 mod agents;
 mod console;
 mod fold;
+mod learners;
 mod proofs;
 mod restart;
 mod rolling;
@@ -85,6 +87,25 @@ pub enum BenchCmd {
         /// Run the node with TLS and tokens (agents connect over TLS) instead of `--insecure`.
         #[arg(long)]
         secure: bool,
+    },
+    /// Agents served by learners: 3 voters and N learners, simulated agents holding their
+    /// watches on the learners only. Prints the voters' write throughput (`--clients` writers
+    /// to the leader) without and with the agents, the learners' memory per agent, and apply →
+    /// all agents acknowledged.
+    Learners {
+        #[arg(long, default_value_t = 10_000)]
+        agents: usize,
+        #[arg(long, default_value_t = 2)]
+        learners: usize,
+        /// Concurrent writers (each sends one request at a time) to the leader.
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+        /// Seconds of each write round.
+        #[arg(long, default_value_t = 10)]
+        duration_secs: u64,
+        /// Changes to apply and time once the agents are connected.
+        #[arg(long, default_value_t = 3)]
+        applies: usize,
     },
     /// Writes during a rolling restart (SIGTERM, start, ready for each node of a 3-node
     /// cluster) and during kill -9 of the leader: longest wait, failures, longest gap.
@@ -187,6 +208,9 @@ pub async fn run(cmd: BenchCmd) -> anyhow::Result<()> {
             write::write_bench(run, endpoints).await
         }
         BenchCmd::Agents { agents, applies, secure } => agents::agents_bench(agents, applies, secure).await,
+        BenchCmd::Learners { agents, learners, clients, duration_secs, applies } => {
+            learners::learners_bench(learners::LearnersRun { agents, learners, clients, duration: Duration::from_secs(duration_secs), applies }).await
+        }
         BenchCmd::RollingRestart { clients, kill_trials, serve_args } => rolling::rolling_restart(clients, kill_trials, &serve_args).await,
         BenchCmd::Proofs { revisions, data_dir, samples } => proofs::proofs(revisions, data_dir, samples).await,
         BenchCmd::Console { servers, tasks, clusters, agents, runs } => console::console_bench(servers, tasks, clusters, agents, runs).await,

@@ -28,11 +28,11 @@ pub struct WriteRun {
 }
 
 /// One round's figures.
-struct Round {
-    writes: usize,
-    errors: u64,
-    elapsed: f64,
-    latencies_us: Vec<u32>,
+pub(super) struct Round {
+    pub writes: usize,
+    pub errors: u64,
+    pub elapsed: f64,
+    pub latencies_us: Vec<u32>,
 }
 
 pub(super) async fn write_bench(run: WriteRun, endpoints: Vec<String>) -> anyhow::Result<()> {
@@ -103,7 +103,7 @@ pub(super) async fn write_bench(run: WriteRun, endpoints: Vec<String>) -> anyhow
 }
 
 /// Registers servers `s0` .. `s999` for the `update` workload (those that exist already stay).
-async fn register_update_servers(http: &reqwest::Client, url: &str) -> anyhow::Result<()> {
+pub(super) async fn register_update_servers(http: &reqwest::Client, url: &str) -> anyhow::Result<()> {
     for chunk in (0..UPDATE_SERVERS).collect::<Vec<_>>().chunks(crate::domain::CHANGES_PER_COMMAND_MAX) {
         let changes: Vec<serde_json::Value> = chunk
             .iter()
@@ -116,7 +116,7 @@ async fn register_update_servers(http: &reqwest::Client, url: &str) -> anyhow::R
     Ok(())
 }
 
-async fn one_round(
+pub(super) async fn one_round(
     http: &reqwest::Client,
     transport: &roster_raft::Transport,
     targets: &[String],
