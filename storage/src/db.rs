@@ -86,7 +86,12 @@ pub fn open(dir: &Path) -> Result<Arc<DB>, StoreError> {
     opts.create_missing_column_families(true);
     // Point-in-time reads of the history must not be slowed by an unbounded memtable.
     opts.set_max_total_wal_size(256 << 20);
-    let cfs = ALL_CFS.iter().map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
+    opts.set_bytes_per_sync(1 << 20);
+    let cfs = ALL_CFS.iter().map(|name| {
+        let mut cf_opts = Options::default();
+        cf_opts.set_write_buffer_size(8 << 20);
+        ColumnFamilyDescriptor::new(*name, cf_opts)
+    });
     let db = DB::open_cf_descriptors(&opts, dir, cfs)?;
     move_legacy_settings(&db)?;
     Ok(Arc::new(db))
