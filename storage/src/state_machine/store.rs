@@ -299,8 +299,15 @@ impl StateStore {
 
     /// Writes a fold checkpoint. Checkpoints are derived data, built off the apply path, so
     /// they are written on their own rather than in an apply's batch.
+    ///
+    /// Not through the write-ahead log: at a large configuration a checkpoint is tens of MB
+    /// (25 MB at 640,000 servers), which the next log append's fsync would otherwise have to
+    /// write out first. A crash before the memtable is flushed only loses the checkpoint (the
+    /// next start folds from an older one).
     pub fn put_checkpoint(&self, revision: u64, bytes: &[u8]) -> Result<(), StoreError> {
-        self.db.put_cf(cf(&self.db, CF_CHECKPOINTS), u64_key(revision), bytes)?;
+        let mut opts = rocksdb::WriteOptions::default();
+        opts.disable_wal(true);
+        self.db.put_cf_opt(cf(&self.db, CF_CHECKPOINTS), u64_key(revision), bytes, &opts)?;
         Ok(())
     }
 
