@@ -111,7 +111,7 @@ pub fn router(ctx: Ctx, peer_routes: bool) -> Router {
             early_answer(body_flags(&parts.headers), body, resp.into_response()).await
         })
         // Outermost: a declared body above the limit is refused before routing.
-        .layer(axum::middleware::from_fn(refuse_oversized_body))
+        .layer(axum::middleware::from_fn(outermost))
         .with_state(ctx.clone())
         // The web console: its own session check, CSRF tokens and security headers.
         .merge(crate::console::router(ctx.clone()));
@@ -164,7 +164,9 @@ pub async fn refuse_body_above(limit: usize, req: axum::extract::Request) -> Res
     }
 }
 
-async fn refuse_oversized_body(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+/// The API's outermost layer: refuses a body declared over `BODY_MAX_BYTES` before any route
+/// runs, and answers a [`deferred`] response with what it awaits.
+async fn outermost(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
     if declared_length(req.headers()).is_some_and(|n| n > BODY_MAX_BYTES as u64) {
         return closing(too_large());
     }
@@ -178,7 +180,7 @@ async fn refuse_oversized_body(req: axum::extract::Request, next: axum::middlewa
 /// An answer a handler gives later, when it holds a request (an agent's config watch, up to a
 /// minute): the handler returns at once, so the route's middleware (access check, metrics, body
 /// handling) and the handler's own future end, and only this future is held until the answer
-/// is ready. The API's outermost layer ([`refuse_oversized_body`]) awaits it. The route's
+/// is ready. The API's outermost layer ([`outermost`]) awaits it. The route's
 /// latency metrics see the time to defer, not the hold.
 type Later = std::pin::Pin<Box<dyn std::future::Future<Output = Response> + Send>>;
 
@@ -186,7 +188,7 @@ type Later = std::pin::Pin<Box<dyn std::future::Future<Output = Response> + Send
 #[derive(Clone)]
 struct Deferred(std::sync::Arc<std::sync::Mutex<Option<Later>>>);
 
-/// A response that [`refuse_oversized_body`] replaces with what `later` answers.
+/// A response that [`outermost`] replaces with what `later` answers.
 pub(crate) fn deferred(later: impl std::future::Future<Output = Response> + Send + 'static) -> Response {
     // What the route's middleware sees (its metrics count a 2xx, like the answer's 200 or 204);
     // a client would see it only if the deferred answer were lost on the way out, never with
