@@ -108,10 +108,13 @@ impl SimAgents {
     /// Starts one simulated agent per id; agent `i` watches `nodes[i % nodes.len()]` (base
     /// URLs). They connect from 127.1.0.1 up, a few thousand per source address, so their
     /// connections (and the TIME_WAIT of earlier runs) never run out of ephemeral ports.
-    pub(super) fn start(transport: &roster_raft::Transport, ids: &[String], nodes: &[String]) -> anyhow::Result<Self> {
+    /// `first` is the first agent's number among all (other processes' agents use the source
+    /// addresses before it).
+    pub(super) fn start(transport: &roster_raft::Transport, ids: &[String], nodes: &[String], first: usize) -> anyhow::Result<Self> {
         let sources = ids.len().div_ceil(AGENTS_PER_SOURCE_ADDRESS);
         let clients = (0..sources)
             .map(|k| {
+                let k = first.div_ceil(AGENTS_PER_SOURCE_ADDRESS) + k;
                 let source = std::net::Ipv4Addr::new(127, 1, (k / 250) as u8, (k % 250 + 1) as u8);
                 transport
                     .client_builder()?
@@ -145,6 +148,42 @@ impl SimAgents {
             }));
         }
         Ok(Self { acked, tasks })
+    }
+
+    /// Like [`SimAgents::start`], with the agents in child processes of `per_process` each
+    /// (`roster bench agent-sim`), so that more agents than one process may hold connections
+    /// can run: each child reports every deployment on its standard output, which a task here
+    /// turns into the same per-agent record.
+    pub(super) fn start_in_processes(ids: &[String], nodes: &[String], per_process: usize) -> anyhow::Result<(Self, Vec<tokio::process::Child>)> {
+        use tokio::io::AsyncBufReadExt;
+        let acked: Arc<Vec<AtomicU64>> = Arc::new((0..ids.len()).map(|_| AtomicU64::new(0)).collect());
+        let mut tasks = Vec::new();
+        let mut children = Vec::new();
+        for first in (0..ids.len()).step_by(per_process.max(1)) {
+            let count = per_process.min(ids.len() - first);
+            let mut child = tokio::process::Command::new(std::env::current_exe()?)
+                .args(["bench", "agent-sim", "--nodes", &nodes.join(","), "--first", &first.to_string(), "--count", &count.to_string()])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .kill_on_drop(true)
+                .spawn()
+                .context("starting a simulated-agent process")?;
+            let stdout = child.stdout.take().context("no stdout")?;
+            let acked = acked.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut lines = tokio::io::BufReader::new(stdout).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let mut parts = line.split(' ');
+                    if let (Some(i), Some(rev)) = (parts.next().and_then(|i| i.parse::<usize>().ok()), parts.next().and_then(|r| r.parse::<u64>().ok())) {
+                        if let Some(a) = acked.get(i) {
+                            a.fetch_max(rev, Ordering::AcqRel);
+                        }
+                    }
+                }
+            }));
+            children.push(child);
+        }
+        Ok((Self { acked, tasks }, children))
     }
 
     /// Waits until every agent deployed `target` or later, at most `limit`: how long each took.
@@ -200,6 +239,33 @@ impl Drop for SimAgents {
         for t in &self.tasks {
             t.abort();
         }
+    }
+}
+
+/// `roster bench agent-sim`: simulated agents `sim{first}` .. for `count`, agent `i` on
+/// `nodes[i % nodes.len()]`; prints `<i> <revision>` whenever agent `i` deploys a revision,
+/// until killed. The child process of [`SimAgents::start_in_processes`].
+pub(super) async fn agent_sim(nodes: Vec<String>, first: usize, count: usize) -> anyhow::Result<()> {
+    use std::io::Write;
+    anyhow::ensure!(!nodes.is_empty() && count >= 1, "agent-sim needs --nodes and --count");
+    raise_file_limit(count as u64 + FDS_SPARE)?;
+    let ids: Vec<String> = (first..first + count).map(|i| format!("sim{i}")).collect();
+    // Agent i of this process is global agent first + i: keep its node the same as in-process.
+    let rotated: Vec<String> = (0..nodes.len()).map(|k| nodes[(first + k) % nodes.len()].clone()).collect();
+    let sim = SimAgents::start(&roster_raft::Transport::insecure(), &ids, &rotated, first)?;
+    let mut seen = vec![0u64; count];
+    loop {
+        let mut out = std::io::stdout().lock();
+        for (i, a) in sim.acked.iter().enumerate() {
+            let rev = a.load(Ordering::Acquire);
+            if rev > seen[i] {
+                seen[i] = rev;
+                writeln!(out, "{} {rev}", first + i)?;
+            }
+        }
+        out.flush()?;
+        drop(out);
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }
 
@@ -261,7 +327,7 @@ pub(super) async fn agents_bench(agents: usize, applies: usize, secure: bool) ->
     let rss_before = rss_kb(pid)?;
     let sockets_before = sockets_open(pid)?;
 
-    let sim = SimAgents::start(&transport, &ids, std::slice::from_ref(&base))?;
+    let sim = SimAgents::start(&transport, &ids, std::slice::from_ref(&base), 0)?;
     settle(&sim, &http, &base).await?;
     let rss_connected = rss_kb(pid)?;
     println!(

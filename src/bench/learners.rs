@@ -1,7 +1,9 @@
 //! `roster bench learners`: agents served by learner nodes. Three voters and `--learners`
 //! learners; simulated agents hold their config watches on the learners only. Measures the
 //! voters' write throughput at `--clients` with and without the agents, the time from an
-//! apply to every agent's acknowledgement through the learners, and the learners' memory.
+//! apply to every agent's acknowledgement through the learners, and the learners' memory. The
+//! agents run in child processes of 15,000 each (`bench agent-sim`), so their number is bounded
+//! by the learners' file limits, not this process's.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -13,7 +15,10 @@ use super::write::{one_round, register_update_servers, Round};
 use super::{free_port, rss_kb, tempfile_dir};
 
 /// Most learners the benchmark starts.
-pub const LEARNERS_BENCH_MAX: usize = 7;
+pub const LEARNERS_BENCH_MAX: usize = 10;
+/// Simulated agents per child process: the processes hold the agents' connections, so the
+/// benchmark's own file limit never has to cover them all.
+const AGENTS_PER_PROCESS: usize = 15_000;
 
 /// What one `roster bench learners` run does.
 pub struct LearnersRun {
@@ -32,7 +37,7 @@ pub(super) async fn learners_bench(run: LearnersRun) -> anyhow::Result<()> {
     anyhow::ensure!(duration.as_secs() <= super::WRITE_BENCH_DURATION_MAX_SECS, "--duration-secs is at most {}", super::WRITE_BENCH_DURATION_MAX_SECS);
     anyhow::ensure!((1..=100).contains(&applies), "--applies must be 1..=100");
     let per_learner = agents.div_ceil(learners);
-    raise_limit_for_agents(agents as u64, per_learner as u64)?;
+    raise_limit_for_agents(agents.min(AGENTS_PER_PROCESS) as u64, per_learner as u64)?;
     let dir = tempfile_dir()?;
     let transport = roster_raft::Transport::insecure();
     let cluster = crate::dev::spawn_cluster(&dir.join("voters"), 3, free_port()?, None, &[]).await?;
@@ -109,7 +114,7 @@ async fn measure(
     tokio::time::sleep(Duration::from_millis(500)).await;
     let pids: Vec<u32> = nodes.iter().filter_map(|c| c.id()).collect();
     let rss_before: Vec<u64> = pids.iter().map(|p| rss_kb(*p)).collect::<anyhow::Result<_>>()?;
-    let sim = SimAgents::start(transport, &ids, &bases)?;
+    let (sim, sim_processes) = SimAgents::start_in_processes(&ids, &bases, AGENTS_PER_PROCESS)?;
     settle(&sim, &http, &leader_base).await?;
     for (j, pid) in pids.iter().enumerate() {
         let rss = rss_kb(*pid)?;
@@ -128,6 +133,10 @@ async fn measure(
     println!("the voters' write throughput with the agents: {:.1}% of without", with / without * 100.0);
     sim.time_applies(&http, &leader_base, run.applies).await?;
     drop(sim);
+    for mut p in sim_processes {
+        let _ = p.start_kill();
+        let _ = p.wait().await;
+    }
     for mut n in nodes {
         let _ = n.start_kill();
         let _ = n.wait().await;

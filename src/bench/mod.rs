@@ -107,6 +107,16 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 3)]
         applies: usize,
     },
+    /// Simulated agents for `learners`, in a child process (not for direct use).
+    #[command(hide = true)]
+    AgentSim {
+        #[arg(long, value_delimiter = ',')]
+        nodes: Vec<String>,
+        #[arg(long)]
+        first: usize,
+        #[arg(long)]
+        count: usize,
+    },
     /// Writes during a rolling restart (SIGTERM, start, ready for each node of a 3-node
     /// cluster) and during kill -9 of the leader: longest wait, failures, longest gap.
     RollingRestart {
@@ -211,6 +221,7 @@ pub async fn run(cmd: BenchCmd) -> anyhow::Result<()> {
         BenchCmd::Learners { agents, learners, clients, duration_secs, applies } => {
             learners::learners_bench(learners::LearnersRun { agents, learners, clients, duration: Duration::from_secs(duration_secs), applies }).await
         }
+        BenchCmd::AgentSim { nodes, first, count } => agents::agent_sim(nodes, first, count).await,
         BenchCmd::RollingRestart { clients, kill_trials, serve_args } => rolling::rolling_restart(clients, kill_trials, &serve_args).await,
         BenchCmd::Proofs { revisions, data_dir, samples } => proofs::proofs(revisions, data_dir, samples).await,
         BenchCmd::Console { servers, tasks, clusters, agents, runs } => console::console_bench(servers, tasks, clusters, agents, runs).await,
