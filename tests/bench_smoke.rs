@@ -43,5 +43,5 @@ fn bench_learners_puts_the_agents_on_learners_and_measures_the_voters() {
     // Bad input is refused before anything starts.
     let refused = Command::new(env!("CARGO_BIN_EXE_roster")).args(["bench", "learners", "--learners", "0"]).output().unwrap();
     assert!(!refused.status.success());
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("--learners must be 1..=7"), "{}", String::from_utf8_lossy(&refused.stderr));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--learners must be 1..=10"), "{}", String::from_utf8_lossy(&refused.stderr));
 }
