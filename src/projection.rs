@@ -75,6 +75,49 @@ pub fn project(state: &State, agent: &AgentId) -> AgentConfig {
     AgentConfig { agent: agent.clone(), revision: state.revision, clusters, tasks }
 }
 
+/// Agents' configurations as JSON, with the tasks part rendered once per revision and set of
+/// clusters: a change that wakes 10,000 agents of one cluster projects and serializes its
+/// tasks (O(tasks) each) once, not 10,000 times. Only the current revision's renderings are
+/// kept.
+#[derive(Default)]
+pub struct RenderedConfigs {
+    tasks: std::sync::Mutex<(u64, HashMap<Vec<ClusterName>, std::sync::Arc<Vec<u8>>>)>,
+}
+
+impl RenderedConfigs {
+    /// `agent`'s configuration in `state`, as the JSON of [`project`]'s [`AgentConfig`].
+    pub fn render(&self, state: &State, agent: &AgentId) -> Vec<u8> {
+        let clusters: Vec<ClusterName> =
+            state.clusters.iter().filter(|(_, c)| c.agents.contains(agent)).map(|(n, _)| n.clone()).collect();
+        let tasks = {
+            let mut cache = self.tasks.lock().expect("rendered configurations lock poisoned");
+            if cache.0 != state.revision {
+                *cache = (state.revision, HashMap::new());
+            }
+            match cache.1.get(&clusters) {
+                Some(t) => t.clone(),
+                None => {
+                    let rendered = std::sync::Arc::new(serde_json::to_vec(&project_tasks(state, &clusters)).expect("tasks serialize"));
+                    cache.1.insert(clusters.clone(), rendered.clone());
+                    rendered
+                }
+            }
+        };
+        // The fields in AgentConfig's order, so the bytes are what serializing it would give.
+        let mut out = Vec::with_capacity(tasks.len() + 64 + 40 * clusters.len());
+        out.extend_from_slice(b"{\"agent\":");
+        serde_json::to_writer(&mut out, agent).expect("an agent id serializes");
+        out.extend_from_slice(b",\"revision\":");
+        out.extend_from_slice(state.revision.to_string().as_bytes());
+        out.extend_from_slice(b",\"clusters\":");
+        serde_json::to_writer(&mut out, &clusters).expect("cluster names serialize");
+        out.extend_from_slice(b",\"tasks\":");
+        out.extend_from_slice(&tasks);
+        out.push(b'}');
+        out
+    }
+}
+
 /// The tasks of an agent in `clusters` (name order): every agent in the same clusters gets the
 /// same ones.
 fn project_tasks(state: &State, clusters: &[ClusterName]) -> BTreeMap<TaskName, AgentTask> {
@@ -417,5 +460,19 @@ mod tests {
         assert_eq!(digests.of(&a("a3")), digests.of(&a("unregistered")), "no clusters, no tasks");
         assert_ne!(digests.of(&a("a1")), digests.of(&a("a2")));
         assert_eq!(digests.by_clusters.len(), 4, "one projection per distinct set of clusters");
+
+        // The shared renderings give each agent exactly the JSON of its own projection, at
+        // every revision (a newer state is never answered from an older rendering).
+        let rendered = RenderedConfigs::default();
+        for round in 0..2 {
+            for agent in ["a1", "a2", "a3", "a4", "unregistered"] {
+                let want = serde_json::to_vec(&project(&state, &a(agent))).unwrap();
+                assert_eq!(String::from_utf8(rendered.render(&state, &a(agent))).unwrap(), String::from_utf8(want).unwrap(), "{agent} {round}");
+            }
+            assert_eq!(rendered.tasks.lock().unwrap().1.len(), 4, "one rendering per distinct set of clusters");
+            let more = [Change::DisableServer { name: s("rt1") }];
+            let events = decide(&state, &more, 0).unwrap();
+            state.apply_record_events(state.revision + 1, &events);
+        }
     }
 }

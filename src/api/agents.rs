@@ -25,7 +25,6 @@ use super::{route, RouteSpec};
 use crate::auth::{Access, READ_CONFIG, WRITE_CONFIG};
 use super::{read_response, submit, ApiError, ApiJson, ApiPath, ApiQuery, Ctx, WriteMeta};
 use crate::domain::{AgentId, Change, CommandBody, RejectCode, ServerName, TaskName};
-use crate::projection::project;
 
 /// Longest a config watch is held open.
 pub const WATCH_WAIT_MAX_MS: u64 = 60_000;
@@ -353,8 +352,10 @@ impl HeldWatch {
                 let changed_at = *changed.borrow_and_update();
                 let behind = live.state.revision < self.after;
                 if changed_at > self.after && !behind {
-                    let config = project(&live.state, &self.id);
-                    return read_response(config.revision, &config);
+                    let body = self.machine.rendered_configs().render(&live.state, &self.id);
+                    let mut resp = ([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response();
+                    resp.headers_mut().insert(super::HEADER_REVISION, axum::http::HeaderValue::from(live.state.revision));
+                    return resp;
                 }
                 if behind && applied.is_none() {
                     applied = Some(self.machine.subscribe());

@@ -100,6 +100,8 @@ struct Shared {
     upgrade_note: Mutex<Option<String>>,
     /// The revision of the newest fold checkpoint written in the background.
     checkpoint_tx: watch::Sender<u64>,
+    /// Agents' configurations rendered once per revision and set of clusters.
+    rendered: crate::projection::RenderedConfigs,
 }
 
 /// Read access to the live state from the API, cheap to clone.
@@ -112,6 +114,11 @@ impl MachineHandle {
     pub fn read(&self) -> RwLockReadGuard<'_, Live> {
         // A poisoned lock means apply panicked, which already stops the node.
         self.shared.live.read().expect("state machine lock poisoned")
+    }
+
+    /// The shared renderings of agents' configurations (config watches answer from them).
+    pub fn rendered_configs(&self) -> &crate::projection::RenderedConfigs {
+        &self.shared.rendered
     }
 
     /// Notified with the revision after every applied revision.
@@ -187,6 +194,7 @@ impl RosterMachine {
             projection: Mutex::new(AgentWakers::default()),
             upgrade_note: Mutex::new(None),
             checkpoint_tx,
+            rendered: crate::projection::RenderedConfigs::default(),
         });
         let machine = Self {
             shared: shared.clone(),
