@@ -77,7 +77,9 @@ async fn post_changes(http: &reqwest::Client, base: &str, changes: Vec<serde_jso
 
 /// Registers `ids` as agents in agent cluster `bench`, whose task `billing` fails over from
 /// rt1 to rt2, through `base` (the leader or any node).
-pub(super) async fn register_agents(http: &reqwest::Client, base: &str, ids: &[String]) -> anyhow::Result<()> {
+/// With `tasks` above 1, tasks `t1` .. also fail over from rt2 to rt1 in `bench`: each agent's
+/// configuration holds them all.
+pub(super) async fn register_agents(http: &reqwest::Client, base: &str, ids: &[String], tasks: usize) -> anyhow::Result<()> {
     post_changes(http, base, vec![
         serde_json::json!({"add_server": {"name": "rt1", "host": "10.0.0.1", "port": 80}}),
         serde_json::json!({"add_server": {"name": "rt2", "host": "10.0.0.2", "port": 80}}),
@@ -85,6 +87,10 @@ pub(super) async fn register_agents(http: &reqwest::Client, base: &str, ids: &[S
         serde_json::json!({"set_servers": {"task": "billing", "cluster": "bench", "servers": ["rt1", "rt2"]}}),
     ])
     .await?;
+    for chunk in (1..tasks).collect::<Vec<_>>().chunks(crate::domain::CHANGES_PER_COMMAND_MAX) {
+        let changes = chunk.iter().map(|t| serde_json::json!({"set_servers": {"task": format!("t{t}"), "cluster": "bench", "servers": ["rt2", "rt1"]}})).collect();
+        post_changes(http, base, changes).await?;
+    }
     for chunk in ids.chunks(crate::domain::CHANGES_PER_COMMAND_MAX / 2) {
         let mut changes = Vec::new();
         for id in chunk {
@@ -135,8 +141,13 @@ impl SimAgents {
                     let url = format!("{base}/v1/agents/{id}/config?after={after}&wait_ms=60000");
                     match http.get(&url).send().await {
                         Ok(r) if r.status() == reqwest::StatusCode::OK => {
-                            let Ok(v) = r.json::<serde_json::Value>().await else { continue };
-                            let rev = v["revision"].as_u64().unwrap_or(after);
+                            // Only the revision is needed: the rest of the body is skipped.
+                            #[derive(serde::Deserialize)]
+                            struct Deployed {
+                                revision: u64,
+                            }
+                            let Ok(v) = r.json::<Deployed>().await else { continue };
+                            let rev = v.revision;
                             // As the real agent: the next watch (after=rev) acknowledges it.
                             acked[i].store(rev, Ordering::Release);
                             after = rev;
@@ -279,9 +290,10 @@ pub(super) async fn cpu_percent(pid: u32, over: Duration) -> anyhow::Result<f64>
     Ok(used as f64 / per_sec / over.as_secs_f64() * 100.0)
 }
 
-pub(super) async fn agents_bench(agents: usize, applies: usize, secure: bool) -> anyhow::Result<()> {
+pub(super) async fn agents_bench(agents: usize, applies: usize, secure: bool, tasks: usize) -> anyhow::Result<()> {
     anyhow::ensure!((1..=AGENTS_BENCH_MAX).contains(&agents), "--agents must be 1..={AGENTS_BENCH_MAX}");
     anyhow::ensure!((1..=100).contains(&applies), "--applies must be 1..=100");
+    anyhow::ensure!((1..=100_000).contains(&tasks), "--tasks must be 1..=100000");
     let dir = tempfile_dir()?;
     let port = free_port()?;
     let addr = format!("127.0.0.1:{port}");
@@ -320,9 +332,9 @@ pub(super) async fn agents_bench(agents: usize, applies: usize, secure: bool) ->
     let pid = node.id().context("node pid")?;
     let http = transport.client_builder()?.pool_max_idle_per_host(16).timeout(Duration::from_secs(120)).build()?;
     wait_ready(&http, &base).await?;
-    println!("setting up {agents} agents in one agent cluster...");
+    println!("setting up {agents} agents in one agent cluster, with {tasks} task(s)...");
     let ids: Vec<String> = (0..agents).map(|i| format!("sim{i}")).collect();
-    register_agents(&http, &base, &ids).await?;
+    register_agents(&http, &base, &ids, tasks).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss_before = rss_kb(pid)?;
     let sockets_before = sockets_open(pid)?;

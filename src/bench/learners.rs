@@ -110,7 +110,7 @@ async fn measure(
     let without = report("writes without agents", &without);
 
     let ids: Vec<String> = (0..run.agents).map(|i| format!("sim{i}")).collect();
-    register_agents(&http, &leader_base, &ids).await?;
+    register_agents(&http, &leader_base, &ids, 1).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let pids: Vec<u32> = nodes.iter().filter_map(|c| c.id()).collect();
     let rss_before: Vec<u64> = pids.iter().map(|p| rss_kb(*p)).collect::<anyhow::Result<_>>()?;

@@ -87,6 +87,9 @@ pub enum BenchCmd {
         /// Run the node with TLS and tokens (agents connect over TLS) instead of `--insecure`.
         #[arg(long)]
         secure: bool,
+        /// Tasks configured for the agents' cluster: each agent's configuration holds them all.
+        #[arg(long, default_value_t = 1)]
+        tasks: usize,
     },
     /// Agents served by learners: 3 voters and N learners, simulated agents holding their
     /// watches on the learners only. Prints the voters' write throughput (`--clients` writers
@@ -217,7 +220,7 @@ pub async fn run(cmd: BenchCmd) -> anyhow::Result<()> {
             let run = write::WriteRun { clients, duration: Duration::from_secs(duration_secs), rounds, workload, target, secure };
             write::write_bench(run, endpoints).await
         }
-        BenchCmd::Agents { agents, applies, secure } => agents::agents_bench(agents, applies, secure).await,
+        BenchCmd::Agents { agents, applies, secure, tasks } => agents::agents_bench(agents, applies, secure, tasks).await,
         BenchCmd::Learners { agents, learners, clients, duration_secs, applies } => {
             learners::learners_bench(learners::LearnersRun { agents, learners, clients, duration: Duration::from_secs(duration_secs), applies }).await
         }
