@@ -49,7 +49,8 @@ impl Checkpointer {
             self.requests = Some(tx);
         }
         if let Some(tx) = &self.requests {
-            // The thread ends only after the sender is dropped, so this cannot fail.
+            // A send fails only once the thread has stopped (the machine is going away), when
+            // no checkpoint is wanted any more.
             let _ = tx.send((store.clone(), revision));
         }
     }
