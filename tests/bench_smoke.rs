@@ -35,8 +35,9 @@ fn bench_learners_puts_the_agents_on_learners_and_measures_the_voters() {
         "learner 4: 20 agents, RSS",
         "learner 5: 20 agents, RSS",
         "writes with 40 agents on the learners:",
-        "the voters' write throughput with the agents:",
         "acknowledged by all 40 agents",
+        "writes without agents, again:",
+        "the voters' write throughput with the agents:",
     ] {
         assert!(out.contains(line), "no {line:?} in:\n{out}");
     }
