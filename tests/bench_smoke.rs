@@ -5,7 +5,11 @@
 
 use std::process::Command;
 
+/// One benchmark at a time: each starts nodes and hundreds of connections on loopback.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn bench(args: &[&str]) -> String {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let out = Command::new(env!("CARGO_BIN_EXE_roster")).arg("bench").args(args).output().expect("running roster bench");
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "roster bench {args:?} failed:\n{stdout}\n{stderr}");

@@ -12,7 +12,7 @@ use anyhow::Context;
 
 use super::agents::{cpu_percent, raise_limit_for_agents, register_agents, settle, wait_ready, SimAgents};
 use super::write::{one_round, register_update_servers, Round};
-use super::{free_port, rss_kb, tempfile_dir};
+use super::{free_port, free_ports, rss_kb, tempfile_dir};
 
 /// Most learners the benchmark starts.
 pub const LEARNERS_BENCH_MAX: usize = 10;
@@ -40,7 +40,7 @@ pub(super) async fn learners_bench(run: LearnersRun) -> anyhow::Result<()> {
     raise_limit_for_agents(agents.min(AGENTS_PER_PROCESS) as u64, per_learner as u64)?;
     let dir = tempfile_dir()?;
     let transport = roster_raft::Transport::insecure();
-    let cluster = crate::dev::spawn_cluster(&dir.join("voters"), 3, free_port()?, None, &[]).await?;
+    let cluster = crate::dev::spawn_cluster(&dir.join("voters"), 3, free_ports(3)?, None, &[]).await?;
     let result = measure(&cluster, &dir, &transport, LearnersRun { agents, learners, clients, duration, applies }, per_learner).await;
     cluster.stop().await;
     let _ = std::fs::remove_dir_all(dir);

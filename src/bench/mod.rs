@@ -248,3 +248,20 @@ fn tempfile_dir() -> anyhow::Result<PathBuf> {
 fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
+
+/// The first of `n` consecutive ports that are free now, for a local cluster's nodes (which
+/// listen on base, base + 1, ...): a port the system hands out may have its neighbours taken
+/// by other connections on this machine.
+fn free_ports(n: u16) -> anyhow::Result<u16> {
+    for _ in 0..100 {
+        let base = free_port()?;
+        if base.checked_add(n).is_none() {
+            continue;
+        }
+        let held: Vec<_> = (1..n).map_while(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).ok()).collect();
+        if held.len() == usize::from(n - 1) {
+            return Ok(base);
+        }
+    }
+    anyhow::bail!("found no {n} consecutive free ports on 127.0.0.1")
+}

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{free_port, tempfile_dir};
+use super::{free_ports, tempfile_dir};
 use crate::dev::LocalCluster;
 
 /// A write that has not succeeded after this long counts as failed.
@@ -143,7 +143,7 @@ pub(super) async fn rolling_restart(clients: usize, kill_trials: u32, serve_args
     anyhow::ensure!(kill_trials <= 10, "--kill-trials is at most 10");
     let dir = tempfile_dir()?;
     let extra: Vec<&str> = serve_args.iter().map(String::as_str).collect();
-    let mut cluster: LocalCluster = crate::dev::spawn_cluster(&dir, 3, free_port()?, None, &extra).await?;
+    let mut cluster: LocalCluster = crate::dev::spawn_cluster(&dir, 3, free_ports(3)?, None, &extra).await?;
     let addrs = cluster.addrs.clone();
     let http = reqwest::Client::builder().timeout(Duration::from_millis(500)).build()?;
     println!("rolling restart: {clients} writers spread over 3 nodes (insecure, fsync on) {}", serve_args.join(" "));

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{free_port, rss_kb, tempfile_dir};
+use super::{free_ports, rss_kb, tempfile_dir};
 
 /// Longest one round may take.
 pub const WRITE_BENCH_DURATION_MAX_SECS: u64 = 600;
@@ -54,7 +54,7 @@ pub(super) async fn write_bench(run: WriteRun, endpoints: Vec<String>) -> anyhow
                 bearer: Some(std::sync::Arc::from(made.admin_secret.as_str())),
             };
         }
-        let cluster = crate::dev::spawn_cluster(&dir, 3, free_port()?, secure.then_some(secure_dir.as_path()), &[]).await?;
+        let cluster = crate::dev::spawn_cluster(&dir, 3, free_ports(3)?, secure.then_some(secure_dir.as_path()), &[]).await?;
         let eps = cluster.addrs.clone();
         own = Some((cluster, dir));
         eps
