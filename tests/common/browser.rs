@@ -147,9 +147,20 @@ impl Browser {
         self.cmd(reqwest::Method::POST, &format!("/element/{e}/value"), Some(json!({"text": text})));
     }
 
+    /// The element's text; when the page replaced the element between finding and reading
+    /// (a live page swaps its rows as revisions arrive), finds it again.
     pub fn text(&self, selector: &str) -> String {
-        let e = self.find(selector);
-        self.cmd(reqwest::Method::GET, &format!("/element/{e}/text"), None).as_str().unwrap_or("").to_string()
+        let started = Instant::now();
+        loop {
+            let e = self.find(selector);
+            match self.try_cmd(reqwest::Method::GET, &format!("/element/{e}/text"), None) {
+                Ok(v) => return v.as_str().unwrap_or("").to_string(),
+                Err(err) if err.contains("stale element") && started.elapsed() < Duration::from_secs(10) => {
+                    std::thread::sleep(Duration::from_millis(100))
+                }
+                Err(err) => panic!("reading the text of {selector}: {err}"),
+            }
+        }
     }
 
     /// The current `value` of a form field (what the user or a script put there).
