@@ -37,7 +37,9 @@ pub(super) async fn learners_bench(run: LearnersRun) -> anyhow::Result<()> {
     anyhow::ensure!(duration.as_secs() <= super::WRITE_BENCH_DURATION_MAX_SECS, "--duration-secs is at most {}", super::WRITE_BENCH_DURATION_MAX_SECS);
     anyhow::ensure!((1..=100).contains(&applies), "--applies must be 1..=100");
     let per_learner = agents.div_ceil(learners);
-    raise_limit_for_agents(agents.min(AGENTS_PER_PROCESS) as u64, per_learner as u64)?;
+    // The agents' connections are the child processes' (they raise their own limit); this
+    // process's limit is what the learners inherit.
+    raise_limit_for_agents(0, per_learner as u64)?;
     let dir = tempfile_dir()?;
     let transport = roster_raft::Transport::insecure();
     let cluster = crate::dev::spawn_cluster(&dir.join("voters"), 3, free_ports(3)?, None, &[]).await?;

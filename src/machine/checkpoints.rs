@@ -21,7 +21,7 @@ use super::records::{fold_stored_while, CheckpointRef};
 
 /// Builds checkpoints on one background thread, started at the first request.
 pub(super) struct Checkpointer {
-    requests: Option<mpsc::Sender<(StateStore, u64)>>,
+    requests: Option<mpsc::SyncSender<(StateStore, u64)>>,
     /// Set when the machine goes away: a fold under way stops at its next record, so the
     /// database is released promptly at shutdown.
     stop: Arc<AtomicBool>,
@@ -37,7 +37,7 @@ impl Checkpointer {
     /// Asks for a checkpoint at `revision`, whose record is already written in `store`.
     pub(super) fn request(&mut self, store: &StateStore, revision: u64) {
         if self.requests.is_none() {
-            let (tx, rx) = mpsc::channel();
+            let (tx, rx) = mpsc::sync_channel(CHECKPOINT_REQUESTS_QUEUED_MAX);
             let (stop, written) = (self.stop.clone(), self.written.clone());
             let spawned = std::thread::Builder::new()
                 .name("roster-checkpoint".into())
@@ -49,9 +49,10 @@ impl Checkpointer {
             self.requests = Some(tx);
         }
         if let Some(tx) = &self.requests {
-            // A send fails only once the thread has stopped (the machine is going away), when
-            // no checkpoint is wanted any more.
-            let _ = tx.send((store.clone(), revision));
+            // A request finds the queue full only while folds lag far behind (the newest
+            // queued one then stands for it), and fails once the thread has stopped (the
+            // machine is going away): no checkpoint is lost that is still wanted.
+            let _ = tx.try_send((store.clone(), revision));
         }
     }
 }
@@ -61,6 +62,10 @@ impl Drop for Checkpointer {
         self.stop.store(true, Ordering::Relaxed);
     }
 }
+
+/// Checkpoint requests waiting for the thread; one more finds the queue full and is dropped
+/// (only the newest waiting request is built anyway).
+const CHECKPOINT_REQUESTS_QUEUED_MAX: usize = 4;
 
 /// A checkpoint that took longer than this to build is noted in the log (info, not debug).
 const CHECKPOINT_SLOW_LOG_MS: u64 = 1_000;
