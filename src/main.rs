@@ -76,7 +76,8 @@ enum Cmd {
         /// The peer address other nodes use (default: --peer-listen).
         #[arg(long, requires = "peer_listen")]
         peer_advertise: Option<String>,
-        /// How often the leader sends heartbeats to the followers.
+        /// How often the leader sends heartbeats to the followers; also how long it waits for
+        /// a follower to answer an append before sending it again.
         #[arg(long, default_value_t = roster::server::HEARTBEAT_MS_DEFAULT)]
         heartbeat_ms: u64,
         /// A follower that stops hearing from the leader waits out the lease (the maximum),

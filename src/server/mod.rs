@@ -117,13 +117,19 @@ impl Security {
     }
 }
 
-/// Default failure detection: heartbeats every 50 ms; a follower keeps the leader lease for
-/// 300 ms after it last heard from the leader and starts an election 150 to 300 ms after
-/// that, so a dead leader is replaced 450 to 600 ms after its last heartbeat, and a leader
-/// transfer waits one lease (300 ms).
-pub const HEARTBEAT_MS_DEFAULT: u64 = 50;
-pub const ELECTION_TIMEOUT_MIN_MS_DEFAULT: u64 = 150;
-pub const ELECTION_TIMEOUT_MAX_MS_DEFAULT: u64 = 300;
+/// Default failure detection: heartbeats every 100 ms; a follower keeps the leader lease for
+/// 600 ms after it last heard from the leader and starts an election 300 to 600 ms after
+/// that, so a dead leader is replaced 0.9 to 1.2 s after its last heartbeat, and a leader
+/// transfer waits one lease (600 ms).
+///
+/// openraft 0.9 also gives every append to a follower one heartbeat interval to answer before
+/// it abandons it and sends it again. With 50 ms, a follower's fsync or scheduling hiccup on a
+/// busy machine cut appends off by the hundred, and under a saturating write load the
+/// followers started an election every few minutes (about 600,000 revisions into `bench write
+/// --workload add` in every run); with 100 ms and these timeouts, none did.
+pub const HEARTBEAT_MS_DEFAULT: u64 = 100;
+pub const ELECTION_TIMEOUT_MIN_MS_DEFAULT: u64 = 300;
+pub const ELECTION_TIMEOUT_MAX_MS_DEFAULT: u64 = 600;
 /// The election timeout must cover at least this many heartbeat intervals, so a few lost or
 /// late heartbeats never start an election.
 pub const ELECTION_HEARTBEATS_MIN: u64 = 3;

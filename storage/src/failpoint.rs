@@ -1,8 +1,10 @@
 //! Named crash points around every durable write, for fault-injection runs.
 //!
 //! `ROSTER_FAILPOINT=<name>:<n>` makes the process abort (as abruptly as `kill -9`: no
-//! destructors, no flushes) the n-th time it reaches the named point. Without the variable a
-//! fail point costs one relaxed atomic load.
+//! destructors, no flushes) the n-th time it reaches the named point.
+//! `ROSTER_FAILPOINT_DELAY=<name>:<ms>` makes the thread that reaches the named point sleep
+//! that long every time (a slow disk: the sleep blocks whatever the write blocks). Without
+//! the variables a fail point costs two relaxed loads.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
@@ -38,6 +40,8 @@ pub const SNAPSHOT_PATH: &[&str] = NAMES.split_at(6).1;
 
 /// The environment variable naming the armed fail point.
 pub const ENV: &str = "ROSTER_FAILPOINT";
+/// The environment variable naming a fail point to slow down, and by how many milliseconds.
+pub const DELAY_ENV: &str = "ROSTER_FAILPOINT_DELAY";
 
 struct Armed {
     name: String,
@@ -63,8 +67,34 @@ fn armed() -> Option<&'static Armed> {
         .as_ref()
 }
 
-/// Aborts the process if `name` is the armed fail point and this is its n-th hit.
+/// The slowed fail point and its delay, read once.
+fn delayed() -> Option<&'static (String, std::time::Duration)> {
+    static DELAYED: OnceLock<Option<(String, std::time::Duration)>> = OnceLock::new();
+    DELAYED
+        .get_or_init(|| {
+            let spec = std::env::var(DELAY_ENV).ok()?;
+            let parsed = spec.split_once(':').and_then(|(n, ms)| Some((n.to_string(), ms.parse::<u64>().ok()?)));
+            match parsed {
+                Some((name, ms)) if NAMES.contains(&name.as_str()) => {
+                    Some((name, std::time::Duration::from_millis(ms)))
+                }
+                _ => {
+                    eprintln!("{DELAY_ENV}: expected <fail point>:<milliseconds>, not {spec:?}; known points: {}", NAMES.join(", "));
+                    None
+                }
+            }
+        })
+        .as_ref()
+}
+
+/// Sleeps if `name` is the slowed fail point; aborts the process if `name` is the armed fail
+/// point and this is its n-th hit.
 pub fn hit(name: &'static str) {
+    if let Some((slowed, delay)) = delayed() {
+        if slowed == name {
+            std::thread::sleep(*delay);
+        }
+    }
     let Some(a) = armed() else { return };
     if a.name != name {
         return;
