@@ -442,3 +442,50 @@ fn a_down_node_is_removed_and_rejoins_with_its_old_data() {
         assert_eq!(registered_servers(records).len(), 15);
     }
 }
+
+/// A follower whose log appends take 60 ms (a slow disk: `ROSTER_FAILPOINT_DELAY`) is not cut
+/// off by the default failure detection. openraft 0.9 gives a follower one heartbeat interval
+/// to answer an append, then abandons it and sends it again; the 50 ms heartbeat the defaults
+/// once had abandoned the appends of a busy follower by the hundred, and started elections
+/// under load. Run with that heartbeat, the leader counts abandoned appends
+/// (`roster_raft_append_timeouts_total`), which shows the count and the slow disk both work.
+#[test]
+fn a_follower_with_a_slow_disk_keeps_up_under_the_default_heartbeat() {
+    let old_defaults = ["--heartbeat-ms", "50", "--election-timeout-min-ms", "150", "--election-timeout-max-ms", "300"];
+    let mut abandoned = Vec::new();
+    for flags in [&[][..], &old_defaults[..]] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Cluster::start(dir.path(), 3, flags);
+        let leader = c.wait_leader(Duration::from_secs(10));
+        let slow = (leader + 1) % 3;
+        c.nodes[slow].take().unwrap().kill();
+        c.restart_env(slow, &[("ROSTER_FAILPOINT_DELAY", "log_append_before:60")]);
+        c.node(slow).wait_ready(Duration::from_secs(20));
+        let timeouts = || -> u64 {
+            let metrics = common::secure().admin(Duration::from_secs(5)).get(c.node(leader).url("/metrics")).send().unwrap().text().unwrap();
+            let line = metrics.lines().find_map(|l| l.strip_prefix("roster_raft_append_timeouts_total ")).unwrap_or_else(|| panic!("no append timeouts in {metrics}"));
+            line.trim().parse().unwrap()
+        };
+        let before = timeouts();
+        let api = Api::new(c.node(leader));
+        for i in 0..60 {
+            let body = json!({"changes": [{"add_server": {"name": format!("rt{i}"), "host": "h", "port": 80}}]});
+            let (status, answer) = api.post("/v1/commands", body, &[]);
+            assert_eq!(status, 200, "{answer}");
+            // Spread over about 1.5 s: each append to the slow follower carries a few writes.
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // The slow follower holds every write.
+        let revision = Api::new(c.node(leader)).digest().0;
+        let started = Instant::now();
+        while Api::new(c.node(slow)).get("/v1/state/digest?consistency=local")["revision"].as_u64().unwrap() < revision {
+            assert!(started.elapsed() < Duration::from_secs(20), "the slow follower did not catch up");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        abandoned.push(timeouts() - before);
+        assert_eq!(c.wait_leader(Duration::from_secs(5)), leader, "the leader changed");
+    }
+    eprintln!("appends abandoned during 60 writes with a 60 ms follower: {} with the defaults, {} with a 50 ms heartbeat", abandoned[0], abandoned[1]);
+    assert!(abandoned[0] <= 3, "the default heartbeat abandoned {} appends to a follower whose appends take 60 ms", abandoned[0]);
+    assert!(abandoned[1] >= 8, "a 50 ms heartbeat abandoned only {} appends to a follower whose appends take 60 ms", abandoned[1]);
+}

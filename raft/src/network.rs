@@ -77,6 +77,25 @@ impl RaftNetworkFactory<TypeConfig> for HttpNetwork {
     }
 }
 
+/// Appends this node sent as leader that ended without an answer within openraft's deadline
+/// (one heartbeat interval): openraft sends them again. Many mean the heartbeat interval is
+/// below what a follower's fsync and the network take (`roster_raft_append_timeouts_total`).
+pub static APPEND_TIMEOUTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Counts an append as timed out unless it was answered: openraft drops the call's future
+/// when its own deadline passes first, so the count is taken on drop.
+struct AppendDeadline {
+    answered: bool,
+}
+
+impl Drop for AppendDeadline {
+    fn drop(&mut self) {
+        if !self.answered {
+            APPEND_TIMEOUTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
 /// Raft RPC to one peer.
 pub struct HttpConnection {
     client: reqwest::Client,
@@ -96,6 +115,7 @@ impl HttpConnection {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
+        let mut deadline = (route == ROUTE_APPEND).then_some(AppendDeadline { answered: false });
         let url = format!("{}{}", self.url_base, route);
         let sent = self
             .client
@@ -104,18 +124,30 @@ impl HttpConnection {
             .body(codec::encode(req))
             .send()
             .await;
+        // Anything but a deadline is an answer (a refused connection is no timeout).
+        let mut answered = |timed_out: bool| {
+            if let Some(d) = deadline.as_mut() {
+                d.answered = !timed_out;
+            }
+        };
+        if let Err(e) = &sent {
+            answered(e.is_timeout());
+        }
         let resp = match sent {
             Ok(r) => r,
             Err(e) if e.is_connect() => return Err(RPCError::Unreachable(Unreachable::new(&e))),
             Err(e) => return Err(RPCError::Network(NetworkError::new(&e))),
         };
         if !resp.status().is_success() {
+            answered(false);
             let status = resp.status();
             let text = resp.text().await.unwrap_or_default();
             let e = std::io::Error::other(format!("peer answered {status}: {text}"));
             return Err(RPCError::Network(NetworkError::new(&e)));
         }
-        let bytes = resp.bytes().await.map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let bytes = resp.bytes().await;
+        answered(matches!(&bytes, Err(e) if e.is_timeout()));
+        let bytes = bytes.map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let result: Result<Resp, E> =
             codec::decode(&bytes).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
