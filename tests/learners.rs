@@ -91,6 +91,12 @@ fn learners_serve_agents_and_never_vote() {
     let st = admin.get("/v1/cluster");
     assert!(st["leader"].as_u64().is_some_and(|l| l <= 3), "{st}");
     assert!(st["follower_lag"].get("5").is_some(), "the leader reports the learner's lag: {st}");
+    // A learner knows no lag itself: it shows the leader's, for every member.
+    let st = Api::at(&learners[1].1).get("/v1/cluster");
+    assert_eq!(st["state"], "Learner", "{st}");
+    for id in 1..=5 {
+        assert!(st["follower_lag"].get(id.to_string()).is_some_and(Value::is_u64), "a learner shows no lag for node {id}: {st}");
+    }
 
     // A learner is removed like any member; the cluster goes on.
     let (s, v) = admin.request(reqwest::Method::DELETE, "/v1/cluster/nodes/4", None, &[]);

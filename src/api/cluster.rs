@@ -15,7 +15,33 @@ pub(super) fn routes() -> Vec<RouteSpec> {
         route(Method::POST, "/v1/cluster/nodes", Access::Roles(ADMIN), add_node).returns::<NodeAdded>(),
         route(Method::DELETE, "/v1/cluster/nodes/{id}", Access::Roles(ADMIN), remove_node).returns::<NodeRemoved>(),
         route(Method::POST, "/v1/cluster/leader", Access::Roles(ADMIN), transfer_leader).returns::<LeaderTransferred>(),
+        route(Method::GET, "/internal/replication", Access::Peer, replication).returns::<Replication>(),
     ]
+}
+
+/// A leader's replication progress, for the other members' cluster status
+/// (`GET /internal/replication`, peers only).
+#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+pub struct Replication {
+    /// The term the node answered in.
+    pub term: u64,
+    /// Whether it leads in that term (otherwise `follower_lag` is empty).
+    pub leader: bool,
+    /// How many log entries each member is behind the leader's log, by node id.
+    pub follower_lag: std::collections::BTreeMap<String, u64>,
+}
+
+async fn replication(axum::extract::State(ctx): axum::extract::State<Ctx>) -> Response {
+    let status = cluster_status(&ctx);
+    Json(Replication { term: status.term, leader: status.leader == Some(status.node_id), follower_lag: status.follower_lag }).into_response()
+}
+
+/// The leader's replication progress as it answers `/internal/replication`, if it answers in
+/// time, in `term`, as the leader.
+async fn fetch_replication(ctx: &Ctx, addr: &str, term: u64) -> Option<std::collections::BTreeMap<String, u64>> {
+    let ask = ctx.peer_http.get(ctx.transport.url(addr, "/internal/replication")).timeout(std::time::Duration::from_millis(MEMBER_VERSION_TIMEOUT_MS));
+    let answer: Replication = ask.send().await.ok()?.json().await.ok()?;
+    (answer.leader && answer.term == term).then_some(answer.follower_lag)
 }
 
 
@@ -42,7 +68,18 @@ pub async fn cluster_status_asked(ctx: &Ctx) -> ClusterStatus {
             fetch_health(ctx, &addr).await.flatten()
         }
     });
-    let answers = futures::future::join_all(asks).await;
+    // Only the leader knows how far behind each member is: a follower or learner asks it.
+    let leader_addr = status.leader.filter(|l| *l != me).and_then(|l| status.members.iter().find(|m| m.id == l)).map(|m| m.addr.clone());
+    let lag = async {
+        match &leader_addr {
+            Some(addr) => fetch_replication(ctx, addr, status.term).await,
+            None => None,
+        }
+    };
+    let (answers, lag) = futures::future::join(futures::future::join_all(asks), lag).await;
+    if let Some(lag) = lag {
+        status.follower_lag = lag;
+    }
     for (m, a) in status.members.iter_mut().zip(answers) {
         if let Some(h) = a {
             m.version = Some(h.version);
@@ -70,7 +107,8 @@ pub struct ClusterStatus {
     /// The revision of the state this node has applied.
     pub revision: u64,
     pub members: Vec<MemberStatus>,
-    /// On the leader: how many log entries each member is behind, by node id.
+    /// How many log entries each member is behind the leader's log, by node id: this node's
+    /// own figures when it leads, otherwise the leader's (empty when it did not answer in time).
     pub follower_lag: std::collections::BTreeMap<String, u64>,
 }
 
