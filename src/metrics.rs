@@ -88,8 +88,10 @@ pub async fn render(State(ctx): State<MetricsState>) -> Response {
     let commands = roster_raft::node::BATCH_COMMANDS.load(std::sync::atomic::Ordering::Relaxed);
     let _ = writeln!(out, "# HELP roster_proposal_batches_total Raft entries proposed by this node.\n# TYPE roster_proposal_batches_total counter\nroster_proposal_batches_total {batches}");
     let _ = writeln!(out, "# HELP roster_proposal_commands_total Commands carried in those entries.\n# TYPE roster_proposal_commands_total counter\nroster_proposal_commands_total {commands}");
-    let timeouts = roster_raft::network::APPEND_TIMEOUTS.load(std::sync::atomic::Ordering::Relaxed);
-    let _ = writeln!(out, "# HELP roster_raft_append_timeouts_total Appends this node sent as leader that a follower did not answer within one heartbeat interval (openraft sends them again).\n# TYPE roster_raft_append_timeouts_total counter\nroster_raft_append_timeouts_total {timeouts}");
+    let _ = writeln!(out, "# HELP roster_raft_append_timeouts_total Appends this node sent as leader that a follower did not answer within one heartbeat interval (openraft sends them again).\n# TYPE roster_raft_append_timeouts_total counter");
+    for (follower, n) in roster_raft::network::append_timeouts() {
+        let _ = writeln!(out, "roster_raft_append_timeouts_total{{follower=\"{follower}\"}} {n}");
+    }
     let forwards = roster_raft::node::FORWARD_REQUESTS.load(std::sync::atomic::Ordering::Relaxed);
     let forwarded = roster_raft::node::FORWARDED_COMMANDS.load(std::sync::atomic::Ordering::Relaxed);
     let _ = writeln!(out, "# HELP roster_forward_requests_total Requests this node sent to forward writes to the leader.\n# TYPE roster_forward_requests_total counter\nroster_forward_requests_total {forwards}");

@@ -78,20 +78,29 @@ impl RaftNetworkFactory<TypeConfig> for HttpNetwork {
 }
 
 /// Appends this node sent as leader that ended without an answer within openraft's deadline
-/// (one heartbeat interval): openraft sends them again. Many mean the heartbeat interval is
-/// below what a follower's fsync and the network take (`roster_raft_append_timeouts_total`).
-pub static APPEND_TIMEOUTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+/// (one heartbeat interval), by follower: openraft sends them again. Many mean the heartbeat
+/// interval is below what that follower's fsync and the network take
+/// (`roster_raft_append_timeouts_total{follower=...}`).
+static APPEND_TIMEOUTS: std::sync::Mutex<std::collections::BTreeMap<NodeId, u64>> = std::sync::Mutex::new(std::collections::BTreeMap::new());
 
-/// Counts an append as timed out unless it was answered: openraft drops the call's future
-/// when its own deadline passes first, so the count is taken on drop.
+/// The abandoned appends so far, by follower.
+pub fn append_timeouts() -> std::collections::BTreeMap<NodeId, u64> {
+    APPEND_TIMEOUTS.lock().map(|m| m.clone()).unwrap_or_default()
+}
+
+/// Counts an append to `target` as timed out unless it was answered: openraft drops the
+/// call's future when its own deadline passes first, so the count is taken on drop.
 struct AppendDeadline {
+    target: NodeId,
     answered: bool,
 }
 
 impl Drop for AppendDeadline {
     fn drop(&mut self) {
         if !self.answered {
-            APPEND_TIMEOUTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if let Ok(mut m) = APPEND_TIMEOUTS.lock() {
+                *m.entry(self.target).or_default() += 1;
+            }
         }
     }
 }
@@ -115,7 +124,7 @@ impl HttpConnection {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        let mut deadline = (route == ROUTE_APPEND).then_some(AppendDeadline { answered: false });
+        let mut deadline = (route == ROUTE_APPEND).then_some(AppendDeadline { target: self.target, answered: false });
         let url = format!("{}{}", self.url_base, route);
         let sent = self
             .client

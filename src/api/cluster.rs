@@ -45,7 +45,7 @@ async fn fetch_replication(ctx: &Ctx, addr: &str, term: u64) -> Option<std::coll
 }
 
 
-/// How long `GET /v1/cluster` waits for a member's version.
+/// How long `GET /v1/cluster` waits for a member's version, and for the leader's lag figures.
 const MEMBER_VERSION_TIMEOUT_MS: u64 = 500;
 
 async fn cluster(axum::extract::State(ctx): axum::extract::State<Ctx>) -> Response {
