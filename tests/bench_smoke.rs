@@ -50,3 +50,30 @@ fn bench_learners_puts_the_agents_on_learners_and_measures_the_voters() {
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--learners must be 1..=10"), "{}", String::from_utf8_lossy(&refused.stderr));
 }
+
+/// The simulated-agent processes of `bench learners` end when their parent does (their
+/// standard input closes), so agents never outlive a benchmark that was killed.
+#[test]
+fn agent_sim_ends_when_its_parent_goes() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_roster"))
+        .args(["bench", "agent-sim", "--nodes", "http://127.0.0.1:1", "--first", "0", "--count", "2"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("starting agent-sim");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(child.try_wait().unwrap().is_none(), "agent-sim ended while its parent was there");
+    drop(child.stdin.take());
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(10) {
+            let _ = child.kill();
+            panic!("agent-sim went on after its standard input closed");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+}

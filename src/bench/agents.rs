@@ -174,6 +174,9 @@ impl SimAgents {
             let count = per_process.min(ids.len() - first);
             let mut child = tokio::process::Command::new(std::env::current_exe()?)
                 .args(["bench", "agent-sim", "--nodes", &nodes.join(","), "--first", &first.to_string(), "--count", &count.to_string()])
+                // Held open by the child handle: the child ends when it closes (this process
+                // gone, even by kill -9).
+                .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::inherit())
                 .kill_on_drop(true)
@@ -255,7 +258,8 @@ impl Drop for SimAgents {
 
 /// `roster bench agent-sim`: simulated agents `sim{first}` .. for `count`, agent `i` on
 /// `nodes[i % nodes.len()]`; prints `<i> <revision>` whenever agent `i` deploys a revision,
-/// until killed. The child process of [`SimAgents::start_in_processes`].
+/// until killed or until its standard input closes (its parent, [`SimAgents::start_in_processes`],
+/// is gone: the agents must not outlive the benchmark).
 pub(super) async fn agent_sim(nodes: Vec<String>, first: usize, count: usize) -> anyhow::Result<()> {
     use std::io::Write;
     anyhow::ensure!(!nodes.is_empty() && count >= 1, "agent-sim needs --nodes and --count");
@@ -264,8 +268,13 @@ pub(super) async fn agent_sim(nodes: Vec<String>, first: usize, count: usize) ->
     // Agent i of this process is global agent first + i: keep its node the same as in-process.
     let rotated: Vec<String> = (0..nodes.len()).map(|k| nodes[(first + k) % nodes.len()].clone()).collect();
     let sim = SimAgents::start(&roster_raft::Transport::insecure(), &ids, &rotated, first)?;
+    let parent_gone = tokio::spawn(async {
+        use tokio::io::AsyncReadExt;
+        let mut sink = Vec::new();
+        let _ = tokio::io::stdin().read_to_end(&mut sink).await;
+    });
     let mut seen = vec![0u64; count];
-    loop {
+    while !parent_gone.is_finished() {
         let mut out = std::io::stdout().lock();
         for (i, a) in sim.acked.iter().enumerate() {
             let rev = a.load(Ordering::Acquire);
@@ -280,6 +289,7 @@ pub(super) async fn agent_sim(nodes: Vec<String>, first: usize, count: usize) ->
         // of every agent does not take CPU from the nodes being measured.
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    Ok(())
 }
 
 /// The node's CPU use, as a percentage of one core, over `over`.

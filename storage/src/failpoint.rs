@@ -67,22 +67,28 @@ fn armed() -> Option<&'static Armed> {
         .as_ref()
 }
 
+/// The longest delay `ROSTER_FAILPOINT_DELAY` takes: a slow disk, not a hung one.
+pub const DELAY_MAX_MS: u64 = 10_000;
+
+/// Reads `<fail point>:<milliseconds>`; the error says what is wrong with it.
+fn parse_delay(spec: &str) -> Result<(String, std::time::Duration), String> {
+    let (name, ms) = spec.split_once(':').ok_or_else(|| format!("expected <fail point>:<milliseconds>, not {spec:?}"))?;
+    if !NAMES.contains(&name) {
+        return Err(format!("unknown fail point {name:?}; known: {}", NAMES.join(", ")));
+    }
+    match ms.parse::<u64>() {
+        Ok(ms) if ms <= DELAY_MAX_MS => Ok((name.to_string(), std::time::Duration::from_millis(ms))),
+        _ => Err(format!("the delay must be 0 to {DELAY_MAX_MS} milliseconds, not {ms:?}")),
+    }
+}
+
 /// The slowed fail point and its delay, read once.
 fn delayed() -> Option<&'static (String, std::time::Duration)> {
     static DELAYED: OnceLock<Option<(String, std::time::Duration)>> = OnceLock::new();
     DELAYED
         .get_or_init(|| {
             let spec = std::env::var(DELAY_ENV).ok()?;
-            let parsed = spec.split_once(':').and_then(|(n, ms)| Some((n.to_string(), ms.parse::<u64>().ok()?)));
-            match parsed {
-                Some((name, ms)) if NAMES.contains(&name.as_str()) => {
-                    Some((name, std::time::Duration::from_millis(ms)))
-                }
-                _ => {
-                    eprintln!("{DELAY_ENV}: expected <fail point>:<milliseconds>, not {spec:?}; known points: {}", NAMES.join(", "));
-                    None
-                }
-            }
+            parse_delay(&spec).map_err(|why| eprintln!("{DELAY_ENV}: {why}; no fail point is slowed")).ok()
         })
         .as_ref()
 }
@@ -107,6 +113,16 @@ pub fn hit(name: &'static str) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_delay_names_a_known_point_and_a_bounded_time() {
+        let (name, delay) = super::parse_delay("log_append_before:60").unwrap();
+        assert_eq!((name.as_str(), delay.as_millis()), ("log_append_before", 60));
+        assert!(super::parse_delay("log_append_before").unwrap_err().contains("expected"));
+        assert!(super::parse_delay("nowhere:60").unwrap_err().contains("unknown fail point"));
+        assert!(super::parse_delay("log_append_before:-1").unwrap_err().contains("0 to 10000"));
+        assert!(super::parse_delay("log_append_before:10001").unwrap_err().contains("0 to 10000"));
+    }
+
     #[test]
     fn the_snapshot_path_starts_at_the_build() {
         assert_eq!(super::SNAPSHOT_PATH.first(), Some(&"snapshot_build_before"));
